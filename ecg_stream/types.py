@@ -1,0 +1,140 @@
+"""Typed value objects that cross every stage boundary."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import TypeAlias
+
+import numpy as np
+import numpy.typing as npt
+
+FloatArray: TypeAlias = npt.NDArray[np.float64]
+
+
+class BeatClass(Enum):
+    """AAMI EC57 beat classes, in the order of every probability vector."""
+
+    N = "N"
+    S = "S"
+    V = "V"
+    F = "F"
+    Q = "Q"
+
+    @property
+    def index(self) -> int:
+        """Position of the class in probability vectors."""
+        return BEAT_CLASSES.index(self)
+
+
+BEAT_CLASSES: tuple[BeatClass, ...] = tuple(BeatClass)
+
+
+@dataclass(frozen=True, slots=True)
+class Chunk:
+    """Consecutive samples of one lead, in mV, at the chain's rate.
+
+    Args:
+        start_index: Index of the first sample, counted from stream start.
+        samples: The samples, in mV.
+        arrival_s: Monotonic clock reading when the chunk became available, in s.
+    """
+
+    start_index: int
+    samples: FloatArray
+    arrival_s: float = math.nan
+
+    def __post_init__(self) -> None:
+        if self.start_index < 0:
+            msg = f"Chunk.start_index must be >= 0, got {self.start_index}"
+            raise ValueError(msg)
+        if self.samples.ndim != 1:
+            msg = f"Chunk.samples must be 1-D, got shape {self.samples.shape}"
+            raise ValueError(msg)
+
+    @property
+    def end_index(self) -> int:
+        """Index one past the last sample."""
+        return self.start_index + int(self.samples.size)
+
+
+@dataclass(frozen=True, slots=True)
+class RPeak:
+    """A detected R peak.
+
+    Args:
+        index: Sample index of the R peak, from stream start.
+        decided_index: Index of the sample whose arrival made the detector decide.
+    """
+
+    index: int
+    decided_index: int
+
+
+@dataclass(frozen=True, slots=True)
+class RRFeatures:
+    """Causal RR-interval features of a beat (only past beats are used).
+
+    Args:
+        rr_ms: Interval to the previous R peak, in ms (NaN for a stream's first beat).
+        local_mean_rr_ms: Mean of the recent intervals including ``rr_ms``, in ms.
+    """
+
+    rr_ms: float
+    local_mean_rr_ms: float
+
+    @property
+    def rr_ratio(self) -> float:
+        """``rr_ms / local_mean_rr_ms``: below 1 for a premature beat."""
+        return self.rr_ms / self.local_mean_rr_ms
+
+    @property
+    def heart_rate_bpm(self) -> float:
+        """Instantaneous heart rate from ``rr_ms``."""
+        return 60_000.0 / self.rr_ms
+
+
+@dataclass(frozen=True, slots=True)
+class BeatWindow:
+    """A fixed-length window of filtered signal around one R peak.
+
+    Args:
+        peak: The R peak the window is centred on.
+        samples: Filtered samples in mV, ``window_before + window_after`` long.
+        rr: Causal RR features of the beat.
+        ready_index: Index one past the last sample the window needs.
+    """
+
+    peak: RPeak
+    samples: FloatArray = field(repr=False)
+    rr: RRFeatures
+    ready_index: int
+
+
+@dataclass(frozen=True, slots=True)
+class LabeledBeat:
+    """A beat with its class probabilities.
+
+    Args:
+        window: The classified window.
+        probabilities: One probability per class, in ``BEAT_CLASSES`` order.
+    """
+
+    window: BeatWindow
+    probabilities: tuple[float, float, float, float, float]
+
+    def __post_init__(self) -> None:
+        if len(self.probabilities) != len(BEAT_CLASSES):
+            msg = f"expected {len(BEAT_CLASSES)} probabilities, got {len(self.probabilities)}"
+            raise ValueError(msg)
+
+    @property
+    def label(self) -> BeatClass:
+        """The most probable class."""
+        return BEAT_CLASSES[int(np.argmax(self.probabilities))]
+
+    @property
+    def confidence(self) -> float:
+        """Probability of the most probable class."""
+        return max(self.probabilities)
