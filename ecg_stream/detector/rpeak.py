@@ -26,6 +26,8 @@ SEARCH_BACK_MIN_GAP_S = 0.36
 """Noise peaks this soon after a QRS may be T waves; they are not searched back."""
 T_WAVE_WINDOW_S = 0.36
 T_WAVE_SLOPE_FRACTION = 0.5
+MIN_SLOPE_FRACTION = 0.2
+"""A QRS is at least this steep relative to the median of the last eight."""
 SLOPE_WINDOW_S = 0.22
 """Derivative history examined for baseline-shift and T-wave checks (Hamilton's BLSCheck)."""
 LOST_S = 8.0
@@ -75,7 +77,7 @@ class RPeakDetector:
         [0.4, 1.2, 2.0]
     """
 
-    def __init__(self, fs_hz: float, hold_s: float = 0.15) -> None:
+    def __init__(self, fs_hz: float, hold_s: float = 0.2) -> None:
         if fs_hz < 100.0:
             msg = f"fs_hz={fs_hz} is too low for QRS detection; resample to >= 100 Hz (360 Hz)"
             raise ConfigError(msg)
@@ -99,7 +101,7 @@ class RPeakDetector:
     def reset(self) -> None:
         """Forget all past input."""
         self._qrs_delays = np.zeros((self._qrs_sos.shape[0], 2))
-        self._integration_delays = np.zeros(self._integration.size - 1)
+        self._magnitude_tail = np.zeros(self._integration.size - 1)  # for the integration
         self._bandpassed_tail = np.zeros(self._lag)  # last samples, for the derivative
         # Recent history of the three signals; index 0 is stream index `_history_start`.
         self._filtered = np.zeros(self._history)
@@ -111,6 +113,7 @@ class RPeakDetector:
         self._learning: list[_Candidate] = []  # candidates held until the levels are learned
         self._qrs_levels: deque[float] = deque(maxlen=LEVEL_PEAKS)
         self._noise_levels: deque[float] = deque([0.0] * LEVEL_PEAKS, maxlen=LEVEL_PEAKS)
+        self._qrs_slopes: deque[float] = deque(maxlen=LEVEL_PEAKS)
         self._recent_peak_levels: deque[float] = deque(maxlen=LEVEL_PEAKS)
         self._rr_samples: deque[int] = deque(
             [self._samples(INITIAL_RR_S)] * LEVEL_PEAKS, maxlen=LEVEL_PEAKS
@@ -136,9 +139,9 @@ class RPeakDetector:
         with_tail = np.concatenate([self._bandpassed_tail, bandpassed])
         slope = with_tail[self._lag :] - with_tail[: -self._lag]
         self._bandpassed_tail = with_tail[-self._lag :]
-        feature, self._integration_delays = signal.lfilter(
-            self._integration, 1.0, np.abs(slope), zi=self._integration_delays
-        )
+        magnitude = np.concatenate([self._magnitude_tail, np.abs(slope)])
+        feature = np.convolve(magnitude, self._integration, mode="valid")
+        self._magnitude_tail = magnitude[magnitude.size - self._integration.size + 1 :]
         self._append(chunk, slope, feature)
         end_index = self._history_start + self._feature.size
         peaks = self._handle_candidates(final_before=end_index - self._hold)
@@ -221,9 +224,14 @@ class RPeakDetector:
         """Set the QRS level from the learning period, then decide on its held peaks."""
         if not self._learning:
             return []
-        levels = [candidate.level for candidate in self._learning]
-        # Median of the peaks, pulled up towards the largest: most learning peaks are QRS.
-        self._qrs_levels.extend([float(np.median(levels + [max(levels)] * 2))] * LEVEL_PEAKS)
+        levels = np.array([candidate.level for candidate in self._learning])
+        # Peaks above half the largest are taken as QRS, the others as noise.
+        large = levels >= levels.max() / 2
+        self._qrs_levels.extend([float(np.median(levels[large]))] * LEVEL_PEAKS)
+        if not large.all():
+            self._noise_levels.extend([float(np.median(levels[~large]))] * LEVEL_PEAKS)
+        slopes = [c.max_slope for c, keep in zip(self._learning, large, strict=True) if keep]
+        self._qrs_slopes.extend([float(np.median(slopes))] * LEVEL_PEAKS)
         self._update_threshold()
         held, self._learning = self._learning, []
         peaks: list[RPeak] = []
@@ -242,7 +250,7 @@ class RPeakDetector:
         t_wave_like = since_qrs < self._samples(T_WAVE_WINDOW_S) and (
             candidate.max_slope < T_WAVE_SLOPE_FRACTION * self._last_qrs_slope
         )
-        if candidate.level > self._threshold and candidate.slope_pair and not t_wave_like:
+        if candidate.level > self._threshold and self._qrs_shaped(candidate) and not t_wave_like:
             return [self._accept(candidate, decided_index)]
         self._noise_levels.append(candidate.level)
         self._update_threshold()
@@ -256,6 +264,7 @@ class RPeakDetector:
         if self._last_qrs_index is not None:
             self._rr_samples.append(candidate.index - self._last_qrs_index)
         self._qrs_levels.append(candidate.level)
+        self._qrs_slopes.append(candidate.max_slope)
         self._update_threshold()
         self._last_qrs_index, self._last_qrs_slope = candidate.index, candidate.max_slope
         self._search_back = None
@@ -268,9 +277,15 @@ class RPeakDetector:
         deadline = self._last_qrs_index + round(
             SEARCH_BACK_RR_FACTOR * float(np.median(self._rr_samples))
         )
-        if now_index < deadline or self._search_back.level <= self._threshold / 2:
+        best = self._search_back
+        if now_index < deadline or best.level <= self._threshold / 2 or not self._qrs_shaped(best):
             return []
         return [self._accept(self._search_back, decided_index)]
+
+    def _qrs_shaped(self, candidate: _Candidate) -> bool:
+        """Slopes like a QRS: a rise-fall pair, not far flatter than recent QRS complexes."""
+        typical = float(np.median(self._qrs_slopes)) if self._qrs_slopes else 0.0
+        return candidate.slope_pair and candidate.max_slope >= MIN_SLOPE_FRACTION * typical
 
     def _relearn(self) -> None:
         self._qrs_levels.extend(self._recent_peak_levels)

@@ -40,14 +40,14 @@ def rr_feature_vector(rr: RRFeatures) -> FloatArray:
 class BeatSegmenter:
     """Cut a fixed window of filtered signal around each R peak as soon as it is complete.
 
-    Filtered samples go into a ring buffer of ``history_s``; R peaks arrive from the
+    The last ``history_s`` of filtered samples are kept; R peaks arrive from the
     detector, possibly late (search-back). A window is emitted once its last sample has
     arrived. Windows that reach before the stream start are padded with the first sample;
     at ``flush()`` windows that reach past the end are padded with the last.
 
     Args:
         config: Window geometry and RR settings.
-        history_s: Ring-buffer length, in s: how late a peak may arrive and still be cut.
+        history_s: Signal kept, in s: how late a peak may arrive and still be cut.
 
     Example:
         >>> segmenter = BeatSegmenter(ChainConfig())
@@ -67,8 +67,8 @@ class BeatSegmenter:
 
     def reset(self) -> None:
         """Forget all past input."""
-        self._ring = np.zeros(self._capacity)
-        self._end_index = 0  # one past the newest sample in the ring
+        self._recent = np.empty(0)  # the newest samples, at most `_capacity` between chunks
+        self._end_index = 0  # one past the newest sample
         self._first_sample: float | None = None
         self._waiting: deque[tuple[RPeak, RRFeatures]] = deque()  # peaks whose window is not complete
         self._previous_peak_index: int | None = None
@@ -76,10 +76,15 @@ class BeatSegmenter:
 
     def process(self, filtered: FloatArray, peaks: list[RPeak]) -> list[BeatWindow]:
         """Take the next filtered samples and newly detected peaks; return complete windows."""
-        self._write(filtered)
+        if filtered.size and self._first_sample is None:
+            self._first_sample = float(filtered[0])
+        self._recent = np.concatenate([self._recent, filtered])
+        self._end_index += filtered.size
         for peak in peaks:
             self._waiting.append((peak, self._rr_features(peak)))
-        return self._emit(final=False)
+        windows = self._emit(final=False)
+        self._recent = self._recent[-self._capacity :]
+        return windows
 
     def flush(self, peaks: list[RPeak]) -> list[BeatWindow]:
         """The stream has ended: take the last peaks and emit every window, edge-padded."""
@@ -88,18 +93,6 @@ class BeatSegmenter:
         windows = self._emit(final=True)
         self.reset()
         return windows
-
-    def _write(self, filtered: FloatArray) -> None:
-        if filtered.size == 0:
-            return
-        if self._first_sample is None:
-            self._first_sample = float(filtered[0])
-        kept = filtered[-self._capacity :]
-        positions = (self._end_index + filtered.size - kept.size + np.arange(kept.size)) % (
-            self._capacity
-        )
-        self._ring[positions] = kept
-        self._end_index += filtered.size
 
     def _rr_features(self, peak: RPeak) -> RRFeatures:
         if self._previous_peak_index is None:
@@ -127,15 +120,15 @@ class BeatSegmenter:
     def _cut(self, peak_index: int) -> FloatArray:
         start = peak_index - self.config.window_before_samples
         stop = peak_index + self.config.window_after_samples
-        if 0 <= start < self._end_index - self._capacity:
+        recent_start = self._end_index - self._recent.size
+        if max(start, 0) < recent_start:
             msg = (
                 f"R peak at sample {peak_index} arrived after its window left the "
-                f"{self.history_s} s ring buffer; raise history_s"
+                f"{self.history_s} s history; raise history_s"
             )
             raise ConfigError(msg)
-        available = np.arange(max(start, 0), min(stop, self._end_index))
-        window = self._ring[available % self._capacity]
-        before = available[0] - start if available.size else 0
+        window = self._recent[max(start, 0) - recent_start : max(stop - recent_start, 0)]
+        before = max(-start, 0)
         after = stop - start - before - window.size
         first = self._first_sample if self._first_sample is not None else 0.0
         last = float(window[-1]) if window.size else first
