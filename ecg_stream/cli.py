@@ -1,0 +1,248 @@
+"""The ``ecg-stream`` command line; subcommand modules are imported only when used."""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from ecg_stream.errors import ConfigError, EcgStreamError
+
+if TYPE_CHECKING:
+    from ecg_stream.analysis import DetectionEvaluation
+
+T = TypeVar("T")
+
+EXIT_USER_ERROR = 2
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; user errors become one line on stderr and exit code 2."""
+    parser = _build_parser()
+    args = parser.parse_args(argv)
+    try:
+        code: int = args.handler(args)
+    except EcgStreamError as error:
+        print(f"ecg-stream {args.command}: error: {error}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        return 130
+    return code
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ecg-stream", description="Real-time ECG beat classification over MQTT."
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    analyze = commands.add_parser(
+        "analyze", help="run records through the streaming chain, write one CSV per record"
+    )
+    _add_record_arguments(analyze)
+    analyze.add_argument("--out-dir", type=Path, default=Path("out"), help="CSV directory")
+    analyze.add_argument("--jobs", type=int, default=1, help="records analysed in parallel")
+    analyze.set_defaults(handler=_analyze)
+
+    evaluate = commands.add_parser("evaluate", help="score detections against the annotations")
+    evaluate.add_argument(
+        "--detector", action="store_true", required=True, help="score R-peak detection"
+    )
+    _add_record_arguments(evaluate)
+    evaluate.add_argument(
+        "--xqrs", action="store_true", help="also score wfdb's xqrs_detect side by side"
+    )
+    evaluate.add_argument("--json", type=Path, help="write the figures to this JSON file")
+    evaluate.add_argument("--jobs", type=int, default=1, help="records evaluated in parallel")
+    evaluate.set_defaults(handler=_evaluate_detector)
+
+    replay = commands.add_parser("replay", help="stream a record in real time, print beats")
+    replay.add_argument("record", metavar="RECORD", help="record name or WFDB path stem")
+    replay.add_argument("--data-dir", type=Path, help="directory holding the WFDB files")
+    replay.add_argument("--lead", default="0", help="lead name or index (default: first)")
+    replay.add_argument("--speed", default="1", help="factor of real time, or 'max'")
+    replay.set_defaults(handler=_replay)
+    return parser
+
+
+def _add_record_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "records", nargs="+", metavar="RECORD", help="record names, or all / DS1 / DS2"
+    )
+    parser.add_argument("--data-dir", type=Path, help="directory holding the WFDB files")
+    parser.add_argument("--lead", default="0", help="lead name or index (default: first)")
+
+
+def _map_records(
+    function: Callable[..., T], tasks: list[tuple[Any, ...]], jobs: int
+) -> Iterator[T]:
+    """Apply ``function`` to each task, in order, in ``jobs`` processes."""
+    if jobs < 1:
+        msg = f"--jobs {jobs} must be >= 1"
+        raise ConfigError(msg)
+    if jobs == 1:
+        yield from itertools.starmap(function, tasks)
+        return
+    with ProcessPoolExecutor(jobs) as pool:
+        yield from pool.map(function, *zip(*tasks, strict=True))
+
+
+def _analyze(args: argparse.Namespace) -> int:
+    from ecg_stream.records import expand_record_names
+
+    names = expand_record_names(args.records)
+    tasks = [(name, args.data_dir, args.lead, args.out_dir) for name in names]
+    total_signal_s = total_chain_s = 0.0
+    for name, beats, signal_s, chain_s, path in _map_records(_analyze_one, tasks, args.jobs):
+        total_signal_s += signal_s
+        total_chain_s += chain_s
+        print(f"{name}: {beats} beats -> {path}  ({signal_s / chain_s:.0f}x real time)")
+    print(
+        f"analyzed {len(names)} record(s), {total_signal_s / 60:.1f} min of signal: chain "
+        f"(filter + detector + windows) {total_chain_s:.2f} s = "
+        f"{total_signal_s / total_chain_s:.0f}x real time on one core"
+    )
+    return 0
+
+
+def _analyze_one(
+    name: str, data_dir: Path | None, lead: str, out_dir: Path
+) -> tuple[str, int, float, float, Path]:
+    from ecg_stream.analysis import detect_record, write_detections_csv
+    from ecg_stream.config import ChainConfig
+    from ecg_stream.records import load_record
+
+    record = load_record(name, data_dir, lead)
+    result = detect_record(record, ChainConfig())
+    path = out_dir / f"{record.name}.csv"
+    write_detections_csv(result, path)
+    signal_s = record.samples.size / ChainConfig().fs_hz
+    return record.name, len(result.windows), signal_s, result.chain_s, path
+
+
+def _evaluate_detector(args: argparse.Namespace) -> int:
+    from ecg_stream.analysis import gross
+    from ecg_stream.records import expand_record_names
+
+    names = expand_record_names(args.records)
+    detectors = ["ecg-stream", "xqrs"] if args.xqrs else ["ecg-stream"]
+    tasks = [(name, args.data_dir, args.lead, args.xqrs) for name in names]
+    results: dict[str, dict[str, list[DetectionEvaluation]]] = {
+        detector: {"whole": [], "ec57": []} for detector in detectors
+    }
+    for evaluations in _map_records(_evaluate_one, tasks, args.jobs):
+        for (detector, span), evaluation in evaluations.items():
+            results[detector][span].append(evaluation)
+    report: dict[str, object] = {}
+    for span, title in (("whole", "whole record"), ("ec57", "EC57 span (from minute 5)")):
+        print(f"\n== R-peak detection, {title}, 150 ms matching ==")
+        print(_table(results, span, detectors))
+    for detector in detectors:
+        report[detector] = {
+            span: {
+                "records": [_as_json(e) for e in results[detector][span]],
+                "gross": _as_json(gross(results[detector][span])),
+            }
+            for span in ("whole", "ec57")
+        }
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(report, indent=2))
+        print(f"\nwrote {args.json}")
+    return 0
+
+
+def _evaluate_one(
+    name: str, data_dir: Path | None, lead: str, with_xqrs: bool
+) -> dict[tuple[str, str], DetectionEvaluation]:
+    import numpy as np
+
+    from ecg_stream.analysis import detect_record, evaluate_detections
+    from ecg_stream.config import ChainConfig
+    from ecg_stream.records import load_record
+
+    record = load_record(name, data_dir, lead)
+    detections = {"ecg-stream": detect_record(record, ChainConfig()).record_indices}
+    if with_xqrs:
+        from wfdb import processing
+
+        found = processing.xqrs_detect(record.samples, fs=ChainConfig().fs_hz, verbose=False)
+        detections["xqrs"] = np.array([record.to_record_index(int(i)) for i in found], np.int64)
+    return {
+        (detector, span): evaluate_detections(record, detected, ec57_span=span == "ec57")
+        for detector, detected in detections.items()
+        for span in ("whole", "ec57")
+    }
+
+
+def _table(
+    results: dict[str, dict[str, list[DetectionEvaluation]]], span: str, detectors: list[str]
+) -> str:
+    from ecg_stream.analysis import gross
+
+    lines = [
+        f"{'record':>7}"
+        + "".join(
+            f" | {d + ' TP':>13} {'FN':>4} {'FP':>4} {'Se %':>7} {'+P %':>7} {'|dt| ms':>7}"
+            for d in detectors
+        )
+    ]
+    rows = [results[d][span] for d in detectors]
+    for per_detector in [*zip(*rows, strict=True), tuple(gross(r) for r in rows)]:
+        line = f"{per_detector[0].record:>7}"
+        for e in per_detector:
+            s = e.score
+            line += (
+                f" | {s.tp:>13} {s.fn:>4} {s.fp:>4} {100 * s.sensitivity:>7.2f} "
+                f"{100 * s.positive_predictivity:>7.2f} {e.mean_abs_timing_error_ms:>7.1f}"
+            )
+        lines.append(line)
+    return "\n".join(lines)
+
+
+def _as_json(evaluation: DetectionEvaluation) -> dict[str, object]:
+    s = evaluation.score
+    return {
+        "record": evaluation.record,
+        "tp": s.tp,
+        "fn": s.fn,
+        "fp": s.fp,
+        "se": s.sensitivity,
+        "pp": s.positive_predictivity,
+        "mean_abs_timing_error_ms": evaluation.mean_abs_timing_error_ms,
+    }
+
+
+def _replay(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from ecg_stream.config import ChainConfig
+    from ecg_stream.detector.chain import BeatExtractor
+    from ecg_stream.records import load_record
+    from ecg_stream.stream.replay import ReplaySource, parse_speed
+
+    speed = parse_speed(args.speed)
+    record = load_record(args.record, args.data_dir, args.lead)
+    config = ChainConfig()
+    source = ReplaySource(record.samples, config.fs_hz, speed=speed)
+    extractor = BeatExtractor(config)
+    print(f"replaying record {record.name} ({record.lead}) at {args.speed}x real time; Ctrl-C stops")
+
+    async def run() -> None:
+        async for chunk in source:
+            for window in extractor.process(chunk).windows:
+                seconds = record.to_record_index(window.peak.index) / record.fs_hz
+                rr = window.rr
+                print(f"{seconds:9.3f} s  RR {rr.rr_ms:6.0f} ms  {rr.heart_rate_bpm:5.0f} bpm")
+
+    asyncio.run(run())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
