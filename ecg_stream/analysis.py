@@ -130,9 +130,7 @@ def evaluate_detections(
 def _timing_errors_ms(
     reference: IntArray, detected: IntArray, matching: Matching, fs_hz: float
 ) -> tuple[float, ...]:
-    return tuple(
-        float(detected[d] - reference[r]) * 1000.0 / fs_hz for r, d in matching.pairs
-    )
+    return tuple(float(detected[d] - reference[r]) * 1000.0 / fs_hz for r, d in matching.pairs)
 
 
 def gross(evaluations: Iterable[DetectionEvaluation]) -> DetectionEvaluation:

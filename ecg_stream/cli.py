@@ -231,7 +231,9 @@ def _replay(args: argparse.Namespace) -> int:
     config = ChainConfig()
     source = ReplaySource(record.samples, config.fs_hz, speed=speed)
     extractor = BeatExtractor(config)
-    print(f"replaying record {record.name} ({record.lead}) at {args.speed}x real time; Ctrl-C stops")
+    print(
+        f"replaying record {record.name} ({record.lead}) at {args.speed}x real time; Ctrl-C stops"
+    )
 
     async def run() -> None:
         async for chunk in source:

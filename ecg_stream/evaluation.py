@@ -166,7 +166,11 @@ class ClassScore:
         tp = int(self.confusion[i, i])
         fn = int(self.confusion[i].sum() - tp + self.missed[i])
         fp = int(
-            sum(self.confusion[r, i] for r in range(len(BEAT_CLASSES)) if r != i and r not in excused)
+            sum(
+                self.confusion[r, i]
+                for r in range(len(BEAT_CLASSES))
+                if r != i and r not in excused
+            )
         )
         negatives = int(self.confusion.sum() - self.confusion[i].sum())
         se = tp / (tp + fn) if tp + fn else float("nan")

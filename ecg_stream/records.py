@@ -26,17 +26,23 @@ AAMI_CLASS_OF_SYMBOL: dict[str, BeatClass] = {
 }
 """ANSI/AAMI EC57 grouping of MIT-BIH beat symbols; any other symbol is not a beat."""
 
-MITDB_RECORDS: tuple[str, ...] = tuple(
+
+def _names(text: str) -> tuple[str, ...]:
+    return tuple(text.split())
+
+
+MITDB_RECORDS = _names(
     "100 101 102 103 104 105 106 107 108 109 111 112 113 114 115 116 117 118 119 121 122 123 "
     "124 200 201 202 203 205 207 208 209 210 212 213 214 215 217 219 220 221 222 223 228 230 "
-    "231 232 233 234".split()
+    "231 232 233 234"
 )
-DS1: tuple[str, ...] = tuple(
-    "101 106 108 109 112 114 115 116 118 119 122 124 201 203 205 207 208 209 215 220 223 230".split()
+DS1 = _names(
+    "101 106 108 109 112 114 115 116 118 119 122 124 201 203 205 207 208 209 215 220 223 230"
 )
-DS2: tuple[str, ...] = tuple(
-    "100 103 105 111 113 117 121 123 200 202 210 212 213 214 219 221 222 228 231 232 233 234".split()
+DS2 = _names(
+    "100 103 105 111 113 117 121 123 200 202 210 212 213 214 219 221 222 228 231 232 233 234"
 )
+"""Inter-patient split (de Chazal et al. 2004): DS1 trains, DS2 only tests."""
 PACED: tuple[str, ...] = ("102", "104", "107", "217")
 RECORD_GROUPS: dict[str, tuple[str, ...]] = {"all": MITDB_RECORDS, "DS1": DS1, "DS2": DS2}
 
@@ -125,7 +131,7 @@ def find_record(name: str, data_dir: Path | None = None) -> Path:
             import wfdb
 
             wfdb.dl_database(PHYSIONET_DB, dl_dir=str(cache), records=[name])
-        except Exception as error:  # noqa: BLE001 - any download failure gets the same advice
+        except Exception as error:
             reason = f"download from PhysioNet failed ({type(error).__name__})"
         else:
             if (cache / f"{name}.hea").is_file():

@@ -1,0 +1,1 @@
+"""Pure-numpy streaming DSP: causal filter, R-peak detector, beat windows."""

@@ -33,8 +33,7 @@ SLOPE_WINDOW_S = 0.22
 LOST_S = 8.0
 """With no QRS for this long, the QRS level is re-learned from recent peaks."""
 R_SEARCH_BEFORE_S = 0.20
-R_SEARCH_AFTER_S = 0.0
-"""R is refined to the largest |filtered| sample in [peak - 200 ms, peak] of the integrated signal."""
+"""R is the largest |filtered| sample in the 200 ms up to the integrated signal's peak."""
 INITIAL_RR_S = 1.0
 
 
@@ -87,7 +86,9 @@ class RPeakDetector:
         self.fs_hz, self.hold_s = fs_hz, hold_s
         self._qrs_sos = signal.butter(1, QRS_BAND_HZ, btype="bandpass", output="sos", fs=fs_hz)
         self._lag = max(1, round(DERIVATIVE_S * fs_hz))
-        self._integration = np.full(round(INTEGRATION_S * fs_hz), 1.0 / round(INTEGRATION_S * fs_hz))
+        self._integration = np.full(
+            round(INTEGRATION_S * fs_hz), 1.0 / round(INTEGRATION_S * fs_hz)
+        )
         self._hold = round(hold_s * fs_hz)
         self._r_before = round(R_SEARCH_BEFORE_S * fs_hz)
         self._slope_window = round(SLOPE_WINDOW_S * fs_hz)
@@ -159,7 +160,8 @@ class RPeakDetector:
         peaks = self._handle_candidates(final_before=end_index)
         peaks += self._learn_or_search_back(now_index=end_index - 1, ending=True)
         self.reset()
-        return peaks
+        # Decisions on the zero padding were in fact made at the end of the stream.
+        return [RPeak(p.index, min(p.decided_index, end_index)) for p in peaks]
 
     def _append(self, filtered: FloatArray, slope: FloatArray, feature: FloatArray) -> None:
         self._filtered = np.concatenate([self._filtered, filtered])
@@ -192,9 +194,8 @@ class RPeakDetector:
             if not self._learned:
                 self._learning.append(candidate)
                 continue
-            decided = candidate.index + self._hold
-            peaks += self._search_back_due(now_index=candidate.index - 1, decided_index=decided)
-            peaks += self._classify(candidate, decided)
+            peaks += self._search_back_due(now_index=candidate.index - 1)
+            peaks += self._classify(candidate, decided_index=candidate.index + self._hold)
         return peaks
 
     def _describe(self, index: int) -> _Candidate:
@@ -213,12 +214,12 @@ class RPeakDetector:
         )
 
     def _learn_or_search_back(self, now_index: int, *, ending: bool = False) -> list[RPeak]:
-        decided = now_index + self._hold
         if self._learned:
-            return self._search_back_due(now_index, decided_index=decided)
-        if now_index + 1 < self._samples(LEARNING_S) and not ending:
+            return self._search_back_due(now_index)
+        learned_index = self._samples(LEARNING_S) - 1
+        if now_index < learned_index and not ending:
             return []
-        return self._finish_learning(decided_index=decided)
+        return self._finish_learning(decided_index=min(now_index, learned_index) + self._hold)
 
     def _finish_learning(self, decided_index: int) -> list[RPeak]:
         """Set the QRS level from the learning period, then decide on its held peaks."""
@@ -236,8 +237,8 @@ class RPeakDetector:
         held, self._learning = self._learning, []
         peaks: list[RPeak] = []
         for candidate in held:
-            peaks += self._search_back_due(candidate.index - 1, decided_index)
-            peaks += self._classify(candidate, decided_index)
+            peaks += self._search_back_due(candidate.index - 1, not_before=decided_index)
+            peaks += self._classify(candidate, max(candidate.index + self._hold, decided_index))
         return peaks
 
     def _classify(self, candidate: _Candidate, decided_index: int) -> list[RPeak]:
@@ -270,8 +271,12 @@ class RPeakDetector:
         self._search_back = None
         return RPeak(index=candidate.r_index, decided_index=decided_index)
 
-    def _search_back_due(self, now_index: int, decided_index: int) -> list[RPeak]:
-        """Take the best noise peak as a QRS once 1.5 median RR passed without one."""
+    def _search_back_due(self, now_index: int, not_before: int = 0) -> list[RPeak]:
+        """Take the best noise peak as a QRS once 1.5 median RR passed without one.
+
+        The decision is dated when the deadline's hold passed (or ``not_before``), whatever
+        the chunk that revealed it, so events do not depend on chunking.
+        """
         if self._last_qrs_index is None or self._search_back is None:
             return []
         deadline = self._last_qrs_index + round(
@@ -280,7 +285,7 @@ class RPeakDetector:
         best = self._search_back
         if now_index < deadline or best.level <= self._threshold / 2 or not self._qrs_shaped(best):
             return []
-        return [self._accept(self._search_back, decided_index)]
+        return [self._accept(best, max(deadline + self._hold, not_before))]
 
     def _qrs_shaped(self, candidate: _Candidate) -> bool:
         """Slopes like a QRS: a rise-fall pair, not far flatter than recent QRS complexes."""

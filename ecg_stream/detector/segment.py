@@ -27,7 +27,7 @@ def normalise_window(samples: FloatArray) -> FloatArray:
     """
     centred = samples - samples.mean()
     spread = float(centred.std())
-    return centred / spread if spread > 1e-9 else centred
+    return np.asarray(centred / spread if spread > 1e-9 else centred, dtype=np.float64)
 
 
 def rr_feature_vector(rr: RRFeatures) -> FloatArray:
@@ -70,7 +70,9 @@ class BeatSegmenter:
         self._recent = np.empty(0)  # the newest samples, at most `_capacity` between chunks
         self._end_index = 0  # one past the newest sample
         self._first_sample: float | None = None
-        self._waiting: deque[tuple[RPeak, RRFeatures]] = deque()  # peaks whose window is not complete
+        self._waiting: deque[tuple[RPeak, RRFeatures]] = (
+            deque()
+        )  # peaks whose window is not complete
         self._previous_peak_index: int | None = None
         self._recent_rr_ms: deque[float] = deque(maxlen=self.config.rr_mean_beats)
 

@@ -1,0 +1,1 @@
+"""Model export (the ``train`` extra): Keras -> ONNX with parity check and contract."""

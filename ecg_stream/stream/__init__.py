@@ -1,0 +1,1 @@
+"""The asyncio edge: paced replay, MQTT publisher, embedded broker, subscriber, live runs."""
