@@ -8,18 +8,21 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ecg_stream.records import DATA_ENV, Record, load_record
+from ecg_stream.records import DATA_ENV, MITDB_RECORDS, Record, find_record, load_record
 
 SHARED_DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "mitdb"
 
 
 @pytest.fixture(scope="session")
 def data_dir() -> Path:
-    """The MIT-BIH directory: $ECG_STREAM_DATA, else ../shared/data/mitdb."""
-    path = Path(os.environ.get(DATA_ENV) or SHARED_DATA).resolve()
-    if not (path / "100.hea").is_file():
-        pytest.fail(f"MIT-BIH records not found in {path}; set {DATA_ENV}")
-    return path
+    """The MIT-BIH directory: $ECG_STREAM_DATA, ../shared/data/mitdb, or the download cache."""
+    if os.environ.get(DATA_ENV):
+        return Path(os.environ[DATA_ENV]).resolve()
+    if (SHARED_DATA / "100.hea").is_file():
+        return SHARED_DATA.resolve()
+    # Online without local data: fetch the whole database once into the user cache.
+    stems = [find_record(name) for name in MITDB_RECORDS]
+    return stems[0].parent
 
 
 @pytest.fixture(scope="session")
