@@ -47,6 +47,12 @@ def _build_parser() -> argparse.ArgumentParser:
     _add_record_arguments(analyze)
     analyze.add_argument("--out-dir", type=Path, default=Path("out"), help="CSV directory")
     analyze.add_argument("--jobs", type=int, default=1, help="records analysed in parallel")
+    analyze.add_argument(
+        "--chunk-s",
+        type=float,
+        default=1.0,
+        help="chunk length fed to the chain, in s (results do not depend on it; speed does)",
+    )
     analyze.set_defaults(handler=_analyze)
 
     evaluate = commands.add_parser("evaluate", help="score detections against the annotations")
@@ -61,13 +67,55 @@ def _build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--jobs", type=int, default=1, help="records evaluated in parallel")
     evaluate.set_defaults(handler=_evaluate_detector)
 
-    replay = commands.add_parser("replay", help="stream a record in real time, print beats")
-    replay.add_argument("record", metavar="RECORD", help="record name or WFDB path stem")
+    replay = commands.add_parser(
+        "replay", help="stream records in real time through the classifier, publish beats (MQTT)"
+    )
+    replay.add_argument(
+        "records",
+        nargs="+",
+        metavar="RECORD",
+        help="record names or WFDB path stems, one stream each",
+    )
     replay.add_argument("--data-dir", type=Path, help="directory holding the WFDB files")
     replay.add_argument("--lead", default="0", help="lead name or index (default: first)")
-    replay.add_argument("--speed", default="1", help="factor of real time, or 'max'")
+    replay.add_argument("--speed", default="1", help="factor of real time (1, 10), or 'max'")
+    _add_broker_arguments(replay, default_help="localhost:1883 if a broker answers, else embedded")
+    replay.add_argument(
+        "--stream-id",
+        action="append",
+        metavar="ID",
+        help="stream id (topic level), once per record in order (default: the record names)",
+    )
+    replay.add_argument("--model", type=Path, help="ONNX model (default: the shipped one)")
+    replay.add_argument("--quiet", action="store_true", help="no line per beat, summary only")
     replay.set_defaults(handler=_replay)
+
+    broker = commands.add_parser("broker", help="run the embedded MQTT broker (amqtt)")
+    broker.add_argument(
+        "--host", default="127.0.0.1", help="address to listen on (default: loopback only)"
+    )
+    broker.add_argument("--port", type=int, default=1883, help="TCP port (default: 1883)")
+    broker.set_defaults(handler=_broker)
+
+    subscribe = commands.add_parser("subscribe", help="print beats and status received over MQTT")
+    _add_broker_arguments(subscribe, default_help="mqtt://localhost:1883")
+    subscribe.add_argument("--stream", help="one stream id (default: every stream)")
+    subscribe.add_argument("--samples", action="store_true", help="also list samples messages")
+    subscribe.add_argument(
+        "--share", metavar="GROUP", help="join shared subscription $share/GROUP/... (a pool)"
+    )
+    subscribe.set_defaults(handler=_subscribe)
     return parser
+
+
+def _add_broker_arguments(parser: argparse.ArgumentParser, default_help: str) -> None:
+    parser.add_argument(
+        "--broker",
+        metavar="URL",
+        help=f"mqtt://host:port or mqtts://host:port (default: {default_help}); credentials "
+        "from $ECG_STREAM_MQTT_USERNAME / $ECG_STREAM_MQTT_PASSWORD",
+    )
+    parser.add_argument("--topic-prefix", default="ecg", help="first topic level(s) (default: ecg)")
 
 
 def _add_record_arguments(parser: argparse.ArgumentParser) -> None:
@@ -96,7 +144,10 @@ def _analyze(args: argparse.Namespace) -> int:
     from ecg_stream.records import expand_record_names
 
     names = expand_record_names(args.records)
-    tasks = [(name, args.data_dir, args.lead, args.out_dir) for name in names]
+    if not 0 < args.chunk_s <= 60:
+        msg = f"--chunk-s {args.chunk_s} must lie in (0, 60] s"
+        raise ConfigError(msg)
+    tasks = [(name, args.data_dir, args.lead, args.out_dir, args.chunk_s) for name in names]
     total_signal_s = total_chain_s = 0.0
     for name, beats, signal_s, chain_s, path in _map_records(_analyze_one, tasks, args.jobs):
         total_signal_s += signal_s
@@ -111,14 +162,14 @@ def _analyze(args: argparse.Namespace) -> int:
 
 
 def _analyze_one(
-    name: str, data_dir: Path | None, lead: str, out_dir: Path
+    name: str, data_dir: Path | None, lead: str, out_dir: Path, chunk_s: float
 ) -> tuple[str, int, float, float, Path]:
     from ecg_stream.analysis import detect_record, write_detections_csv
     from ecg_stream.config import ChainConfig
     from ecg_stream.records import load_record
 
     record = load_record(name, data_dir, lead)
-    result = detect_record(record, ChainConfig())
+    result = detect_record(record, ChainConfig(), chunk_s)
     path = out_dir / f"{record.name}.csv"
     write_detections_csv(result, path)
     signal_s = record.samples.size / ChainConfig().fs_hz
@@ -167,7 +218,8 @@ def _evaluate_one(
     from ecg_stream.records import load_record
 
     record = load_record(name, data_dir, lead)
-    detections = {"ecg-stream": detect_record(record, ChainConfig()).record_indices}
+    detected = detect_record(record, ChainConfig(), chunk_s=1.0).record_indices
+    detections = {"ecg-stream": detected}
     if with_xqrs:
         from wfdb import processing
 
@@ -219,31 +271,42 @@ def _as_json(evaluation: DetectionEvaluation) -> dict[str, object]:
 
 
 def _replay(args: argparse.Namespace) -> int:
-    import asyncio
+    from ecg_stream.stream.live import replay_main
+    from ecg_stream.stream.replay import parse_speed
 
-    from ecg_stream.config import ChainConfig
-    from ecg_stream.detector.chain import BeatExtractor
-    from ecg_stream.records import load_record
-    from ecg_stream.stream.replay import ReplaySource, parse_speed
-
-    speed = parse_speed(args.speed)
-    record = load_record(args.record, args.data_dir, args.lead)
-    config = ChainConfig()
-    source = ReplaySource(record.samples, config.fs_hz, speed=speed)
-    extractor = BeatExtractor(config)
-    print(
-        f"replaying record {record.name} ({record.lead}) at {args.speed}x real time; Ctrl-C stops"
+    return replay_main(
+        args.records,
+        speed=parse_speed(args.speed),
+        say=_say,
+        broker_url=args.broker,
+        stream_ids=args.stream_id,
+        lead=args.lead,
+        topic_prefix=args.topic_prefix,
+        data_dir=args.data_dir,
+        model_path=args.model,
+        quiet=args.quiet,
     )
 
-    async def run() -> None:
-        async for chunk in source:
-            for window in extractor.process(chunk).windows:
-                seconds = record.to_record_index(window.peak.index) / record.fs_hz
-                rr = window.rr
-                print(f"{seconds:9.3f} s  RR {rr.rr_ms:6.0f} ms  {rr.heart_rate_bpm:5.0f} bpm")
 
-    asyncio.run(run())
-    return 0
+def _broker(args: argparse.Namespace) -> int:
+    from ecg_stream.stream.broker import broker_main
+
+    return broker_main(args.host, args.port, _say)
+
+
+def _subscribe(args: argparse.Namespace) -> int:
+    from ecg_stream.config import MqttConfig
+    from ecg_stream.stream.broker import DEFAULT_BROKER_URL
+    from ecg_stream.stream.subscriber import subscribe_main
+
+    config = MqttConfig.from_url(args.broker or DEFAULT_BROKER_URL, args.topic_prefix)
+    return subscribe_main(
+        config, _say, stream=args.stream, samples=args.samples, shared_group=args.share
+    )
+
+
+def _say(line: str) -> None:
+    print(line, flush=True)
 
 
 if __name__ == "__main__":

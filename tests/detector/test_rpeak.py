@@ -19,7 +19,7 @@ FLOORS = {"100": (1.0, 1.0), "105": (0.995, 0.975), "119": (0.999, 0.999), "208"
 @pytest.mark.parametrize("name", FLOORS)
 def test_detection_meets_floor(name: str, data_dir: Path) -> None:
     record = load_record(name, data_dir)
-    result = detect_record(record, ChainConfig())
+    result = detect_record(record, ChainConfig(), chunk_s=1.0)
     score = evaluate_detections(record, result.record_indices, ec57_span=False).score
     min_se, min_pp = FLOORS[name]
     assert score.sensitivity >= min_se
@@ -29,13 +29,13 @@ def test_detection_meets_floor(name: str, data_dir: Path) -> None:
 def test_decision_delay_is_bounded_after_learning(data_dir: Path) -> None:
     record = load_record("100", data_dir)
     detector = RPeakDetector(fs_hz=360.0)
-    peaks = detect_record(record, ChainConfig()).windows
+    peaks = detect_record(record, ChainConfig(), chunk_s=1.0).windows
     delays = np.array([w.peak.decided_index - w.peak.index for w in peaks[10:]])
     assert delays.max() <= detector.decision_delay_samples
 
 
 def test_reported_peaks_are_increasing(data_dir: Path) -> None:
-    windows = detect_record(load_record("203", data_dir), ChainConfig()).windows
+    windows = detect_record(load_record("203", data_dir), ChainConfig(), chunk_s=1.0).windows
     assert np.all(np.diff([w.peak.index for w in windows]) > 0)
 
 
