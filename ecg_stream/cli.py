@@ -88,6 +88,10 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     replay.add_argument("--model", type=Path, help="ONNX model (default: the shipped one)")
     replay.add_argument("--quiet", action="store_true", help="no line per beat, summary only")
+    replay.add_argument(
+        "--monitor", action="store_true", help="also open the live monitor window on the streams"
+    )
+    _add_screenshot_arguments(replay, needs=" (with --monitor)")
     replay.set_defaults(handler=_replay)
 
     broker = commands.add_parser("broker", help="run the embedded MQTT broker (amqtt)")
@@ -105,7 +109,30 @@ def _build_parser() -> argparse.ArgumentParser:
         "--share", metavar="GROUP", help="join shared subscription $share/GROUP/... (a pool)"
     )
     subscribe.set_defaults(handler=_subscribe)
+
+    monitor = commands.add_parser(
+        "monitor", help="live window: scrolling ECG traces with labeled beats, over MQTT"
+    )
+    _add_broker_arguments(monitor, default_help="mqtt://localhost:1883")
+    monitor.add_argument("--stream", help="one stream id (default: every stream)")
+    monitor.add_argument(
+        "--window", type=float, default=10.0, help="seconds of trace shown (default: 10)"
+    )
+    _add_screenshot_arguments(monitor, needs="")
+    monitor.set_defaults(handler=_monitor)
     return parser
+
+
+def _add_screenshot_arguments(parser: argparse.ArgumentParser, needs: str) -> None:
+    parser.add_argument(
+        "--screenshot",
+        type=Path,
+        metavar="PNG",
+        help=f"run headless{needs}: collect for --duration s, write this PNG, exit",
+    )
+    parser.add_argument(
+        "--duration", type=float, help="seconds to collect before --screenshot (default: 10)"
+    )
 
 
 def _add_broker_arguments(parser: argparse.ArgumentParser, default_help: str) -> None:
@@ -274,18 +301,74 @@ def _replay(args: argparse.Namespace) -> int:
     from ecg_stream.stream.live import replay_main
     from ecg_stream.stream.replay import parse_speed
 
-    return replay_main(
-        args.records,
-        speed=parse_speed(args.speed),
-        say=_say,
-        broker_url=args.broker,
-        stream_ids=args.stream_id,
-        lead=args.lead,
-        topic_prefix=args.topic_prefix,
-        data_dir=args.data_dir,
-        model_path=args.model,
-        quiet=args.quiet,
+    options: dict[str, Any] = {
+        "broker_url": args.broker,
+        "stream_ids": args.stream_id,
+        "lead": args.lead,
+        "topic_prefix": args.topic_prefix,
+        "data_dir": args.data_dir,
+        "model_path": args.model,
+        "quiet": args.quiet,
+    }
+    speed = parse_speed(args.speed)
+    if args.monitor:
+        return _replay_with_monitor(args, speed, options)
+    _check_screenshot_arguments(args, needs="--monitor")
+    return replay_main(args.records, speed=speed, say=_say, **options)
+
+
+def _replay_with_monitor(args: argparse.Namespace, speed: float, options: dict[str, Any]) -> int:
+    """The replay in a worker thread, the monitor window in this one, on the same broker."""
+    from ecg_stream.config import MqttConfig
+    from ecg_stream.stream.broker import DEFAULT_BROKER_URL
+    from ecg_stream.stream.live import ReplaySummary, run_replay
+    from ecg_stream.viewer.monitor import run_monitor
+
+    _check_screenshot_arguments(args, needs="")
+    # without --broker the replay uses localhost:1883 or starts an embedded broker there;
+    # the monitor's subscriber retries until that broker is up
+    config = MqttConfig.from_url(args.broker or DEFAULT_BROKER_URL, args.topic_prefix)
+    summary, finished = ReplaySummary(), []
+
+    async def replay() -> None:
+        await run_replay(args.records, speed=speed, say=_say, summary=summary, **options)
+        finished.append(True)
+
+    code = run_monitor(
+        config,
+        screenshot=args.screenshot,
+        duration_s=10.0 if args.duration is None else args.duration,
+        background=replay,
     )
+    summary.interrupted = not finished  # the window closed before the records ended
+    _say(summary.format())
+    return code
+
+
+def _monitor(args: argparse.Namespace) -> int:
+    from ecg_stream.config import MqttConfig
+    from ecg_stream.stream.broker import DEFAULT_BROKER_URL
+    from ecg_stream.viewer.monitor import run_monitor
+
+    _check_screenshot_arguments(args, needs="")
+    config = MqttConfig.from_url(args.broker or DEFAULT_BROKER_URL, args.topic_prefix)
+    return run_monitor(
+        config,
+        stream=args.stream,
+        screenshot=args.screenshot,
+        duration_s=10.0 if args.duration is None else args.duration,
+        window_s=args.window,
+    )
+
+
+def _check_screenshot_arguments(args: argparse.Namespace, needs: str) -> None:
+    """Refuse --duration without --screenshot, and --screenshot where it needs ``needs``."""
+    if args.duration is not None and args.screenshot is None:
+        msg = "--duration sets how long to collect before --screenshot; give --screenshot PNG too"
+        raise ConfigError(msg)
+    if needs and args.screenshot is not None:
+        msg = f"--screenshot is a picture of the monitor; add {needs}"
+        raise ConfigError(msg)
 
 
 def _broker(args: argparse.Namespace) -> int:

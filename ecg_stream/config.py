@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
 
 from ecg_stream.errors import ConfigError
 
@@ -55,3 +58,114 @@ class ChainConfig:
     def window_samples(self) -> int:
         """Length of a beat window, in samples."""
         return self.window_before_samples + self.window_after_samples
+
+
+MQTT_USERNAME_ENV = "ECG_STREAM_MQTT_USERNAME"
+"""Environment variable holding the MQTT username (never given on the command line)."""
+
+MQTT_PASSWORD_ENV = "ECG_STREAM_MQTT_PASSWORD"
+"""Environment variable holding the MQTT password (never given on the command line)."""
+
+MQTT_DEFAULT_PORTS: dict[str, int] = {"mqtt": 1883, "mqtts": 8883}
+"""Port of each URL scheme when the URL names none."""
+
+
+@dataclass(frozen=True, slots=True)
+class MqttConfig:
+    """Where and how to reach an MQTT broker, and under which topic prefix to publish.
+
+    Args:
+        host: Broker host name or address.
+        port: Broker TCP port.
+        tls: Connect with TLS (``mqtts://``), verifying the broker's certificate.
+        topic_prefix: First topic level(s), e.g. ``ecg`` for ``ecg/<stream>/beats``.
+        username: User name, from $ECG_STREAM_MQTT_USERNAME (never from the command line).
+        password: Password, from $ECG_STREAM_MQTT_PASSWORD; never shown by ``repr``.
+        keepalive_s: MQTT keep-alive interval, in s; the broker publishes the last will after
+            about 1.5 times this without traffic from a dead client.
+        connect_timeout_s: How long one connection attempt may take, in s.
+
+    Example:
+        >>> MqttConfig.from_url("mqtts://broker.example:8884", environ={}).url
+        'mqtts://broker.example:8884'
+    """
+
+    host: str = "localhost"
+    port: int = 1883
+    tls: bool = False
+    topic_prefix: str = "ecg"
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+    keepalive_s: int = 30
+    connect_timeout_s: float = 5.0
+
+    def __post_init__(self) -> None:
+        if not self.host:
+            msg = "MQTT host is empty; pass e.g. --broker mqtt://localhost:1883"
+            raise ConfigError(msg)
+        if not 0 < self.port < 65536:
+            msg = f"MQTT port {self.port} is out of range; use 1..65535 (1883, or 8883 for TLS)"
+            raise ConfigError(msg)
+        if self.keepalive_s < 1 or not self.connect_timeout_s > 0:
+            msg = (
+                f"keepalive_s={self.keepalive_s} and connect_timeout_s={self.connect_timeout_s} "
+                "must be positive"
+            )
+            raise ConfigError(msg)
+        if self.password is not None and self.username is None:
+            msg = f"${MQTT_PASSWORD_ENV} is set but ${MQTT_USERNAME_ENV} is not; set both"
+            raise ConfigError(msg)
+
+    @property
+    def url(self) -> str:
+        """The broker as a URL, without credentials."""
+        return f"{'mqtts' if self.tls else 'mqtt'}://{self.host}:{self.port}"
+
+    @classmethod
+    def from_url(
+        cls,
+        url: str,
+        topic_prefix: str = "ecg",
+        environ: Mapping[str, str] | None = None,
+    ) -> MqttConfig:
+        """Build a configuration from ``mqtt://host[:port]`` or ``mqtts://host[:port]``.
+
+        Credentials come from $ECG_STREAM_MQTT_USERNAME and $ECG_STREAM_MQTT_PASSWORD only.
+
+        Args:
+            url: Broker URL; ``host:port`` alone means ``mqtt://host:port``.
+            topic_prefix: First topic level(s).
+            environ: Environment to read credentials from (default: ``os.environ``).
+
+        Raises:
+            ConfigError: The URL has another scheme, holds credentials, or a bad port.
+        """
+        env = os.environ if environ is None else environ
+        parts = urlsplit(url if "://" in url else f"mqtt://{url}")
+        scheme = parts.scheme.lower()
+        if scheme not in MQTT_DEFAULT_PORTS:
+            msg = f"broker URL {url!r} has scheme {scheme!r}; use mqtt://host:port or mqtts://..."
+            raise ConfigError(msg)
+        if parts.username is not None or parts.password is not None:
+            msg = (
+                f"broker URL {parts.scheme}://...@{parts.hostname} holds credentials; command "
+                "lines are visible to other users: set "
+                f"${MQTT_USERNAME_ENV} and ${MQTT_PASSWORD_ENV} instead"
+            )
+            raise ConfigError(msg)
+        if parts.path not in ("", "/") or parts.query or parts.fragment:
+            msg = f"broker URL {url!r} has a path or query; use mqtt://host:port only"
+            raise ConfigError(msg)
+        try:
+            port = parts.port
+        except ValueError as error:
+            msg = f"broker URL {url!r}: {error}; use e.g. mqtt://localhost:1883"
+            raise ConfigError(msg) from error
+        return cls(
+            host=parts.hostname or "",
+            port=port if port is not None else MQTT_DEFAULT_PORTS[scheme],
+            tls=scheme == "mqtts",
+            topic_prefix=topic_prefix,
+            username=env.get(MQTT_USERNAME_ENV) or None,
+            password=env.get(MQTT_PASSWORD_ENV) or None,
+        )

@@ -1,0 +1,204 @@
+"""Keras -> ONNX export with a parity check and the model contract in ``metadata_props``.
+
+TensorFlow, tf2onnx and onnx are imported inside functions only (the ``train`` extra). The
+file is written only once onnxruntime reproduces the Keras probabilities on real windows.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnxruntime
+
+from ecg_stream.config import ChainConfig
+from ecg_stream.errors import ConfigError, MissingExtraError, ModelContractError
+from ecg_stream.model.classifier import RR_INPUT, WINDOW_INPUT, ModelContract
+from ecg_stream.model.dataset import TRAIN_EXTRA, BeatDataset, build_dataset, project_version
+
+logger = logging.getLogger(__name__)
+
+OPSET = 17
+PARITY_MIN_WINDOWS = 1000
+PARITY_MAX_WINDOWS = 2000
+PARITY_TOLERANCE = 1e-5
+"""Largest allowed |Keras - onnxruntime| difference of any class probability."""
+BATCH_DIM = "batch"
+RUN_SUMMARY = "training.json"
+"""Summary that ``model/train.py`` writes into a run directory (protocol, records)."""
+BEST_CHECKPOINT = "best.keras"
+"""Checkpoint with the lowest validation loss that ``model/train.py`` keeps in a run."""
+
+
+@dataclass(frozen=True, slots=True)
+class ExportResult:
+    """What an export wrote and how closely onnxruntime matched Keras.
+
+    Args:
+        path: The written ``.onnx`` file.
+        contract: The contract stored in its ``metadata_props``.
+        parity_windows: Number of real windows compared.
+        max_abs_difference: Largest |Keras - onnxruntime| probability difference.
+        size_bytes: Size of the file, in bytes.
+    """
+
+    path: Path
+    contract: ModelContract
+    parity_windows: int
+    max_abs_difference: float
+    size_bytes: int
+
+
+def export_model(
+    run_dir: Path,
+    out_path: Path,
+    *,
+    model_name: str = "beat_lstm",
+    checkpoint: str = BEST_CHECKPOINT,
+    config: ChainConfig | None = None,
+    parity_records: Sequence[str] | None = None,
+    data_dir: Path | None = None,
+    cache_dir: Path | None = None,
+) -> ExportResult:
+    """Convert a training run's checkpoint to ONNX, check parity, then write it.
+
+    Args:
+        run_dir: Directory of a ``model/train.py`` run (checkpoint + ``training.json``).
+        out_path: Where to write the ``.onnx`` file.
+        model_name: Name written into the contract.
+        checkpoint: Checkpoint file inside ``run_dir``.
+        config: The chain's configuration (default ``ChainConfig()``).
+        parity_records: Records whose windows are compared (default: the run's validation
+            records); they must yield at least ``PARITY_MIN_WINDOWS`` beats.
+        data_dir: Directory holding the WFDB records.
+        cache_dir: Dataset cache directory.
+
+    Raises:
+        ConfigError: The run directory lacks its files or the parity set is too small.
+        ModelContractError: onnxruntime does not reproduce the Keras probabilities.
+        MissingExtraError: TensorFlow, tf2onnx or onnx is not installed.
+    """
+    config = config or ChainConfig()
+    summary = _read_summary(run_dir)
+    keras_path = run_dir / checkpoint
+    if not keras_path.is_file():
+        msg = f"{keras_path} does not exist; train first (ecg-stream train {run_dir})"
+        raise ConfigError(msg)
+    tf, tf2onnx, onnx = _train_extra()
+    keras_model = tf.keras.models.load_model(keras_path)
+    use_rr = len(keras_model.inputs) > 1
+    contract = ModelContract.for_chain(
+        config,
+        model_name=model_name,
+        use_rr=use_rr,
+        training_protocol=str(summary["settings"]["protocol"]),
+        training_records=" ".join(summary["train_records"]),
+        validation_records=" ".join(summary["validation_records"]),
+        project_version=project_version(),
+    )
+    signature = [tf.TensorSpec([None, config.window_samples, 1], tf.float32, name=WINDOW_INPUT)]
+    if use_rr:
+        signature.append(
+            tf.TensorSpec([None, len(contract.rr_features)], tf.float32, name=RR_INPUT)
+        )
+    onnx_model, _ = tf2onnx.convert.from_keras(keras_model, input_signature=signature, opset=OPSET)
+    for graph_input in onnx_model.graph.input:
+        graph_input.type.tensor_type.shape.dim[0].dim_param = BATCH_DIM
+    for graph_output in onnx_model.graph.output:
+        graph_output.type.tensor_type.shape.dim[0].dim_param = BATCH_DIM
+    onnx.helper.set_model_props(onnx_model, contract.to_metadata())
+    onnx_model.doc_string = f"ecg-stream beat classifier {model_name}; contract in metadata_props"
+    serialised = onnx_model.SerializeToString()
+
+    names = parity_records or tuple(summary["validation_records"])
+    parity_set = _parity_windows(
+        build_dataset(names, config, data_dir=data_dir, cache_dir=cache_dir)
+    )
+    inputs = {WINDOW_INPUT: parity_set.windows[:, :, np.newaxis]}
+    if use_rr:
+        inputs[RR_INPUT] = parity_set.rr
+    expected = np.asarray(keras_model.predict(inputs, batch_size=1024, verbose=0))
+    session = onnxruntime.InferenceSession(serialised, providers=["CPUExecutionProvider"])
+    (got,) = session.run(None, inputs)
+    difference = float(np.max(np.abs(expected - got)))
+    disagreements = int(np.count_nonzero(expected.argmax(axis=1) != got.argmax(axis=1)))
+    if difference > PARITY_TOLERANCE or disagreements:
+        msg = (
+            f"onnxruntime differs from Keras on {len(parity_set)} windows of {list(names)}: "
+            f"max |diff| {difference:.2e} (allowed {PARITY_TOLERANCE:.0e}), "
+            f"{disagreements} argmax disagreements (allowed 0); no file written. "
+            f"Check the tf2onnx version ({tf2onnx.__version__}) or try another opset"
+        )
+        raise ModelContractError(msg)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    partial = out_path.with_suffix(".partial")
+    partial.write_bytes(serialised)
+    partial.replace(out_path)
+    logger.info(
+        "export: %s (%d bytes), parity on %d windows: max |diff| %.1e",
+        out_path,
+        len(serialised),
+        len(parity_set),
+        difference,
+    )
+    return ExportResult(
+        path=out_path,
+        contract=contract,
+        parity_windows=len(parity_set),
+        max_abs_difference=difference,
+        size_bytes=len(serialised),
+    )
+
+
+def _read_summary(run_dir: Path) -> dict[str, Any]:
+    path = run_dir / RUN_SUMMARY
+    if not path.is_file():
+        msg = f"{path} does not exist; {run_dir} is not a finished training run (ecg-stream train)"
+        raise ConfigError(msg)
+    summary: dict[str, Any] = json.loads(path.read_text())
+    return summary
+
+
+def _parity_windows(dataset: BeatDataset) -> BeatDataset:
+    """Up to ``PARITY_MAX_WINDOWS`` windows spread evenly over the dataset."""
+    if len(dataset) < PARITY_MIN_WINDOWS:
+        msg = (
+            f"parity records yield {len(dataset)} windows, fewer than {PARITY_MIN_WINDOWS}; "
+            "give more records (e.g. a whole record such as 100 yields > 2000)"
+        )
+        raise ConfigError(msg)
+    count = min(len(dataset), PARITY_MAX_WINDOWS)
+    return dataset.subset(np.linspace(0, len(dataset) - 1, count).round().astype(np.int64))
+
+
+def _train_extra() -> tuple[Any, Any, Any]:
+    try:
+        import onnx
+        import tensorflow as tf
+        import tf2onnx
+    except ImportError as error:
+        missing = error.name or "tensorflow"
+        raise MissingExtraError(TRAIN_EXTRA, missing) from error
+    return tf, tf2onnx, onnx
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """``python -m ecg_stream.export.onnx RUN_DIR OUT.onnx``: export a training run."""
+    parser = argparse.ArgumentParser(prog="python -m ecg_stream.export.onnx", description=__doc__)
+    parser.add_argument("run_dir", type=Path, help="directory of a model/train.py run")
+    parser.add_argument("out_path", type=Path, help="the .onnx file to write")
+    parser.add_argument("--name", default="beat_lstm", help="model name in the contract")
+    parser.add_argument("--data-dir", type=Path, default=None)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    export_model(args.run_dir, args.out_path, model_name=args.name, data_dir=args.data_dir)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,367 @@
+"""The model card (markdown + JSON) of a shipped model, assembled from re-runnable outputs.
+
+Every figure comes from files that commands write: ``training.json`` of each training run
+(``python -m ecg_stream.model.train``) and ``classification.json`` of each DS2 evaluation
+(``python -m ecg_stream.model.report``). The card lists the commands that re-make them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ecg_stream.errors import ConfigError
+from ecg_stream.model.classifier import ModelContract
+from ecg_stream.types import BEAT_CLASSES
+
+TARGETS: tuple[tuple[str, str, str, float], ...] = (
+    ("V", "se", "V Se", 0.95),
+    ("V", "pp", "V +P", 0.95),
+    ("S", "se", "S Se", 0.80),
+    ("S", "pp", "S +P", 0.60),
+    ("N", "se", "N Se", 0.95),
+)
+"""Issue 3's targets on DS2 (inter-patient, whole record): (class, figure, label, minimum)."""
+
+
+@dataclass(frozen=True, slots=True)
+class CardInputs:
+    """Where the card's figures come from.
+
+    Args:
+        model_path: The shipped ``.onnx`` file.
+        train_dir: Training run of the shipped model (inter-patient, with RR).
+        evaluation_dir: DS2 evaluation of the shipped model.
+        ablation_dir: Training run of the window-only model (inter-patient).
+        ablation_evaluation_dir: DS2 evaluation of the window-only model.
+        intra_dir: Training run of the intra-patient model (its test split is scored there).
+    """
+
+    model_path: Path
+    train_dir: Path
+    evaluation_dir: Path
+    ablation_dir: Path
+    ablation_evaluation_dir: Path
+    intra_dir: Path
+
+
+def write_model_card(inputs: CardInputs, out_dir: Path) -> tuple[Path, Path]:
+    """Write ``MODEL_CARD.md`` and ``model_card.json`` into ``out_dir``.
+
+    Returns:
+        The markdown and JSON paths.
+
+    Raises:
+        ConfigError: An input file is missing.
+    """
+    import onnx
+
+    contract = ModelContract.from_metadata(
+        {p.key: p.value for p in onnx.load(inputs.model_path).metadata_props},
+        inputs.model_path.name,
+    )
+    training = _read(inputs.train_dir / "training.json")
+    evaluation = _read(inputs.evaluation_dir / "classification.json")
+    ablation = _read(inputs.ablation_dir / "training.json")
+    ablation_evaluation = _read(inputs.ablation_evaluation_dir / "classification.json")
+    intra = _read(inputs.intra_dir / "training.json")
+    commands = [
+        _train_command(inputs.train_dir, training),
+        f"python -m ecg_stream.export.onnx {inputs.train_dir} {inputs.model_path}",
+        f"python -m ecg_stream.model.report {inputs.model_path} {inputs.evaluation_dir} "
+        f"--records DS2 --training-log {inputs.train_dir / 'training_log.csv'}",
+        _train_command(inputs.ablation_dir, ablation),
+        f"python -m ecg_stream.export.onnx {inputs.ablation_dir} "
+        f"{inputs.ablation_dir / 'model.onnx'} --name beat_lstm_no_rr",
+        f"python -m ecg_stream.model.report {inputs.ablation_dir / 'model.onnx'} "
+        f"{inputs.ablation_evaluation_dir} --records DS2",
+        _train_command(inputs.intra_dir, intra),
+        "python -m ecg_stream.model.card  # this card, from the files above",
+    ]
+    card = {
+        "model": {
+            "name": contract.model_name,
+            "file": inputs.model_path.name,
+            "size_bytes": inputs.model_path.stat().st_size,
+            "contract": contract.to_metadata(),
+        },
+        "training": _training_json(training),
+        "ds2_inter_patient": {
+            span: {key: evaluation[span][key] for key in ("title", "gross", "average")}
+            for span in ("whole_record", "ec57")
+        },
+        "targets_ds2_whole_record": _targets(evaluation["whole_record"]["gross"]),
+        "ablation_without_rr": {
+            "training": _training_json(ablation),
+            "ds2_whole_record_gross": ablation_evaluation["whole_record"]["gross"],
+            "ds2_ec57_gross": ablation_evaluation["ec57"]["gross"],
+        },
+        "intra_patient_secondary": {
+            "note": "random beat split over DS1+DS2: beats of one patient on both sides; "
+            "only to compare with published intra-patient claims",
+            "training": _training_json(intra),
+            "test": intra["test"],
+        },
+        "commands": commands,
+    }
+    out_dir.mkdir(parents=True, exist_ok=True)
+    json_path, markdown_path = out_dir / "model_card.json", out_dir / "MODEL_CARD.md"
+    json_path.write_text(json.dumps(card, indent=2) + "\n")
+    markdown_path.write_text(_markdown(card, evaluation, ablation_evaluation))
+    return markdown_path, json_path
+
+
+def _markdown(card: dict[str, Any], evaluation: dict[str, Any], ablation: dict[str, Any]) -> str:
+    model, training, intra = card["model"], card["training"], card["intra_patient_secondary"]
+    contract = model["contract"]
+    lines = [
+        f"# Model card: {model['name']}",
+        "",
+        "Stacked-LSTM beat classifier of ecg-stream: input one 250-sample beat window "
+        f"({contract['window_before_samples']} before + {contract['window_after_samples']} "
+        f"from the R peak at {contract['fs_hz']} Hz, band {contract['band_hz']} Hz, "
+        f"{contract['normalisation']}) and the causal RR features ({contract['rr_features']}); "
+        "output the probabilities of the AAMI classes "
+        f"{contract['class_names']}. LSTM(128) -> LSTM(64) -> LSTM(32), each followed by "
+        "dropout and batch normalisation, RR features joined, Dense(64) -> Dense(32) -> "
+        f"Dense(5) softmax. ONNX opset 17, {model['size_bytes'] / 1e6:.2f} MB, "
+        f"ecg-stream {contract['project_version']}.",
+        "",
+        "Every figure below comes from the commands at the end (PROTOCOL.md: 150 ms "
+        "one-to-one matching, paced records 102 104 107 217 excluded, e and j counted as N).",
+        "",
+        "## Training (inter-patient, DS1 only)",
+        "",
+        f"- Training records: {contract['training_records']}",
+        f"- Validation records (whole records, early stopping and learning-rate reduction): "
+        f"{contract['validation_records']}. DS2 was never used for training or choices.",
+        f"- Beats after class subsampling: {_counts(training['train_counts'])}; "
+        f"class weights {_weights(training['class_weights'])}.",
+        f"- {training['epochs_run']} epochs (best {training['best_epoch']}), "
+        f"{training['train_seconds'] / 60:.1f} min of training on 2 shared CPU cores "
+        f"(settings: {training['settings']}).",
+        "",
+    ]
+    for span in ("whole_record", "ec57"):
+        lines += _class_table(f"DS2 (inter-patient), {evaluation[span]['title']}", evaluation[span])
+    lines += _record_table(evaluation["whole_record"]["records"])
+    lines += [
+        "## Targets (DS2, whole record)",
+        "",
+        "| target | minimum | got | met |",
+        "|---|---|---|---|",
+    ]
+    for target in card["targets_ds2_whole_record"]:
+        got = "n/a" if target["got"] is None else f"{100 * target['got']:.1f} %"
+        lines.append(
+            f"| {target['label']} | {100 * target['minimum']:.0f} % | {got} | "
+            f"{'yes' if target['met'] else 'no'} |"
+        )
+    lines += [
+        "",
+        "## Ablation: the same model without the RR input",
+        "",
+        f"Window-only model, trained on the same DS1 split "
+        f"(settings: {card['ablation_without_rr']['training']['settings']}; "
+        f"{card['ablation_without_rr']['training']['epochs_run']} epochs).",
+        "",
+        "| DS2, whole record | accuracy | macro F1 | N Se | S Se | S +P | V Se | V +P |",
+        "|---|---|---|---|---|---|---|---|",
+        _ablation_row("with RR (shipped)", evaluation["whole_record"]["gross"]),
+        _ablation_row("window only", ablation["whole_record"]["gross"]),
+        "",
+        "## Intra-patient figure (secondary, not comparable with the above)",
+        "",
+        f"{intra['note']}. Test beats: {intra['test']['beats']}, accuracy "
+        f"**{100 * intra['test']['accuracy']:.2f} %** (settings: "
+        f"{intra['training']['settings']}; {intra['training']['epochs_run']} epochs, "
+        f"{intra['training']['train_seconds'] / 60:.1f} min).",
+        "",
+        "## Commands that re-make every figure",
+        "",
+        "With `ECG_STREAM_DATA` pointing at the MIT-BIH files, from the repository root:",
+        "",
+        "```sh",
+        *card["commands"],
+        "```",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def _class_table(title: str, span: dict[str, Any]) -> list[str]:
+    gross, average = span["gross"], span["average"]
+    lines = [
+        f"## {title}",
+        "",
+        "| class | reference beats | Se % | +P % |",
+        "|---|---|---|---|",
+    ]
+    for beat_class in BEAT_CLASSES:
+        figures = gross["classes"][beat_class.value]
+        lines.append(
+            f"| {beat_class.value} | {figures['reference_beats']} | {_pct(figures['se'])} | "
+            f"{_pct(figures['pp'])} |"
+        )
+    lines += [
+        "",
+        f"Accuracy {_pct(gross['accuracy'])} %, macro F1 {gross['macro_f1']:.3f} "
+        f"({gross['matched_beats']} matched beats, {gross['missed_reference_beats']} reference "
+        f"beats missed by the detector, {gross['unmatched_detections']} unmatched detections).",
+        "",
+        "| EC57 | Se % | +P % | FPR % |",
+        "|---|---|---|---|",
+    ]
+    for name, key in (("VEB", "veb"), ("SVEB", "sveb")):
+        lines.append(
+            f"| {name} gross | {_pct(gross[key]['se'])} | {_pct(gross[key]['pp'])} | "
+            f"{_pct(gross[key]['fpr'])} |"
+        )
+        lines.append(
+            f"| {name} average | {_pct(average[key]['se'])} | {_pct(average[key]['pp'])} | "
+            f"{_pct(average[key]['fpr'])} |"
+        )
+    confusion = gross["confusion"]
+    names = [c.value for c in BEAT_CLASSES]
+    lines += [
+        "",
+        "Confusion matrix (reference rows, predicted columns):",
+        "",
+        "| | " + " | ".join(names) + " |",
+        "|---" * (len(names) + 1) + "|",
+        *(
+            f"| {n} | " + " | ".join(map(str, row)) + " |"
+            for n, row in zip(names, confusion, strict=True)
+        ),
+        "",
+    ]
+    return lines
+
+
+def _record_table(records: list[dict[str, Any]]) -> list[str]:
+    lines = [
+        "## DS2 per record (whole record)",
+        "",
+        "| record | matched beats | accuracy % | V beats | VEB Se % | VEB +P % | S beats "
+        "| SVEB Se % | SVEB +P % |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for record in records:
+        classes = record["classes"]
+        lines.append(
+            f"| {record['record']} | {record['matched_beats']} | {_pct(record['accuracy'])} | "
+            f"{classes['V']['reference_beats']} | {_pct(record['veb']['se'])} | "
+            f"{_pct(record['veb']['pp'])} | {classes['S']['reference_beats']} | "
+            f"{_pct(record['sveb']['se'])} | {_pct(record['sveb']['pp'])} |"
+        )
+    return [*lines, ""]
+
+
+def _ablation_row(name: str, gross: dict[str, Any]) -> str:
+    classes = gross["classes"]
+    cells = [
+        _pct(gross["accuracy"]),
+        f"{gross['macro_f1']:.3f}",
+        _pct(classes["N"]["se"]),
+        _pct(classes["S"]["se"]),
+        _pct(classes["S"]["pp"]),
+        _pct(classes["V"]["se"]),
+        _pct(classes["V"]["pp"]),
+    ]
+    return f"| {name} | " + " | ".join(cells) + " |"
+
+
+def _targets(gross: dict[str, Any]) -> list[dict[str, Any]]:
+    targets = []
+    for beat_class, figure, label, minimum in TARGETS:
+        got = gross["classes"][beat_class][figure]
+        targets.append(
+            {
+                "label": label,
+                "minimum": minimum,
+                "got": got,
+                "met": got is not None and got >= minimum,
+            }
+        )
+    return targets
+
+
+def _training_json(training: dict[str, Any]) -> dict[str, Any]:
+    keys = (
+        "settings",
+        "train_records",
+        "validation_records",
+        "train_counts",
+        "validation_counts",
+        "class_weights",
+        "epochs_run",
+        "best_epoch",
+        "train_seconds",
+        "best_validation_loss",
+        "dataset_cache_key",
+    )
+    return {key: training[key] for key in keys}
+
+
+def _train_command(run_dir: Path, training: dict[str, Any]) -> str:
+    settings = training["settings"]
+    return (
+        f"python -m ecg_stream.model.train {run_dir} --protocol {settings['protocol']}"
+        + ("" if settings["use_rr"] else " --no-rr")
+        + f" --max-per-class {settings['max_per_class']} --epochs {settings['epochs']}"
+        f" --patience {settings['patience']} --seed {settings['seed']}"
+    )
+
+
+def _read(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        msg = f"{path} does not exist; run the command that writes it (see this module's docstring)"
+        raise ConfigError(msg)
+    loaded: dict[str, Any] = json.loads(path.read_text())
+    return loaded
+
+
+def _pct(value: float | None) -> str:
+    return "n/a" if value is None else f"{100 * value:.2f}"
+
+
+def _counts(counts: dict[str, int]) -> str:
+    return ", ".join(f"{name} {n}" for name, n in counts.items())
+
+
+def _weights(weights: dict[str, float]) -> str:
+    return ", ".join(f"{name} {w:.2f}" for name, w in weights.items())
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """``python -m ecg_stream.model.card``: write the shipped model's card from run outputs."""
+    parser = argparse.ArgumentParser(prog="python -m ecg_stream.model.card", description=__doc__)
+    runs = Path("runs")
+    parser.add_argument(
+        "--model", type=Path, default=Path("ecg_stream/model/assets/beat_lstm.onnx")
+    )
+    parser.add_argument("--train-dir", type=Path, default=runs / "inter_rr")
+    parser.add_argument("--evaluation-dir", type=Path, default=runs / "eval_ds2")
+    parser.add_argument("--ablation-dir", type=Path, default=runs / "inter_no_rr")
+    parser.add_argument("--ablation-evaluation-dir", type=Path, default=runs / "eval_ds2_no_rr")
+    parser.add_argument("--intra-dir", type=Path, default=runs / "intra_rr")
+    parser.add_argument("--out-dir", type=Path, default=Path("ecg_stream/model/assets"))
+    args = parser.parse_args(argv)
+    inputs = CardInputs(
+        model_path=args.model,
+        train_dir=args.train_dir,
+        evaluation_dir=args.evaluation_dir,
+        ablation_dir=args.ablation_dir,
+        ablation_evaluation_dir=args.ablation_evaluation_dir,
+        intra_dir=args.intra_dir,
+    )
+    for path in write_model_card(inputs, args.out_dir):
+        print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,363 @@
+"""Runtime beat classifier: an onnxruntime session that checks the model's contract.
+
+The ONNX file carries its contract in ``metadata_props`` (written by ``export/onnx.py``):
+class order, sampling rate, window geometry, filter band, normalisation and RR features. The
+classifier refuses a model whose contract does not match the chain it will be fed by.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from enum import Enum
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Final
+
+import numpy as np
+import numpy.typing as npt
+import onnxruntime
+
+from ecg_stream.config import ChainConfig
+from ecg_stream.detector.segment import (
+    NORMALISATION,
+    RR_FEATURES,
+    normalise_window,
+    rr_feature_vector,
+)
+from ecg_stream.errors import ConfigError, ModelContractError
+from ecg_stream.types import BEAT_CLASSES, BeatWindow, FloatArray, LabeledBeat
+
+CONTRACT_VERSION: Final = "1"
+"""Version of the set of ``metadata_props`` keys below; bumped when their meaning changes."""
+WINDOW_INPUT: Final = "window"
+RR_INPUT: Final = "rr"
+MAX_BATCH: Final = 512
+"""Windows per onnxruntime call: bounds memory when a whole record is classified at once."""
+
+
+@dataclass(frozen=True, slots=True)
+class ModelContract:
+    """What a model expects of the chain, as stored in the ONNX ``metadata_props``.
+
+    Args:
+        model_name: Name of the model.
+        class_names: Class of each output probability, in order.
+        fs_hz: Sampling rate the windows were cut at, in Hz.
+        band_hz: Pass band of the chain's filter, in Hz.
+        notch_hz: Mains notch of the chain's filter, in Hz, or None.
+        window_before_samples: Window samples before the R peak.
+        window_after_samples: Window samples from the R peak on.
+        normalisation: Name of the per-window normalisation.
+        rr_features: Names of the RR inputs in order; empty for a window-only model.
+        rr_mean_beats: Past RR intervals in the local mean RR.
+        training_protocol: ``inter-patient`` or ``intra-patient``.
+        training_records: Records the model was trained on (space-separated).
+        validation_records: Records used for early stopping (space-separated).
+        project_version: ecg-stream version that exported the model.
+    """
+
+    model_name: str
+    class_names: tuple[str, ...]
+    fs_hz: float
+    band_hz: tuple[float, float]
+    notch_hz: float | None
+    window_before_samples: int
+    window_after_samples: int
+    normalisation: str
+    rr_features: tuple[str, ...]
+    rr_mean_beats: int
+    training_protocol: str
+    training_records: str
+    validation_records: str
+    project_version: str
+
+    @classmethod
+    def for_chain(
+        cls,
+        config: ChainConfig,
+        *,
+        model_name: str,
+        use_rr: bool,
+        training_protocol: str,
+        training_records: str,
+        validation_records: str,
+        project_version: str,
+    ) -> ModelContract:
+        """The contract of a model trained on windows of the chain ``config``."""
+        return cls(
+            model_name=model_name,
+            class_names=tuple(beat_class.value for beat_class in BEAT_CLASSES),
+            fs_hz=config.fs_hz,
+            band_hz=config.band_hz,
+            notch_hz=config.notch_hz,
+            window_before_samples=config.window_before_samples,
+            window_after_samples=config.window_after_samples,
+            normalisation=NORMALISATION,
+            rr_features=RR_FEATURES if use_rr else (),
+            rr_mean_beats=config.rr_mean_beats,
+            training_protocol=training_protocol,
+            training_records=training_records,
+            validation_records=validation_records,
+            project_version=project_version,
+        )
+
+    def to_metadata(self) -> dict[str, str]:
+        """The contract as ONNX ``metadata_props`` (string keys and values)."""
+        return {
+            "contract_version": CONTRACT_VERSION,
+            "model_name": self.model_name,
+            "class_names": ",".join(self.class_names),
+            "fs_hz": repr(self.fs_hz),
+            "band_hz": ",".join(repr(edge) for edge in self.band_hz),
+            "notch_hz": "none" if self.notch_hz is None else repr(self.notch_hz),
+            "window_before_samples": str(self.window_before_samples),
+            "window_after_samples": str(self.window_after_samples),
+            "normalisation": self.normalisation,
+            "rr_features": ",".join(self.rr_features),
+            "rr_mean_beats": str(self.rr_mean_beats),
+            "training_protocol": self.training_protocol,
+            "training_records": self.training_records,
+            "validation_records": self.validation_records,
+            "project_version": self.project_version,
+        }
+
+    @classmethod
+    def from_metadata(cls, metadata: Mapping[str, str], source: str) -> ModelContract:
+        """Read a contract from ONNX ``metadata_props``.
+
+        Args:
+            metadata: The model's metadata map.
+            source: Name of the model file, for messages.
+
+        Raises:
+            ModelContractError: A key is missing or unreadable, or the contract version differs.
+        """
+        version = metadata.get("contract_version")
+        if version != CONTRACT_VERSION:
+            msg = (
+                f"{source}: contract_version is {version!r}, this ecg-stream reads "
+                f"{CONTRACT_VERSION!r}; re-export the model with `ecg-stream export`"
+            )
+            raise ModelContractError(msg)
+        try:
+            notch = metadata["notch_hz"]
+            low, high = (float(edge) for edge in metadata["band_hz"].split(","))
+            return cls(
+                model_name=metadata["model_name"],
+                class_names=tuple(metadata["class_names"].split(",")),
+                fs_hz=float(metadata["fs_hz"]),
+                band_hz=(low, high),
+                notch_hz=None if notch == "none" else float(notch),
+                window_before_samples=int(metadata["window_before_samples"]),
+                window_after_samples=int(metadata["window_after_samples"]),
+                normalisation=metadata["normalisation"],
+                rr_features=tuple(name for name in metadata["rr_features"].split(",") if name),
+                rr_mean_beats=int(metadata["rr_mean_beats"]),
+                training_protocol=metadata["training_protocol"],
+                training_records=metadata["training_records"],
+                validation_records=metadata["validation_records"],
+                project_version=metadata["project_version"],
+            )
+        except KeyError as error:
+            msg = (
+                f"{source}: contract field {error.args[0]!r} is missing from metadata_props; "
+                "re-export the model with `ecg-stream export`"
+            )
+            raise ModelContractError(msg) from error
+        except ValueError as error:
+            msg = f"{source}: unreadable contract in metadata_props ({error}); re-export it"
+            raise ModelContractError(msg) from error
+
+    def check(self, config: ChainConfig, source: str) -> None:
+        """Refuse a contract that does not fit the chain ``config`` and this runtime.
+
+        Raises:
+            ModelContractError: Naming the first differing field, both values and the fix.
+        """
+        wanted: list[tuple[str, object, object, str]] = [
+            ("class_names", tuple(c.value for c in BEAT_CLASSES), self.class_names, ""),
+            ("fs_hz", config.fs_hz, self.fs_hz, ""),
+            ("band_hz", config.band_hz, self.band_hz, ""),
+            ("notch_hz", config.notch_hz, self.notch_hz, ""),
+            (
+                "window_before_samples",
+                config.window_before_samples,
+                self.window_before_samples,
+                "--window-before",
+            ),
+            (
+                "window_after_samples",
+                config.window_after_samples,
+                self.window_after_samples,
+                "--window-after",
+            ),
+            ("normalisation", NORMALISATION, self.normalisation, ""),
+            ("rr_mean_beats", config.rr_mean_beats, self.rr_mean_beats, ""),
+        ]
+        if self.rr_features:
+            wanted.append(("rr_features", RR_FEATURES, self.rr_features, ""))
+        for field_name, chain_value, model_value, option in wanted:
+            if chain_value != model_value:
+                fix = f"run with {option} {model_value} or " if option else ""
+                msg = (
+                    f"{source}: contract field {field_name!r} is {model_value!r}, "
+                    f"the chain uses {chain_value!r}; {fix}re-export the model for this chain "
+                    "(ecg-stream train + export)"
+                )
+                raise ModelContractError(msg)
+
+
+class ClassifierState(Enum):
+    """Lifecycle of an :class:`OnnxBeatClassifier`."""
+
+    OPEN = "open"
+    CLOSED = "closed"
+
+
+class OnnxBeatClassifier:
+    """Classify beat windows with an ONNX model whose contract fits the chain.
+
+    The session is created (and the contract checked) at construction; ``close()`` or
+    leaving a ``with`` block releases it. Windows are normalised with the chain's one
+    normalisation and classified in batches.
+
+    Args:
+        path: The ``.onnx`` file.
+        config: The chain's configuration, which the model's contract must match.
+        threads: onnxruntime intra-op threads (one keeps the stream's CPU use predictable).
+
+    Attributes:
+        name: The model's name, from its contract.
+        contract: The model's contract.
+        state: Whether the session is open.
+
+    Raises:
+        ConfigError: The file does not exist or ``threads`` < 1.
+        ModelContractError: The model's contract or inputs do not fit the chain.
+    """
+
+    def __init__(self, path: Path, config: ChainConfig, threads: int = 1) -> None:
+        if threads < 1:
+            msg = f"threads={threads} must be >= 1"
+            raise ConfigError(msg)
+        if not path.is_file():
+            msg = f"model file {path} does not exist; pass --model PATH to an exported .onnx"
+            raise ConfigError(msg)
+        self.path, self.config, self.threads = path, config, threads
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        try:
+            session = onnxruntime.InferenceSession(
+                str(path), sess_options=options, providers=["CPUExecutionProvider"]
+            )
+        except Exception as error:  # onnxruntime raises its own untyped exceptions
+            msg = f"{path.name}: onnxruntime cannot load it ({error}); re-export the model"
+            raise ModelContractError(msg) from error
+        metadata = dict(session.get_modelmeta().custom_metadata_map)
+        self.contract = ModelContract.from_metadata(metadata, path.name)
+        self.contract.check(config, path.name)
+        self.name = self.contract.model_name
+        self._use_rr = bool(self.contract.rr_features)
+        _check_inputs(session, path.name, config.window_samples, len(self.contract.rr_features))
+        self._session: Any = session
+        self.state = ClassifierState.OPEN
+
+    def __enter__(self) -> OnnxBeatClassifier:
+        if self.state is ClassifierState.CLOSED:
+            msg = "this classifier was closed; create a new OnnxBeatClassifier"
+            raise RuntimeError(msg)
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Release the onnxruntime session."""
+        self._session = None
+        self.state = ClassifierState.CLOSED
+
+    def predict_proba(self, windows: Sequence[BeatWindow]) -> FloatArray:
+        """Class probabilities of each window, shape (n, 5), in ``BEAT_CLASSES`` order.
+
+        Raises:
+            ValueError: A window's length is not the contract's.
+            RuntimeError: The classifier was closed.
+        """
+        if self.state is ClassifierState.CLOSED:
+            msg = "predict_proba() on a closed classifier; create a new OnnxBeatClassifier"
+            raise RuntimeError(msg)
+        if not windows:
+            return np.empty((0, len(BEAT_CLASSES)))
+        parts = [
+            self._run(windows[start : start + MAX_BATCH])
+            for start in range(0, len(windows), MAX_BATCH)
+        ]
+        return np.concatenate(parts).astype(np.float64)
+
+    def classify(self, windows: Sequence[BeatWindow]) -> list[LabeledBeat]:
+        """Label each window with its class probabilities, in input order."""
+        probabilities = self.predict_proba(windows)
+        return [
+            LabeledBeat(window=window, probabilities=_five(row))
+            for window, row in zip(windows, probabilities, strict=True)
+        ]
+
+    def _run(self, windows: Sequence[BeatWindow]) -> npt.NDArray[np.float32]:
+        size = self.config.window_samples
+        for window in windows:
+            if window.samples.shape != (size,):
+                msg = f"window at R peak {window.peak.index} has shape {window.samples.shape}, "
+                msg += f"the model takes ({size},)"
+                raise ValueError(msg)
+        feeds = {
+            WINDOW_INPUT: np.stack([normalise_window(w.samples) for w in windows]).astype(
+                np.float32
+            )[:, :, np.newaxis]
+        }
+        if self._use_rr:
+            feeds[RR_INPUT] = np.stack([rr_feature_vector(w.rr) for w in windows]).astype(
+                np.float32
+            )
+        (probabilities,) = self._session.run(None, feeds)
+        return np.asarray(probabilities, dtype=np.float32)
+
+
+def default_model_path() -> Path:
+    """The shipped inter-patient model, ``ecg_stream/model/assets/beat_lstm.onnx``."""
+    return Path(__file__).parent / "assets" / "beat_lstm.onnx"
+
+
+def _check_inputs(session: Any, source: str, window_samples: int, rr_features: int) -> None:
+    """Refuse a model whose input names or shapes do not fit the contract."""
+    shapes = {node.name: list(node.shape) for node in session.get_inputs()}
+    wanted = {WINDOW_INPUT: [window_samples, 1]}
+    if rr_features:
+        wanted[RR_INPUT] = [rr_features]
+    if set(shapes) != set(wanted):
+        msg = (
+            f"{source}: model inputs are {sorted(shapes)}, its contract needs {sorted(wanted)}; "
+            "re-export the model with `ecg-stream export`"
+        )
+        raise ModelContractError(msg)
+    for name, tail in wanted.items():
+        if shapes[name][1:] != tail:
+            msg = (
+                f"{source}: input {name!r} has shape {shapes[name]}, the contract needs "
+                f"[batch, {', '.join(map(str, tail))}]; re-export the model"
+            )
+            raise ModelContractError(msg)
+    outputs = [list(node.shape) for node in session.get_outputs()]
+    if len(outputs) != 1 or outputs[0][1:] != [len(BEAT_CLASSES)]:
+        msg = f"{source}: model outputs {outputs}, expected one [batch, {len(BEAT_CLASSES)}]"
+        raise ModelContractError(msg)
+
+
+def _five(row: FloatArray) -> tuple[float, float, float, float, float]:
+    return (float(row[0]), float(row[1]), float(row[2]), float(row[3]), float(row[4]))

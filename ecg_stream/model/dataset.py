@@ -1,0 +1,292 @@
+"""Labelled beat windows for training, cut by the same streaming chain that serves live beats.
+
+Each record is fed through :class:`~ecg_stream.detector.chain.BeatExtractor` in chunks, as a
+live stream is; every detected beat takes the AAMI class of the reference beat it matches
+(PROTOCOL.md: 150 ms, one to one, nearest first). Detections that match no reference beat are
+left out and counted. Paced records are left out of classification. The result is cached as a
+compressed ``.npz`` keyed by a hash of everything it depends on, so a stale cache is rebuilt.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import json
+import logging
+import os
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from ecg_stream.config import ChainConfig
+from ecg_stream.detector import chain as chain_module
+from ecg_stream.detector.chain import BeatExtractor
+from ecg_stream.detector.segment import normalise_window, rr_feature_vector
+from ecg_stream.errors import ConfigError, RecordFormatError
+from ecg_stream.evaluation import MATCH_TOLERANCE_S, match_beats
+from ecg_stream.records import PACED, load_record
+from ecg_stream.types import BEAT_CLASSES, BeatClass, BeatWindow, Chunk
+
+logger = logging.getLogger(__name__)
+
+CACHE_ENV = "ECG_STREAM_CACHE"
+"""Environment variable that moves the dataset cache (default: the user cache directory)."""
+DATASET_CHUNK_SAMPLES = 360
+"""Chunk length fed to the chain while building a dataset: one second at 360 Hz."""
+DATASET_FORMAT = 1
+"""Bumped whenever the stored arrays change meaning; part of the cache key."""
+PACKAGE = "ecg-stream"
+TRAIN_EXTRA = "train"
+"""Optional dependency group of training, export and report pictures."""
+
+Float32Array = npt.NDArray[np.float32]
+IntArray = npt.NDArray[np.int64]
+StrArray = npt.NDArray[np.str_]
+
+
+@dataclass(frozen=True, slots=True)
+class BeatDataset:
+    """Detected, labelled beats of some records, in stream order within each record.
+
+    Args:
+        windows: Normalised beat windows, shape (n, window_samples).
+        rr: RR feature vectors (``detector.segment.RR_FEATURES`` order), shape (n, 3).
+        labels: Index into ``BEAT_CLASSES`` of each beat's reference class, shape (n,).
+        records: Record name of each beat, shape (n,).
+        peak_indices: Detected R-peak sample index of each beat, shape (n,).
+        record_names: The records included, in order.
+        unmatched_detections: Per record, detections that matched no reference beat (left out).
+        missed_reference_beats: Per record, reference beats that no detection matched.
+        excluded_records: Records asked for but left out (paced records).
+        cache_key: Hash of everything the dataset depends on.
+    """
+
+    windows: Float32Array = field(repr=False)
+    rr: Float32Array = field(repr=False)
+    labels: IntArray = field(repr=False)
+    records: StrArray = field(repr=False)
+    peak_indices: IntArray = field(repr=False)
+    record_names: tuple[str, ...]
+    unmatched_detections: tuple[int, ...]
+    missed_reference_beats: tuple[int, ...]
+    excluded_records: tuple[str, ...]
+    cache_key: str
+
+    def __post_init__(self) -> None:
+        n = self.labels.shape[0]
+        for name in ("windows", "rr", "records", "peak_indices"):
+            if getattr(self, name).shape[0] != n:
+                msg = f"BeatDataset.{name} has {getattr(self, name).shape[0]} rows, labels {n}"
+                raise ValueError(msg)
+        if len(self.unmatched_detections) != len(self.record_names) or len(
+            self.missed_reference_beats
+        ) != len(self.record_names):
+            msg = "BeatDataset per-record counts must have one entry per record name"
+            raise ValueError(msg)
+
+    def __len__(self) -> int:
+        return int(self.labels.shape[0])
+
+    def class_counts(self) -> dict[BeatClass, int]:
+        """Number of beats of each class."""
+        counts = np.bincount(self.labels, minlength=len(BEAT_CLASSES))
+        return {beat_class: int(counts[beat_class.index]) for beat_class in BEAT_CLASSES}
+
+    def subset(self, mask: npt.NDArray[np.bool_] | IntArray) -> BeatDataset:
+        """The beats selected by a boolean mask or index array (per-record counts kept)."""
+        return BeatDataset(
+            windows=self.windows[mask],
+            rr=self.rr[mask],
+            labels=self.labels[mask],
+            records=self.records[mask],
+            peak_indices=self.peak_indices[mask],
+            record_names=self.record_names,
+            unmatched_detections=self.unmatched_detections,
+            missed_reference_beats=self.missed_reference_beats,
+            excluded_records=self.excluded_records,
+            cache_key=self.cache_key,
+        )
+
+    def of_records(self, names: Sequence[str]) -> BeatDataset:
+        """The beats of the given records only."""
+        return self.subset(np.isin(self.records, list(names)))
+
+
+def default_dataset_cache_dir() -> Path:
+    """``$ECG_STREAM_CACHE``, else ``$XDG_CACHE_HOME/ecg-stream/datasets`` (``~/.cache``)."""
+    override = os.environ.get(CACHE_ENV)
+    if override:
+        return Path(override)
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "ecg-stream" / "datasets"
+
+
+def project_version() -> str:
+    """Version of the installed ecg-stream distribution."""
+    return importlib.metadata.version(PACKAGE)
+
+
+def detector_source_hash() -> str:
+    """SHA-256 of the detector's source files: a changed detector makes a new dataset."""
+    digest = hashlib.sha256()
+    for path in sorted(Path(chain_module.__file__).parent.glob("*.py")):
+        digest.update(path.name.encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def dataset_cache_key(
+    records: Sequence[str], config: ChainConfig, chunk_samples: int = DATASET_CHUNK_SAMPLES
+) -> str:
+    """Hash of the record list, chain configuration, versions and detector source."""
+    description = {
+        "format": DATASET_FORMAT,
+        "records": list(records),
+        "config": asdict(config),
+        "chunk_samples": chunk_samples,
+        "version": project_version(),
+        "detector": detector_source_hash(),
+    }
+    return hashlib.sha256(json.dumps(description, sort_keys=True).encode()).hexdigest()[:20]
+
+
+def stream_record_windows(
+    samples: npt.NDArray[np.float64],
+    config: ChainConfig,
+    chunk_samples: int = DATASET_CHUNK_SAMPLES,
+) -> list[BeatWindow]:
+    """Feed a whole lead through a fresh :class:`BeatExtractor` in chunks, as streaming does.
+
+    Args:
+        samples: The lead at the chain's rate, in mV.
+        config: The chain's configuration.
+        chunk_samples: Length of each chunk, in samples.
+
+    Returns:
+        Every beat window, in R-peak order, including those released by ``flush()``.
+    """
+    if chunk_samples < 1:
+        msg = f"chunk_samples={chunk_samples} must be >= 1"
+        raise ConfigError(msg)
+    extractor = BeatExtractor(config)
+    windows: list[BeatWindow] = []
+    for start in range(0, samples.size, chunk_samples):
+        chunk = Chunk(start_index=start, samples=samples[start : start + chunk_samples])
+        windows.extend(extractor.process(chunk).windows)
+    windows.extend(extractor.flush())
+    return windows
+
+
+def build_dataset(
+    records: Sequence[str],
+    config: ChainConfig,
+    *,
+    data_dir: Path | None = None,
+    cache_dir: Path | None = None,
+    chunk_samples: int = DATASET_CHUNK_SAMPLES,
+) -> BeatDataset:
+    """Load the labelled beats of ``records`` from the cache, building them if need be.
+
+    Args:
+        records: Record names (paced records are left out and listed in the result).
+        config: The chain's configuration.
+        data_dir: Directory holding the WFDB records (default: ``records.data_dirs``).
+        cache_dir: Dataset cache directory (default: :func:`default_dataset_cache_dir`).
+        chunk_samples: Chunk length fed to the chain, in samples.
+
+    Raises:
+        ConfigError: No record is left once paced records are excluded.
+        DataNotFoundError: A record cannot be found.
+        RecordFormatError: A record has no reference annotations.
+    """
+    kept = [name for name in records if name not in PACED]
+    excluded = tuple(name for name in records if name in PACED)
+    if not kept:
+        msg = f"records {list(records)} are all paced; give non-paced records (e.g. DS1)"
+        raise ConfigError(msg)
+    key = dataset_cache_key(kept, config, chunk_samples)
+    path = (cache_dir or default_dataset_cache_dir()) / f"beats-{key}.npz"
+    if path.is_file():
+        logger.info("dataset: loading cached %s", path)
+        return _load(path, key, excluded)
+    arrays = _build_arrays(kept, config, data_dir, chunk_samples)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_suffix(".partial.npz")
+    np.savez_compressed(partial, **arrays)
+    partial.replace(path)  # a crash mid-write never leaves a truncated cache behind
+    logger.info("dataset: %d beats cached in %s", arrays["labels"].size, path)
+    return _load(path, key, excluded)
+
+
+def _build_arrays(
+    records: Sequence[str], config: ChainConfig, data_dir: Path | None, chunk_samples: int
+) -> dict[str, Any]:
+    """The arrays stored in the ``.npz`` (Any: numpy's ``savez`` stub types its kwargs loosely)."""
+    tolerance = round(MATCH_TOLERANCE_S * config.fs_hz)
+    windows: list[Float32Array] = []
+    rr: list[Float32Array] = []
+    labels: list[int] = []
+    beat_records: list[str] = []
+    peak_indices: list[int] = []
+    unmatched: list[int] = []
+    missed: list[int] = []
+    for number, name in enumerate(records, start=1):
+        record = load_record(name, data_dir)
+        if record.annotations is None:
+            msg = f"record {name} has no reference annotations (.atr); training needs them"
+            raise RecordFormatError(msg)
+        reference = np.array(
+            [record.to_chain_index(int(i)) for i in record.annotations.beat_indices],
+            dtype=np.int64,
+        )
+        record_windows = stream_record_windows(record.samples, config, chunk_samples)
+        detected = np.array([window.peak.index for window in record_windows], dtype=np.int64)
+        matching = match_beats(reference, detected, tolerance)
+        for ref_position, det_position in matching.pairs:
+            window = record_windows[det_position]
+            windows.append(normalise_window(window.samples).astype(np.float32))
+            rr.append(rr_feature_vector(window.rr).astype(np.float32))
+            labels.append(record.annotations.beat_classes[ref_position].index)
+            beat_records.append(name)
+            peak_indices.append(window.peak.index)
+        unmatched.append(len(matching.unmatched_detection))
+        missed.append(len(matching.unmatched_reference))
+        logger.info(
+            "dataset: record %s (%d/%d): %d beats, %d unmatched detections, %d missed",
+            name,
+            number,
+            len(records),
+            len(matching.pairs),
+            unmatched[-1],
+            missed[-1],
+        )
+    return {
+        "windows": np.stack(windows) if windows else np.empty((0, config.window_samples)),
+        "rr": np.stack(rr) if rr else np.empty((0, 3), dtype=np.float32),
+        "labels": np.array(labels, dtype=np.int64),
+        "records": np.array(beat_records, dtype=np.str_),
+        "peak_indices": np.array(peak_indices, dtype=np.int64),
+        "record_names": np.array(list(records), dtype=np.str_),
+        "unmatched_detections": np.array(unmatched, dtype=np.int64),
+        "missed_reference_beats": np.array(missed, dtype=np.int64),
+    }
+
+
+def _load(path: Path, key: str, excluded: tuple[str, ...]) -> BeatDataset:
+    with np.load(path) as stored:
+        return BeatDataset(
+            windows=stored["windows"].astype(np.float32),
+            rr=stored["rr"].astype(np.float32),
+            labels=stored["labels"],
+            records=stored["records"],
+            peak_indices=stored["peak_indices"],
+            record_names=tuple(str(name) for name in stored["record_names"]),
+            unmatched_detections=tuple(int(n) for n in stored["unmatched_detections"]),
+            missed_reference_beats=tuple(int(n) for n in stored["missed_reference_beats"]),
+            excluded_records=excluded,
+            cache_key=key,
+        )

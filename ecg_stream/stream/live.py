@@ -1,0 +1,471 @@
+"""Live replay: records -> paced chunks -> beat pipeline -> MQTT, several streams in one process.
+
+Each stream is one named asyncio task in one ``TaskGroup``: its :class:`ReplaySource` paces the
+chunks, its pipeline (synchronous, I/O-free: filter, detector, windows, batched ONNX inference of
+the beats a chunk completed) labels them, and its :class:`BeatPublisher` publishes samples and
+beats through a bounded queue. No thread per stream and no session per beat: one ONNX session
+serves every stream, and the event loop only waits on clocks and sockets.
+
+At a finite ``--speed`` the source is real time, so a full publish queue drops (counted); at
+``--speed max`` nothing is real time, so the stream waits for the queue instead and nothing is
+dropped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from collections.abc import Callable, Sequence
+from contextlib import AsyncExitStack
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from ecg_stream.config import CHAIN_FS_HZ, ChainConfig, MqttConfig
+from ecg_stream.errors import ConfigError, EcgStreamError
+from ecg_stream.records import Record
+from ecg_stream.stream.publisher import BeatPublisher, PublisherStats
+from ecg_stream.stream.replay import ReplaySource
+from ecg_stream.stream.stats import DurationHistogram
+from ecg_stream.types import BEAT_CLASSES, BeatClass, Chunk, LabeledBeat
+from ecg_stream.wire import (
+    BeatMessage,
+    SamplesMessage,
+    StatusMessage,
+    StreamState,
+    TopicKind,
+    WireMessage,
+    check_stream_id,
+    check_topic_prefix,
+)
+
+Clock = Callable[[], float]
+Say = Callable[[str], None]
+
+REAL_TIME_CHUNK_S = 0.1
+"""Chunk duration when paced: one ``samples`` message per 100 ms of signal."""
+
+MAX_SPEED_CHUNK_S = 1.0
+"""Chunk duration at ``--speed max``: fewer, larger chunks and messages, same beats."""
+
+SAMPLES_SCALE_UV = 1.0
+"""Microvolts per count of the ``samples`` payloads (int16: +-32.7 mV at 1 uV)."""
+
+
+class PipelineOutputLike(Protocol):
+    """What a pipeline returns per chunk (``ecg_stream.pipeline.PipelineOutput``)."""
+
+    @property
+    def filtered(self) -> Chunk:
+        """The chunk after the band-pass."""
+
+    @property
+    def beats(self) -> tuple[LabeledBeat, ...]:
+        """Beats whose windows this chunk completed, labeled."""
+
+
+class PipelineLike(Protocol):
+    """The beat pipeline as the live edge uses it (``ecg_stream.pipeline.BeatPipeline``)."""
+
+    def process(self, chunk: Chunk) -> PipelineOutputLike:
+        """Filter, detect, window and classify one chunk."""
+
+    def flush(self) -> tuple[LabeledBeat, ...]:
+        """The stream ended: the beats still held back."""
+
+
+@dataclass(frozen=True, slots=True)
+class StreamSpec:
+    """One stream to replay.
+
+    Args:
+        stream_id: Topic level of the stream (default: the record name).
+        record: The record (its ``samples`` may be a slice, e.g. in tests).
+    """
+
+    stream_id: str
+    record: Record
+
+
+@dataclass(slots=True)
+class StreamReport:
+    """What one stream did.
+
+    Args:
+        stream_id: The stream.
+        record: Record name.
+        beats: Beats published or queued, per class.
+        pacing: |chunk arrival - due time| of each chunk, in ms (finite speed only).
+        publisher: The publisher's counters and compute-latency histogram.
+        signal_s: Signal time replayed, in s.
+        started_s: Clock time of the first chunk (NaN before).
+        finished_s: Clock time the stream ended (NaN before).
+    """
+
+    stream_id: str
+    record: str
+    beats: dict[BeatClass, int] = field(default_factory=lambda: dict.fromkeys(BEAT_CLASSES, 0))
+    pacing: DurationHistogram = field(default_factory=DurationHistogram)
+    publisher: PublisherStats = field(default_factory=PublisherStats)
+    signal_s: float = 0.0
+    started_s: float = math.nan
+    finished_s: float = math.nan
+
+    @property
+    def speed_factor(self) -> float:
+        """Signal time over wall time."""
+        return self.signal_s / max(self.finished_s - self.started_s, 1e-9)
+
+
+@dataclass(slots=True)
+class ReplaySummary:
+    """Every stream's report; printed at the end or on Ctrl-C.
+
+    Args:
+        streams: One report per stream, in the order given.
+        speed: Factor of real time of the replay (``math.inf``: as fast as possible).
+        interrupted: The replay was stopped by Ctrl-C.
+    """
+
+    streams: list[StreamReport] = field(default_factory=list)
+    speed: float = 1.0
+    interrupted: bool = False
+
+    @property
+    def total_dropped(self) -> int:
+        """Messages dropped by every publisher."""
+        return sum(report.publisher.dropped_total for report in self.streams)
+
+    def compute(self) -> DurationHistogram:
+        """Compute latency of every stream's published beats."""
+        merged = DurationHistogram()
+        for report in self.streams:
+            merged.merge(report.publisher.compute)
+        return merged
+
+    def pacing(self) -> DurationHistogram:
+        """Pacing error of every stream's chunks."""
+        merged = DurationHistogram()
+        for report in self.streams:
+            merged.merge(report.pacing)
+        return merged
+
+    def format(self) -> str:
+        """The summary as terminal lines."""
+        if not self.streams:
+            return "nothing replayed"
+        lines = ["interrupted: summary so far" if self.interrupted else "summary"]
+        for report in self.streams:
+            counts = "  ".join(f"{cls.value} {report.beats[cls]}" for cls in BEAT_CLASSES)
+            compute = report.publisher.compute.summary()
+            dropped = report.publisher.dropped
+            reconnects = report.publisher.reconnects
+            lines += [
+                f"  stream {report.stream_id} (record {report.record}): "
+                f"{sum(report.beats.values())} beats: {counts}",
+                f"    compute latency mean {compute.mean_ms:.2f} ms, max {compute.max_ms:.2f} ms; "
+                f"dropped {sum(dropped.values())} (beats {dropped[TopicKind.BEATS]}, samples "
+                f"{dropped[TopicKind.SAMPLES]}); {report.signal_s:.1f} s of signal at "
+                f"{report.speed_factor:.0f}x real time"
+                + (f"; {reconnects} reconnects" if reconnects else ""),
+            ]
+        compute, pacing = self.compute().summary(), self.pacing().summary()
+        lines.append(f"  compute latency (chunk arrival -> publish): {compute}")
+        if math.isinf(self.speed):
+            lines.append(
+                "    (at --speed max the chain outruns the broker: compute latency is mostly the "
+                "wait in the publish queue; measure latency at --speed 1)"
+            )
+        if pacing.count:
+            lines.append(f"  pacing error |arrival - due|: {pacing}")
+        lines.append(f"  dropped: {self.total_dropped}")
+        return "\n".join(lines)
+
+
+class LiveReplay:
+    """Replay several streams concurrently through their pipelines to MQTT.
+
+    Args:
+        specs: The streams.
+        make_pipeline: Builds one pipeline per stream (they may share a classifier).
+        model_name: Classifier name for the status topic.
+        mqtt: Broker and topic prefix.
+        speed: Factor of real time, or ``math.inf``.
+        summary: Where the per-stream reports go (readable after Ctrl-C too).
+        say: Where per-beat lines go (None: quiet).
+        chunk_s: Chunk duration, in s of signal (default: ``REAL_TIME_CHUNK_S`` at a finite
+            speed, ``MAX_SPEED_CHUNK_S`` at ``math.inf``; results do not depend on it).
+        queue_size: Publish queue length per stream.
+        publish_samples: Also publish the filtered samples (``samples`` topic).
+        clock: Monotonic clock, in s.
+        wall_clock: Unix time, in s.
+    """
+
+    def __init__(
+        self,
+        specs: Sequence[StreamSpec],
+        make_pipeline: Callable[[], PipelineLike],
+        model_name: str,
+        mqtt: MqttConfig,
+        *,
+        speed: float,
+        summary: ReplaySummary | None = None,
+        say: Say | None = None,
+        chunk_s: float | None = None,
+        queue_size: int = 1000,
+        publish_samples: bool = True,
+        clock: Clock = time.monotonic,
+        wall_clock: Clock = time.time,
+    ) -> None:
+        ids = [spec.stream_id for spec in specs]
+        if not specs or len(set(ids)) != len(ids):
+            msg = f"stream ids {ids} must be given and distinct; pass one --stream-id per record"
+            raise ConfigError(msg)
+        self.specs, self.make_pipeline, self.model_name = tuple(specs), make_pipeline, model_name
+        self.mqtt, self.speed, self.say = mqtt, speed, say
+        if chunk_s is None:
+            chunk_s = MAX_SPEED_CHUNK_S if math.isinf(speed) else REAL_TIME_CHUNK_S
+        self.chunk_s, self.queue_size, self.publish_samples = chunk_s, queue_size, publish_samples
+        self.clock, self.wall_clock = clock, wall_clock
+        self.summary = summary if summary is not None else ReplaySummary()
+
+    async def run(self) -> ReplaySummary:
+        """Run every stream to its end (or until cancelled) and return the summary.
+
+        Raises:
+            EcgStreamError: A stream failed (e.g. BrokerError); the first such error.
+        """
+        reports = [StreamReport(spec.stream_id, spec.record.name) for spec in self.specs]
+        self.summary.streams, self.summary.speed = reports, self.speed
+        try:
+            async with asyncio.TaskGroup() as group:
+                for spec, report in zip(self.specs, reports, strict=True):
+                    group.create_task(self._stream(spec, report), name=f"stream-{spec.stream_id}")
+        except BaseExceptionGroup as errors:
+            user_errors = errors.subgroup(EcgStreamError)
+            if user_errors is not None:  # a user can fix it: one line, not a traceback
+                first = user_errors.exceptions[0]
+                while isinstance(first, BaseExceptionGroup):
+                    first = first.exceptions[0]
+                raise first from None
+            raise
+        return self.summary
+
+    async def _stream(self, spec: StreamSpec, report: StreamReport) -> None:
+        record = spec.record
+        source = ReplaySource(
+            record.samples, CHAIN_FS_HZ, speed=self.speed, chunk_s=self.chunk_s, clock=self.clock
+        )
+        pipeline = self.make_pipeline()
+        status = StatusMessage(
+            stream=spec.stream_id,
+            state=StreamState.ONLINE,
+            record=record.name,
+            fs_hz=CHAIN_FS_HZ,
+            model=self.model_name,
+            classes=BEAT_CLASSES,
+        )
+        publisher = BeatPublisher(
+            self.mqtt,
+            status,
+            queue_size=self.queue_size,
+            clock=self.clock,
+            wall_clock=self.wall_clock,
+        )
+        report.publisher = publisher.stats
+        lossless = math.isinf(self.speed)
+        start_wall = math.nan
+        async with publisher:
+            try:
+                async for chunk in source:
+                    if math.isnan(start_wall):
+                        report.started_s = source.start_s
+                        start_wall = self.wall_clock() - (self.clock() - source.start_s)
+                    if not lossless:
+                        report.pacing.add(
+                            abs(chunk.arrival_s - source.due_s(chunk.start_index)) * 1e3
+                        )
+                    output = pipeline.process(chunk)
+                    report.signal_s = chunk.end_index / CHAIN_FS_HZ
+                    for beat in output.beats:  # beats first: they are the latency-critical part
+                        message = self._describe(spec, beat, start_wall, report)
+                        await self._emit(publisher, message, chunk.arrival_s, lossless)
+                    if self.publish_samples:
+                        samples = SamplesMessage.from_mv(
+                            spec.stream_id,
+                            output.filtered.start_index,
+                            CHAIN_FS_HZ,
+                            output.filtered.samples,
+                            SAMPLES_SCALE_UV,
+                        )
+                        await self._emit(publisher, samples, chunk.arrival_s, lossless)
+            except asyncio.CancelledError:
+                for beat in pipeline.flush():  # Ctrl-C: the last beats go out too
+                    publisher.submit(self._describe(spec, beat, start_wall, report), self.clock())
+                raise
+            else:
+                flushed = pipeline.flush()
+                arrival = self.clock()
+                for beat in flushed:
+                    message = self._describe(spec, beat, start_wall, report)
+                    await self._emit(publisher, message, arrival, lossless)
+            finally:
+                report.finished_s = self.clock()
+
+    @staticmethod
+    async def _emit(
+        publisher: BeatPublisher, message: WireMessage, arrival_s: float, lossless: bool
+    ) -> None:
+        if lossless:
+            await publisher.put(message, arrival_s)
+        else:
+            publisher.submit(message, arrival_s)
+
+    def _describe(
+        self, spec: StreamSpec, beat: LabeledBeat, start_wall: float, report: StreamReport
+    ) -> BeatMessage:
+        record = spec.record
+        sample = record.to_record_index(beat.window.peak.index)
+        time_s = sample / record.fs_hz
+        r_wall_time = start_wall + (0.0 if math.isinf(self.speed) else time_s / self.speed)
+        message = BeatMessage.from_beat(
+            beat,
+            stream=spec.stream_id,
+            record=record.name,
+            sample=sample,
+            time_s=time_s,
+            r_wall_time=r_wall_time,
+        )
+        report.beats[message.label] += 1
+        if self.say is not None:
+            self.say(format_beat_line(message))
+        return message
+
+
+def format_beat_line(message: BeatMessage) -> str:
+    """The live terminal line of a beat: stream, time, label, confidence, heart rate."""
+    hr = "  -- " if message.hr_bpm is None else f"{message.hr_bpm:5.1f}"
+    return (
+        f"{message.stream:>8}  {message.time_s:9.3f} s  {message.label.value}  "
+        f"{message.confidence:4.2f}  {hr} bpm"
+    )
+
+
+def plan_streams(records: Sequence[Record], stream_ids: Sequence[str] | None) -> list[StreamSpec]:
+    """Pair records with stream ids (default: the record names).
+
+    Raises:
+        ConfigError: The number of ids differs from the number of records, or ids repeat.
+    """
+    if stream_ids:
+        if len(stream_ids) != len(records):
+            msg = (
+                f"{len(stream_ids)} --stream-id for {len(records)} records; give one per record "
+                "in the same order, or none to use the record names"
+            )
+            raise ConfigError(msg)
+        ids = list(stream_ids)
+    else:
+        ids = [record.name for record in records]
+    for stream_id in ids:
+        check_stream_id(stream_id)
+    if len(set(ids)) != len(ids):
+        msg = f"stream ids {ids} repeat (a record given twice?); pass one --stream-id per record"
+        raise ConfigError(msg)
+    return [StreamSpec(stream_id, record) for stream_id, record in zip(ids, records, strict=True)]
+
+
+async def run_replay(
+    records: Sequence[str],
+    *,
+    speed: float,
+    say: Say,
+    summary: ReplaySummary,
+    broker_url: str | None = None,
+    stream_ids: Sequence[str] | None = None,
+    lead: str = "0",
+    topic_prefix: str = "ecg",
+    data_dir: Path | None = None,
+    model_path: Path | None = None,
+    quiet: bool = False,
+) -> ReplaySummary:
+    """``ecg-stream replay``: load records and the model, find a broker, run the streams.
+
+    Args:
+        records: Record names or WFDB path stems, one stream each.
+        speed: Factor of real time, or ``math.inf``.
+        say: Where terminal lines go.
+        summary: Filled as the streams run (print it after Ctrl-C too).
+        broker_url: ``mqtt://host:port`` or ``mqtts://...``; None: localhost or embedded.
+        stream_ids: One per record, or None for the record names.
+        lead: Lead name or index, for every record.
+        topic_prefix: First topic level(s).
+        data_dir: Directory holding the WFDB files.
+        model_path: ONNX model (default: the shipped one).
+        quiet: No per-beat lines.
+
+    Raises:
+        EcgStreamError: A record, the model or the broker is not usable.
+    """
+    from ecg_stream.model.classifier import OnnxBeatClassifier, default_model_path
+    from ecg_stream.pipeline import BeatPipeline
+    from ecg_stream.records import load_record
+    from ecg_stream.stream.broker import broker_for
+
+    check_topic_prefix(topic_prefix)
+    if broker_url is not None:  # a wrong URL fails before records and model load
+        MqttConfig.from_url(broker_url, topic_prefix)
+    loaded = [load_record(name, data_dir, lead) for name in records]
+    specs = plan_streams(loaded, stream_ids)
+    config = ChainConfig()
+    async with AsyncExitStack() as stack:
+        classifier = stack.enter_context(
+            OnnxBeatClassifier(model_path or default_model_path(), config, threads=1)
+        )
+        mqtt = await stack.enter_async_context(broker_for(broker_url, topic_prefix, say))
+        rate = "as fast as possible" if math.isinf(speed) else f"at {speed:g}x real time"
+        names = ", ".join(f"{s.record.name} ({s.record.lead}) as {s.stream_id}" for s in specs)
+        say(
+            f"replaying {names} {rate} with model {classifier.name} to {mqtt.url} under "
+            f"{topic_prefix}/<stream>/...; Ctrl-C stops"
+        )
+
+        def make_pipeline() -> PipelineLike:
+            from ecg_stream.detector.chain import BeatExtractor
+
+            return BeatPipeline(BeatExtractor(config), classifier)
+
+        live = LiveReplay(
+            specs,
+            make_pipeline,
+            classifier.name,
+            mqtt,
+            speed=speed,
+            summary=summary,
+            say=None if quiet else say,
+        )
+        return await live.run()
+
+
+def replay_main(records: Sequence[str], *, speed: float, say: Say, **options: Any) -> int:
+    """Run :func:`run_replay` to its end or to Ctrl-C (or SIGTERM), then print the summary.
+
+    Args:
+        records: Record names or WFDB path stems.
+        speed: Factor of real time, or ``math.inf``.
+        say: Where terminal lines go.
+        **options: The keyword arguments of :func:`run_replay`.
+
+    Returns:
+        0 at the end of the records, 130 after Ctrl-C or SIGTERM.
+    """
+    from ecg_stream.stream.runner import run_until_stopped
+
+    summary = ReplaySummary()
+    stopped = run_until_stopped(
+        run_replay(records, speed=speed, say=say, summary=summary, **options)
+    )
+    summary.interrupted = stopped
+    say(summary.format())
+    return 130 if stopped else 0

@@ -1,0 +1,375 @@
+"""Publish one stream's messages to an MQTT broker, through a bounded queue, surviving reconnects.
+
+One :class:`BeatPublisher` owns one MQTT connection for one stream, so the broker can announce
+that stream's death: the connection's last will is the stream's ``offline`` status (retained),
+and every (re)connection first publishes ``online`` (retained). The stream's task hands messages
+over with :meth:`BeatPublisher.submit` (never waits; a full queue drops the message and counts
+it) or :meth:`BeatPublisher.put` (waits for room: lossless back-pressure for replays faster than
+real time). A named background task publishes them in order, stamping each beat's compute
+latency and publication time just before it is encoded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import random
+import secrets
+import socket
+import ssl
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from enum import Enum
+from types import TracebackType
+
+import aiomqtt
+
+from ecg_stream import wire
+from ecg_stream.config import MqttConfig
+from ecg_stream.errors import BrokerError, ConfigError
+from ecg_stream.stream.stats import DurationHistogram
+from ecg_stream.wire import BeatMessage, StatusMessage, StreamState, TopicKind, WireMessage
+
+logger = logging.getLogger(__name__)
+
+Clock = Callable[[], float]
+
+
+class PublisherState(Enum):
+    """Lifecycle of a :class:`BeatPublisher`."""
+
+    NEW = "new"
+    OPEN = "open"
+    CLOSING = "closing"
+    CLOSED = "closed"
+
+
+@dataclass(frozen=True, slots=True)
+class Backoff:
+    """Capped exponential reconnect delays with jitter ("equal jitter").
+
+    Attempt ``n`` waits between half and all of ``min(max_s, initial_s * factor**n)``, so many
+    publishers that lost the same broker do not reconnect in lockstep.
+
+    Args:
+        initial_s: Ceiling of the first delay, in s.
+        max_s: Largest ceiling, in s.
+        factor: Growth of the ceiling per failed attempt.
+
+    Example:
+        >>> delays = [Backoff(1.0, 8.0).delay_s(n, random.Random(0)) for n in range(6)]
+        >>> all(0.5 * c <= d <= c for d, c in zip(delays, [1, 2, 4, 8, 8, 8]))
+        True
+    """
+
+    initial_s: float = 0.5
+    max_s: float = 30.0
+    factor: float = 2.0
+
+    def __post_init__(self) -> None:
+        if not (0 < self.initial_s <= self.max_s and self.factor >= 1):
+            msg = f"{self}: need 0 < initial_s <= max_s and factor >= 1"
+            raise ConfigError(msg)
+
+    def delay_s(self, attempt: int, rng: random.Random) -> float:
+        """Delay before reconnect attempt ``attempt`` (0 for the first), in s."""
+        ceiling = min(self.max_s, self.initial_s * self.factor ** min(attempt, 64))
+        return ceiling / 2 + rng.uniform(0.0, ceiling / 2)
+
+
+@dataclass(slots=True)
+class PublisherStats:
+    """What a publisher did, for the summary.
+
+    Args:
+        published: Messages handed to the broker, per topic kind.
+        dropped: Messages dropped (queue full, or undelivered at shutdown), per topic kind.
+        reconnects: Successful reconnections after a lost connection.
+        compute: Compute latency of the published beats, in ms.
+    """
+
+    published: dict[TopicKind, int] = field(default_factory=lambda: dict.fromkeys(TopicKind, 0))
+    dropped: dict[TopicKind, int] = field(default_factory=lambda: dict.fromkeys(TopicKind, 0))
+    reconnects: int = 0
+    compute: DurationHistogram = field(default_factory=DurationHistogram)
+
+    @property
+    def dropped_total(self) -> int:
+        """Messages dropped, all kinds."""
+        return sum(self.dropped.values())
+
+
+@dataclass(frozen=True, slots=True)
+class _Outgoing:
+    message: WireMessage
+    arrival_s: float
+
+
+def make_client(
+    config: MqttConfig, *, identifier: str, will: aiomqtt.Will | None = None
+) -> aiomqtt.Client:
+    """An aiomqtt client for ``config`` (TLS with the system's CAs for ``mqtts://``)."""
+    return aiomqtt.Client(
+        config.host,
+        config.port,
+        username=config.username,
+        password=config.password,
+        identifier=identifier,
+        will=will,
+        clean_session=True,
+        keepalive=config.keepalive_s,
+        timeout=config.connect_timeout_s,
+        tls_context=ssl.create_default_context() if config.tls else None,
+        logger=logging.getLogger("ecg_stream.mqtt"),
+        # No Nagle: a QoS 1 beat right after a QoS 0 samples message would otherwise wait for
+        # the TCP ack of the latter (delayed ack: up to 40 ms) before leaving.
+        socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)],
+    )
+
+
+def client_identifier(stream: str) -> str:
+    """A unique MQTT client id naming the stream (random part: two processes may share one)."""
+    return f"ecg-stream-{stream}-{secrets.token_hex(4)}"
+
+
+class BeatPublisher:
+    """Publish a stream's beats, samples and status; an async context manager.
+
+    Entering connects (or raises :class:`~ecg_stream.errors.BrokerError`) and publishes the
+    retained ``online`` status; leaving, also on Ctrl-C (cancellation), publishes what is queued,
+    then the retained ``offline`` status, then disconnects, within ``drain_timeout_s``.
+
+    Args:
+        config: Broker and topic prefix.
+        status: The stream's status (its ``state`` is replaced by online/offline).
+        queue_size: Messages the queue holds before :meth:`submit` drops.
+        backoff: Reconnect delays.
+        drain_timeout_s: How long leaving may take to publish what is queued, in s.
+        clock: Monotonic clock (the one chunk arrival times were read from), in s.
+        wall_clock: Unix time, in s.
+        rng: Randomness for the backoff jitter.
+
+    Attributes:
+        state: Lifecycle state.
+        stats: Counters and the compute latency histogram.
+        connected: Whether the connection is up now.
+    """
+
+    def __init__(
+        self,
+        config: MqttConfig,
+        status: StatusMessage,
+        *,
+        queue_size: int = 1000,
+        backoff: Backoff | None = None,
+        drain_timeout_s: float = 10.0,
+        clock: Clock = time.monotonic,
+        wall_clock: Clock = time.time,
+        rng: random.Random | None = None,
+    ) -> None:
+        if queue_size < 1:
+            msg = f"queue_size={queue_size} must be >= 1"
+            raise ConfigError(msg)
+        self.config, self.status = config, status
+        self.queue_size, self.drain_timeout_s = queue_size, drain_timeout_s
+        self.backoff = backoff or Backoff()
+        self.clock, self.wall_clock = clock, wall_clock
+        self.rng = rng or random.Random()  # jitter, not cryptography
+        self.stream = status.stream
+        self.topics = {
+            kind: wire.topic_for(config.topic_prefix, self.stream, kind) for kind in TopicKind
+        }
+        self.state = PublisherState.NEW
+        self.stats = PublisherStats()
+        self.connected = False
+        # None in the queue tells the worker to finish: what precedes it is published first.
+        self._queue: asyncio.Queue[_Outgoing | None] = asyncio.Queue(maxsize=queue_size)
+        self._in_flight: _Outgoing | None = None  # taken from the queue, not yet acknowledged
+        self._task_group: asyncio.TaskGroup | None = None
+        self._worker: asyncio.Task[None] | None = None
+        self._first_connection: asyncio.Future[None] | None = None
+        self._warned_drop = False
+
+    def _status_payload(self, state: StreamState) -> bytes:
+        return wire.encode(replace(self.status, state=state))
+
+    async def __aenter__(self) -> BeatPublisher:
+        if self.state is not PublisherState.NEW:
+            msg = f"cannot enter a publisher that is {self.state.value}: create a new one"
+            raise RuntimeError(msg)
+        self.state = PublisherState.OPEN
+        self._first_connection = asyncio.get_running_loop().create_future()
+        self._task_group = asyncio.TaskGroup()
+        await self._task_group.__aenter__()
+        self._worker = self._task_group.create_task(self._run(), name=f"mqtt-publish-{self.stream}")
+        try:
+            await self._first_connection
+        except BaseException:
+            self.state = PublisherState.CLOSED
+            self._worker.cancel()
+            await self._task_group.__aexit__(None, None, None)  # only waits for the worker
+            raise
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self.state is not PublisherState.OPEN:
+            return
+        self.state = PublisherState.CLOSING
+        assert self._worker is not None  # set on enter
+        assert self._task_group is not None
+        try:
+            async with asyncio.timeout(self.drain_timeout_s):
+                await self._queue.put(None)
+                await asyncio.shield(self._worker)
+        except TimeoutError:
+            logger.warning(
+                "stream %s: gave up publishing after %.1f s; %d queued messages not delivered",
+                self.stream,
+                self.drain_timeout_s,
+                self._queue.qsize(),
+            )
+            self._worker.cancel()
+        finally:
+            # The worker is done or cancelled: the task group only waits for it.
+            await self._task_group.__aexit__(None, None, None)
+            self._count_undelivered()
+            self.state = PublisherState.CLOSED
+
+    def _count_undelivered(self) -> None:
+        leftovers: list[_Outgoing | None] = [self._in_flight]
+        while not self._queue.empty():
+            leftovers.append(self._queue.get_nowait())
+        for item in leftovers:
+            if item is not None:
+                self.stats.dropped[wire.kind_of(item.message)] += 1
+        self._in_flight = None
+
+    def _check_message(self, message: WireMessage, arrival_s: float) -> None:
+        if self.state is not PublisherState.OPEN:
+            msg = f"cannot publish on a publisher that is {self.state.value}"
+            raise RuntimeError(msg)
+        if message.stream != self.stream:
+            msg = f"message of stream {message.stream!r} given to the publisher of {self.stream!r}"
+            raise ValueError(msg)
+        if isinstance(message, BeatMessage) and not math.isfinite(arrival_s):
+            msg = "a beat needs the arrival time of the chunk that completed it (arrival_s)"
+            raise ValueError(msg)
+
+    def submit(self, message: WireMessage, arrival_s: float = math.nan) -> bool:
+        """Queue a message without waiting; if the queue is full, drop it and count it.
+
+        Args:
+            message: The message (a beat's ``compute_ms``/``published_at`` are filled here).
+            arrival_s: For a beat, clock time the chunk that completed its window arrived, in s.
+
+        Returns:
+            Whether the message was queued.
+        """
+        self._check_message(message, arrival_s)
+        try:
+            self._queue.put_nowait(_Outgoing(message, arrival_s))
+        except asyncio.QueueFull:
+            kind = wire.kind_of(message)
+            self.stats.dropped[kind] += 1
+            if not self._warned_drop:
+                self._warned_drop = True
+                logger.warning(
+                    "stream %s: publish queue full (%d messages, broker slow or away); dropping "
+                    "new messages, counted in the summary",
+                    self.stream,
+                    self.queue_size,
+                )
+            return False
+        return True
+
+    async def put(self, message: WireMessage, arrival_s: float = math.nan) -> None:
+        """Queue a message, waiting for room (back-pressure instead of drops)."""
+        self._check_message(message, arrival_s)
+        await self._queue.put(_Outgoing(message, arrival_s))
+
+    async def _run(self) -> None:
+        """Connect, publish until told to stop, reconnect with backoff when the link drops."""
+        assert self._first_connection is not None  # set on enter
+        attempt, finished = 0, False
+        will = aiomqtt.Will(
+            self.topics[TopicKind.STATUS],
+            self._status_payload(StreamState.OFFLINE),
+            qos=TopicKind.STATUS.qos,
+            retain=True,
+        )
+        while True:
+            try:
+                client = make_client(
+                    self.config, identifier=client_identifier(self.stream), will=will
+                )
+                async with client:
+                    if self._first_connection.done():
+                        self.stats.reconnects += 1
+                        logger.warning("stream %s: reconnected to %s", self.stream, self.config.url)
+                    self.connected = True
+                    attempt = 0
+                    await self._publish_status(client, StreamState.ONLINE)
+                    if not self._first_connection.done():
+                        self._first_connection.set_result(None)
+                    await self._pump(client)
+                    finished = True
+                    await self._publish_status(client, StreamState.OFFLINE)
+                    self.connected = False
+                    return
+            except aiomqtt.MqttError as error:
+                self.connected = False
+                if finished:  # lost while saying goodbye: the broker sends the will (offline)
+                    return
+                if not self._first_connection.done():
+                    msg = (
+                        f"cannot connect to the MQTT broker at {self.config.url} ({error}); "
+                        "start one (mosquitto, or `ecg-stream broker`) or pass --broker URL"
+                    )
+                    self._first_connection.set_exception(BrokerError(msg))
+                    return
+                delay = self.backoff.delay_s(attempt, self.rng)
+                attempt += 1
+                logger.warning(
+                    "stream %s: lost the broker at %s (%s); reconnecting in %.1f s",
+                    self.stream,
+                    self.config.url,
+                    error,
+                    delay,
+                )
+                await asyncio.sleep(delay)
+
+    async def _publish_status(self, client: aiomqtt.Client, state: StreamState) -> None:
+        await client.publish(
+            self.topics[TopicKind.STATUS], self._status_payload(state), qos=1, retain=True
+        )
+        self.stats.published[TopicKind.STATUS] += 1
+
+    async def _pump(self, client: aiomqtt.Client) -> None:
+        """Publish queued messages in order until the stop mark; keep a failed one for retry."""
+        while True:
+            if self._in_flight is None:
+                item = await self._queue.get()
+                if item is None:
+                    return
+                self._in_flight = item
+            await self._publish(client, self._in_flight)
+            self._in_flight = None
+
+    async def _publish(self, client: aiomqtt.Client, item: _Outgoing) -> None:
+        message = item.message
+        kind = wire.kind_of(message)
+        compute_ms = math.nan
+        if isinstance(message, BeatMessage):
+            compute_ms = (self.clock() - item.arrival_s) * 1000.0
+            message = replace(message, compute_ms=compute_ms, published_at=self.wall_clock())
+        await client.publish(self.topics[kind], wire.encode(message), qos=kind.qos, retain=False)
+        self.stats.published[kind] += 1
+        if kind is TopicKind.BEATS:
+            self.stats.compute.add(compute_ms)

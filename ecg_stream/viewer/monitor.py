@@ -1,0 +1,681 @@
+"""The live monitor window: scrolling ECG traces with labeled beats, fed from MQTT.
+
+The GUI thread only draws (practice 11): a :class:`~ecg_stream.viewer.subscriber.Subscriber`
+thread decodes messages into a bounded queue; a ``QTimer`` at ~30 Hz drains it into per-stream
+:class:`~ecg_stream.viewer.tracker.StreamTracker` ring buffers and calls ``setData`` on plot
+items created once per stream, with peak downsampling and clip-to-view.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import signal
+import statistics
+import time
+from collections import deque
+from collections.abc import Sequence
+from datetime import datetime
+from pathlib import Path
+from types import FrameType
+from typing import Any, Protocol
+
+import numpy as np
+import numpy.typing as npt
+
+from ecg_stream.config import MqttConfig
+from ecg_stream.errors import ConfigError, MissingExtraError
+from ecg_stream.types import BEAT_CLASSES, BeatClass
+from ecg_stream.viewer.background import BackgroundJob, CoroutineFactory
+from ecg_stream.viewer.ring import DisplayRing
+from ecg_stream.viewer.subscriber import Received, Subscriber, SubscriberStatus
+from ecg_stream.viewer.tracker import StreamTracker, format_record_time
+from ecg_stream.wire import BeatMessage, SamplesMessage, StatusMessage, StreamState
+
+VIEWER_EXTRA = "viewer"
+"""The optional dependency group holding PySide6 and pyqtgraph."""
+
+try:
+    from PySide6 import QtCore, QtGui, QtWidgets
+except ImportError as error:  # pragma: no cover - depends on the installed extras
+    raise MissingExtraError(VIEWER_EXTRA, "PySide6") from error
+try:
+    import pyqtgraph as pg  # binds to the Qt binding imported first: PySide6, above
+except ImportError as error:  # pragma: no cover - depends on the installed extras
+    raise MissingExtraError(VIEWER_EXTRA, "pyqtgraph") from error
+
+CLASS_COLOURS: dict[BeatClass, str] = {
+    BeatClass.N: "#8f8f8f",  # quiet grey: the common case should not draw the eye
+    BeatClass.S: "#0072B2",  # Okabe-Ito blue
+    BeatClass.V: "#D55E00",  # Okabe-Ito vermillion: S and V stay apart in every colour vision
+    BeatClass.F: "#009E73",  # Okabe-Ito bluish green
+    BeatClass.Q: "#CC79A7",  # Okabe-Ito reddish purple
+}
+"""Colour-blind-safe colour of each beat class (Okabe & Ito 2008)."""
+
+PAPER_COLOUR = "#fffaf6"
+MINOR_GRID_COLOUR = "#f7d9d4"
+MAJOR_GRID_COLOUR = "#eba69e"
+TRACE_COLOUR = "#1c1c1c"
+ONLINE_COLOUR = "#009E73"
+OFFLINE_COLOUR = "#b0b0b0"
+
+MINOR_GRID_S, MAJOR_GRID_S = 0.04, 0.2
+"""ECG paper at 25 mm/s: 1 mm small boxes, 5 mm large boxes, in s."""
+MINOR_GRID_MV, MAJOR_GRID_MV = 0.1, 0.5
+"""ECG paper at 10 mm/mV, in mV."""
+PAPER_MV_PER_S = 2.5
+"""25 mm/s over 10 mm/mV: with square boxes, 1 s of width spans 2.5 mV of height."""
+MINOR_GRID_MIN_PX = 4.0
+"""Small boxes narrower than this (zoomed out) are not drawn: they would only grey the paper."""
+LETTER_ROW_MV = 0.4
+"""Gap between the tallest wave in view and the row of class letters, in mV."""
+CONFIDENCE_LEVELS = 10
+"""Marker opacity steps: brushes are made once per class and step."""
+INFO_REFRESH_S = 0.25
+"""The text panels change at most this often; redrawing text is what costs in Qt."""
+
+
+class MessageFeed(Protocol):
+    """Where the window takes its messages from (a :class:`Subscriber`, or a test double)."""
+
+    @property
+    def topic_filter(self) -> str:
+        """The MQTT topic filter the messages come from."""
+        ...
+
+    def drain(self, max_items: int) -> list[Received]:
+        """Take up to ``max_items`` of the oldest received messages."""
+        ...
+
+    def status(self) -> SubscriberStatus:
+        """Connection state and counters."""
+        ...
+
+
+def _letter_symbol(letter: str) -> QtGui.QPainterPath:
+    """A scatter symbol drawing ``letter``, centred and scaled to the unit square."""
+    font = QtGui.QFont()
+    font.setBold(True)
+    path = QtGui.QPainterPath()
+    path.addText(0.0, 0.0, font, letter)
+    box = path.boundingRect()
+    scale = 1.0 / max(box.width(), box.height())
+    transform = QtGui.QTransform()
+    transform.scale(scale, scale)
+    transform.translate(-box.x() - box.width() / 2.0, -box.y() - box.height() / 2.0)
+    return transform.map(path)
+
+
+def _tooltip(x: float, y: float, data: object) -> str:
+    """Tooltip of a beat marker: the beat's own description, kept as the spot's data."""
+    del x, y  # the description already holds the beat's time
+    return str(data)
+
+
+class PaperGrid:
+    """ECG paper drawn as two line sets (small and large boxes) behind a trace.
+
+    The lines cover three view widths around the visible range and are rebuilt only when the
+    view leaves that span or its height changes, so a scrolling trace costs no grid work on
+    most frames.
+
+    Args:
+        plot: The plot to draw on.
+    """
+
+    def __init__(self, plot: Any) -> None:
+        self.minor = pg.PlotCurveItem(pen=pg.mkPen(MINOR_GRID_COLOUR, width=1), connect="pairs")
+        self.major = pg.PlotCurveItem(pen=pg.mkPen(MAJOR_GRID_COLOUR, width=1), connect="pairs")
+        for zorder, item in enumerate((self.minor, self.major)):
+            item.setZValue(-20 + zorder)
+            plot.addItem(item, ignoreBounds=True)
+        self._covered = (math.nan, math.nan, math.nan, math.nan)
+
+    def update(self, x_range: Sequence[float], y_range: Sequence[float], width_px: float) -> None:
+        """Make the lines cover the view ``x_range`` (s) x ``y_range`` (mV)."""
+        (x_lo, x_hi), (y_lo, y_hi) = x_range, y_range
+        span = x_hi - x_lo
+        if span <= 0 or y_hi <= y_lo:
+            return
+        self.minor.setVisible(width_px * MINOR_GRID_S / span >= MINOR_GRID_MIN_PX)
+        cover_lo, cover_hi, cover_y_lo, cover_y_hi = self._covered
+        if cover_lo <= x_lo and x_hi <= cover_hi and (cover_y_lo, cover_y_hi) == (y_lo, y_hi):
+            return
+        cover_lo, cover_hi = x_lo - span, x_hi + 2 * span  # room to scroll for a while
+        self._covered = (cover_lo, cover_hi, y_lo, y_hi)
+        for item, major_only in ((self.minor, False), (self.major, True)):
+            vertical = self._lines(cover_lo, cover_hi, MINOR_GRID_S, major_only)
+            horizontal = self._lines(y_lo, y_hi, MINOR_GRID_MV, major_only)
+            x = np.concatenate(
+                [np.repeat(vertical, 2), np.tile([cover_lo, cover_hi], horizontal.size)]
+            )
+            y = np.concatenate([np.tile([y_lo, y_hi], vertical.size), np.repeat(horizontal, 2)])
+            item.setData(x, y)
+
+    @staticmethod
+    def _lines(lo: float, hi: float, step: float, major_only: bool) -> npt.NDArray[np.float64]:
+        """Positions of the small-box lines in [lo, hi]: every 5th, or all others."""
+        steps = np.arange(math.ceil(lo / step), math.floor(hi / step) + 1)
+        on_major = steps % 5 == 0  # integer steps: no float drift over hours of signal
+        positions: npt.NDArray[np.float64] = (
+            steps[on_major] if major_only else steps[~on_major]
+        ) * step
+        return positions
+
+
+class StreamRow(QtWidgets.QWidget):
+    """One stream: a text panel (figures) beside its scrolling trace with beat markers.
+
+    Args:
+        stream: Stream id.
+        window_s: Seconds of trace shown while scrolling.
+        parent: Parent widget.
+    """
+
+    def __init__(
+        self, stream: str, window_s: float, parent: QtWidgets.QWidget | None = None
+    ) -> None:
+        super().__init__(parent)
+        self.stream, self.window_s = stream, window_s
+        layout = QtWidgets.QHBoxLayout(self)
+        layout.setContentsMargins(4, 2, 4, 2)
+        self.info = QtWidgets.QLabel()
+        self.info.setTextFormat(QtCore.Qt.TextFormat.RichText)
+        self.info.setAlignment(QtCore.Qt.AlignmentFlag.AlignTop | QtCore.Qt.AlignmentFlag.AlignLeft)
+        self.info.setFixedWidth(250)
+        self.info.setWordWrap(True)
+        self.plot_widget = pg.PlotWidget(background=PAPER_COLOUR)
+        layout.addWidget(self.info)
+        layout.addWidget(self.plot_widget, stretch=1)
+        self.plot = self.plot_widget.getPlotItem()
+        self.plot.hideButtons()
+        self.plot.setMenuEnabled(False)
+        self.plot.disableAutoRange()
+        self.plot.setLabel("left", "mV")
+        for name in ("bottom", "left"):
+            axis = self.plot.getAxis(name)
+            axis.setTextPen("#555555")
+            axis.setPen("#999999")
+            # fixed ticks and no SI prefix: a scrolling axis is re-laid out every frame, and
+            # pyqtgraph's automatic ticks and unit labels are most of a row's redraw cost
+            axis.enableAutoSIPrefix(False)
+        self.plot.getAxis("bottom").setTickSpacing(1.0, 1.0)
+        self.plot.getAxis("left").setTickSpacing(1.0, MAJOR_GRID_MV)
+        self.grid = PaperGrid(self.plot)
+        self.curve = self.plot.plot(pen=pg.mkPen(TRACE_COLOUR, width=1))
+        self.curve.setDownsampling(auto=True, method="peak")
+        self.curve.setClipToView(True)
+        self.dots = pg.ScatterPlotItem(size=8, pen=None, hoverable=True, tip=_tooltip)
+        self.letters = pg.ScatterPlotItem(
+            size=15, pen=pg.mkPen(PAPER_COLOUR, width=0.5), hoverable=True, tip=_tooltip
+        )
+        self.plot.addItem(self.dots)
+        self.plot.addItem(self.letters)
+        self._symbols = {beat_class: _letter_symbol(beat_class.value) for beat_class in BeatClass}
+        self._brushes = {
+            (beat_class, level): pg.mkBrush(self._with_alpha(colour, level))
+            for beat_class, colour in CLASS_COLOURS.items()
+            for level in range(CONFIDENCE_LEVELS + 1)
+        }
+        self._x: npt.NDArray[np.float64] = np.empty(0)
+        self._y: npt.NDArray[np.float32] = np.empty(0, dtype=np.float32)
+        self._offsets: npt.NDArray[np.float64] = np.empty(0)
+        self._drawn_end_index = -1
+        self._drawn_revision = -1
+        self._drawn_y_range = (math.nan, math.nan)
+        self._paused_drawn = False
+        self._pending_dots = False
+        self._info_text = ""
+        self._y_range = (-1.0, 1.5)
+        self._letter_y = 1.0
+        self._y_checked_at_index = -1
+
+    def resizeEvent(self, event: QtGui.QResizeEvent) -> None:  # noqa: N802  # Qt's name
+        """Refit the y range to the new shape at the next redraw (paper proportions)."""
+        super().resizeEvent(event)
+        self._y_checked_at_index = -1
+        self._drawn_end_index = -1
+
+    @staticmethod
+    def _with_alpha(colour: str, level: int) -> QtGui.QColor:
+        """``colour`` at the opacity of confidence step ``level`` (low confidence: faint)."""
+        qcolour = QtGui.QColor(colour)
+        qcolour.setAlphaF(0.25 + 0.75 * level / CONFIDENCE_LEVELS)
+        return qcolour
+
+    def redraw(self, tracker: StreamTracker, paused: bool) -> None:
+        """Bring trace, markers and grid up to date with ``tracker``.
+
+        While ``paused`` the view stops scrolling and shows the whole history held, so the
+        user can pan back through it; data keeps arriving in ``tracker``.
+        """
+        ring = tracker.ring
+        if ring is not None and ring.size > 0:
+            if ring.capacity_samples != self._x.size:  # first samples, or a restarted stream
+                self._allocate(ring.capacity_samples)
+            if paused:
+                if not self._paused_drawn:
+                    self._draw_trace(ring, tracker.fs_hz, ring.size)
+                    self._paused_drawn = True
+                    self._drawn_end_index = -1  # catch up on resume
+            else:
+                self._paused_drawn = False
+                if ring.end_index != self._drawn_end_index:
+                    window_samples = math.ceil((self.window_s + 0.5) * tracker.fs_hz)
+                    self._draw_trace(ring, tracker.fs_hz, window_samples)
+                    end_s = ring.end_index / tracker.fs_hz
+                    self._fit_y(ring, tracker.fs_hz)
+                    view = self.plot.getViewBox()
+                    view.setRange(
+                        xRange=(end_s - self.window_s, end_s), yRange=self._y_range, padding=0.0
+                    )
+                    # apply the new range now rather than while painting: items that clip to
+                    # the view would otherwise redo their work then and ask for a second paint
+                    view.prepareForPaint()
+            if not paused and (
+                tracker.revision != self._drawn_revision
+                or self._y_range != self._drawn_y_range
+                or (self._pending_dots and ring.end_index != self._drawn_end_index)
+            ):
+                self._draw_markers(tracker, ring)
+            if not paused:
+                self._drawn_end_index = ring.end_index
+        x_range, y_range = self.plot.viewRange()
+        self.grid.update(x_range, y_range, self.plot.getViewBox().width())
+
+    def _allocate(self, capacity: int) -> None:
+        """Preallocate the display buffers: no allocation per frame."""
+        self._x = np.empty(capacity)
+        self._y = np.empty(capacity, dtype=np.float32)
+        self._offsets = np.arange(capacity, dtype=np.float64)
+
+    def _draw_trace(self, ring: DisplayRing, fs_hz: float, count: int) -> None:
+        values = ring.latest(count)
+        n = values.size
+        x, y = self._x[:n], self._y[:n]
+        np.add(self._offsets[:n], ring.end_index - n, out=x)
+        x /= fs_hz
+        y[:] = values
+        self.curve.setData(x, y)
+
+    def _fit_y(self, ring: DisplayRing, fs_hz: float) -> None:
+        """Fit ``_y_range`` to the last window, in whole large boxes, once per second of signal.
+
+        The range keeps paper proportions (square large boxes) when the row is tall enough,
+        and otherwise fits the data with room above it for the class letters.
+        """
+        if 0 <= ring.end_index - self._y_checked_at_index < fs_hz:
+            return
+        self._y_checked_at_index = ring.end_index
+        visible = ring.latest(math.ceil(self.window_s * fs_hz))
+        if not np.isfinite(visible).any():
+            return
+        lo, hi = float(np.nanmin(visible)), float(np.nanmax(visible))
+        lo = math.floor((lo - 0.1) / MAJOR_GRID_MV) * MAJOR_GRID_MV
+        hi = math.ceil((hi + 0.1) / MAJOR_GRID_MV) * MAJOR_GRID_MV
+        self._letter_y = hi + LETTER_ROW_MV  # just above the tallest wave, whatever the zoom
+        hi = self._letter_y + LETTER_ROW_MV
+        view = self.plot.getViewBox()
+        if view.width() > 0 and view.height() > 0:
+            paper_span = view.height() / view.width() * self.window_s * PAPER_MV_PER_S
+            if paper_span > hi - lo:
+                extra = paper_span - (hi - lo)
+                lo, hi = lo - extra / 2, hi + extra / 2
+        self._y_range = (lo, hi)
+
+    def _draw_markers(self, tracker: StreamTracker, ring: DisplayRing) -> None:
+        # only beats on the trace held: older ones would float over an empty strip
+        beats = [beat for beat in tracker.beats if beat.chain_sample >= ring.start_index]
+        x = np.array([beat.chain_sample for beat in beats], dtype=np.float64) / tracker.fs_hz
+        peaks = np.array([ring.value_at(beat.chain_sample) for beat in beats])
+        brushes = [
+            self._brushes[beat.label, round(beat.confidence * CONFIDENCE_LEVELS)] for beat in beats
+        ]
+        tips = [beat.describe() for beat in beats]
+        on_trace = np.isfinite(peaks)
+        # a beat may come before the samples around its R peak: place its dot when they come
+        self._pending_dots = any(beat.chain_sample >= ring.end_index for beat in beats)
+        self.dots.setData(
+            x=x[on_trace],
+            y=peaks[on_trace],
+            brush=[brush for brush, shown in zip(brushes, on_trace, strict=True) if shown],
+            data=[tip for tip, shown in zip(tips, on_trace, strict=True) if shown],
+        )
+        self.letters.setData(
+            x=x,
+            y=np.full(x.size, self._letter_y),
+            brush=brushes,
+            symbol=[self._symbols[beat.label] for beat in beats],
+            data=tips,
+        )
+        self._drawn_revision = tracker.revision
+        self._drawn_y_range = self._y_range
+
+    def update_info(self, tracker: StreamTracker) -> None:
+        """Refresh the text panel if anything in it changed."""
+        text = _info_html(tracker)
+        if text != self._info_text:
+            self._info_text = text
+            self.info.setText(text)
+
+
+def _info_html(tracker: StreamTracker) -> str:
+    """The text panel of a stream: state, heart rate, counts, last abnormal beat, latency."""
+    if tracker.online is None:
+        state = f'<span style="color:{OFFLINE_COLOUR}">&#9675; no status yet</span>'
+    elif tracker.online:
+        state = f'<span style="color:{ONLINE_COLOUR}">&#9679; online</span>'
+    else:
+        state = f'<span style="color:{OFFLINE_COLOUR}">&#9675; offline</span>'
+    heart_rate = tracker.heart_rate_bpm
+    rate = "--" if heart_rate is None or tracker.online is False else f"{heart_rate:.0f}"
+    counts = " ".join(
+        f'<span style="color:{CLASS_COLOURS[cls]}"><b>{cls.value}</b></span>&nbsp;'
+        f"{tracker.counts[cls]}"
+        for cls in BEAT_CLASSES
+    )
+    last = tracker.last_abnormal
+    if last is None:
+        abnormal = "none yet"
+    else:
+        clock = datetime.fromtimestamp(last.wall_time_s).strftime("%H:%M:%S")
+        abnormal = (
+            f'<span style="color:{CLASS_COLOURS[last.label]}"><b>{last.label.value}</b></span>'
+            f" at {format_record_time(last.time_s)} ({clock})"
+        )
+    compute, end_to_end = tracker.median_compute_ms, tracker.median_end_to_end_ms
+    latency = (
+        "--"
+        if compute is None or end_to_end is None
+        else f"compute {compute:.1f} ms, end-to-end {end_to_end:.0f} ms"
+    )
+    source = " &middot; ".join(part for part in (f"record {tracker.record}", tracker.model) if part)
+    return (
+        f'<div style="font-size:15px"><b>{tracker.stream}</b> {state}</div>'
+        f'<div style="color:#555555">{source}</div>'
+        f'<div><span style="font-size:26px"><b>{rate}</b></span> bpm</div>'
+        f"<div>{counts}</div>"
+        f'<div style="color:#555555">last abnormal: {abnormal}</div>'
+        f'<div style="color:#555555">latency (median): {latency}</div>'
+    )
+
+
+class MonitorWindow(QtWidgets.QMainWindow):
+    """Live ECG monitor: one stacked row per stream, appearing as streams come online.
+
+    Args:
+        feed: Source of decoded messages and connection state (usually a started Subscriber).
+        window_s: Seconds of trace shown while scrolling.
+        history_s: Seconds of trace and beats kept per stream (reachable while paused).
+        refresh_hz: Redraw rate, in Hz.
+        screenshot_dir: Where the screenshot action saves PNG files.
+
+    Attributes:
+        trackers: What is known about each stream, by stream id.
+        rows: The row drawing each stream, by stream id.
+        frame_ms: Cost of the most recent redraws (drain + draw calls), in ms.
+    """
+
+    closed = QtCore.Signal()
+    """Emitted when the window is closed."""
+
+    def __init__(
+        self,
+        feed: MessageFeed,
+        window_s: float = 10.0,
+        history_s: float = 60.0,
+        refresh_hz: float = 30.0,
+        screenshot_dir: Path | None = None,
+    ) -> None:
+        if not 0 < window_s <= history_s or not refresh_hz > 0:
+            msg = (
+                f"window_s={window_s}, history_s={history_s}, refresh_hz={refresh_hz}: need "
+                "0 < window_s <= history_s and refresh_hz > 0"
+            )
+            raise ConfigError(msg)
+        super().__init__()
+        self.feed, self.window_s, self.history_s = feed, window_s, history_s
+        self.screenshot_dir = screenshot_dir if screenshot_dir is not None else Path.cwd()
+        self.trackers: dict[str, StreamTracker] = {}
+        self.rows: dict[str, StreamRow] = {}
+        self.frame_ms: deque[float] = deque(maxlen=100)
+        self._info_refreshed_s = -math.inf
+        self._status_text = ""
+        self.setWindowTitle(f"ecg-stream monitor - {feed.status().broker}")
+        self.resize(1500, 820)
+
+        central = QtWidgets.QWidget()
+        self._rows_layout = QtWidgets.QVBoxLayout(central)
+        self._rows_layout.setContentsMargins(0, 0, 0, 0)
+        self._rows_layout.setSpacing(0)
+        self._placeholder = QtWidgets.QLabel(f"waiting for streams on {feed.topic_filter} ...")
+        self._placeholder.setAlignment(QtCore.Qt.AlignmentFlag.AlignCenter)
+        self._rows_layout.addWidget(self._placeholder)
+        self.setCentralWidget(central)
+
+        toolbar = self.addToolBar("monitor")
+        toolbar.setMovable(False)
+        self.pause_action = QtGui.QAction("Pause", self)
+        self.pause_action.setCheckable(True)
+        self.pause_action.setShortcut(QtGui.QKeySequence(QtCore.Qt.Key.Key_Space))
+        self.pause_action.setToolTip("Stop scrolling (data keeps arriving); pan back in time")
+        self.pause_action.toggled.connect(self._on_pause_toggled)
+        self.screenshot_action = QtGui.QAction("Screenshot", self)
+        self.screenshot_action.setShortcut(QtGui.QKeySequence.StandardKey.Save)
+        self.screenshot_action.triggered.connect(self._on_screenshot)
+        toolbar.addAction(self.pause_action)
+        toolbar.addAction(self.screenshot_action)
+        self._status_label = QtWidgets.QLabel()
+        self.statusBar().addWidget(self._status_label, stretch=1)
+
+        self.timer = QtCore.QTimer(self)
+        self.timer.setInterval(max(1, round(1000.0 / refresh_hz)))
+        self.timer.timeout.connect(self.refresh)
+        self.timer.start()
+
+    def closeEvent(self, event: QtGui.QCloseEvent) -> None:  # noqa: N802  # Qt's name
+        """Stop redrawing and say so (``run_monitor`` ends its event loop then)."""
+        self.timer.stop()
+        super().closeEvent(event)
+        self.closed.emit()
+
+    @property
+    def paused(self) -> bool:
+        """Whether scrolling is paused."""
+        return self.pause_action.isChecked()
+
+    def refresh(self) -> None:
+        """Drain the feed, update the trackers and redraw; called by the timer."""
+        started = time.perf_counter()
+        for item in self.feed.drain(max_items=100_000):
+            self._take(item)
+        for stream, tracker in self.trackers.items():
+            self.rows[stream].redraw(tracker, self.paused)
+        if time.monotonic() - self._info_refreshed_s >= INFO_REFRESH_S:
+            self.refresh_text()
+        self.frame_ms.append((time.perf_counter() - started) * 1000.0)
+
+    def refresh_text(self) -> None:
+        """Update the text panels and the status bar now (the timer does it 4 times a second)."""
+        self._info_refreshed_s = time.monotonic()
+        for stream, tracker in self.trackers.items():
+            self.rows[stream].update_info(tracker)
+        self._update_status_bar(self.feed.status())
+
+    def _take(self, item: Received) -> None:
+        message = item.message
+        tracker = self.trackers.get(message.stream)
+        if tracker is None:
+            if isinstance(message, StatusMessage) and message.state is StreamState.OFFLINE:
+                return  # a retained leftover of a stream that ended before we started
+            tracker = self._add_stream(message.stream)
+        if isinstance(message, SamplesMessage):
+            tracker.add_samples(message)
+        elif isinstance(message, BeatMessage):
+            tracker.add_beat(message, item.receipt_wall_s)
+        elif isinstance(message, StatusMessage):
+            tracker.add_status(message)
+
+    def _add_stream(self, stream: str) -> StreamTracker:
+        """Start tracking a stream and insert its row, rows sorted by stream id."""
+        tracker = StreamTracker(stream, self.history_s)
+        self.trackers[stream] = tracker
+        row = StreamRow(stream, self.window_s)
+        self.rows[stream] = row
+        self._placeholder.hide()
+        position = sorted(self.rows).index(stream)
+        self._rows_layout.insertWidget(position, row, stretch=1)
+        # show and lay out now, not at the next event loop turn: the row draws right away
+        # (a screenshot may be taken before the loop runs again)
+        row.show()
+        self._rows_layout.activate()
+        return tracker
+
+    def stream_order(self) -> list[str]:
+        """Stream ids of the rows, top to bottom."""
+        shown = {row: stream for stream, row in self.rows.items()}
+        order = []
+        for position in range(self._rows_layout.count()):
+            item = self._rows_layout.itemAt(position)
+            widget = item.widget() if item is not None else None
+            if isinstance(widget, StreamRow):
+                order.append(shown[widget])
+        return order
+
+    def _update_status_bar(self, status: SubscriberStatus) -> None:
+        state = status.state.value
+        if math.isfinite(status.retry_at_s):
+            state += f" (next try in {max(0.0, status.retry_at_s - time.time()):.0f} s)"
+        malformed = f"malformed {status.malformed}"
+        if status.malformed:
+            malformed = f'<span style="color:{CLASS_COLOURS[BeatClass.V]}">{malformed}</span>'
+        frame = f"{statistics.median(self.frame_ms):.1f} ms" if self.frame_ms else "--"
+        parts = [
+            f"broker {status.broker}: <b>{state}</b>",
+            f"{len(self.trackers)} stream{'s' if len(self.trackers) != 1 else ''}",
+            f"received {status.received}",
+            malformed,
+            f"dropped {status.dropped}",
+            f"redraw {frame}",
+        ]
+        if self.paused:
+            parts.insert(0, "<b>PAUSED</b>")
+        text = " &middot; ".join(parts)
+        if text != self._status_text:
+            self._status_text = text
+            self._status_label.setText(text)
+            self._status_label.setToolTip(status.last_problem)
+
+    def _on_pause_toggled(self, paused: bool) -> None:
+        self.pause_action.setText("Resume" if paused else "Pause")
+        self._info_refreshed_s = -math.inf  # show PAUSED at once
+
+    def _on_screenshot(self) -> None:
+        stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+        path = self.save_screenshot(self.screenshot_dir / f"ecg-monitor-{stamp}.png")
+        self.statusBar().showMessage(f"saved {path}", 5000)
+
+    def save_screenshot(self, path: Path) -> Path:
+        """Redraw, then write the window as a PNG image.
+
+        Raises:
+            ConfigError: The image cannot be written there.
+        """
+        self.refresh()
+        self.refresh_text()
+        if not self.grab().save(str(path), "PNG"):
+            msg = f"cannot write the screenshot to {path}; check that its folder exists"
+            raise ConfigError(msg)
+        return path
+
+
+def run_monitor(
+    config: MqttConfig,
+    *,
+    stream: str | None = None,
+    screenshot: Path | None = None,
+    duration_s: float = 10.0,
+    window_s: float = 10.0,
+    background: CoroutineFactory | None = None,
+) -> int:
+    """Open the monitor on a broker until closed (or Ctrl-C); headless with ``screenshot``.
+
+    Args:
+        config: Broker, credentials and topic prefix.
+        stream: Stream id to show, or None for every stream.
+        screenshot: Collect offscreen for ``duration_s``, write a PNG here, then exit.
+        duration_s: Seconds to collect before the screenshot, in s.
+        window_s: Seconds of trace shown.
+        background: Makes a coroutine to run in a worker thread meanwhile (a replay); it is
+            cancelled when the monitor closes, and the monitor closes if it fails.
+
+    Returns:
+        The process exit code: 0, or 130 after Ctrl-C.
+
+    Raises:
+        ConfigError: A setting is out of range or the screenshot cannot be written.
+        EcgStreamError: What ``background`` raised (any other exception too, as a bug).
+    """
+    if screenshot is not None:
+        if not duration_s > 0:
+            msg = f"--duration {duration_s} must be > 0 s"
+            raise ConfigError(msg)
+        # headless: no display needed; set before the QApplication exists, as Qt reads it once
+        os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    app = QtWidgets.QApplication.instance() or QtWidgets.QApplication([])
+    subscriber = Subscriber(config, stream=stream)
+    window = MonitorWindow(subscriber, window_s=window_s)
+    # an event loop of our own, not app.exec(): quitting the application leaves it closing for
+    # good, and a caller (a test, a notebook) may open another window afterwards
+    loop = QtCore.QEventLoop(app)
+    window.closed.connect(loop.quit)
+    job = BackgroundJob(background, name="ecg-monitor-background") if background else None
+    errors: list[ConfigError] = []
+    interrupted: list[bool] = []
+
+    def finish(path: Path) -> None:
+        try:
+            window.save_screenshot(path)
+        except ConfigError as error:
+            errors.append(error)
+        loop.quit()
+
+    def fit_and_finish(path: Path) -> None:
+        # one row of ECG-strip proportions per stream, then a moment to lay them out
+        window.resize(1600, min(1400, 110 + 300 * max(1, len(window.rows))))
+        QtCore.QTimer.singleShot(300, lambda: finish(path))
+
+    def watch_job() -> None:
+        if job is not None and job.done and job.error is not None:
+            loop.quit()  # e.g. the record or the broker is not usable: say so, do not hang
+
+    def on_interrupt(signum: int, frame: FrameType | None) -> None:
+        del signum, frame  # runs at the next Python bytecode: the refresh timer ensures one soon
+        interrupted.append(True)
+        loop.quit()
+
+    watchdog = QtCore.QTimer(window)
+    watchdog.timeout.connect(watch_job)
+    watchdog.start(200)
+    previous_handler = signal.signal(signal.SIGINT, on_interrupt)
+    try:
+        with subscriber:
+            if job is not None:
+                job.start()
+            window.show()
+            if screenshot is not None:
+                path = screenshot
+                QtCore.QTimer.singleShot(round(duration_s * 1000), lambda: fit_and_finish(path))
+            loop.exec()
+    finally:
+        signal.signal(signal.SIGINT, previous_handler)
+        watchdog.stop()
+        window.close()
+        if job is not None:
+            job.stop()
+    if job is not None and job.error is not None:
+        raise job.error
+    if errors:
+        raise errors[0]
+    return 130 if interrupted else 0

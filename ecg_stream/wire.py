@@ -1,0 +1,605 @@
+"""The versioned MQTT wire contract: topic names and the ``beats``/``samples``/``status`` payloads.
+
+This module is the one home of the contract (schema version :data:`SCHEMA_VERSION`). It is pure:
+it encodes typed messages to bytes and decodes and validates bytes back into typed messages, with
+no broker, no asyncio and no clock. Publishers, the reference subscriber and the Qt monitor all
+use it, so anything any of them can read, any other MQTT client can read too.
+
+Topics, under a configurable prefix (default ``ecg``) and a stream id (default: the record name):
+
+========================  ===  ========  ============================================
+topic                     QoS  retained  payload
+========================  ===  ========  ============================================
+``ecg/<stream>/beats``    1    no        one JSON object per labeled beat
+``ecg/<stream>/samples``  0    no        one JSON object per chunk of filtered samples
+``ecg/<stream>/status``   1    yes       online/offline; also the publisher's last will
+========================  ===  ========  ============================================
+
+Every payload is a UTF-8 JSON object whose first field is the schema version ``"v"``. Decoders
+check the version first, then required fields, types and ranges, and raise
+:class:`~ecg_stream.errors.PayloadError` naming the field; unknown extra fields are ignored, so
+optional fields can be added without a version bump.
+
+Example:
+    >>> msg = StatusMessage(stream="100", state=StreamState.ONLINE, record="100", fs_hz=360.0,
+    ...                     model="beat_lstm", classes=BEAT_CLASSES)
+    >>> decode(topic_for("ecg", "100", TopicKind.STATUS), encode(msg)) == msg
+    True
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import math
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any, TypeAlias
+
+import numpy as np
+import numpy.typing as npt
+
+from ecg_stream.errors import ConfigError, PayloadError
+from ecg_stream.types import BEAT_CLASSES, BeatClass, FloatArray, LabeledBeat
+
+SCHEMA_VERSION = 1
+"""Version of the payload schema; the first field (``"v"``) of every payload."""
+
+DEFAULT_TOPIC_PREFIX = "ecg"
+"""Topic prefix when none is configured."""
+
+PROBABILITY_SUM_TOLERANCE = 1e-3
+"""How far from 1 the five class probabilities of a beat may sum (rounding on the wire)."""
+
+_INT16_MIN, _INT16_MAX = -32768, 32767
+_WILDCARDS = ("+", "#", "\x00")
+_Payload: TypeAlias = dict[str, Any]
+_JSON_TYPE_NAMES = {dict: "object", list: "array", str: "string", int: "integer", float: "number"}
+Int16Array: TypeAlias = npt.NDArray[np.int16]
+
+
+class TopicKind(Enum):
+    """The last level of a topic: what its payloads carry."""
+
+    BEATS = "beats"
+    SAMPLES = "samples"
+    STATUS = "status"
+
+    @property
+    def qos(self) -> int:
+        """MQTT QoS the publisher uses: beats and status at least once, samples at most once."""
+        return 0 if self is TopicKind.SAMPLES else 1
+
+    @property
+    def retain(self) -> bool:
+        """Whether the broker keeps the last message for new subscribers (status only)."""
+        return self is TopicKind.STATUS
+
+
+class StreamState(Enum):
+    """State announced on the status topic."""
+
+    ONLINE = "online"
+    OFFLINE = "offline"
+
+
+@dataclass(frozen=True, slots=True)
+class TopicParts:
+    """A topic split into its prefix, stream id and kind.
+
+    Args:
+        prefix: Everything before the stream id (may contain ``/``).
+        stream: The stream id.
+        kind: What the topic carries.
+    """
+
+    prefix: str
+    stream: str
+    kind: TopicKind
+
+
+def check_stream_id(stream: str) -> str:
+    """Return ``stream`` if it can be one topic level, else raise.
+
+    Raises:
+        ConfigError: It is empty or holds ``/``, ``+``, ``#`` or NUL.
+    """
+    if not stream or "/" in stream or any(char in stream for char in _WILDCARDS):
+        msg = (
+            f"stream id {stream!r} cannot be an MQTT topic level: it must be non-empty, without "
+            "'/', '+', '#'; pass e.g. --stream-id ward3-bed12"
+        )
+        raise ConfigError(msg)
+    return stream
+
+
+def check_topic_prefix(prefix: str) -> str:
+    """Return ``prefix`` if it can start a topic, else raise.
+
+    Raises:
+        ConfigError: It is empty, starts or ends with ``/``, or holds a wildcard.
+    """
+    if (
+        not prefix
+        or prefix.startswith("/")
+        or prefix.endswith("/")
+        or "//" in prefix
+        or any(char in prefix for char in _WILDCARDS)
+    ):
+        msg = (
+            f"topic prefix {prefix!r} is not valid: it must be non-empty, without wildcards "
+            f"('+', '#') or empty levels; e.g. --topic-prefix {DEFAULT_TOPIC_PREFIX} or "
+            "--topic-prefix site1/ecg"
+        )
+        raise ConfigError(msg)
+    return prefix
+
+
+def topic_for(prefix: str, stream: str, kind: TopicKind) -> str:
+    """The topic of ``kind`` messages of a stream, e.g. ``ecg/100/beats``.
+
+    Raises:
+        ConfigError: The prefix or the stream id cannot be used in a topic.
+    """
+    return f"{check_topic_prefix(prefix)}/{check_stream_id(stream)}/{kind.value}"
+
+
+def subscription_for(prefix: str, stream: str | None, kind: TopicKind | None) -> str:
+    """A topic filter: one stream's or every stream's (``+``) topics of one kind or all (``+``).
+
+    Example:
+        >>> subscription_for("ecg", None, TopicKind.BEATS)
+        'ecg/+/beats'
+    """
+    level = "+" if stream is None else check_stream_id(stream)
+    last = "+" if kind is None else kind.value
+    return f"{check_topic_prefix(prefix)}/{level}/{last}"
+
+
+def parse_topic(topic: str) -> TopicParts:
+    """Split a topic of this contract into prefix, stream id and kind.
+
+    Raises:
+        PayloadError: The topic does not end in ``<stream>/beats|samples|status``.
+    """
+    levels = topic.split("/")
+    kinds = {kind.value: kind for kind in TopicKind}
+    if len(levels) < 3 or levels[-1] not in kinds or not levels[-2] or not all(levels[:-2]):
+        msg = (
+            f"topic {topic!r} is not an ecg-stream topic; expected "
+            "'<prefix>/<stream>/beats', '.../samples' or '.../status'"
+        )
+        raise PayloadError(msg)
+    return TopicParts("/".join(levels[:-2]), levels[-2], kinds[levels[-1]])
+
+
+@dataclass(frozen=True, slots=True)
+class BeatMessage:
+    """One labeled beat, as published on ``<prefix>/<stream>/beats``.
+
+    Args:
+        stream: Stream id.
+        record: Record name.
+        sample: R-peak index in the record's own clock.
+        chain_sample: R-peak index at the chain's rate (360 Hz).
+        time_s: R-peak time in the record, ``sample / record fs``, in s.
+        r_wall_time: Unix time of the R peak: wall clock at stream start + ``time_s / speed``.
+        label: Most probable class.
+        confidence: Probability of ``label``.
+        probabilities: One probability per class, in ``BEAT_CLASSES`` order.
+        rr_ms: Interval to the previous beat, in ms (None for a stream's first beat).
+        hr_bpm: Instantaneous heart rate ``60000 / rr_ms`` (None with ``rr_ms``).
+        compute_ms: From the arrival of the last sample the beat needs to its publication, in ms.
+        published_at: Unix time of publication, in s.
+    """
+
+    stream: str
+    record: str
+    sample: int
+    chain_sample: int
+    time_s: float
+    r_wall_time: float
+    label: BeatClass
+    confidence: float
+    probabilities: tuple[float, float, float, float, float]
+    rr_ms: float | None
+    hr_bpm: float | None
+    compute_ms: float
+    published_at: float
+
+    @classmethod
+    def from_beat(
+        cls,
+        beat: LabeledBeat,
+        *,
+        stream: str,
+        record: str,
+        sample: int,
+        time_s: float,
+        r_wall_time: float,
+        compute_ms: float = math.nan,
+        published_at: float = math.nan,
+    ) -> BeatMessage:
+        """Describe a labeled beat; the publisher fills ``compute_ms`` and ``published_at``.
+
+        Args:
+            beat: The beat.
+            stream: Stream id.
+            record: Record name.
+            sample: R-peak index in the record's own clock.
+            time_s: R-peak time in the record, in s.
+            r_wall_time: Unix time of the R peak, in s.
+            compute_ms: Compute latency, in ms (NaN until published; NaN does not encode).
+            published_at: Unix time of publication (NaN until published).
+        """
+        rr_ms = beat.window.rr.rr_ms
+        has_rr = math.isfinite(rr_ms) and rr_ms > 0
+        probabilities = tuple(float(p) for p in beat.probabilities)
+        label = beat.label
+        return cls(
+            stream=stream,
+            record=record,
+            sample=sample,
+            chain_sample=beat.window.peak.index,
+            time_s=time_s,
+            r_wall_time=r_wall_time,
+            label=label,
+            confidence=probabilities[label.index],
+            probabilities=probabilities,  # type: ignore[arg-type]  # five, checked by LabeledBeat
+            rr_ms=rr_ms if has_rr else None,
+            hr_bpm=60_000.0 / rr_ms if has_rr else None,
+            compute_ms=compute_ms,
+            published_at=published_at,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class SamplesMessage:
+    """A chunk of filtered samples, as published on ``<prefix>/<stream>/samples``.
+
+    On the wire ``data`` is base64 of little-endian int16 counts of ``scale_uv`` microvolts.
+
+    Args:
+        stream: Stream id.
+        start_index: Index of the first sample at the chain's rate (same clock as
+            ``BeatMessage.chain_sample``).
+        fs_hz: Sampling rate of the samples, in Hz.
+        scale_uv: Microvolts per count.
+        counts: The samples, in counts of ``scale_uv`` microvolts.
+    """
+
+    stream: str
+    start_index: int
+    fs_hz: float
+    scale_uv: float
+    counts: Int16Array = field(repr=False, compare=False)
+
+    @classmethod
+    def from_mv(
+        cls, stream: str, start_index: int, fs_hz: float, samples_mv: FloatArray, scale_uv: float
+    ) -> SamplesMessage:
+        """Quantize samples in mV to counts of ``scale_uv`` µV, clipped to the int16 range.
+
+        Example:
+            >>> msg = SamplesMessage.from_mv("100", 0, 360.0, np.array([0.5, -1.25]), 1.0)
+            >>> msg.counts.tolist(), msg.samples_mv.tolist()
+            ([500, -1250], [0.5, -1.25])
+        """
+        counts = np.clip(np.rint(samples_mv * (1000.0 / scale_uv)), _INT16_MIN, _INT16_MAX)
+        return cls(stream, start_index, fs_hz, scale_uv, counts.astype(np.int16))
+
+    @property
+    def samples_mv(self) -> FloatArray:
+        """The samples in mV."""
+        return self.counts.astype(np.float64) * (self.scale_uv / 1000.0)
+
+    @property
+    def end_index(self) -> int:
+        """Index one past the last sample."""
+        return self.start_index + int(self.counts.size)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, SamplesMessage):
+            return NotImplemented
+        return (
+            (self.stream, self.start_index, self.fs_hz, self.scale_uv)
+            == (other.stream, other.start_index, other.fs_hz, other.scale_uv)
+        ) and np.array_equal(self.counts, other.counts)
+
+    __hash__ = None  # type: ignore[assignment]  # holds an array
+
+
+@dataclass(frozen=True, slots=True)
+class StatusMessage:
+    """A stream's state, as published (retained) on ``<prefix>/<stream>/status``.
+
+    Args:
+        stream: Stream id.
+        state: Online, or offline (also the publisher's last will).
+        record: Record name.
+        fs_hz: Sampling rate of the chain, in Hz.
+        model: Name of the classifier model.
+        classes: The classes of the probability vectors, in order.
+    """
+
+    stream: str
+    state: StreamState
+    record: str
+    fs_hz: float
+    model: str
+    classes: tuple[BeatClass, ...]
+
+
+WireMessage: TypeAlias = BeatMessage | SamplesMessage | StatusMessage
+
+
+def kind_of(message: WireMessage) -> TopicKind:
+    """The topic kind a message is published on."""
+    if isinstance(message, BeatMessage):
+        return TopicKind.BEATS
+    if isinstance(message, SamplesMessage):
+        return TopicKind.SAMPLES
+    return TopicKind.STATUS
+
+
+def encode(message: WireMessage) -> bytes:
+    """Encode a message as the UTF-8 JSON payload of its topic.
+
+    Raises:
+        PayloadError: A number is NaN or infinite (e.g. a beat not stamped by the publisher).
+    """
+    payload: _Payload
+    if isinstance(message, BeatMessage):
+        payload = {
+            "v": SCHEMA_VERSION,
+            "stream": message.stream,
+            "record": message.record,
+            "sample": message.sample,
+            "chain_sample": message.chain_sample,
+            "time_s": round(message.time_s, 6),
+            "r_wall_time": round(message.r_wall_time, 6),
+            "label": message.label.value,
+            "confidence": round(message.confidence, 6),
+            "p": {
+                cls.value: round(p, 6)
+                for cls, p in zip(BEAT_CLASSES, message.probabilities, strict=True)
+            },
+            "rr_ms": None if message.rr_ms is None else round(message.rr_ms, 3),
+            "hr_bpm": None if message.hr_bpm is None else round(message.hr_bpm, 3),
+            "compute_ms": round(message.compute_ms, 4),
+            "published_at": round(message.published_at, 6),
+        }
+    elif isinstance(message, SamplesMessage):
+        payload = {
+            "v": SCHEMA_VERSION,
+            "stream": message.stream,
+            "start_index": message.start_index,
+            "fs_hz": message.fs_hz,
+            "scale_uv": message.scale_uv,
+            "data": base64.b64encode(message.counts.astype("<i2").tobytes()).decode("ascii"),
+        }
+    else:
+        payload = {
+            "v": SCHEMA_VERSION,
+            "stream": message.stream,
+            "state": message.state.value,
+            "record": message.record,
+            "fs_hz": message.fs_hz,
+            "model": message.model,
+            "classes": [cls.value for cls in message.classes],
+        }
+    try:
+        text = json.dumps(payload, allow_nan=False, separators=(",", ":"))
+    except ValueError as error:
+        msg = f"{kind_of(message).value} message of stream {message.stream!r}: {error}"
+        raise PayloadError(msg) from error
+    return text.encode("utf-8")
+
+
+def decode(topic: str, payload: bytes | bytearray | str) -> WireMessage:
+    """Decode and validate a payload received on ``topic``, dispatching on the topic's kind.
+
+    Raises:
+        PayloadError: The topic or the payload does not follow the contract, or the payload's
+            ``stream`` differs from the topic's stream level.
+    """
+    parts = parse_topic(topic)
+    message: WireMessage
+    if parts.kind is TopicKind.BEATS:
+        message = decode_beat(payload)
+    elif parts.kind is TopicKind.SAMPLES:
+        message = decode_samples(payload)
+    else:
+        message = decode_status(payload)
+    if message.stream != parts.stream:
+        msg = f"{topic}: payload says stream {message.stream!r}, the topic {parts.stream!r}"
+        raise PayloadError(msg)
+    return message
+
+
+def decode_beat(payload: bytes | bytearray | str) -> BeatMessage:
+    """Decode and validate a ``beats`` payload.
+
+    Raises:
+        PayloadError: It does not follow the contract.
+    """
+    obj = _load(payload, TopicKind.BEATS)
+    fields = _Fields(obj, TopicKind.BEATS)
+    label = fields.beat_class("label")
+    probabilities_obj = fields.get("p", dict)
+    p = _Fields(probabilities_obj, TopicKind.BEATS, parent="p")
+    probabilities = tuple(p.number(cls.value, 0.0, 1.0) for cls in BEAT_CLASSES)
+    total = sum(probabilities)
+    if abs(total - 1.0) > PROBABILITY_SUM_TOLERANCE:
+        msg = f"beats payload: probabilities 'p' sum to {total:.6f}, expected 1"
+        raise PayloadError(msg)
+    confidence = fields.number("confidence", 0.0, 1.0)
+    if abs(confidence - probabilities[label.index]) > PROBABILITY_SUM_TOLERANCE:
+        msg = (
+            f"beats payload: 'confidence' {confidence} differs from p[{label.value!r}] "
+            f"{probabilities[label.index]}"
+        )
+        raise PayloadError(msg)
+    return BeatMessage(
+        stream=fields.text("stream"),
+        record=fields.text("record"),
+        sample=fields.integer("sample"),
+        chain_sample=fields.integer("chain_sample"),
+        time_s=fields.number("time_s", 0.0),
+        r_wall_time=fields.number("r_wall_time", 0.0),
+        label=label,
+        confidence=confidence,
+        probabilities=probabilities,  # type: ignore[arg-type]  # one per class
+        rr_ms=fields.optional_number("rr_ms", positive=True),
+        hr_bpm=fields.optional_number("hr_bpm", positive=True),
+        compute_ms=fields.number("compute_ms", 0.0),
+        published_at=fields.number("published_at", 0.0),
+    )
+
+
+def decode_samples(payload: bytes | bytearray | str) -> SamplesMessage:
+    """Decode and validate a ``samples`` payload.
+
+    Raises:
+        PayloadError: It does not follow the contract.
+    """
+    fields = _Fields(_load(payload, TopicKind.SAMPLES), TopicKind.SAMPLES)
+    stream = fields.text("stream")
+    start_index = fields.integer("start_index")
+    fs_hz = fields.number("fs_hz", 0.0, positive=True)
+    scale_uv = fields.number("scale_uv", 0.0, positive=True)
+    data = fields.get("data", str)
+    try:
+        raw = base64.b64decode(data, validate=True)
+    except (binascii.Error, ValueError) as error:
+        msg = f"samples payload: 'data' is not valid base64 ({error})"
+        raise PayloadError(msg) from error
+    if len(raw) % 2:
+        msg = f"samples payload: 'data' holds {len(raw)} bytes, expected int16 pairs (even)"
+        raise PayloadError(msg)
+    counts = np.frombuffer(raw, dtype="<i2").astype(np.int16)
+    return SamplesMessage(stream, start_index, fs_hz, scale_uv, counts)
+
+
+def decode_status(payload: bytes | bytearray | str) -> StatusMessage:
+    """Decode and validate a ``status`` payload.
+
+    Raises:
+        PayloadError: It does not follow the contract.
+    """
+    fields = _Fields(_load(payload, TopicKind.STATUS), TopicKind.STATUS)
+    state_text = fields.text("state")
+    states = {state.value: state for state in StreamState}
+    if state_text not in states:
+        msg = f"status payload: 'state' is {state_text!r}, expected one of {sorted(states)}"
+        raise PayloadError(msg)
+    names = fields.get("classes", list)
+    known = {cls.value: cls for cls in BeatClass}
+    if not names or not all(isinstance(name, str) and name in known for name in names):
+        msg = f"status payload: 'classes' is {names!r}, expected a list of {list(known)}"
+        raise PayloadError(msg)
+    if len(set(names)) != len(names):
+        msg = f"status payload: 'classes' {names!r} repeats a class"
+        raise PayloadError(msg)
+    return StatusMessage(
+        stream=fields.text("stream"),
+        state=states[state_text],
+        record=fields.text("record"),
+        fs_hz=fields.number("fs_hz", 0.0, positive=True),
+        model=fields.text("model"),
+        classes=tuple(known[name] for name in names),
+    )
+
+
+def _reject_constant(name: str) -> None:
+    msg = f"{name} is not a JSON number"
+    raise ValueError(msg)
+
+
+def _load(payload: bytes | bytearray | str, kind: TopicKind) -> _Payload:
+    """Parse JSON, check it is an object with the supported schema version first."""
+    try:
+        text = payload if isinstance(payload, str) else bytes(payload).decode("utf-8")
+        obj = json.loads(text, parse_constant=_reject_constant)
+    except (UnicodeDecodeError, ValueError) as error:
+        msg = f"{kind.value} payload is not UTF-8 JSON ({error}); got {_preview(payload)}"
+        raise PayloadError(msg) from error
+    if not isinstance(obj, dict):
+        msg = f"{kind.value} payload is a JSON {type(obj).__name__}, expected an object"
+        raise PayloadError(msg)
+    if "v" not in obj:
+        msg = f"{kind.value} payload has no schema version 'v'; got {_preview(payload)}"
+        raise PayloadError(msg)
+    version = obj["v"]
+    if version != SCHEMA_VERSION or isinstance(version, bool):
+        msg = (
+            f"{kind.value} payload has schema version {version!r}; this ecg-stream reads "
+            f"version {SCHEMA_VERSION}: upgrade the older side (publisher or subscriber)"
+        )
+        raise PayloadError(msg)
+    return obj
+
+
+def _preview(payload: bytes | bytearray | str, limit: int = 60) -> str:
+    text = repr(payload[:limit])
+    return text + ("..." if len(payload) > limit else "")
+
+
+class _Fields:
+    """Typed, range-checked access to the fields of a decoded JSON object."""
+
+    def __init__(self, obj: _Payload, kind: TopicKind, parent: str | None = None) -> None:
+        self.obj, self.kind, self.parent = obj, kind, parent
+
+    def _name(self, name: str) -> str:
+        return f"{self.parent}.{name}" if self.parent else name
+
+    def get(self, name: str, expected: type[Any] | tuple[type[Any], ...]) -> Any:
+        if name not in self.obj:
+            msg = f"{self.kind.value} payload lacks required field {self._name(name)!r}"
+            raise PayloadError(msg)
+        value = self.obj[name]
+        if not isinstance(value, expected) or isinstance(value, bool):
+            wanted = expected if isinstance(expected, tuple) else (expected,)
+            names = " or ".join(_JSON_TYPE_NAMES.get(kind, kind.__name__) for kind in wanted)
+            msg = f"{self.kind.value} payload: {self._name(name)!r} is {value!r}, expected {names}"
+            raise PayloadError(msg)
+        return value
+
+    def text(self, name: str) -> str:
+        value: str = self.get(name, str)
+        if not value:
+            msg = f"{self.kind.value} payload: {self._name(name)!r} is empty"
+            raise PayloadError(msg)
+        return value
+
+    def integer(self, name: str) -> int:
+        value: int = self.get(name, int)
+        if value < 0:
+            msg = f"{self.kind.value} payload: {self._name(name)!r} is {value}, expected >= 0"
+            raise PayloadError(msg)
+        return value
+
+    def number(
+        self, name: str, low: float, high: float = math.inf, *, positive: bool = False
+    ) -> float:
+        value = float(self.get(name, (int, float)))
+        if not low <= value <= high or (positive and value <= 0):
+            bound = f"> {low:g}" if positive else f"in [{low:g}, {high:g}]"
+            msg = f"{self.kind.value} payload: {self._name(name)!r} is {value}, expected {bound}"
+            raise PayloadError(msg)
+        return value
+
+    def optional_number(self, name: str, *, positive: bool) -> float | None:
+        if self.obj.get(name, ...) is None:
+            return None
+        return self.number(name, 0.0, positive=positive)
+
+    def beat_class(self, name: str) -> BeatClass:
+        value = self.text(name)
+        known = {cls.value: cls for cls in BeatClass}
+        if value not in known:
+            msg = f"{self.kind.value} payload: {name!r} is {value!r}, expected one of {list(known)}"
+            raise PayloadError(msg)
+        return known[value]

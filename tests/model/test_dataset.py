@@ -1,0 +1,82 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ecg_stream.config import ChainConfig
+from ecg_stream.detector.segment import normalise_window
+from ecg_stream.errors import ConfigError
+from ecg_stream.model.dataset import (
+    build_dataset,
+    dataset_cache_key,
+    default_dataset_cache_dir,
+    stream_record_windows,
+)
+from ecg_stream.records import Record
+from ecg_stream.types import BeatClass
+
+CONFIG = ChainConfig()
+
+
+def test_record_100_beats_are_labelled_from_matching_reference_beats(
+    data_dir: Path, dataset_cache: Path, record_100: Record
+) -> None:
+    dataset = build_dataset(["100"], CONFIG, data_dir=data_dir, cache_dir=dataset_cache)
+    counts = dataset.class_counts()
+    assert record_100.annotations is not None
+    reference = record_100.annotations.beat_classes
+    # Every reference beat is matched or counted as missed, per class.
+    assert len(dataset) + dataset.missed_reference_beats[0] == len(reference)
+    assert counts[BeatClass.V] <= reference.count(BeatClass.V)
+    assert counts[BeatClass.S] >= 30  # record 100 holds 33 A beats
+    assert dataset.windows.shape == (len(dataset), CONFIG.window_samples)
+    assert dataset.rr.shape == (len(dataset), 3)
+    assert set(dataset.records.tolist()) == {"100"}
+    assert np.all(np.diff(dataset.peak_indices) > 0)  # stream order
+
+
+def test_windows_are_the_streaming_chains_normalised(
+    data_dir: Path, dataset_cache: Path, record_100: Record
+) -> None:
+    dataset = build_dataset(["100"], CONFIG, data_dir=data_dir, cache_dir=dataset_cache)
+    streamed = stream_record_windows(record_100.samples, CONFIG)
+    by_peak = {window.peak.index: window for window in streamed}
+    for row in (0, len(dataset) // 2, len(dataset) - 1):
+        window = by_peak[int(dataset.peak_indices[row])]
+        np.testing.assert_allclose(
+            dataset.windows[row], normalise_window(window.samples), rtol=0, atol=1e-5
+        )
+
+
+def test_cache_is_reused_and_keyed_by_everything_it_depends_on(
+    data_dir: Path, dataset_cache: Path
+) -> None:
+    first = build_dataset(["100"], CONFIG, data_dir=data_dir, cache_dir=dataset_cache)
+    files = sorted(dataset_cache.glob("*.npz"))
+    again = build_dataset(["100"], CONFIG, data_dir=data_dir, cache_dir=dataset_cache)
+    assert sorted(dataset_cache.glob("*.npz")) == files
+    np.testing.assert_array_equal(first.labels, again.labels)
+    key = dataset_cache_key(["100"], CONFIG)
+    assert dataset_cache_key(["100", "101"], CONFIG) != key
+    assert dataset_cache_key(["100"], ChainConfig(window_after_samples=150)) != key
+    assert dataset_cache_key(["100"], CONFIG, chunk_samples=36) != key
+
+
+def test_paced_records_are_left_out(data_dir: Path, dataset_cache: Path) -> None:
+    dataset = build_dataset(["102", "100"], CONFIG, data_dir=data_dir, cache_dir=dataset_cache)
+    assert dataset.record_names == ("100",)
+    assert dataset.excluded_records == ("102",)
+    with pytest.raises(ConfigError, match="all paced"):
+        build_dataset(["102", "104"], CONFIG, data_dir=data_dir, cache_dir=dataset_cache)
+
+
+def test_cache_directory_follows_the_environment(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("ECG_STREAM_CACHE", str(tmp_path))
+    assert default_dataset_cache_dir() == tmp_path
+    monkeypatch.delenv("ECG_STREAM_CACHE")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    assert default_dataset_cache_dir() == tmp_path / "ecg-stream" / "datasets"

@@ -1,0 +1,151 @@
+"""Smoke training -> export -> parity -> classify, end to end (seconds, not minutes)."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ecg_stream.config import ChainConfig
+from ecg_stream.errors import ConfigError, ModelContractError
+from ecg_stream.export import onnx as export_onnx
+from ecg_stream.model.card import CardInputs, write_model_card
+from ecg_stream.model.classifier import OnnxBeatClassifier
+from ecg_stream.model.dataset import build_dataset, stream_record_windows
+from ecg_stream.model.report import evaluate_classifier
+from ecg_stream.model.train import (
+    DatasetSplits,
+    Protocol,
+    TrainResult,
+    TrainSettings,
+    balanced_subsample,
+    class_weights,
+    train_model,
+)
+from ecg_stream.records import Record
+
+pytest.importorskip("tensorflow")  # the "train" extra; CI installs it
+
+CONFIG = ChainConfig()
+SMOKE = TrainSettings(Protocol.INTER_PATIENT, max_per_class=120, epochs=1, batch_size=64)
+
+
+@pytest.fixture(scope="module")
+def smoke_splits(data_dir: Path, dataset_cache: Path) -> DatasetSplits:
+    dataset = build_dataset(["100", "119"], CONFIG, data_dir=data_dir, cache_dir=dataset_cache)
+    every_tenth = np.arange(0, len(dataset), 10)
+    return DatasetSplits(
+        train=dataset.of_records(["119"]),
+        validation=dataset.of_records(["100"]).subset(every_tenth[every_tenth < 2000]),
+        test=None,
+        train_records=("119",),
+        validation_records=("100",),
+    )
+
+
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory: pytest.TempPathFactory, smoke_splits: DatasetSplits) -> TrainResult:
+    return train_model(tmp_path_factory.mktemp("run"), SMOKE, splits=smoke_splits, verbose=0)
+
+
+def test_subsample_and_weights_balance_the_classes() -> None:
+    labels = np.array([0] * 50 + [2] * 10 + [1] * 2)
+    kept = balanced_subsample(labels, max_per_class=10, seed=0)
+    assert np.bincount(labels[kept]).tolist() == [10, 2, 10]
+    assert kept.tolist() == sorted(kept.tolist())
+    weights = class_weights(labels[kept])
+    assert weights[1] > weights[0] == weights[2]
+    assert weights[4] == 1.0  # absent class
+
+
+@pytest.mark.slow
+def test_smoke_training_writes_checkpoints_log_and_summary(smoke_run: TrainResult) -> None:
+    assert smoke_run.best_model_path.is_file()
+    assert smoke_run.final_model_path.is_file()
+    assert smoke_run.epochs_run == 1
+    with smoke_run.log_path.open() as handle:
+        (row,) = list(csv.DictReader(handle))
+    assert {"loss", "val_loss", "accuracy", "epoch_seconds"} <= set(row)
+    summary = json.loads(smoke_run.result_path.read_text())
+    assert summary["train_records"] == ["119"]
+    assert summary["settings"]["protocol"] == "inter-patient"
+
+
+@pytest.mark.slow
+def test_training_resumes_and_refuses_other_settings(
+    smoke_run: TrainResult, smoke_splits: DatasetSplits
+) -> None:
+    longer = TrainSettings(Protocol.INTER_PATIENT, max_per_class=120, epochs=2, batch_size=64)
+    resumed = train_model(smoke_run.out_dir, longer, splits=smoke_splits, verbose=0)
+    assert resumed.epochs_run == 2
+    other = TrainSettings(Protocol.INTER_PATIENT, max_per_class=50, epochs=3, batch_size=64)
+    with pytest.raises(ConfigError, match="holds a run with settings"):
+        train_model(smoke_run.out_dir, other, splits=smoke_splits, verbose=0)
+
+
+@pytest.mark.slow
+def test_export_checks_parity_then_classifies_end_to_end(
+    smoke_run: TrainResult,
+    data_dir: Path,
+    dataset_cache: Path,
+    record_100: Record,
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "smoke.onnx"
+    exported = export_onnx.export_model(
+        smoke_run.out_dir, path, parity_records=["100"], data_dir=data_dir, cache_dir=dataset_cache
+    )
+    assert exported.parity_windows >= export_onnx.PARITY_MIN_WINDOWS
+    assert exported.max_abs_difference <= export_onnx.PARITY_TOLERANCE
+    with OnnxBeatClassifier(path, CONFIG) as classifier:
+        assert classifier.contract.training_records == "119"
+        assert classifier.contract.rr_features
+        windows = stream_record_windows(record_100.samples[: 360 * 30], CONFIG)
+        beats = classifier.classify(windows)
+    assert len(beats) == len(windows) > 20
+    out_dir = tmp_path / "evaluation"
+    report = evaluate_classifier(
+        ["100"], path, out_dir, data_dir=data_dir, training_log=smoke_run.log_path
+    )
+    assert report.gross("whole_record").score.confusion.sum() > 2000
+    for name in ("classification.json", "confusion.png", "sample_beats.png", "training.png"):
+        assert (out_dir / name).stat().st_size > 0
+    assert (out_dir / "raw_vs_filtered.png").is_file()
+
+    intra_dir = tmp_path / "intra"  # stands in for an intra-patient run with its test split
+    intra_dir.mkdir()
+    summary = json.loads(smoke_run.result_path.read_text())
+    summary["test"] = {"note": "intra", "beats": 10, "accuracy": 0.9, "confusion": []}
+    (intra_dir / "training.json").write_text(json.dumps(summary))
+    inputs = CardInputs(path, smoke_run.out_dir, out_dir, smoke_run.out_dir, out_dir, intra_dir)
+    markdown, card_json = write_model_card(inputs, tmp_path / "card")
+    text = markdown.read_text()
+    assert "| V Se | 95 % |" in text
+    assert "accuracy **90.00 %**" in text
+    assert f"python -m ecg_stream.model.train {smoke_run.out_dir}" in text
+    assert json.loads(card_json.read_text())["model"]["contract"]["training_records"] == "119"
+
+
+@pytest.mark.slow
+def test_failed_parity_writes_no_file(
+    smoke_run: TrainResult,
+    data_dir: Path,
+    dataset_cache: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(export_onnx, "PARITY_TOLERANCE", -1.0)
+    path = tmp_path / "refused.onnx"
+    with pytest.raises(ModelContractError, match="no file written"):
+        export_onnx.export_model(
+            smoke_run.out_dir,
+            path,
+            parity_records=["100"],
+            data_dir=data_dir,
+            cache_dir=dataset_cache,
+        )
+    assert not path.exists()
+    assert not list(tmp_path.iterdir())

@@ -1,0 +1,268 @@
+"""Shared pieces of the stream tests: run a coroutine, collect what a subscriber receives."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Callable, Coroutine, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, TypeVar
+
+import numpy as np
+import pytest
+
+from ecg_stream.config import ChainConfig, MqttConfig
+from ecg_stream.detector.chain import BeatExtractor
+from ecg_stream.errors import PayloadError
+from ecg_stream.stream.live import PipelineLike
+from ecg_stream.stream.replay import ReplaySource
+from ecg_stream.stream.subscriber import WireSubscriber
+from ecg_stream.types import (
+    BEAT_CLASSES,
+    BeatWindow,
+    Chunk,
+    FloatArray,
+    LabeledBeat,
+    RPeak,
+    RRFeatures,
+)
+from ecg_stream.wire import (
+    BeatMessage,
+    SamplesMessage,
+    StatusMessage,
+    StreamState,
+    TopicKind,
+    WireMessage,
+)
+
+T = TypeVar("T")
+
+MOSQUITTO_START_TIMEOUT_S = 10.0
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def port_open(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.settimeout(0.2)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+class Mosquitto:
+    """A mosquitto process on a loopback port, with a generated configuration."""
+
+    def __init__(self, directory: Path, port: int) -> None:
+        self.port = port
+        self.config_path = directory / f"mosquitto-{port}.conf"
+        self.log_path = directory / f"mosquitto-{port}.log"
+        # max_queued_messages 0: a subscriber that lags behind a replay at --speed max must not
+        # lose QoS 1 messages to mosquitto's default per-client queue limit (1000).
+        self.config_path.write_text(
+            f"listener {port} 127.0.0.1\n"
+            "allow_anonymous true\n"
+            "persistence false\n"
+            "max_queued_messages 0\n"
+            f"log_dest file {self.log_path}\n"
+        )
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def config(self) -> MqttConfig:
+        return MqttConfig(host="127.0.0.1", port=self.port, topic_prefix="ecg")
+
+    def start(self) -> None:
+        executable = shutil.which("mosquitto") or (
+            "/usr/sbin/mosquitto" if Path("/usr/sbin/mosquitto").exists() else None
+        )
+        if executable is None:
+            pytest.fail(
+                "mosquitto is not installed: `apt-get install mosquitto` (.ci/run does), "
+                "or deselect these tests with -m 'not mqtt'"
+            )
+        self.process = subprocess.Popen(
+            [executable, "-c", str(self.config_path)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + MOSQUITTO_START_TIMEOUT_S
+        while not port_open(self.port):
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                log = self.log_path.read_text() if self.log_path.exists() else ""
+                self.stop()
+                pytest.fail(f"mosquitto did not start on port {self.port}: {log[-2000:]}")
+            time.sleep(0.02)
+
+    def stop(self) -> None:
+        if self.process is None:
+            return
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        self.process = None
+
+
+TEST_TIMEOUT_S = 60.0
+
+
+def run(coroutine: Coroutine[Any, Any, T], timeout_s: float = TEST_TIMEOUT_S) -> T:
+    """Run a coroutine in a fresh event loop, failing (not hanging) after ``timeout_s``."""
+
+    async def bounded() -> T:
+        async with asyncio.timeout(timeout_s):
+            return await coroutine
+
+    return asyncio.run(bounded())
+
+
+def status_of(stream: str, record: str = "100") -> StatusMessage:
+    return StatusMessage(
+        stream=stream,
+        state=StreamState.ONLINE,
+        record=record,
+        fs_hz=360.0,
+        model="test_model",
+        classes=BEAT_CLASSES,
+    )
+
+
+def beat_message(stream: str, index: int) -> BeatMessage:
+    """A plausible beat at R-peak index ``index``."""
+    window = BeatWindow(
+        peak=RPeak(index=index, decided_index=index + 60),
+        samples=np.zeros(250),
+        rr=RRFeatures(rr_ms=800.0 if index else math.nan, local_mean_rr_ms=800.0),
+        ready_index=index + 160,
+    )
+    beat = LabeledBeat(window=window, probabilities=(0.9, 0.04, 0.03, 0.02, 0.01))
+    return BeatMessage.from_beat(
+        beat,
+        stream=stream,
+        record="100",
+        sample=index,
+        time_s=index / 360.0,
+        r_wall_time=1.7e9 + index / 360.0,
+    )
+
+
+def samples_message(stream: str, start_index: int, size: int = 36) -> SamplesMessage:
+    return SamplesMessage.from_mv(stream, start_index, 360.0, np.linspace(-1, 1, size), 1.0)
+
+
+@dataclass
+class Collector:
+    """Messages a real subscriber received, by kind, in arrival order."""
+
+    beats: list[BeatMessage] = field(default_factory=list)
+    samples: list[SamplesMessage] = field(default_factory=list)
+    statuses: list[StatusMessage] = field(default_factory=list)
+    malformed: list[tuple[str, PayloadError]] = field(default_factory=list)
+    ready: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def add(self, message: WireMessage) -> None:
+        if isinstance(message, BeatMessage):
+            self.beats.append(message)
+        elif isinstance(message, SamplesMessage):
+            self.samples.append(message)
+        else:
+            self.statuses.append(message)
+
+    def offline_seen(self, stream: str) -> bool:
+        return any(s.stream == stream and s.state is StreamState.OFFLINE for s in self.statuses)
+
+
+async def collect_until(
+    config: MqttConfig,
+    collector: Collector,
+    done: Callable[[Collector], bool],
+    *,
+    stream: str | None = None,
+    kinds: tuple[TopicKind, ...] = tuple(TopicKind),
+) -> None:
+    """Subscribe (sets ``collector.ready`` once subscribed) and collect until ``done``."""
+    subscriber = WireSubscriber(
+        config,
+        stream=stream,
+        kinds=kinds,
+        on_malformed=lambda topic, error: collector.malformed.append((topic, error)),
+    )
+    async with subscriber:
+        collector.ready.set()
+        async for _topic, message in subscriber.messages():
+            collector.add(message)
+            if done(collector):
+                return
+
+
+def stamped(
+    message: BeatMessage, compute_ms: float = 1.5, published_at: float = 1.7e9
+) -> BeatMessage:
+    """A beat as the publisher sends it (compute latency and publication time filled)."""
+    return replace(message, compute_ms=compute_ms, published_at=published_at)
+
+
+PREMATURE = (0.1, 0.8, 0.05, 0.03, 0.02)
+REGULAR = (0.9, 0.04, 0.03, 0.02, 0.01)
+
+
+class RuleClassifier:
+    """A deterministic stand-in for the ONNX model: premature beats are S, others N.
+
+    Lets the live path be checked beat for beat without the trained model; the tests with the
+    shipped model do the same with :class:`~ecg_stream.model.classifier.OnnxBeatClassifier`.
+    """
+
+    name = "rule_based_test_model"
+
+    def classify(self, windows: Sequence[BeatWindow]) -> list[LabeledBeat]:
+        beats = []
+        for window in windows:
+            ratio = window.rr.rr_ratio if math.isfinite(window.rr.rr_ms) else 1.0
+            premature = ratio < 0.85
+            probabilities = (
+                (0.1, 0.8, 0.05, 0.03, 0.02) if premature else (0.9, 0.04, 0.03, 0.02, 0.01)
+            )
+            beats.append(LabeledBeat(window=window, probabilities=probabilities))
+        return beats
+
+
+@dataclass(frozen=True, slots=True)
+class RuleOutput:
+    filtered: Chunk
+    beats: tuple[LabeledBeat, ...]
+
+
+class RulePipeline:
+    """The real streaming chain followed by :class:`RuleClassifier` (a ``PipelineLike``)."""
+
+    def __init__(self) -> None:
+        self.extractor = BeatExtractor(ChainConfig())
+        self.classifier = RuleClassifier()
+
+    def process(self, chunk: Chunk) -> RuleOutput:
+        extracted = self.extractor.process(chunk)
+        return RuleOutput(extracted.filtered, tuple(self.classifier.classify(extracted.windows)))
+
+    def flush(self) -> tuple[LabeledBeat, ...]:
+        return tuple(self.classifier.classify(self.extractor.flush()))
+
+
+def offline_beats(
+    pipeline: PipelineLike, samples: FloatArray, chunk_s: float = 0.1
+) -> list[LabeledBeat]:
+    """Every beat a pipeline finds in ``samples``, unpaced, as the live path chunks them."""
+    source = ReplaySource(samples, 360.0, speed=math.inf, chunk_s=chunk_s)
+    beats = [beat for chunk in source.chunks() for beat in pipeline.process(chunk).beats]
+    return beats + list(pipeline.flush())

@@ -1,0 +1,123 @@
+"""The embedded amqtt broker, and how replay picks a broker."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+
+import pytest
+
+from ecg_stream.config import MqttConfig
+from ecg_stream.errors import BrokerError
+from ecg_stream.stream.broker import BrokerState, EmbeddedBroker, broker_for, probe_broker
+from ecg_stream.stream.publisher import BeatPublisher
+from ecg_stream.wire import StreamState
+from tests.stream.helpers import (
+    Collector,
+    Mosquitto,
+    beat_message,
+    collect_until,
+    free_port,
+    run,
+    status_of,
+)
+
+
+@pytest.mark.mqtt
+def test_embedded_broker_carries_beats_and_status() -> None:
+    stream = "embedded"
+    collector = Collector()
+
+    async def scenario() -> list[BrokerState]:
+        states = []
+        async with EmbeddedBroker(port=0) as broker:
+            states.append(broker.state)
+            config = MqttConfig(host=broker.host, port=broker.port)
+            assert await probe_broker(config)
+            listen = asyncio.create_task(
+                collect_until(config, collector, lambda c: c.offline_seen(stream), stream=stream)
+            )
+            await collector.ready.wait()
+            async with BeatPublisher(config, status_of(stream)) as publisher:
+                for index in range(30):
+                    publisher.submit(beat_message(stream, index * 300), publisher.clock())
+            await listen
+        states.append(broker.state)
+        return states
+
+    assert run(scenario()) == [BrokerState.RUNNING, BrokerState.STOPPED]
+    assert [b.chain_sample for b in collector.beats] == [i * 300 for i in range(30)]
+    assert [s.state for s in collector.statuses] == [StreamState.ONLINE, StreamState.OFFLINE]
+
+
+@pytest.mark.mqtt
+def test_embedded_broker_on_a_busy_port_is_a_broker_error() -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+
+        async def scenario() -> None:
+            async with EmbeddedBroker(port=port):
+                pass
+
+        with pytest.raises(BrokerError, match=f"127.0.0.1:{port}"):
+            run(scenario())
+
+
+@pytest.mark.mqtt
+def test_replay_uses_a_broker_that_answers(mosquitto: Mosquitto) -> None:
+    lines: list[str] = []
+
+    async def scenario() -> MqttConfig:
+        url = f"mqtt://127.0.0.1:{mosquitto.port}"
+        async with broker_for(None, "ecg", lines.append, default_url=url) as config:
+            return config
+
+    assert run(scenario()).port == mosquitto.port
+    assert lines == [f"using the MQTT broker at mqtt://127.0.0.1:{mosquitto.port}"]
+
+
+@pytest.mark.mqtt
+def test_replay_starts_an_embedded_broker_when_none_answers() -> None:
+    lines: list[str] = []
+    port = free_port()
+
+    async def scenario() -> bool:
+        url = f"mqtt://localhost:{port}"
+        async with broker_for(None, "site/ecg", lines.append, default_url=url) as config:
+            assert (config.host, config.port, config.topic_prefix) == (
+                "127.0.0.1",
+                port,
+                "site/ecg",
+            )
+            return await probe_broker(config)
+
+    assert run(scenario())
+    assert len(lines) == 1
+    assert "started an embedded one (amqtt)" in lines[0]
+
+
+def test_an_explicit_broker_url_is_used_as_given() -> None:
+    async def scenario() -> MqttConfig:
+        async with broker_for("mqtts://broker.example", "ecg", print) as config:
+            return config
+
+    config = run(scenario())
+    assert (config.host, config.port, config.tls) == ("broker.example", 8883, True)
+
+
+@pytest.mark.mqtt
+def test_replay_explains_a_busy_default_port_that_is_no_broker() -> None:
+    with socket.socket() as busy:  # something that is not an MQTT broker holds the port
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+
+        async def scenario() -> None:
+            url = f"mqtt://127.0.0.1:{port}"
+            async with broker_for(None, "ecg", print, default_url=url):
+                pass
+
+        with pytest.raises(BrokerError, match=f"pass --broker mqtt://127.0.0.1:{port} with"):
+            run(scenario())

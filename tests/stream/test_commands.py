@@ -1,0 +1,117 @@
+"""The ``ecg-stream`` MQTT commands as a user runs them: broker, subscribe, replay."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from ecg_stream.cli import main
+from ecg_stream.config import MqttConfig
+from ecg_stream.stream.broker import probe_broker
+from tests.stream.helpers import Mosquitto, free_port, run
+
+ROOT = Path(__file__).parents[2]
+
+
+def command(*args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "ecg_stream.cli", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        cwd=ROOT,
+        env=os.environ | {"PYTHONUNBUFFERED": "1"},
+    )
+
+
+def stop(process: subprocess.Popen[str], timeout_s: float = 20.0) -> tuple[int, str]:
+    process.send_signal(signal.SIGTERM)
+    out, _ = process.communicate(timeout=timeout_s)
+    return process.returncode, out
+
+
+@pytest.mark.mqtt
+def test_broker_command_serves_until_sigterm() -> None:
+    port = free_port()
+    with command("broker", "--port", str(port)) as process:
+        assert process.stdout is not None
+        first = process.stdout.readline()
+        assert f"listening on mqtt://127.0.0.1:{port}" in first
+        assert run(probe_broker(MqttConfig(host="127.0.0.1", port=port)))
+        code, out = stop(process)
+    assert code == 0
+    assert "embedded MQTT broker stopped" in out
+
+
+@pytest.mark.mqtt
+def test_subscribe_command_stops_cleanly_on_sigterm(mosquitto: Mosquitto) -> None:
+    with command("subscribe", "--broker", f"mqtt://127.0.0.1:{mosquitto.port}") as process:
+        assert process.stdout is not None
+        assert process.stdout.readline().startswith("subscribed to every stream")
+        code, _ = stop(process)
+    assert code == 0
+
+
+def test_credentials_in_a_broker_url_are_refused(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["replay", "100", "--broker", "mqtt://me:secret@localhost"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("ecg-stream replay: error: broker URL mqtt://...@localhost holds")
+    assert "secret" not in err
+
+
+def test_unreachable_broker_is_one_line_and_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["subscribe", "--broker", f"mqtt://127.0.0.1:{free_port()}"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert "cannot connect to the MQTT broker at mqtt://127.0.0.1:" in err
+
+
+@pytest.mark.mqtt
+@pytest.mark.slow
+def test_replay_command_stops_on_sigterm_with_summary_and_offline(
+    mosquitto: Mosquitto, data_dir: Path
+) -> None:
+    from tests.stream.test_live import shipped_model
+
+    shipped_model()
+    url = f"mqtt://127.0.0.1:{mosquitto.port}"
+    with command(
+        "subscribe", "--broker", url, "--topic-prefix", "cmd", "--stream", "r100"
+    ) as subscriber:
+        assert subscriber.stdout is not None
+        assert subscriber.stdout.readline().startswith("subscribed to stream r100")
+        with command(
+            "replay",
+            "100",
+            "--speed",
+            "20",
+            "--broker",
+            url,
+            "--topic-prefix",
+            "cmd",
+            "--stream-id",
+            "r100",
+            "--data-dir",
+            str(data_dir),
+        ) as replay:
+            assert replay.stdout is not None
+            assert replay.stdout.readline().startswith("replaying 100 (MLII) as r100 at 20x")
+            time.sleep(3.0)
+            code, out = stop(replay)
+        time.sleep(1.0)
+        _, received = stop(subscriber)
+    assert code == 130
+    assert "interrupted: summary so far" in out
+    assert "dropped: 0" in out
+    assert "status online" in received
+    assert (
+        received.rstrip()
+        .splitlines()[-1]
+        .endswith("status offline: record 100, 360 Hz, model beat_lstm (NSVFQ)")
+    )

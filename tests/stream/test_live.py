@@ -1,0 +1,269 @@
+"""Live replay end to end: records -> pipeline -> MQTT -> a real subscriber, beat for beat."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ecg_stream.config import ChainConfig, MqttConfig
+from ecg_stream.errors import ConfigError
+from ecg_stream.records import Record
+from ecg_stream.stream.broker import EmbeddedBroker
+from ecg_stream.stream.live import (
+    MAX_SPEED_CHUNK_S,
+    LiveReplay,
+    PipelineLike,
+    ReplaySummary,
+    StreamSpec,
+    plan_streams,
+    run_replay,
+)
+from ecg_stream.types import LabeledBeat
+from ecg_stream.wire import BeatMessage, StreamState, TopicKind
+from tests.stream.helpers import (
+    Collector,
+    Mosquitto,
+    RulePipeline,
+    collect_until,
+    offline_beats,
+    run,
+)
+
+FS_HZ = 360
+
+
+def sliced(record: Record, start_s: float, duration_s: float) -> Record:
+    start = round(start_s * FS_HZ)
+    return replace(record, samples=record.samples[start : start + round(duration_s * FS_HZ)])
+
+
+async def replay_and_collect(
+    config: MqttConfig,
+    specs: Sequence[StreamSpec],
+    make_pipeline: Callable[[], PipelineLike],
+    *,
+    speed: float = math.inf,
+    samples: bool = False,
+    cancel_after_s: float | None = None,
+) -> tuple[ReplaySummary, Collector]:
+    """Replay ``specs`` while a real subscriber collects until every stream says offline."""
+    collector = Collector()
+    ids = [spec.stream_id for spec in specs]
+    kinds = (TopicKind.BEATS, TopicKind.STATUS) + ((TopicKind.SAMPLES,) if samples else ())
+    listen = asyncio.create_task(
+        collect_until(config, collector, lambda c: all(c.offline_seen(i) for i in ids), kinds=kinds)
+    )
+    await collector.ready.wait()
+    summary = ReplaySummary()
+    live = LiveReplay(specs, make_pipeline, "rule", config, speed=speed, summary=summary)
+    task = asyncio.create_task(live.run())
+    if cancel_after_s is not None:
+        await asyncio.sleep(cancel_after_s)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    else:
+        await task
+    await listen
+    return summary, collector
+
+
+def check_stream(
+    collector: Collector, stream_id: str, record: Record, expected: Sequence[LabeledBeat]
+) -> None:
+    """Every expected beat arrived exactly once, in order, with the same label and fields."""
+    got = [beat for beat in collector.beats if beat.stream == stream_id]
+    assert [b.chain_sample for b in got] == [e.window.peak.index for e in expected]
+    assert [b.label for b in got] == [e.label for e in expected]
+    for message, beat in zip(got, expected, strict=True):
+        assert message.probabilities == pytest.approx(beat.probabilities, abs=1e-6)
+        assert message.record == record.name
+        assert message.sample == record.to_record_index(beat.window.peak.index)
+        assert message.time_s == pytest.approx(message.sample / record.fs_hz, abs=1e-6)
+        assert message.compute_ms >= 0
+    statuses = [s.state for s in collector.statuses if s.stream == stream_id]
+    assert statuses == [StreamState.ONLINE, StreamState.OFFLINE]
+
+
+@pytest.mark.mqtt
+def test_replay_delivers_every_beat_once_in_order(mosquitto: Mosquitto, record_100: Record) -> None:
+    record = sliced(record_100, 0.0, 120.0)
+    config = replace(mosquitto.config, topic_prefix="test-live-one")
+    specs = [StreamSpec("100", record)]
+    summary, collector = run(replay_and_collect(config, specs, RulePipeline, samples=True))
+    expected = offline_beats(RulePipeline(), record.samples)
+    assert len(expected) > 100
+    check_stream(collector, "100", record, expected)
+    starts = [m.start_index for m in collector.samples]
+    chunk = round(MAX_SPEED_CHUNK_S * FS_HZ)
+    assert starts == list(range(0, record.samples.size, chunk))  # every chunk, in order
+    assert collector.malformed == []
+    assert summary.total_dropped == 0
+    assert sum(summary.streams[0].beats.values()) == len(expected)
+    assert summary.streams[0].publisher.compute.count == len(expected)
+
+
+@pytest.mark.mqtt
+def test_replay_through_the_embedded_broker(record_100: Record) -> None:
+    record = sliced(record_100, 300.0, 60.0)
+    expected = offline_beats(RulePipeline(), record.samples)
+
+    async def scenario() -> Collector:
+        async with EmbeddedBroker(port=0) as broker:
+            config = MqttConfig(host=broker.host, port=broker.port, topic_prefix="emb")
+            _, collector = await replay_and_collect(
+                config, [StreamSpec("100", record)], RulePipeline
+            )
+            return collector
+
+    check_stream(run(scenario()), "100", record, expected)
+
+
+@pytest.mark.mqtt
+@pytest.mark.parametrize("streams", [2, 8])
+def test_concurrent_streams_each_arrive_whole(
+    mosquitto: Mosquitto, record_100: Record, streams: int
+) -> None:
+    records = [sliced(record_100, 30.0 * k, 20.0) for k in range(streams)]
+    specs = [StreamSpec(f"bed{k}", record) for k, record in enumerate(records)]
+    config = replace(mosquitto.config, topic_prefix=f"test-live-{streams}")
+    summary, collector = run(replay_and_collect(config, specs, RulePipeline))
+    for spec in specs:
+        check_stream(
+            collector,
+            spec.stream_id,
+            spec.record,
+            offline_beats(RulePipeline(), spec.record.samples),
+        )
+    assert summary.total_dropped == 0
+    assert len(summary.streams) == streams
+
+
+@pytest.mark.mqtt
+def test_cancel_publishes_the_last_beats_then_offline(
+    mosquitto: Mosquitto, record_100: Record
+) -> None:
+    """Ctrl-C (cancellation) mid-record: what was labeled is published, then offline."""
+    specs = [StreamSpec(f"c{k}", sliced(record_100, 60.0 * k, 60.0)) for k in range(2)]
+    config = replace(mosquitto.config, topic_prefix="test-live-cancel")
+    summary, collector = run(
+        replay_and_collect(config, specs, RulePipeline, speed=20.0, cancel_after_s=1.5)
+    )
+    for report in summary.streams:
+        got = [b for b in collector.beats if b.stream == report.stream_id]
+        assert 0 < len(got) == sum(report.beats.values())
+        assert report.signal_s < 60.0  # really interrupted
+        statuses = [s.state for s in collector.statuses if s.stream == report.stream_id]
+        assert statuses == [StreamState.ONLINE, StreamState.OFFLINE]
+    assert summary.total_dropped == 0
+    assert summary.pacing().count > 0
+    assert "summary" in summary.format()
+
+
+def test_stream_ids_default_to_record_names_and_must_be_distinct(record_100: Record) -> None:
+    assert [s.stream_id for s in plan_streams([record_100], None)] == ["100"]
+    assert [s.stream_id for s in plan_streams([record_100], ["bed-1"])] == ["bed-1"]
+    with pytest.raises(ConfigError, match="repeat"):
+        plan_streams([record_100, record_100], None)
+    with pytest.raises(ConfigError, match="one per record"):
+        plan_streams([record_100, record_100], ["a"])
+    with pytest.raises(ConfigError, match="stream id"):
+        plan_streams([record_100], ["a/b"])
+
+
+# With the shipped model ------------------------------------------------------------------------
+
+
+def shipped_model() -> Path:
+    from ecg_stream.model.classifier import default_model_path
+
+    path = default_model_path()
+    if not path.is_file():
+        pytest.skip(
+            f"the shipped model {path} is not there yet (it is being trained); these tests run "
+            "as soon as it is"
+        )
+    return path
+
+
+@pytest.mark.mqtt
+@pytest.mark.slow
+def test_replay_command_whole_record_with_shipped_model(
+    mosquitto: Mosquitto, record_100: Record, data_dir: Path
+) -> None:
+    """``replay 100 --speed max --broker ...``: every beat the offline pipeline finds, once."""
+    from ecg_stream.detector.chain import BeatExtractor
+    from ecg_stream.model.classifier import OnnxBeatClassifier
+    from ecg_stream.pipeline import BeatPipeline
+
+    model = shipped_model()
+    config = ChainConfig()
+    with OnnxBeatClassifier(model, config) as classifier:
+        expected = offline_beats(
+            BeatPipeline(BeatExtractor(config), classifier), record_100.samples
+        )
+    prefix = "test-live-model"
+    collector = Collector()
+    lines: list[str] = []
+
+    async def scenario() -> ReplaySummary:
+        mqtt = replace(mosquitto.config, topic_prefix=prefix)
+        listen = asyncio.create_task(
+            collect_until(
+                mqtt,
+                collector,
+                lambda c: c.offline_seen("100"),
+                kinds=(TopicKind.BEATS, TopicKind.STATUS),
+            )
+        )
+        await collector.ready.wait()
+        summary = await run_replay(
+            ["100"],
+            speed=math.inf,
+            say=lines.append,
+            summary=ReplaySummary(),
+            broker_url=f"mqtt://127.0.0.1:{mosquitto.port}",
+            topic_prefix=prefix,
+            data_dir=data_dir,
+            quiet=True,
+        )
+        await listen
+        return summary
+
+    summary = run(scenario(), timeout_s=300)
+    check_stream(collector, "100", record_100, expected)
+    assert summary.total_dropped == 0
+    assert lines[0].startswith("replaying 100 (MLII) as 100 as fast as possible with model")
+    assert all(isinstance(b, BeatMessage) for b in collector.beats)
+    assert np.isfinite(summary.compute().summary().p99_ms)
+
+
+@pytest.mark.mqtt
+def test_embedded_broker_with_shipped_model(record_100: Record) -> None:
+    from ecg_stream.detector.chain import BeatExtractor
+    from ecg_stream.model.classifier import OnnxBeatClassifier
+    from ecg_stream.pipeline import BeatPipeline
+
+    model = shipped_model()
+    record = sliced(record_100, 600.0, 120.0)
+    config = ChainConfig()
+    with OnnxBeatClassifier(model, config) as classifier:
+        expected = offline_beats(BeatPipeline(BeatExtractor(config), classifier), record.samples)
+
+        async def scenario() -> Collector:
+            async with EmbeddedBroker(port=0) as broker:
+                mqtt = MqttConfig(host=broker.host, port=broker.port, topic_prefix="emb-model")
+                _, collector = await replay_and_collect(
+                    mqtt,
+                    [StreamSpec("100", record)],
+                    lambda: BeatPipeline(BeatExtractor(config), classifier),
+                )
+                return collector
+
+        check_stream(run(scenario()), "100", record, expected)

@@ -1,0 +1,105 @@
+"""The reference subscriber: validated messages, malformed ones reported and skipped."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import replace
+
+import aiomqtt
+import pytest
+
+from ecg_stream import wire
+from ecg_stream.stream.subscriber import WireSubscriber, format_message, run_subscribe
+from ecg_stream.wire import TopicKind
+from tests.stream.helpers import (
+    Collector,
+    Mosquitto,
+    beat_message,
+    collect_until,
+    run,
+    stamped,
+    status_of,
+)
+
+
+@pytest.mark.mqtt
+def test_malformed_messages_are_reported_and_skipped(mosquitto: Mosquitto) -> None:
+    stream = "malformed"
+    collector = Collector()
+
+    async def scenario() -> None:
+        listen = asyncio.create_task(
+            collect_until(mosquitto.config, collector, lambda c: bool(c.beats), stream=stream)
+        )
+        await collector.ready.wait()
+        async with aiomqtt.Client("127.0.0.1", mosquitto.port) as client:
+            topic = wire.topic_for("ecg", stream, TopicKind.BEATS)
+            await client.publish(topic, b"{not json", qos=1)
+            await client.publish(topic, b'{"v": 99}', qos=1)
+            await client.publish(topic, wire.encode(stamped(beat_message(stream, 300))), qos=1)
+        await listen
+
+    run(scenario())
+    assert [b.chain_sample for b in collector.beats] == [300]
+    assert [topic for topic, _ in collector.malformed] == ["ecg/malformed/beats"] * 2
+    assert "not UTF-8 JSON" in str(collector.malformed[0][1])
+    assert "schema version 99" in str(collector.malformed[1][1])
+
+
+@pytest.mark.mqtt
+def test_subscribe_command_prints_retained_status(mosquitto: Mosquitto) -> None:
+    stream = "printed"
+    lines: list[str] = []
+
+    async def scenario() -> int:
+        async with aiomqtt.Client("127.0.0.1", mosquitto.port) as client:
+            topic = wire.topic_for("ecg", stream, TopicKind.STATUS)
+            await client.publish(topic, wire.encode(status_of(stream)), qos=1, retain=True)
+        return await run_subscribe(mosquitto.config, lines.append, stream=stream, limit=1)
+
+    assert run(scenario()) == 1
+    assert lines[0].startswith("subscribed to stream printed at mqtt://127.0.0.1:")
+    assert lines[1].endswith("status online: record 100, 360 Hz, model test_model (NSVFQ)")
+
+
+def test_beat_line_shows_time_label_confidence_rate_and_latencies() -> None:
+    message = stamped(beat_message("x", 360), compute_ms=1.5, published_at=1.7e9)
+    line = format_message(message, received_at=1.7e9 + 0.002)
+    assert "    1.000 s  N 0.90  HR  75.0 bpm" in line
+    assert "compute  1.50 ms  end-to-end   3.50 ms" in line
+
+
+@pytest.mark.mqtt
+def test_shared_subscription_splits_beats_across_a_pool(mosquitto: Mosquitto) -> None:
+    stream, total = "pool", 40
+    config = replace(mosquitto.config, topic_prefix="test-share")
+    counts = [0, 0]
+
+    async def member(index: int, ready: asyncio.Event) -> None:
+        subscriber = WireSubscriber(config, kinds=(TopicKind.BEATS,), shared_group="workers")
+        async with subscriber:
+            ready.set()
+            async for _topic, _message in subscriber.messages():
+                counts[index] += 1
+
+    async def scenario() -> None:
+        ready = [asyncio.Event(), asyncio.Event()]
+        members = [asyncio.create_task(member(i, ready[i])) for i in range(2)]
+        for event in ready:
+            await event.wait()
+        async with aiomqtt.Client("127.0.0.1", mosquitto.port) as client:
+            topic = wire.topic_for("test-share", stream, TopicKind.BEATS)
+            for index in range(total):
+                await client.publish(
+                    topic, wire.encode(stamped(beat_message(stream, index))), qos=1
+                )
+        async with asyncio.timeout(10):
+            while sum(counts) < total:  # noqa: ASYNC110 - polls the members' counters
+                await asyncio.sleep(0.02)
+        for task in members:
+            task.cancel()
+        await asyncio.gather(*members, return_exceptions=True)
+
+    run(scenario())
+    assert sum(counts) == total  # each beat to exactly one member
+    assert min(counts) > 0  # and both members got work

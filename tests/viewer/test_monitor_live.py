@@ -1,0 +1,193 @@
+"""The monitor on real pipeline output: record 208 replayed through mosquitto into the window."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import math
+import statistics
+import threading
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PySide6 import QtGui
+from pytestqt.qtbot import QtBot
+
+from ecg_stream.config import CHAIN_FS_HZ, ChainConfig, MqttConfig
+from ecg_stream.detector.chain import BeatExtractor
+from ecg_stream.errors import DataNotFoundError
+from ecg_stream.pipeline import PipelineOutput
+from ecg_stream.records import Record, load_record
+from ecg_stream.stream.live import LiveReplay, ReplaySummary, StreamSpec
+from ecg_stream.stream.replay import ReplaySource
+from ecg_stream.types import BEAT_CLASSES, BeatClass, BeatWindow, Chunk, LabeledBeat
+from ecg_stream.viewer.monitor import CLASS_COLOURS, MonitorWindow, run_monitor
+from ecg_stream.viewer.subscriber import BrokerState, Subscriber
+from tests.stream.helpers import Mosquitto
+from tests.viewer.test_monitor import colour_pixels, image_pixels
+
+pytestmark = [pytest.mark.gui, pytest.mark.mqtt]
+
+WAIT_MS = 60_000
+
+
+class PrematurityPipeline:
+    """The real chain (filter, R-peak detector, beat windows) with a stand-in classifier.
+
+    The trained model is an artefact of training that a fresh checkout may lack, and the
+    monitor only needs labeled beats: a beat more than 15% early against the local mean RR is
+    called V, any other N.
+    """
+
+    def __init__(self) -> None:
+        self.extractor = BeatExtractor(ChainConfig())
+
+    def process(self, chunk: Chunk) -> PipelineOutput:
+        extracted = self.extractor.process(chunk)
+        beats = tuple(self.label(window) for window in extracted.windows)
+        return PipelineOutput(filtered=extracted.filtered, beats=beats)
+
+    def flush(self) -> tuple[LabeledBeat, ...]:
+        return tuple(self.label(window) for window in self.extractor.flush())
+
+    @staticmethod
+    def label(window: BeatWindow) -> LabeledBeat:
+        premature = window.rr.rr_ms < 0.85 * window.rr.local_mean_rr_ms  # False for NaN
+        chosen = BeatClass.V if premature else BeatClass.N
+        probabilities = tuple(0.9 if cls is chosen else 0.025 for cls in BEAT_CLASSES)
+        return LabeledBeat(window, probabilities)  # type: ignore[arg-type]
+
+
+def first_seconds(data_dir: Path, seconds: float) -> Record:
+    record = load_record("208", data_dir)
+    return dataclasses.replace(record, samples=record.samples[: round(seconds * CHAIN_FS_HZ)])
+
+
+def replay_in_thread(
+    record: Record, stream: str, config: MqttConfig, speed: float
+) -> tuple[threading.Thread, ReplaySummary, list[BaseException]]:
+    """Start the real replay (pipeline -> publisher -> broker) in a thread of its own."""
+    summary, errors = ReplaySummary(), []
+    live = LiveReplay(
+        [StreamSpec(stream, record)],
+        PrematurityPipeline,
+        "prematurity-stub",
+        config,
+        speed=speed,
+        summary=summary,
+    )
+
+    def run() -> None:
+        try:
+            asyncio.run(live.run())
+        except BaseException as error:  # reported by the test, not lost
+            errors.append(error)
+
+    thread = threading.Thread(target=run, name=f"replay-{stream}")
+    thread.start()
+    return thread, summary, errors
+
+
+def test_monitor_holds_what_the_live_pipeline_published(
+    qtbot: QtBot, viewer_mosquitto: Mosquitto, data_dir: Path
+) -> None:
+    record, stream = first_seconds(data_dir, 40.0), "live-208"
+    reference = PrematurityPipeline()  # the same chain offline, for the expected values
+    outputs = [reference.process(chunk) for chunk in ReplaySource(record.samples, 360.0).chunks()]
+    filtered = np.concatenate([output.filtered.samples for output in outputs])
+    beats = [beat for output in outputs for beat in output.beats] + list(reference.flush())
+
+    subscriber = Subscriber(viewer_mosquitto.config, stream=stream)
+    window = MonitorWindow(subscriber)
+    qtbot.addWidget(window)
+    window.resize(1400, 500)
+    window.show()
+    with subscriber:
+        qtbot.waitUntil(lambda: subscriber.status().state is BrokerState.CONNECTED, timeout=WAIT_MS)
+        thread, summary, errors = replay_in_thread(
+            record, stream, viewer_mosquitto.config, math.inf
+        )
+        qtbot.waitUntil(
+            lambda: stream in window.trackers and window.trackers[stream].online is False,
+            timeout=WAIT_MS,
+        )
+        thread.join()
+        window.refresh()
+        window.refresh_text()
+    assert errors == []
+    tracker, row = window.trackers[stream], window.rows[stream]
+
+    # trace: every sample, the filtered signal as published (1 uV counts), no gaps
+    assert tracker.ring is not None
+    assert tracker.ring.end_index == filtered.size == 40 * 360
+    assert tracker.ring.gap_samples == 0
+    shown = tracker.ring.latest(3600)
+    np.testing.assert_allclose(shown, filtered[-3600:], atol=1e-3)
+    x, y = row.curve.getOriginalDataset()
+    assert x[-1] == pytest.approx((filtered.size - 1) / 360.0)
+    np.testing.assert_allclose(y, filtered[-y.size :], atol=1e-3)
+
+    # markers and counters: every beat, once, in order, with its label
+    expected = [(beat.window.peak.index, beat.label) for beat in beats]
+    assert [(mark.chain_sample, mark.label) for mark in tracker.beats] == expected
+    assert Counter({cls: n for cls, n in tracker.counts.items() if n}) == Counter(
+        label for _, label in expected
+    )
+    assert tracker.counts == summary.streams[0].beats
+    assert tracker.counts[BeatClass.V] > 0  # record 208 has many premature beats
+    np.testing.assert_allclose(
+        row.letters.data["x"], [index / 360.0 for index, _ in expected], rtol=0, atol=1e-9
+    )
+    on_screen = row.dots.data["x"]
+    assert on_screen.size == len(expected)  # every R peak is on the 60 s of trace held
+
+    # figures
+    rr_ms = [beat.window.rr.rr_ms for beat in beats if math.isfinite(beat.window.rr.rr_ms)]
+    assert tracker.heart_rate_bpm == pytest.approx(60_000 / statistics.median(rr_ms[-8:]), 1e-3)
+    assert tracker.model == "prematurity-stub"
+    assert tracker.last_abnormal is not None
+    assert tracker.last_abnormal.label is BeatClass.V
+    assert tracker.median_compute_ms is not None
+    assert tracker.median_compute_ms >= 0
+    assert tracker.median_end_to_end_ms is not None
+    assert subscriber.status().malformed == subscriber.status().dropped == 0
+    assert "offline" in row.info.text()
+
+
+def test_headless_monitor_runs_the_replay_beside_it_and_writes_a_screenshot(
+    qtbot: QtBot, viewer_mosquitto: Mosquitto, data_dir: Path, tmp_path: Path
+) -> None:
+    del qtbot  # for the QApplication it owns
+    stream, path, summary = "shot-208", tmp_path / "monitor.png", ReplaySummary()
+    live = LiveReplay(
+        [StreamSpec(stream, first_seconds(data_dir, 60.0))],
+        PrematurityPipeline,
+        "prematurity-stub",
+        viewer_mosquitto.config,
+        speed=10.0,
+        summary=summary,
+    )
+    code = run_monitor(
+        viewer_mosquitto.config, stream=stream, screenshot=path, duration_s=2.5, background=live.run
+    )
+    assert code == 0
+    report = summary.streams[0]
+    assert 0 < report.signal_s < 60.0  # the replay ran, and stopped with the window
+    pixels = image_pixels(QtGui.QImage(str(path)))
+    assert np.unique(pixels.reshape(-1, 3), axis=0).shape[0] > 50  # not blank
+    assert colour_pixels(pixels, CLASS_COLOURS[BeatClass.N]) > 50  # markers are there
+
+
+def test_monitor_closes_and_reports_when_its_background_job_fails(
+    qtbot: QtBot, viewer_mosquitto: Mosquitto
+) -> None:
+    del qtbot  # for the QApplication it owns
+
+    async def replay_of_a_missing_record() -> None:
+        msg = "record '999' not found"
+        raise DataNotFoundError(msg, "999", ())
+
+    with pytest.raises(DataNotFoundError, match="999"):
+        run_monitor(viewer_mosquitto.config, background=replay_of_a_missing_record)
