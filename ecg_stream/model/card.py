@@ -39,6 +39,7 @@ class CardInputs:
         ablation_dir: Training run of the window-only model (inter-patient).
         ablation_evaluation_dir: DS2 evaluation of the window-only model.
         intra_dir: Training run of the intra-patient model (its test split is scored there).
+        notes: Facts about how the runs were made that the files do not hold.
     """
 
     model_path: Path
@@ -47,6 +48,7 @@ class CardInputs:
     ablation_dir: Path
     ablation_evaluation_dir: Path
     intra_dir: Path
+    notes: tuple[str, ...] = ()
 
 
 def write_model_card(inputs: CardInputs, out_dir: Path) -> tuple[Path, Path]:
@@ -107,6 +109,7 @@ def write_model_card(inputs: CardInputs, out_dir: Path) -> tuple[Path, Path]:
             "test": intra["test"],
         },
         "commands": commands,
+        "notes": list(inputs.notes),
     }
     out_dir.mkdir(parents=True, exist_ok=True)
     json_path, markdown_path = out_dir / "model_card.json", out_dir / "MODEL_CARD.md"
@@ -180,6 +183,10 @@ def _markdown(card: dict[str, Any], evaluation: dict[str, Any], ablation: dict[s
         f"**{100 * intra['test']['accuracy']:.2f} %** (settings: "
         f"{intra['training']['settings']}; {intra['training']['epochs_run']} epochs, "
         f"{intra['training']['train_seconds'] / 60:.1f} min).",
+        "",
+        "## Notes",
+        "",
+        *(f"- {note}" for note in card["notes"]),
         "",
         "## Commands that re-make every figure",
         "",
@@ -350,6 +357,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--ablation-evaluation-dir", type=Path, default=runs / "eval_ds2_no_rr")
     parser.add_argument("--intra-dir", type=Path, default=runs / "intra_rr")
     parser.add_argument("--out-dir", type=Path, default=Path("ecg_stream/model/assets"))
+    parser.add_argument("--note", action="append", default=[], help="a fact for the card")
     args = parser.parse_args(argv)
     inputs = CardInputs(
         model_path=args.model,
@@ -358,6 +366,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         ablation_dir=args.ablation_dir,
         ablation_evaluation_dir=args.ablation_evaluation_dir,
         intra_dir=args.intra_dir,
+        notes=tuple(args.note),
     )
     for path in write_model_card(inputs, args.out_dir):
         print(f"wrote {path}")

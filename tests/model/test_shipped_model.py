@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from ecg_stream.config import ChainConfig
 from ecg_stream.model.classifier import OnnxBeatClassifier, default_model_path
@@ -22,6 +23,7 @@ def test_shipped_model_fits_the_default_chain_and_is_small() -> None:
         assert classifier.contract.rr_features
 
 
+@pytest.mark.slow
 def test_shipped_model_labels_record_100_above_the_floor(record_100: Record) -> None:
     config = ChainConfig()
     assert record_100.annotations is not None
