@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import csv
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,9 +23,10 @@ from ecg_stream.evaluation import (
     scored_mask,
 )
 from ecg_stream.records import IntArray, Record
-from ecg_stream.types import BeatWindow, Chunk
+from ecg_stream.types import BEAT_CLASSES, BeatWindow, Chunk, LabeledBeat
 
 CSV_HEADER = ("sample", "time_s", "rr_ms")
+LABEL_COLUMNS = ("label", "confidence", *(f"p_{c.value}" for c in BEAT_CLASSES))
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,15 +72,31 @@ def detect_record(record: Record, config: ChainConfig, chunk_s: float) -> Detect
     return DetectionResult(record, tuple(windows), time.perf_counter() - started)
 
 
-def write_detections_csv(result: DetectionResult, path: Path) -> None:
-    """Write one row per detected beat: ``sample,time_s,rr_ms`` (record clock)."""
+def write_beats_csv(
+    result: DetectionResult, path: Path, labeled: Sequence[LabeledBeat] | None
+) -> None:
+    """Write one CSV row per detected beat, indices in the record's own clock.
+
+    Columns ``sample,time_s,rr_ms``, then, when ``labeled`` holds one beat per window,
+    ``label,confidence,p_N,p_S,p_V,p_F,p_Q``.
+    """
+    if labeled is not None and len(labeled) != len(result.windows):
+        msg = f"{len(labeled)} labeled beats for {len(result.windows)} windows"
+        raise ValueError(msg)
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w", newline="") as file:
         writer = csv.writer(file)
-        writer.writerow(CSV_HEADER)
-        for sample, window in zip(result.record_indices, result.windows, strict=True):
+        writer.writerow(CSV_HEADER + (LABEL_COLUMNS if labeled is not None else ()))
+        for i, (sample, window) in enumerate(
+            zip(result.record_indices, result.windows, strict=True)
+        ):
             rr = "" if np.isnan(window.rr.rr_ms) else f"{window.rr.rr_ms:.1f}"
-            writer.writerow((int(sample), f"{sample / result.record.fs_hz:.4f}", rr))
+            row = [int(sample), f"{sample / result.record.fs_hz:.4f}", rr]
+            if labeled is not None:
+                beat = labeled[i]
+                row += [beat.label.value, f"{beat.confidence:.4f}"]
+                row += [f"{p:.4f}" for p in beat.probabilities]
+            writer.writerow(row)
 
 
 @dataclass(frozen=True, slots=True)

@@ -48,6 +48,12 @@ def _build_parser() -> argparse.ArgumentParser:
     analyze.add_argument("--out-dir", type=Path, default=Path("out"), help="CSV directory")
     analyze.add_argument("--jobs", type=int, default=1, help="records analysed in parallel")
     analyze.add_argument(
+        "--model", type=Path, help="ONNX model for the label columns (default: the shipped one)"
+    )
+    analyze.add_argument(
+        "--no-classify", action="store_true", help="detections only: sample,time_s,rr_ms"
+    )
+    analyze.add_argument(
         "--chunk-s",
         type=float,
         default=1.0,
@@ -55,17 +61,58 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     analyze.set_defaults(handler=_analyze)
 
-    evaluate = commands.add_parser("evaluate", help="score detections against the annotations")
-    evaluate.add_argument(
-        "--detector", action="store_true", required=True, help="score R-peak detection"
+    evaluate = commands.add_parser(
+        "evaluate", help="score detection or classification against the annotations"
+    )
+    what = evaluate.add_mutually_exclusive_group(required=True)
+    what.add_argument("--detector", action="store_true", help="score R-peak detection")
+    what.add_argument(
+        "--classifier", action="store_true", help="score beat classes (JSON + pictures)"
     )
     _add_record_arguments(evaluate)
     evaluate.add_argument(
-        "--xqrs", action="store_true", help="also score wfdb's xqrs_detect side by side"
+        "--xqrs", action="store_true", help="--detector: also score wfdb's xqrs_detect"
     )
-    evaluate.add_argument("--json", type=Path, help="write the figures to this JSON file")
-    evaluate.add_argument("--jobs", type=int, default=1, help="records evaluated in parallel")
-    evaluate.set_defaults(handler=_evaluate_detector)
+    evaluate.add_argument("--json", type=Path, help="--detector: write the figures to this file")
+    evaluate.add_argument("--jobs", type=int, default=1, help="--detector: records in parallel")
+    evaluate.add_argument(
+        "--model", type=Path, help="--classifier: ONNX model (default: the shipped one)"
+    )
+    evaluate.add_argument(
+        "--out-dir",
+        type=Path,
+        default=Path("out/evaluation"),
+        help="--classifier: directory for classification.json and the PNG pictures",
+    )
+    evaluate.add_argument(
+        "--training-log", type=Path, help="--classifier: training_log.csv to plot the history"
+    )
+    evaluate.set_defaults(handler=_evaluate)
+
+    train = commands.add_parser("train", help="train the stacked-LSTM classifier (Keras)")
+    train.add_argument("out_dir", type=Path, help="run directory (resumed if it holds a run)")
+    train.add_argument(
+        "--protocol",
+        choices=["inter-patient", "intra-patient"],
+        default="inter-patient",
+        help="inter-patient: DS1 only, whole validation records (default); intra-patient: "
+        "random beat split, only to compare with intra-patient claims",
+    )
+    train.add_argument("--no-rr", action="store_true", help="window-only model (ablation)")
+    train.add_argument("--max-per-class", type=int, help="training beats kept per class")
+    train.add_argument("--epochs", type=int, help="at most this many epochs")
+    train.add_argument("--patience", type=int, help="epochs without improvement before stopping")
+    train.add_argument("--seed", type=int, help="seed of subsampling, split and weights")
+    train.add_argument("--threads", type=int, help="TensorFlow threads (default: all cores)")
+    train.add_argument("--data-dir", type=Path, help="directory holding the WFDB files")
+    train.set_defaults(handler=_train)
+
+    export = commands.add_parser("export", help="export a training run to ONNX, parity-checked")
+    export.add_argument("run_dir", type=Path, help="directory of an `ecg-stream train` run")
+    export.add_argument("out_path", type=Path, help="the .onnx file to write")
+    export.add_argument("--name", default="beat_lstm", help="model name in the contract")
+    export.add_argument("--data-dir", type=Path, help="directory holding the WFDB files")
+    export.set_defaults(handler=_export)
 
     replay = commands.add_parser(
         "replay", help="stream records in real time through the classifier, publish beats (MQTT)"
@@ -174,33 +221,106 @@ def _analyze(args: argparse.Namespace) -> int:
     if not 0 < args.chunk_s <= 60:
         msg = f"--chunk-s {args.chunk_s} must lie in (0, 60] s"
         raise ConfigError(msg)
-    tasks = [(name, args.data_dir, args.lead, args.out_dir, args.chunk_s) for name in names]
-    total_signal_s = total_chain_s = 0.0
-    for name, beats, signal_s, chain_s, path in _map_records(_analyze_one, tasks, args.jobs):
-        total_signal_s += signal_s
-        total_chain_s += chain_s
-        print(f"{name}: {beats} beats -> {path}  ({signal_s / chain_s:.0f}x real time)")
+    model = None if args.no_classify else args.model or _default_model()
+    tasks = [(name, args.data_dir, args.lead, args.out_dir, args.chunk_s, model) for name in names]
+    signal_s = chain_s = inference_s = 0.0
+    for name, beats, seconds, chain, inference, path in _map_records(
+        _analyze_one, tasks, args.jobs
+    ):
+        signal_s, chain_s, inference_s = (
+            signal_s + seconds,
+            chain_s + chain,
+            inference_s + inference,
+        )
+        print(f"{name}: {beats} beats -> {path}  (chain {seconds / chain:.0f}x real time)")
     print(
-        f"analyzed {len(names)} record(s), {total_signal_s / 60:.1f} min of signal: chain "
-        f"(filter + detector + windows) {total_chain_s:.2f} s = "
-        f"{total_signal_s / total_chain_s:.0f}x real time on one core"
+        f"analyzed {len(names)} record(s), {signal_s / 60:.1f} min of signal: chain "
+        f"(filter + detector + windows) {chain_s:.2f} s = {signal_s / chain_s:.0f}x real time "
+        f"on one core" + (f"; classification {inference_s:.2f} s" if model else "")
     )
     return 0
 
 
 def _analyze_one(
-    name: str, data_dir: Path | None, lead: str, out_dir: Path, chunk_s: float
-) -> tuple[str, int, float, float, Path]:
-    from ecg_stream.analysis import detect_record, write_detections_csv
+    name: str, data_dir: Path | None, lead: str, out_dir: Path, chunk_s: float, model: Path | None
+) -> tuple[str, int, float, float, float, Path]:
+    import time
+
+    from ecg_stream.analysis import detect_record, write_beats_csv
     from ecg_stream.config import ChainConfig
     from ecg_stream.records import load_record
 
+    config = ChainConfig()
     record = load_record(name, data_dir, lead)
-    result = detect_record(record, ChainConfig(), chunk_s)
+    result = detect_record(record, config, chunk_s)
+    labeled = None
+    started = time.perf_counter()
+    if model is not None:
+        from ecg_stream.model.classifier import OnnxBeatClassifier
+
+        with OnnxBeatClassifier(model, config) as classifier:
+            labeled = classifier.classify(result.windows)
+    inference_s = time.perf_counter() - started
     path = out_dir / f"{record.name}.csv"
-    write_detections_csv(result, path)
-    signal_s = record.samples.size / ChainConfig().fs_hz
-    return record.name, len(result.windows), signal_s, result.chain_s, path
+    write_beats_csv(result, path, labeled)
+    signal_s = record.samples.size / config.fs_hz
+    return record.name, len(result.windows), signal_s, result.chain_s, inference_s, path
+
+
+def _default_model() -> Path:
+    from ecg_stream.model.classifier import default_model_path
+
+    return default_model_path()
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    if args.detector:
+        return _evaluate_detector(args)
+    from ecg_stream.model.report import SPANS, evaluate_classifier, format_table
+    from ecg_stream.records import expand_record_names
+
+    report = evaluate_classifier(
+        expand_record_names(args.records),
+        args.model or _default_model(),
+        args.out_dir,
+        data_dir=args.data_dir,
+        training_log=args.training_log,
+    )
+    for span, title in SPANS:
+        print(f"== {title} ==\n{format_table(report, span)}")
+    print(f"wrote {args.out_dir}/classification.json and pictures")
+    return 0
+
+
+def _train(args: argparse.Namespace) -> int:
+    import logging
+
+    from ecg_stream.model.train import Protocol, TrainSettings, train_model
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    given = {
+        name: getattr(args, name)
+        for name in ("max_per_class", "epochs", "patience", "seed")
+        if getattr(args, name) is not None
+    }  # the others keep TrainSettings' defaults
+    settings = TrainSettings(protocol=Protocol(args.protocol), use_rr=not args.no_rr, **given)
+    result = train_model(args.out_dir, settings, data_dir=args.data_dir, threads=args.threads)
+    print(f"trained {result.epochs_run} epochs: best {result.best_model_path}")
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    import logging
+
+    from ecg_stream.export.onnx import export_model
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    result = export_model(args.run_dir, args.out_path, model_name=args.name, data_dir=args.data_dir)
+    print(
+        f"wrote {result.path} ({result.size_bytes / 1e6:.2f} MB): parity on "
+        f"{result.parity_windows} real windows, max |difference| {result.max_abs_difference:.1e}"
+    )
+    return 0
 
 
 def _evaluate_detector(args: argparse.Namespace) -> int:

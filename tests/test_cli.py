@@ -15,9 +15,27 @@ def test_analyze_writes_one_row_per_beat(
     assert main(["analyze", "100", "--data-dir", str(data_dir), "--out-dir", str(tmp_path)]) == 0
     with (tmp_path / "100.csv").open() as file:
         rows = list(csv.reader(file))
-    assert rows[0][:3] == ["sample", "time_s", "rr_ms"]
+    assert rows[0] == [
+        *("sample", "time_s", "rr_ms", "label", "confidence"),
+        *("p_N", "p_S", "p_V", "p_F", "p_Q"),
+    ]
     assert 2270 <= len(rows) - 1 <= 2280
+    assert {row[3] for row in rows[1:]} <= {"N", "S", "V", "F", "Q"}
+    assert all(abs(sum(map(float, row[5:])) - 1) < 1e-3 for row in rows[1:])
     assert "x real time" in capsys.readouterr().out
+
+
+def test_analyze_without_model_writes_detections_only(data_dir: Path, tmp_path: Path) -> None:
+    argv = ["analyze", "100", "--data-dir", str(data_dir), "--out-dir", str(tmp_path)]
+    assert main([*argv, "--no-classify"]) == 0
+    assert (tmp_path / "100.csv").read_text().splitlines()[0] == "sample,time_s,rr_ms"
+
+
+def test_evaluate_needs_detector_or_classifier(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as caught:
+        main(["evaluate", "100"])
+    assert caught.value.code == 2
+    assert "--detector --classifier" in capsys.readouterr().err.replace("/", " ")
 
 
 def test_evaluate_detector_prints_gross_and_writes_json(

@@ -6,7 +6,6 @@ file is written only once onnxruntime reproduces the Keras probabilities on real
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 from collections.abc import Sequence
@@ -186,19 +185,3 @@ def _train_extra() -> tuple[Any, Any, Any]:
         missing = error.name or "tensorflow"
         raise MissingExtraError(TRAIN_EXTRA, missing) from error
     return tf, tf2onnx, onnx
-
-
-def main(argv: Sequence[str] | None = None) -> None:
-    """``python -m ecg_stream.export.onnx RUN_DIR OUT.onnx``: export a training run."""
-    parser = argparse.ArgumentParser(prog="python -m ecg_stream.export.onnx", description=__doc__)
-    parser.add_argument("run_dir", type=Path, help="directory of a model/train.py run")
-    parser.add_argument("out_path", type=Path, help="the .onnx file to write")
-    parser.add_argument("--name", default="beat_lstm", help="model name in the contract")
-    parser.add_argument("--data-dir", type=Path, default=None)
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    export_model(args.run_dir, args.out_path, model_name=args.name, data_dir=args.data_dir)
-
-
-if __name__ == "__main__":
-    main()

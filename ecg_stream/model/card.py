@@ -1,8 +1,8 @@
 """The model card (markdown + JSON) of a shipped model, assembled from re-runnable outputs.
 
 Every figure comes from files that commands write: ``training.json`` of each training run
-(``python -m ecg_stream.model.train``) and ``classification.json`` of each DS2 evaluation
-(``python -m ecg_stream.model.report``). The card lists the commands that re-make them.
+(``ecg-stream train``) and ``classification.json`` of each DS2 evaluation
+(``ecg-stream evaluate --classifier``). The card lists the commands that re-make them.
 """
 
 from __future__ import annotations
@@ -73,14 +73,15 @@ def write_model_card(inputs: CardInputs, out_dir: Path) -> tuple[Path, Path]:
     intra = _read(inputs.intra_dir / "training.json")
     commands = [
         _train_command(inputs.train_dir, training),
-        f"python -m ecg_stream.export.onnx {inputs.train_dir} {inputs.model_path}",
-        f"python -m ecg_stream.model.report {inputs.model_path} {inputs.evaluation_dir} "
-        f"--records DS2 --training-log {inputs.train_dir / 'training_log.csv'}",
+        f"ecg-stream export {inputs.train_dir} {inputs.model_path}",
+        f"ecg-stream evaluate --classifier DS2 --model {inputs.model_path} "
+        f"--out-dir {inputs.evaluation_dir} "
+        f"--training-log {inputs.train_dir / 'training_log.csv'}",
         _train_command(inputs.ablation_dir, ablation),
-        f"python -m ecg_stream.export.onnx {inputs.ablation_dir} "
+        f"ecg-stream export {inputs.ablation_dir} "
         f"{inputs.ablation_dir / 'model.onnx'} --name beat_lstm_no_rr",
-        f"python -m ecg_stream.model.report {inputs.ablation_dir / 'model.onnx'} "
-        f"{inputs.ablation_evaluation_dir} --records DS2",
+        f"ecg-stream evaluate --classifier DS2 --model {inputs.ablation_dir / 'model.onnx'} "
+        f"--out-dir {inputs.ablation_evaluation_dir}",
         _train_command(inputs.intra_dir, intra),
         "python -m ecg_stream.model.card  # this card, from the files above",
     ]
@@ -317,7 +318,7 @@ def _training_json(training: dict[str, Any]) -> dict[str, Any]:
 def _train_command(run_dir: Path, training: dict[str, Any]) -> str:
     settings = training["settings"]
     return (
-        f"python -m ecg_stream.model.train {run_dir} --protocol {settings['protocol']}"
+        f"ecg-stream train {run_dir} --protocol {settings['protocol']}"
         + ("" if settings["use_rr"] else " --no-rr")
         + f" --max-per-class {settings['max_per_class']} --epochs {settings['epochs']}"
         f" --patience {settings['patience']} --seed {settings['seed']}"

@@ -7,7 +7,6 @@ the plotting functions only (the ``train`` extra).
 
 from __future__ import annotations
 
-import argparse
 import csv
 import json
 import math
@@ -449,29 +448,3 @@ def _pyplot() -> Any:
     import matplotlib.pyplot as plt
 
     return plt
-
-
-def main(argv: Sequence[str] | None = None) -> None:
-    """``python -m ecg_stream.model.report MODEL OUT_DIR``: score a model on DS2 (default)."""
-    from ecg_stream.records import expand_record_names
-
-    parser = argparse.ArgumentParser(prog="python -m ecg_stream.model.report", description=__doc__)
-    parser.add_argument("model", type=Path, help="the .onnx model")
-    parser.add_argument("out_dir", type=Path, help="directory for JSON and PNG files")
-    parser.add_argument("--records", nargs="+", default=["DS2"], help="records, or DS1/DS2/all")
-    parser.add_argument("--training-log", type=Path, default=None, help="training_log.csv")
-    parser.add_argument("--data-dir", type=Path, default=None)
-    args = parser.parse_args(argv)
-    report = evaluate_classifier(
-        expand_record_names(args.records),
-        args.model,
-        args.out_dir,
-        data_dir=args.data_dir,
-        training_log=args.training_log,
-    )
-    for span, title in SPANS:
-        print(f"== {title} ==\n{format_table(report, span)}")
-
-
-if __name__ == "__main__":
-    main()

@@ -7,13 +7,11 @@ which cuts them with the streaming chain itself.
 
 from __future__ import annotations
 
-import argparse
 import csv
 import json
 import logging
 import math
 import time
-from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from enum import Enum
 from pathlib import Path
@@ -504,36 +502,3 @@ def _tensorflow() -> Any:
 
 def _keras() -> Any:
     return _tensorflow().keras
-
-
-def main(argv: Sequence[str] | None = None) -> None:
-    """``python -m ecg_stream.model.train``: train into an output directory (see ``--help``)."""
-    defaults = TrainSettings(Protocol.INTER_PATIENT)
-    parser = argparse.ArgumentParser(prog="python -m ecg_stream.model.train", description=__doc__)
-    parser.add_argument("out_dir", type=Path, help="run directory (resumed if it holds a run)")
-    parser.add_argument(
-        "--protocol", choices=[p.value for p in Protocol], default=Protocol.INTER_PATIENT.value
-    )
-    parser.add_argument("--no-rr", action="store_true", help="window-only model (ablation)")
-    parser.add_argument("--max-per-class", type=int, default=defaults.max_per_class)
-    parser.add_argument("--epochs", type=int, default=defaults.epochs)
-    parser.add_argument("--patience", type=int, default=defaults.patience)
-    parser.add_argument("--seed", type=int, default=defaults.seed)
-    parser.add_argument("--threads", type=int, default=None, help="TensorFlow threads")
-    parser.add_argument("--data-dir", type=Path, default=None)
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    settings = TrainSettings(
-        protocol=Protocol(args.protocol),
-        use_rr=not args.no_rr,
-        max_per_class=args.max_per_class,
-        epochs=args.epochs,
-        patience=args.patience,
-        seed=args.seed,
-    )
-    result = train_model(args.out_dir, settings, data_dir=args.data_dir, threads=args.threads)
-    logger.info("train: done: %s", result)
-
-
-if __name__ == "__main__":
-    main()

@@ -125,7 +125,7 @@ def test_export_checks_parity_then_classifies_end_to_end(
     text = markdown.read_text()
     assert "| V Se | 95 % |" in text
     assert "accuracy **90.00 %**" in text
-    assert f"python -m ecg_stream.model.train {smoke_run.out_dir}" in text
+    assert f"ecg-stream train {smoke_run.out_dir}" in text
     assert json.loads(card_json.read_text())["model"]["contract"]["training_records"] == "119"
 
 
