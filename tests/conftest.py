@@ -1,14 +1,17 @@
-"""Fixtures shared by every test: real MIT-BIH records, seeded random numbers."""
+"""Fixtures shared by every test: real MIT-BIH records, real mosquitto brokers, seeded random
+numbers."""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from ecg_stream.records import DATA_ENV, MITDB_RECORDS, Record, find_record, load_record
+from tests.stream.helpers import Mosquitto, free_port
 
 SHARED_DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "mitdb"
 
@@ -35,3 +38,22 @@ def record_100(data_dir: Path) -> Record:
 def rng() -> np.random.Generator:
     """A seeded generator: random chunkings are reproducible."""
     return np.random.default_rng(20261124)
+
+
+@pytest.fixture(scope="session")
+def mosquitto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mosquitto]:
+    """One mosquitto on a free loopback port for the session (tests use distinct stream ids:
+    retained state outlives a test)."""
+    broker = Mosquitto(tmp_path_factory.mktemp("mosquitto"), free_port())
+    broker.start()
+    yield broker
+    broker.stop()
+
+
+@pytest.fixture
+def own_mosquitto(tmp_path: Path) -> Iterator[Mosquitto]:
+    """A mosquitto of the test's own, which the test may stop and restart."""
+    broker = Mosquitto(tmp_path, free_port())
+    broker.start()
+    yield broker
+    broker.stop()

@@ -154,14 +154,14 @@ def test_malformed_messages_are_counted_in_the_status_bar(qtbot: QtBot) -> None:
 
 
 @pytest.mark.mqtt
-def test_broker_state_is_shown(qtbot: QtBot, restartable_mosquitto: Mosquitto) -> None:
-    restartable_mosquitto.stop()
-    subscriber = Subscriber(restartable_mosquitto.config, backoff_s=(0.05, 0.2))
+def test_broker_state_is_shown(qtbot: QtBot, own_mosquitto: Mosquitto) -> None:
+    own_mosquitto.stop()
+    subscriber = Subscriber(own_mosquitto.config, backoff_s=(0.05, 0.2))
     window = MonitorWindow(subscriber)
     qtbot.addWidget(window)
     with subscriber:
         qtbot.waitUntil(lambda: "unreachable" in window._status_label.text(), timeout=20_000)
-        restartable_mosquitto.start()
+        own_mosquitto.start()
         qtbot.waitUntil(lambda: "connected</b>" in window._status_label.text(), timeout=20_000)
 
 

@@ -35,11 +35,11 @@ def test_bad_arguments_are_one_line_errors(
 @pytest.mark.gui
 @pytest.mark.mqtt
 def test_headless_monitor_command_writes_a_png(
-    qtbot: QtBot, viewer_mosquitto: Mosquitto, tmp_path: Path
+    qtbot: QtBot, mosquitto: Mosquitto, tmp_path: Path
 ) -> None:
     del qtbot  # for the QApplication it owns
     path = tmp_path / "empty.png"
-    argv = ["monitor", "--broker", viewer_mosquitto.config.url, "--stream", "nobody"]
+    argv = ["monitor", "--broker", mosquitto.config.url, "--stream", "nobody"]
     assert main([*argv, "--screenshot", str(path), "--duration", "0.5"]) == 0
     pixels = image_pixels(QtGui.QImage(str(path)))
     assert pixels.shape[1] == 1600

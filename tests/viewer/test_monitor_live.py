@@ -91,7 +91,7 @@ def replay_in_thread(
 
 
 def test_monitor_holds_what_the_live_pipeline_published(
-    qtbot: QtBot, viewer_mosquitto: Mosquitto, data_dir: Path
+    qtbot: QtBot, mosquitto: Mosquitto, data_dir: Path
 ) -> None:
     record, stream = first_seconds(data_dir, 40.0), "live-208"
     reference = PrematurityPipeline()  # the same chain offline, for the expected values
@@ -99,16 +99,14 @@ def test_monitor_holds_what_the_live_pipeline_published(
     filtered = np.concatenate([output.filtered.samples for output in outputs])
     beats = [beat for output in outputs for beat in output.beats] + list(reference.flush())
 
-    subscriber = Subscriber(viewer_mosquitto.config, stream=stream)
+    subscriber = Subscriber(mosquitto.config, stream=stream)
     window = MonitorWindow(subscriber)
     qtbot.addWidget(window)
     window.resize(1400, 500)
     window.show()
     with subscriber:
         qtbot.waitUntil(lambda: subscriber.status().state is BrokerState.CONNECTED, timeout=WAIT_MS)
-        thread, summary, errors = replay_in_thread(
-            record, stream, viewer_mosquitto.config, math.inf
-        )
+        thread, summary, errors = replay_in_thread(record, stream, mosquitto.config, math.inf)
         qtbot.waitUntil(
             lambda: stream in window.trackers and window.trackers[stream].online is False,
             timeout=WAIT_MS,
@@ -157,7 +155,7 @@ def test_monitor_holds_what_the_live_pipeline_published(
 
 
 def test_headless_monitor_runs_the_replay_beside_it_and_writes_a_screenshot(
-    qtbot: QtBot, viewer_mosquitto: Mosquitto, data_dir: Path, tmp_path: Path
+    qtbot: QtBot, mosquitto: Mosquitto, data_dir: Path, tmp_path: Path
 ) -> None:
     del qtbot  # for the QApplication it owns
     stream, path, summary = "shot-208", tmp_path / "monitor.png", ReplaySummary()
@@ -165,12 +163,12 @@ def test_headless_monitor_runs_the_replay_beside_it_and_writes_a_screenshot(
         [StreamSpec(stream, first_seconds(data_dir, 60.0))],
         PrematurityPipeline,
         "prematurity-stub",
-        viewer_mosquitto.config,
+        mosquitto.config,
         speed=10.0,
         summary=summary,
     )
     code = run_monitor(
-        viewer_mosquitto.config, stream=stream, screenshot=path, duration_s=2.5, background=live.run
+        mosquitto.config, stream=stream, screenshot=path, duration_s=2.5, background=live.run
     )
     assert code == 0
     report = summary.streams[0]
@@ -181,7 +179,7 @@ def test_headless_monitor_runs_the_replay_beside_it_and_writes_a_screenshot(
 
 
 def test_monitor_closes_and_reports_when_its_background_job_fails(
-    qtbot: QtBot, viewer_mosquitto: Mosquitto
+    qtbot: QtBot, mosquitto: Mosquitto
 ) -> None:
     del qtbot  # for the QApplication it owns
 
@@ -190,4 +188,4 @@ def test_monitor_closes_and_reports_when_its_background_job_fails(
         raise DataNotFoundError(msg, "999", ())
 
     with pytest.raises(DataNotFoundError, match="999"):
-        run_monitor(viewer_mosquitto.config, background=replay_of_a_missing_record)
+        run_monitor(mosquitto.config, background=replay_of_a_missing_record)

@@ -56,9 +56,9 @@ def drain_all(subscriber: Subscriber, count: int) -> list[Received]:
 
 @pytest.mark.mqtt
 def test_valid_messages_arrive_decoded_and_malformed_ones_are_counted(
-    viewer_mosquitto: Mosquitto,
+    mosquitto: Mosquitto,
 ) -> None:
-    config = viewer_mosquitto.config
+    config = mosquitto.config
     with Subscriber(config, stream="sub-1") as subscriber:
         wait_until(lambda: subscriber.status().state is BrokerState.CONNECTED, "connection")
         good: list[WireMessage] = [
@@ -84,14 +84,14 @@ def test_valid_messages_arrive_decoded_and_malformed_ones_are_counted(
 
 
 @pytest.mark.mqtt
-def test_lost_broker_is_reported_and_reconnected(restartable_mosquitto: Mosquitto) -> None:
-    config = restartable_mosquitto.config
+def test_lost_broker_is_reported_and_reconnected(own_mosquitto: Mosquitto) -> None:
+    config = own_mosquitto.config
     with Subscriber(config, backoff_s=(0.1, 0.5)) as subscriber:
         wait_until(lambda: subscriber.status().state is BrokerState.CONNECTED, "connection")
-        restartable_mosquitto.stop()
+        own_mosquitto.stop()
         wait_until(lambda: subscriber.status().state is BrokerState.RECONNECTING, "broker lost")
         assert subscriber.status().last_problem.startswith(f"broker {config.url}")
-        restartable_mosquitto.start()
+        own_mosquitto.start()
         wait_until(lambda: subscriber.status().state is BrokerState.CONNECTED, "reconnection")
         publish(config, [wire(status("sub-2"))])
         (item,) = drain_all(subscriber, 1)
@@ -99,9 +99,9 @@ def test_lost_broker_is_reported_and_reconnected(restartable_mosquitto: Mosquitt
 
 
 @pytest.mark.mqtt
-def test_unreachable_broker_is_retried_until_stopped(restartable_mosquitto: Mosquitto) -> None:
-    config = restartable_mosquitto.config
-    restartable_mosquitto.stop()
+def test_unreachable_broker_is_retried_until_stopped(own_mosquitto: Mosquitto) -> None:
+    config = own_mosquitto.config
+    own_mosquitto.stop()
     with Subscriber(config, backoff_s=(0.05, 0.2)) as subscriber:
         wait_until(lambda: subscriber.status().state is BrokerState.UNREACHABLE, "a retry")
         assert subscriber.status().retry_at_s > time.time() - 1.0
