@@ -43,8 +43,10 @@ class RPeakDetector:
     The QRS-enhanced signal (5-15 Hz band-pass, 10 ms derivative, absolute value, 80 ms
     moving integration) is searched for local maxima that dominate ``hold_s`` on both sides.
     Each is a QRS if it exceeds an adaptive threshold set from the medians of the last eight
-    QRS and noise peaks, shows a steep up-and-down slope pair (not a baseline shift) and,
-    within 360 ms of the last QRS, at least half its slope (not a T wave). When no QRS comes
+    QRS and noise peaks, shows a steep up-and-down slope pair (not a baseline shift), is at
+    least 20 % as steep as recent QRS complexes and, within 360 ms of the last QRS, at least
+    half as steep as it (not a T wave). The levels are learned from the first 3 s: peaks
+    above half the largest set the QRS level, the others the noise level. When no QRS comes
     for 1.5 median RR intervals, the largest noise peak above half the threshold is taken
     (search-back). The reported R index is the largest deflection of the filtered signal
     just before the integrated peak.
@@ -85,13 +87,12 @@ class RPeakDetector:
             raise ConfigError(msg)
         self.fs_hz, self.hold_s = fs_hz, hold_s
         self._qrs_sos = signal.butter(1, QRS_BAND_HZ, btype="bandpass", output="sos", fs=fs_hz)
-        self._lag = max(1, round(DERIVATIVE_S * fs_hz))
-        self._integration = np.full(
-            round(INTEGRATION_S * fs_hz), 1.0 / round(INTEGRATION_S * fs_hz)
-        )
-        self._hold = round(hold_s * fs_hz)
-        self._r_before = round(R_SEARCH_BEFORE_S * fs_hz)
-        self._slope_window = round(SLOPE_WINDOW_S * fs_hz)
+        self._lag = max(1, self._samples(DERIVATIVE_S))
+        integration = self._samples(INTEGRATION_S)
+        self._integration = np.full(integration, 1.0 / integration)
+        self._hold = self._samples(hold_s)
+        self._r_before = self._samples(R_SEARCH_BEFORE_S)
+        self._slope_window = self._samples(SLOPE_WINDOW_S)
         self._history = self._hold + max(self._r_before, self._slope_window) + 1
         self.decision_delay_samples = self._r_before + self._hold
         self.reset()
