@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
@@ -169,3 +170,36 @@ class MqttConfig:
             username=env.get(MQTT_USERNAME_ENV) or None,
             password=env.get(MQTT_PASSWORD_ENV) or None,
         )
+
+
+@dataclass(frozen=True, slots=True)
+class Backoff:
+    """Capped exponential reconnect delays with jitter ("equal jitter").
+
+    Attempt ``n`` waits between half and all of ``min(max_s, initial_s * factor**n)``, so many
+    publishers that lost the same broker do not reconnect in lockstep.
+
+    Args:
+        initial_s: Ceiling of the first delay, in s.
+        max_s: Largest ceiling, in s.
+        factor: Growth of the ceiling per failed attempt.
+
+    Example:
+        >>> delays = [Backoff(1.0, 8.0).delay_s(n, random.Random(0)) for n in range(6)]
+        >>> all(0.5 * c <= d <= c for d, c in zip(delays, [1, 2, 4, 8, 8, 8]))
+        True
+    """
+
+    initial_s: float = 0.5
+    max_s: float = 30.0
+    factor: float = 2.0
+
+    def __post_init__(self) -> None:
+        if not (0 < self.initial_s <= self.max_s and self.factor >= 1):
+            msg = f"{self}: need 0 < initial_s <= max_s and factor >= 1"
+            raise ConfigError(msg)
+
+    def delay_s(self, attempt: int, rng: random.Random) -> float:
+        """Delay before reconnect attempt ``attempt`` (0 for the first), in s."""
+        ceiling = min(self.max_s, self.initial_s * self.factor ** min(attempt, 64))
+        return ceiling / 2 + rng.uniform(0.0, ceiling / 2)

@@ -31,9 +31,9 @@ from typing import Any
 import aiomqtt
 
 from ecg_stream import wire
-from ecg_stream.config import MqttConfig
+from ecg_stream.config import Backoff, MqttConfig
 from ecg_stream.errors import BrokerError, PayloadError
-from ecg_stream.stream.publisher import Backoff, make_client
+from ecg_stream.stream.publisher import make_client
 from ecg_stream.wire import BeatMessage, SamplesMessage, StatusMessage, TopicKind, WireMessage
 
 logger = logging.getLogger(__name__)

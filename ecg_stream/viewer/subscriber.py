@@ -17,7 +17,7 @@ from types import TracebackType
 
 import aiomqtt
 
-from ecg_stream.config import MqttConfig
+from ecg_stream.config import Backoff, MqttConfig
 from ecg_stream.errors import ConfigError, PayloadError
 from ecg_stream.wire import WireMessage, decode, subscription_for
 
@@ -112,6 +112,7 @@ class Subscriber:
             raise ConfigError(msg)
         self.config, self.stream = config, stream
         self.queue_size, self.backoff_s = queue_size, backoff_s
+        self._backoff = Backoff(initial_s=first_s, max_s=cap_s)
         self.wall_clock = wall_clock
         self.rng = rng if rng is not None else random.Random()
         self.topic_filter = subscription_for(config.topic_prefix, stream, None)
@@ -255,10 +256,7 @@ class Subscriber:
                     async for message in client.messages:
                         self.handle(message.topic.value, _as_bytes(message.payload))
             except aiomqtt.MqttError as error:
-                first_s, cap_s = self.backoff_s
-                # capped exponential backoff, jittered down to half: monitors that lost one
-                # broker together do not all come back in the same instant
-                delay_s = min(cap_s, first_s * 2 ** min(attempt, 32)) * self.rng.uniform(0.5, 1.0)
+                delay_s = self._backoff.delay_s(attempt, self.rng)
                 attempt += 1
                 self._set_state(
                     BrokerState.RECONNECTING if connected_once else BrokerState.UNREACHABLE,

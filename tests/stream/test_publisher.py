@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 
 from ecg_stream import wire
-from ecg_stream.config import MqttConfig
+from ecg_stream.config import Backoff, MqttConfig
 from ecg_stream.errors import BrokerError, ConfigError
-from ecg_stream.stream.publisher import Backoff, BeatPublisher, PublisherState
+from ecg_stream.stream.publisher import BeatPublisher, PublisherState
 from ecg_stream.wire import StreamState, TopicKind
 from tests.stream.helpers import (
     Collector,

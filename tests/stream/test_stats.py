@@ -61,7 +61,7 @@ def test_bad_bins_are_refused() -> None:
         DurationHistogram().merge(DurationHistogram(relative_resolution=0.01))
 
 
-@pytest.mark.parametrize("module", ["ecg_stream.stream.stats", "ecg_stream.stream.publisher"])
+@pytest.mark.parametrize("module", ["ecg_stream.stream.stats", "ecg_stream.config"])
 def test_doctests_pass(module: str) -> None:
     result = doctest.testmod(importlib.import_module(module))
     assert result.attempted > 0
