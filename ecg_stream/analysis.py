@@ -22,8 +22,8 @@ from ecg_stream.evaluation import (
     score_detection,
     scored_mask,
 )
-from ecg_stream.records import IntArray, Record
-from ecg_stream.types import BEAT_CLASSES, BeatWindow, Chunk, LabeledBeat
+from ecg_stream.records import Record
+from ecg_stream.types import BEAT_CLASSES, BeatWindow, Chunk, IntArray, LabeledBeat
 
 CSV_HEADER = ("sample", "time_s", "rr_ms")
 LABEL_COLUMNS = ("label", "confidence", *(f"p_{c.value}" for c in BEAT_CLASSES))

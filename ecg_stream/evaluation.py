@@ -7,9 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from ecg_stream.types import BEAT_CLASSES, BeatClass
-
-IntArray = npt.NDArray[np.int64]
+from ecg_stream.types import BEAT_CLASSES, BeatClass, IntArray
 
 MATCH_TOLERANCE_S = 0.150
 EC57_LEARNING_S = 300.0
@@ -119,8 +117,8 @@ class ClassScore:
         missed: Reference beats per class that no detection matched (counted as FN).
     """
 
-    confusion: npt.NDArray[np.int64]
-    missed: npt.NDArray[np.int64]
+    confusion: IntArray
+    missed: IntArray
 
     def __add__(self, other: ClassScore) -> ClassScore:
         return ClassScore(self.confusion + other.confusion, self.missed + other.missed)

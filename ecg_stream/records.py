@@ -7,12 +7,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import numpy.typing as npt
 from scipy import signal
 
 from ecg_stream.config import CHAIN_FS_HZ
 from ecg_stream.errors import DataNotFoundError, RecordFormatError
-from ecg_stream.types import BeatClass, FloatArray
+from ecg_stream.types import BeatClass, FloatArray, IntArray
 
 DATA_ENV = "ECG_STREAM_DATA"
 PHYSIONET_DB = "mitdb"
@@ -45,8 +44,6 @@ DS2 = _names(
 """Inter-patient split (de Chazal et al. 2004): DS1 trains, DS2 only tests."""
 PACED: tuple[str, ...] = ("102", "104", "107", "217")
 RECORD_GROUPS: dict[str, tuple[str, ...]] = {"all": MITDB_RECORDS, "DS1": DS1, "DS2": DS2}
-
-IntArray = npt.NDArray[np.int64]
 
 
 @dataclass(frozen=True, slots=True)

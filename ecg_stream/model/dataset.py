@@ -29,7 +29,7 @@ from ecg_stream.detector.segment import normalise_window, rr_feature_vector
 from ecg_stream.errors import ConfigError, RecordFormatError
 from ecg_stream.evaluation import MATCH_TOLERANCE_S, match_beats
 from ecg_stream.records import PACED, load_record
-from ecg_stream.types import BEAT_CLASSES, BeatClass, BeatWindow, Chunk
+from ecg_stream.types import BEAT_CLASSES, BeatClass, BeatWindow, Chunk, IntArray
 
 logger = logging.getLogger(__name__)
 
@@ -44,7 +44,6 @@ TRAIN_EXTRA = "train"
 """Optional dependency group of training, export and report pictures."""
 
 Float32Array = npt.NDArray[np.float32]
-IntArray = npt.NDArray[np.int64]
 StrArray = npt.NDArray[np.str_]
 
 

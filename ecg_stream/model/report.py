@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import numpy.typing as npt
 
 from ecg_stream.config import ChainConfig
 from ecg_stream.detector.chain import BeatExtractor
@@ -33,9 +32,7 @@ from ecg_stream.model.classifier import OnnxBeatClassifier
 from ecg_stream.model.dataset import TRAIN_EXTRA
 from ecg_stream.pipeline import BeatPipeline
 from ecg_stream.records import Annotations, Record, load_record
-from ecg_stream.types import BEAT_CLASSES, BeatClass, Chunk, LabeledBeat
-
-IntArray = npt.NDArray[np.int64]
+from ecg_stream.types import BEAT_CLASSES, BeatClass, Chunk, IntArray, LabeledBeat
 
 SPANS: tuple[tuple[str, str], ...] = (
     ("whole_record", "whole record"),

@@ -25,7 +25,7 @@ from ecg_stream.detector.segment import RR_FEATURES
 from ecg_stream.errors import ConfigError, MissingExtraError
 from ecg_stream.model.dataset import TRAIN_EXTRA, BeatDataset, build_dataset
 from ecg_stream.records import DS1, DS2, PACED
-from ecg_stream.types import BEAT_CLASSES
+from ecg_stream.types import BEAT_CLASSES, IntArray
 
 logger = logging.getLogger(__name__)
 
@@ -46,8 +46,6 @@ FINAL_MODEL = "final.keras"
 TRAINING_LOG = "training_log.csv"
 SETTINGS_FILE = "settings.json"
 RESULT_FILE = "training.json"
-
-IntArray = npt.NDArray[np.int64]
 
 
 class Protocol(Enum):
