@@ -11,6 +11,7 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from ecg_stream.detector.segment import FEATURE_NAMES
 from ecg_stream.errors import ConfigError, EcgStreamError
 
 if TYPE_CHECKING:
@@ -98,7 +99,16 @@ def _build_parser() -> argparse.ArgumentParser:
         help="inter-patient: DS1 only, whole validation records (default); intra-patient: "
         "random beat split, only to compare with intra-patient claims",
     )
-    train.add_argument("--no-rr", action="store_true", help="window-only model (ablation)")
+    inputs = train.add_mutually_exclusive_group()
+    inputs.add_argument(
+        "--features",
+        type=_feature_names,
+        help="comma-separated per-beat features of the second input (default: all of "
+        f"{','.join(FEATURE_NAMES)})",
+    )
+    inputs.add_argument(
+        "--no-rr", action="store_true", help="window-only model, no second input (ablation)"
+    )
     train.add_argument("--max-per-class", type=int, help="training beats kept per class")
     train.add_argument("--epochs", type=int, help="at most this many epochs")
     train.add_argument("--patience", type=int, help="epochs without improvement before stopping")
@@ -292,6 +302,11 @@ def _evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _feature_names(text: str) -> tuple[str, ...]:
+    """``--features``: comma-separated names (checked by ``TrainSettings``)."""
+    return tuple(name.strip() for name in text.split(",") if name.strip())
+
+
 def _train(args: argparse.Namespace) -> int:
     import logging
 
@@ -303,7 +318,9 @@ def _train(args: argparse.Namespace) -> int:
         for name in ("max_per_class", "epochs", "patience", "seed")
         if getattr(args, name) is not None
     }  # the others keep TrainSettings' defaults
-    settings = TrainSettings(protocol=Protocol(args.protocol), use_rr=not args.no_rr, **given)
+    if args.no_rr or args.features is not None:
+        given["features"] = () if args.no_rr else args.features
+    settings = TrainSettings(protocol=Protocol(args.protocol), **given)
     result = train_model(args.out_dir, settings, data_dir=args.data_dir, threads=args.threads)
     print(f"trained {result.epochs_run} epochs: best {result.best_model_path}")
     return 0

@@ -80,10 +80,13 @@ class RRFeatures:
     Args:
         rr_ms: Interval to the previous R peak, in ms (NaN for a stream's first beat).
         local_mean_rr_ms: Mean of the recent intervals including ``rr_ms``, in ms.
+        long_mean_rr_ms: Mean of the intervals of the last few minutes, in ms: the
+            patient's own rhythm, against which a premature beat stands out.
     """
 
     rr_ms: float
     local_mean_rr_ms: float
+    long_mean_rr_ms: float
 
     @property
     def rr_ratio(self) -> float:
@@ -97,6 +100,20 @@ class RRFeatures:
 
 
 @dataclass(frozen=True, slots=True)
+class MorphologyFeatures:
+    """How a beat's shape compares with the stream's previous beats (causal).
+
+    Args:
+        template_correlation: Pearson correlation of the normalised window with the
+            per-sample median of the previous beats' normalised windows (1 for a typical beat).
+        amplitude_ratio: QRS peak-to-peak amplitude over the median of the previous beats'.
+    """
+
+    template_correlation: float
+    amplitude_ratio: float
+
+
+@dataclass(frozen=True, slots=True)
 class BeatWindow:
     """A fixed-length window of filtered signal around one R peak.
 
@@ -104,12 +121,14 @@ class BeatWindow:
         peak: The R peak the window is centred on.
         samples: Filtered samples in mV, ``window_before + window_after`` long.
         rr: Causal RR features of the beat.
+        morphology: The beat's shape relative to the stream's previous beats.
         ready_index: Index one past the last sample the window needs.
     """
 
     peak: RPeak
     samples: FloatArray = field(repr=False)
     rr: RRFeatures
+    morphology: MorphologyFeatures
     ready_index: int
 
 

@@ -19,6 +19,7 @@ from ecg_stream.types import (
     BeatClass,
     BeatWindow,
     LabeledBeat,
+    MorphologyFeatures,
     RPeak,
     RRFeatures,
 )
@@ -35,7 +36,8 @@ def make_beat(rr_ms: float = 800.0, peak_index: int = 370) -> LabeledBeat:
     window = BeatWindow(
         peak=RPeak(index=peak_index, decided_index=peak_index + 60),
         samples=np.zeros(250),
-        rr=RRFeatures(rr_ms=rr_ms, local_mean_rr_ms=810.0),
+        rr=RRFeatures(rr_ms=rr_ms, local_mean_rr_ms=810.0, long_mean_rr_ms=820.0),
+        morphology=MorphologyFeatures(template_correlation=1.0, amplitude_ratio=1.0),
         ready_index=peak_index + 160,
     )
     return LabeledBeat(window=window, probabilities=(0.05, 0.9, 0.03, 0.01, 0.01))

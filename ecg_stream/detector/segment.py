@@ -1,21 +1,37 @@
-"""Beat windows cut from a ring buffer of filtered signal, with causal RR features."""
+"""Beat windows cut from a ring buffer of filtered signal, with causal RR and shape features."""
 
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Sequence
 
 import numpy as np
 
 from ecg_stream.config import ChainConfig
 from ecg_stream.errors import ConfigError
-from ecg_stream.types import BeatWindow, FloatArray, RPeak, RRFeatures
+from ecg_stream.types import BeatWindow, FloatArray, MorphologyFeatures, RPeak, RRFeatures
 
 NORMALISATION = "zscore"
 """Name of the per-window normalisation, as written into the model contract."""
-RR_FEATURES = ("rr_s", "local_mean_rr_s", "rr_ratio")
-"""Names of the model's RR inputs, in order, as written into the model contract."""
+FEATURE_NAMES = (
+    "rr_s",
+    "local_mean_rr_s",
+    "rr_ratio",
+    "long_rr_ratio",
+    "template_correlation",
+    "amplitude_ratio",
+)
+"""Every per-beat feature a model may take as its second input; a model's contract names its own."""
 PRIOR_RR_MS = 800.0
 """RR assumed for a stream's first beat, which has no predecessor: a normal 75 bpm."""
+LONG_RR_MEAN_BEATS = 256
+"""Past RR intervals in the long mean RR: about 3.5 minutes at 75 bpm."""
+TEMPLATE_BEATS = 32
+"""Previous beats whose per-sample median is the template a beat is compared with."""
+QRS_HALF_WIDTH_S = 0.1
+"""The QRS amplitude is measured within this many seconds either side of the R peak."""
+AMPLITUDE_RATIO_CAP = 8.0
+"""Amplitude ratios are capped here, so an artefact cannot feed the model an extreme value."""
 
 
 def normalise_window(samples: FloatArray) -> FloatArray:
@@ -30,11 +46,81 @@ def normalise_window(samples: FloatArray) -> FloatArray:
     return np.asarray(centred / spread if spread > 1e-9 else centred, dtype=np.float64)
 
 
-def rr_feature_vector(rr: RRFeatures) -> FloatArray:
-    """The model's RR input, in ``RR_FEATURES`` order (first beat: ``PRIOR_RR_MS``)."""
-    rr_ms = PRIOR_RR_MS if np.isnan(rr.rr_ms) else rr.rr_ms
-    mean_ms = PRIOR_RR_MS if np.isnan(rr.local_mean_rr_ms) else rr.local_mean_rr_ms
-    return np.array([rr_ms / 1000.0, mean_ms / 1000.0, rr_ms / mean_ms])
+def beat_features(window: BeatWindow) -> dict[str, float]:
+    """Every feature of ``FEATURE_NAMES`` for one beat (first beat: ``PRIOR_RR_MS``)."""
+    rr_ms, local_ms, long_ms = (
+        PRIOR_RR_MS if np.isnan(value) else value
+        for value in (window.rr.rr_ms, window.rr.local_mean_rr_ms, window.rr.long_mean_rr_ms)
+    )
+    return {
+        "rr_s": rr_ms / 1000.0,
+        "local_mean_rr_s": local_ms / 1000.0,
+        "rr_ratio": rr_ms / local_ms,
+        "long_rr_ratio": rr_ms / long_ms,
+        "template_correlation": window.morphology.template_correlation,
+        "amplitude_ratio": window.morphology.amplitude_ratio,
+    }
+
+
+def feature_vector(window: BeatWindow, names: Sequence[str]) -> FloatArray:
+    """The features ``names`` of one beat, in that order (each one of ``FEATURE_NAMES``)."""
+    values = beat_features(window)
+    return np.array([values[name] for name in names])
+
+
+class MorphologyTracker:
+    """Compare each beat window with the median of the stream's previous windows.
+
+    A patient's own dominant beat is the reference: a bundle-branch-block patient's wide
+    normal beats match their template, while an ectopic beat stands out in shape and size.
+
+    Args:
+        config: Window geometry; the QRS span is centred on the window's R peak.
+        template_beats: Previous beats in the median template.
+
+    Example:
+        >>> tracker = MorphologyTracker(ChainConfig())
+        >>> beat = np.sin(np.linspace(0, 6, 250))
+        >>> tracker.process(beat), tracker.process(2 * beat)
+        (MorphologyFeatures(template_correlation=1.0, amplitude_ratio=1.0), \
+MorphologyFeatures(template_correlation=1.0, amplitude_ratio=2.0))
+    """
+
+    def __init__(self, config: ChainConfig, template_beats: int = TEMPLATE_BEATS) -> None:
+        if template_beats < 1:
+            msg = f"template_beats={template_beats} must be >= 1"
+            raise ConfigError(msg)
+        self.config, self.template_beats = config, template_beats
+        half_width = round(QRS_HALF_WIDTH_S * config.fs_hz)
+        self._qrs = slice(
+            max(config.window_before_samples - half_width, 0),
+            config.window_before_samples + half_width,
+        )
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget all past beats."""
+        self._recent_shapes: deque[FloatArray] = deque(maxlen=self.template_beats)
+        self._recent_amplitudes: deque[float] = deque(maxlen=self.template_beats)
+
+    def process(self, samples: FloatArray) -> MorphologyFeatures:
+        """Features of the next beat window, which then joins the template."""
+        shape = normalise_window(samples)
+        qrs = samples[self._qrs]
+        amplitude = float(qrs.max() - qrs.min())
+        features = MorphologyFeatures(template_correlation=1.0, amplitude_ratio=1.0)
+        if self._recent_shapes:
+            template = normalise_window(np.median(np.stack(self._recent_shapes), axis=0))
+            typical_amplitude = float(np.median(self._recent_amplitudes))
+            features = MorphologyFeatures(
+                template_correlation=float(np.mean(shape * template)),  # Pearson r; 0 if flat
+                amplitude_ratio=min(amplitude / typical_amplitude, AMPLITUDE_RATIO_CAP)
+                if typical_amplitude > 1e-9
+                else 1.0,
+            )
+        self._recent_shapes.append(shape)
+        self._recent_amplitudes.append(amplitude)
+        return features
 
 
 class BeatSegmenter:
@@ -63,6 +149,7 @@ class BeatSegmenter:
             raise ConfigError(msg)
         self.config, self.history_s = config, history_s
         self._capacity = capacity
+        self._morphology = MorphologyTracker(config)
         self.reset()
 
     def reset(self) -> None:
@@ -75,6 +162,8 @@ class BeatSegmenter:
         )  # peaks whose window is not complete
         self._previous_peak_index: int | None = None
         self._recent_rr_ms: deque[float] = deque(maxlen=self.config.rr_mean_beats)
+        self._long_rr_ms: deque[float] = deque(maxlen=LONG_RR_MEAN_BEATS)
+        self._morphology.reset()
 
     def process(self, filtered: FloatArray, peaks: list[RPeak]) -> list[BeatWindow]:
         """Take the next filtered samples and newly detected peaks; return complete windows."""
@@ -102,9 +191,13 @@ class BeatSegmenter:
         else:
             rr_ms = (peak.index - self._previous_peak_index) * 1000.0 / self.config.fs_hz
             self._recent_rr_ms.append(rr_ms)
+            self._long_rr_ms.append(rr_ms)
         self._previous_peak_index = peak.index
-        mean_ms = float(np.mean(self._recent_rr_ms)) if self._recent_rr_ms else float("nan")
-        return RRFeatures(rr_ms=rr_ms, local_mean_rr_ms=mean_ms)
+        return RRFeatures(
+            rr_ms=rr_ms,
+            local_mean_rr_ms=_mean_or_nan(self._recent_rr_ms),
+            long_mean_rr_ms=_mean_or_nan(self._long_rr_ms),
+        )
 
     def _emit(self, *, final: bool) -> list[BeatWindow]:
         windows: list[BeatWindow] = []
@@ -114,8 +207,15 @@ class BeatSegmenter:
             if ready_index > self._end_index and not final:
                 break
             self._waiting.popleft()
+            samples = self._cut(peak.index)
             windows.append(
-                BeatWindow(peak=peak, samples=self._cut(peak.index), rr=rr, ready_index=ready_index)
+                BeatWindow(
+                    peak=peak,
+                    samples=samples,
+                    rr=rr,
+                    morphology=self._morphology.process(samples),
+                    ready_index=ready_index,
+                )
             )
         return windows
 
@@ -135,3 +235,7 @@ class BeatSegmenter:
         first = self._first_sample if self._first_sample is not None else 0.0
         last = float(window[-1]) if window.size else first
         return np.concatenate([np.full(before, first), window, np.full(after, last)])
+
+
+def _mean_or_nan(values: deque[float]) -> float:
+    return float(np.mean(values)) if values else float("nan")

@@ -91,21 +91,19 @@ def export_model(
         raise ConfigError(msg)
     tf, tf2onnx, onnx = _train_extra()
     keras_model = tf.keras.models.load_model(keras_path)
-    use_rr = len(keras_model.inputs) > 1
+    features = tuple(summary["settings"]["features"])
     contract = ModelContract.for_chain(
         config,
         model_name=model_name,
-        use_rr=use_rr,
+        features=features,
         training_protocol=str(summary["settings"]["protocol"]),
         training_records=" ".join(summary["train_records"]),
         validation_records=" ".join(summary["validation_records"]),
         project_version=project_version(),
     )
     signature = [tf.TensorSpec([None, config.window_samples, 1], tf.float32, name=WINDOW_INPUT)]
-    if use_rr:
-        signature.append(
-            tf.TensorSpec([None, len(contract.rr_features)], tf.float32, name=RR_INPUT)
-        )
+    if features:
+        signature.append(tf.TensorSpec([None, len(features)], tf.float32, name=RR_INPUT))
     onnx_model, _ = tf2onnx.convert.from_keras(keras_model, input_signature=signature, opset=OPSET)
     for graph_input in onnx_model.graph.input:
         graph_input.type.tensor_type.shape.dim[0].dim_param = BATCH_DIM
@@ -120,8 +118,8 @@ def export_model(
         build_dataset(names, config, data_dir=data_dir, cache_dir=cache_dir)
     )
     inputs = {WINDOW_INPUT: parity_set.windows[:, :, np.newaxis]}
-    if use_rr:
-        inputs[RR_INPUT] = parity_set.rr
+    if features:
+        inputs[RR_INPUT] = parity_set.feature_columns(features)
     expected = np.asarray(keras_model.predict(inputs, batch_size=1024, verbose=0))
     session = onnxruntime.InferenceSession(serialised, providers=["CPUExecutionProvider"])
     (got,) = session.run(None, inputs)

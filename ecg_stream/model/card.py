@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ecg_stream.detector.segment import FEATURE_NAMES
 from ecg_stream.errors import ConfigError
 from ecg_stream.model.classifier import ModelContract
 from ecg_stream.types import BEAT_CLASSES
@@ -317,9 +318,11 @@ def _training_json(training: dict[str, Any]) -> dict[str, Any]:
 
 def _train_command(run_dir: Path, training: dict[str, Any]) -> str:
     settings = training["settings"]
+    features = tuple(settings["features"])
+    inputs = {(): " --no-rr", FEATURE_NAMES: ""}.get(features, f" --features {','.join(features)}")
     return (
         f"ecg-stream train {run_dir} --protocol {settings['protocol']}"
-        + ("" if settings["use_rr"] else " --no-rr")
+        + inputs
         + f" --max-per-class {settings['max_per_class']} --epochs {settings['epochs']}"
         f" --patience {settings['patience']} --seed {settings['seed']}"
     )

@@ -20,10 +20,10 @@ import onnxruntime
 
 from ecg_stream.config import ChainConfig
 from ecg_stream.detector.segment import (
+    FEATURE_NAMES,
     NORMALISATION,
-    RR_FEATURES,
+    feature_vector,
     normalise_window,
-    rr_feature_vector,
 )
 from ecg_stream.errors import ConfigError, ModelContractError
 from ecg_stream.types import BEAT_CLASSES, BeatWindow, FloatArray, LabeledBeat
@@ -49,7 +49,9 @@ class ModelContract:
         window_before_samples: Window samples before the R peak.
         window_after_samples: Window samples from the R peak on.
         normalisation: Name of the per-window normalisation.
-        rr_features: Names of the RR inputs in order; empty for a window-only model.
+        rr_features: Names of the per-beat features (``FEATURE_NAMES``) of the second input
+            (``rr``), in order; empty for a window-only model. The key keeps its first name
+            so that models exported before the shape features were added still load.
         rr_mean_beats: Past RR intervals in the local mean RR.
         training_protocol: ``inter-patient`` or ``intra-patient``.
         training_records: Records the model was trained on (space-separated).
@@ -78,7 +80,7 @@ class ModelContract:
         config: ChainConfig,
         *,
         model_name: str,
-        use_rr: bool,
+        features: tuple[str, ...],
         training_protocol: str,
         training_records: str,
         validation_records: str,
@@ -94,7 +96,7 @@ class ModelContract:
             window_before_samples=config.window_before_samples,
             window_after_samples=config.window_after_samples,
             normalisation=NORMALISATION,
-            rr_features=RR_FEATURES if use_rr else (),
+            rr_features=features,
             rr_mean_beats=config.rr_mean_beats,
             training_protocol=training_protocol,
             training_records=training_records,
@@ -195,8 +197,14 @@ class ModelContract:
             ("normalisation", NORMALISATION, self.normalisation, ""),
             ("rr_mean_beats", config.rr_mean_beats, self.rr_mean_beats, ""),
         ]
-        if self.rr_features:
-            wanted.append(("rr_features", RR_FEATURES, self.rr_features, ""))
+        unknown = [name for name in self.rr_features if name not in FEATURE_NAMES]
+        if unknown:
+            msg = (
+                f"{source}: contract field 'rr_features' names {unknown}, which this version "
+                f"does not compute (it knows {', '.join(FEATURE_NAMES)}); upgrade ecg-stream "
+                "or re-export the model with this version"
+            )
+            raise ModelContractError(msg)
         for field_name, chain_value, model_value, option in wanted:
             if chain_value != model_value:
                 fix = f"run with {option} {model_value} or " if option else ""
@@ -259,7 +267,6 @@ class OnnxBeatClassifier:
         self.contract = ModelContract.from_metadata(metadata, path.name)
         self.contract.check(config, path.name)
         self.name = self.contract.model_name
-        self._use_rr = bool(self.contract.rr_features)
         _check_inputs(session, path.name, config.window_samples, len(self.contract.rr_features))
         self._session: Any = session
         self.state = ClassifierState.OPEN
@@ -321,10 +328,10 @@ class OnnxBeatClassifier:
                 np.float32
             )[:, :, np.newaxis]
         }
-        if self._use_rr:
-            feeds[RR_INPUT] = np.stack([rr_feature_vector(w.rr) for w in windows]).astype(
-                np.float32
-            )
+        if self.contract.rr_features:
+            feeds[RR_INPUT] = np.stack(
+                [feature_vector(w, self.contract.rr_features) for w in windows]
+            ).astype(np.float32)
         (probabilities,) = self._session.run(None, feeds)
         return np.asarray(probabilities, dtype=np.float32)
 

@@ -25,11 +25,11 @@ import numpy.typing as npt
 from ecg_stream.config import ChainConfig
 from ecg_stream.detector import chain as chain_module
 from ecg_stream.detector.chain import BeatExtractor
-from ecg_stream.detector.segment import normalise_window, rr_feature_vector
+from ecg_stream.detector.segment import FEATURE_NAMES, feature_vector, normalise_window
 from ecg_stream.errors import ConfigError, RecordFormatError
 from ecg_stream.evaluation import MATCH_TOLERANCE_S, match_beats
 from ecg_stream.records import PACED, load_record
-from ecg_stream.types import BEAT_CLASSES, BeatClass, BeatWindow, Chunk, IntArray
+from ecg_stream.types import BEAT_CLASSES, BeatClass, BeatWindow, Chunk, FloatArray, IntArray
 
 logger = logging.getLogger(__name__)
 
@@ -37,7 +37,7 @@ CACHE_ENV = "ECG_STREAM_CACHE"
 """Environment variable that moves the dataset cache (default: the user cache directory)."""
 DATASET_CHUNK_SAMPLES = 360
 """Chunk length fed to the chain while building a dataset: one second at 360 Hz."""
-DATASET_FORMAT = 1
+DATASET_FORMAT = 2
 """Bumped whenever the stored arrays change meaning; part of the cache key."""
 PACKAGE = "ecg-stream"
 TRAIN_EXTRA = "train"
@@ -53,7 +53,8 @@ class BeatDataset:
 
     Args:
         windows: Normalised beat windows, shape (n, window_samples).
-        rr: RR feature vectors (``detector.segment.RR_FEATURES`` order), shape (n, 3).
+        features: Every per-beat feature, in ``detector.segment.FEATURE_NAMES`` order,
+            shape (n, len(FEATURE_NAMES)).
         labels: Index into ``BEAT_CLASSES`` of each beat's reference class, shape (n,).
         records: Record name of each beat, shape (n,).
         peak_indices: Detected R-peak sample index of each beat, shape (n,).
@@ -65,7 +66,7 @@ class BeatDataset:
     """
 
     windows: Float32Array = field(repr=False)
-    rr: Float32Array = field(repr=False)
+    features: Float32Array = field(repr=False)
     labels: IntArray = field(repr=False)
     records: StrArray = field(repr=False)
     peak_indices: IntArray = field(repr=False)
@@ -77,7 +78,7 @@ class BeatDataset:
 
     def __post_init__(self) -> None:
         n = self.labels.shape[0]
-        for name in ("windows", "rr", "records", "peak_indices"):
+        for name in ("windows", "features", "records", "peak_indices"):
             if getattr(self, name).shape[0] != n:
                 msg = f"BeatDataset.{name} has {getattr(self, name).shape[0]} rows, labels {n}"
                 raise ValueError(msg)
@@ -99,7 +100,7 @@ class BeatDataset:
         """The beats selected by a boolean mask or index array (per-record counts kept)."""
         return BeatDataset(
             windows=self.windows[mask],
-            rr=self.rr[mask],
+            features=self.features[mask],
             labels=self.labels[mask],
             records=self.records[mask],
             peak_indices=self.peak_indices[mask],
@@ -113,6 +114,18 @@ class BeatDataset:
     def of_records(self, names: Sequence[str]) -> BeatDataset:
         """The beats of the given records only."""
         return self.subset(np.isin(self.records, list(names)))
+
+    def feature_columns(self, names: Sequence[str]) -> Float32Array:
+        """The features ``names`` of every beat, in that order, shape (n, len(names)).
+
+        Raises:
+            ConfigError: A name is not one of ``FEATURE_NAMES``.
+        """
+        unknown = [name for name in names if name not in FEATURE_NAMES]
+        if unknown:
+            msg = f"unknown beat features {unknown}; choose from {', '.join(FEATURE_NAMES)}"
+            raise ConfigError(msg)
+        return self.features[:, [FEATURE_NAMES.index(name) for name in names]]
 
 
 def default_dataset_cache_dir() -> Path:
@@ -227,7 +240,7 @@ def _build_arrays(
     """The arrays stored in the ``.npz`` (Any: numpy's ``savez`` stub types its kwargs loosely)."""
     tolerance = round(MATCH_TOLERANCE_S * config.fs_hz)
     windows: list[Float32Array] = []
-    rr: list[Float32Array] = []
+    features: list[FloatArray] = []
     labels: list[int] = []
     beat_records: list[str] = []
     peak_indices: list[int] = []
@@ -248,7 +261,7 @@ def _build_arrays(
         for ref_position, det_position in matching.pairs:
             window = record_windows[det_position]
             windows.append(normalise_window(window.samples).astype(np.float32))
-            rr.append(rr_feature_vector(window.rr).astype(np.float32))
+            features.append(feature_vector(window, FEATURE_NAMES))
             labels.append(record.annotations.beat_classes[ref_position].index)
             beat_records.append(name)
             peak_indices.append(window.peak.index)
@@ -265,7 +278,7 @@ def _build_arrays(
         )
     return {
         "windows": np.stack(windows) if windows else np.empty((0, config.window_samples)),
-        "rr": np.stack(rr) if rr else np.empty((0, 3), dtype=np.float32),
+        "features": np.array(features, dtype=np.float32).reshape(-1, len(FEATURE_NAMES)),
         "labels": np.array(labels, dtype=np.int64),
         "records": np.array(beat_records, dtype=np.str_),
         "peak_indices": np.array(peak_indices, dtype=np.int64),
@@ -279,7 +292,7 @@ def _load(path: Path, key: str, excluded: tuple[str, ...]) -> BeatDataset:
     with np.load(path) as stored:
         return BeatDataset(
             windows=stored["windows"].astype(np.float32),
-            rr=stored["rr"].astype(np.float32),
+            features=stored["features"].astype(np.float32),
             labels=stored["labels"],
             records=stored["records"],
             peak_indices=stored["peak_indices"],

@@ -21,7 +21,7 @@ import numpy as np
 import numpy.typing as npt
 
 from ecg_stream.config import ChainConfig
-from ecg_stream.detector.segment import RR_FEATURES
+from ecg_stream.detector.segment import FEATURE_NAMES
 from ecg_stream.errors import ConfigError, MissingExtraError
 from ecg_stream.model.dataset import TRAIN_EXTRA, BeatDataset, build_dataset
 from ecg_stream.records import DS1, DS2, PACED
@@ -63,7 +63,8 @@ class TrainSettings:
 
     Args:
         protocol: The data split.
-        use_rr: Whether the model takes the RR features as a second input.
+        features: Per-beat features (``FEATURE_NAMES``) the model takes as its second
+            input, in order; empty for a window-only model (the ablation).
         max_per_class: Training beats kept per class at most (random subsample).
         epochs: Maximum number of epochs.
         batch_size: Mini-batch size.
@@ -73,7 +74,7 @@ class TrainSettings:
     """
 
     protocol: Protocol
-    use_rr: bool = True
+    features: tuple[str, ...] = FEATURE_NAMES
     max_per_class: int = 12_000
     epochs: int = 100
     batch_size: int = 128
@@ -88,6 +89,13 @@ class TrainSettings:
                 f"batch_size={self.batch_size} must all be >= 1"
             )
             raise ConfigError(msg)
+        unknown = [name for name in self.features if name not in FEATURE_NAMES]
+        if unknown or len(set(self.features)) != len(self.features):
+            msg = (
+                f"features {list(self.features)} must be distinct names from "
+                f"{', '.join(FEATURE_NAMES)}"
+            )
+            raise ConfigError(msg)
         if not 0.0 < self.learning_rate < 1.0:
             msg = f"learning_rate={self.learning_rate} must lie in (0, 1), e.g. 1e-3"
             raise ConfigError(msg)
@@ -96,6 +104,7 @@ class TrainSettings:
         """Plain JSON form (the protocol by its value)."""
         settings = asdict(self)
         settings["protocol"] = self.protocol.value
+        settings["features"] = list(self.features)
         return settings
 
 
@@ -221,11 +230,11 @@ def class_weights(labels: IntArray) -> dict[int, float]:
     }
 
 
-def build_model(window_samples: int, rr_features: int | None, learning_rate: float) -> Any:
-    """The reference stacked LSTM, with the RR features as an optional second input.
+def build_model(window_samples: int, n_features: int, learning_rate: float) -> Any:
+    """The reference stacked LSTM, with per-beat features as an optional second input.
 
-    Inputs ``window`` (batch, window_samples, 1) and, unless ``rr_features`` is None,
-    ``rr`` (batch, rr_features) joined before the dense layers; output ``probabilities``
+    Inputs ``window`` (batch, window_samples, 1) and, unless ``n_features`` is 0, ``rr``
+    (batch, n_features) joined before the dense layers; output ``probabilities``
     (batch, 5) in ``BEAT_CLASSES`` order.
 
     Raises:
@@ -240,8 +249,8 @@ def build_model(window_samples: int, rr_features: int | None, learning_rate: flo
     x = keras.layers.LSTM(32)(x)
     x = keras.layers.BatchNormalization()(keras.layers.Dropout(DROPOUT_RATE)(x))
     inputs = [window]
-    if rr_features is not None:
-        rr = keras.Input(shape=(rr_features,), name="rr")
+    if n_features:
+        rr = keras.Input(shape=(n_features,), name="rr")
         inputs.append(rr)
         x = keras.layers.Concatenate()([x, rr])
     x = keras.layers.Dense(64, activation="relu")(x)
@@ -258,11 +267,13 @@ def build_model(window_samples: int, rr_features: int | None, learning_rate: flo
     return model
 
 
-def model_inputs(dataset: BeatDataset, use_rr: bool) -> dict[str, npt.NDArray[np.float32]]:
-    """The Keras inputs of a dataset: ``window`` (n, samples, 1) and optionally ``rr``."""
+def model_inputs(
+    dataset: BeatDataset, features: tuple[str, ...]
+) -> dict[str, npt.NDArray[np.float32]]:
+    """The Keras inputs of a dataset: ``window`` (n, samples, 1) and ``rr`` (n, features)."""
     inputs = {"window": dataset.windows[:, :, np.newaxis]}
-    if use_rr:
-        inputs["rr"] = dataset.rr
+    if features:
+        inputs["rr"] = dataset.feature_columns(features)
     return inputs
 
 
@@ -332,7 +343,7 @@ def train_model(
         log_path.unlink(missing_ok=True)
         model = build_model(
             config.window_samples,
-            len(RR_FEATURES) if settings.use_rr else None,
+            len(settings.features),
             settings.learning_rate,
         )
     callbacks = [
@@ -345,10 +356,10 @@ def train_model(
     ]
     if initial_epoch < settings.epochs:
         model.fit(
-            model_inputs(train, settings.use_rr),
+            model_inputs(train, settings.features),
             _one_hot(train.labels),
             validation_data=(
-                model_inputs(splits.validation, settings.use_rr),
+                model_inputs(splits.validation, settings.features),
                 _one_hot(splits.validation.labels),
             ),
             batch_size=settings.batch_size,
@@ -363,17 +374,18 @@ def train_model(
     return _summarise(out_dir, settings, config, splits, train, weights)
 
 
-def predict_keras(model_path: Path, dataset: BeatDataset, batch_size: int = 1024) -> Any:
-    """Class probabilities of a saved Keras model on a dataset, shape (n, 5).
+def predict_keras(
+    model_path: Path, dataset: BeatDataset, features: tuple[str, ...], batch_size: int = 1024
+) -> Any:
+    """Class probabilities of a saved Keras model taking ``features`` on a dataset, (n, 5).
 
     Raises:
         MissingExtraError: TensorFlow is not installed.
     """
     keras = _keras()
     model = keras.models.load_model(model_path)
-    use_rr = len(model.inputs) > 1
     return np.asarray(
-        model.predict(model_inputs(dataset, use_rr), batch_size=batch_size, verbose=0)
+        model.predict(model_inputs(dataset, features), batch_size=batch_size, verbose=0)
     )
 
 
@@ -390,7 +402,8 @@ def _summarise(
     test_accuracy: float | None = None
     test_summary: dict[str, Any] | None = None
     if splits.test is not None:
-        predicted = np.argmax(predict_keras(out_dir / BEST_MODEL, splits.test), axis=1)
+        probabilities = predict_keras(out_dir / BEST_MODEL, splits.test, settings.features)
+        predicted = np.argmax(probabilities, axis=1)
         confusion = np.zeros((len(BEAT_CLASSES), len(BEAT_CLASSES)), dtype=np.int64)
         np.add.at(confusion, (splits.test.labels, predicted), 1)
         test_accuracy = float(np.trace(confusion) / confusion.sum())

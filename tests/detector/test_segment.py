@@ -7,13 +7,16 @@ import pytest
 
 from ecg_stream.config import ChainConfig
 from ecg_stream.detector.segment import (
+    AMPLITUDE_RATIO_CAP,
+    FEATURE_NAMES,
     PRIOR_RR_MS,
     BeatSegmenter,
+    MorphologyTracker,
+    feature_vector,
     normalise_window,
-    rr_feature_vector,
 )
 from ecg_stream.errors import ConfigError
-from ecg_stream.types import RPeak, RRFeatures
+from ecg_stream.types import BeatWindow, MorphologyFeatures, RPeak, RRFeatures
 
 CONFIG = ChainConfig()
 
@@ -71,6 +74,49 @@ def test_normalisation_is_zero_mean_unit_variance_and_safe_on_flat() -> None:
     np.testing.assert_array_equal(normalise_window(np.full(250, 2.0)), 0.0)
 
 
-def test_first_beat_rr_vector_uses_the_stated_prior() -> None:
-    vector = rr_feature_vector(RRFeatures(rr_ms=math.nan, local_mean_rr_ms=math.nan))
-    np.testing.assert_allclose(vector, [PRIOR_RR_MS / 1000, PRIOR_RR_MS / 1000, 1.0])
+def test_first_beat_features_use_the_stated_prior() -> None:
+    window = BeatWindow(
+        peak=peak(10),
+        samples=np.zeros(250),
+        rr=RRFeatures(rr_ms=math.nan, local_mean_rr_ms=math.nan, long_mean_rr_ms=math.nan),
+        morphology=MorphologyFeatures(template_correlation=1.0, amplitude_ratio=1.0),
+        ready_index=170,
+    )
+    prior_s = PRIOR_RR_MS / 1000
+    np.testing.assert_allclose(
+        feature_vector(window, FEATURE_NAMES), [prior_s, prior_s, 1.0, 1.0, 1.0, 1.0]
+    )
+    np.testing.assert_allclose(feature_vector(window, ("amplitude_ratio", "rr_s")), [1, prior_s])
+
+
+def test_long_mean_rr_covers_more_beats_than_the_local_mean() -> None:
+    segmenter = BeatSegmenter(ChainConfig(rr_mean_beats=2))
+    peaks = [peak(index) for index in (360, 720, 1080, 1440, 1620)]
+    last = segmenter.process(np.zeros(5000), peaks)[-1].rr
+    assert last.local_mean_rr_ms == pytest.approx(750.0)
+    assert last.long_mean_rr_ms == pytest.approx((3 * 1000 + 500) / 4)
+
+
+def test_morphology_compares_a_beat_with_the_median_of_the_previous_ones(
+    rng: np.random.Generator,
+) -> None:
+    tracker = MorphologyTracker(CONFIG, template_beats=8)
+    time_s = np.arange(250) / CONFIG.fs_hz
+    normal = np.exp(-(((time_s - 0.25) / 0.02) ** 2))
+    assert tracker.process(normal) == MorphologyFeatures(1.0, 1.0)  # first beat: typical
+    for _ in range(8):
+        typical = tracker.process(normal + 0.01 * rng.standard_normal(250))
+    assert typical.template_correlation > 0.99
+    assert typical.amplitude_ratio == pytest.approx(1.0, abs=0.05)
+    wide_and_tall = 3 * np.exp(-(((time_s - 0.27) / 0.06) ** 2))
+    ectopic = tracker.process(wide_and_tall)
+    assert ectopic.template_correlation < 0.8
+    assert ectopic.amplitude_ratio == pytest.approx(3.0, rel=0.05)
+    assert tracker.process(1e6 * normal).amplitude_ratio == AMPLITUDE_RATIO_CAP
+
+
+def test_morphology_of_a_flat_window_is_uncorrelated_not_nan() -> None:
+    tracker = MorphologyTracker(CONFIG)
+    tracker.process(np.sin(np.arange(250.0)))
+    flat = tracker.process(np.zeros(250))
+    assert flat == MorphologyFeatures(template_correlation=0.0, amplitude_ratio=0.0)

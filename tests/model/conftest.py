@@ -11,17 +11,20 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from ecg_stream.config import ChainConfig
+from ecg_stream.detector.segment import FEATURE_NAMES
 from ecg_stream.model.classifier import RR_INPUT, WINDOW_INPUT, ModelContract
 from ecg_stream.model.dataset import project_version
 
 MakeModel = Callable[..., Path]
 
 
-def contract_for(config: ChainConfig, *, use_rr: bool = True) -> ModelContract:
+def contract_for(
+    config: ChainConfig, *, features: tuple[str, ...] = FEATURE_NAMES
+) -> ModelContract:
     return ModelContract.for_chain(
         config,
         model_name="tiny",
-        use_rr=use_rr,
+        features=features,
         training_protocol="inter-patient",
         training_records="101 106",
         validation_records="119",
@@ -34,9 +37,9 @@ def tiny_onnx(
     metadata: dict[str, str],
     *,
     window_samples: int = 250,
-    use_rr: bool = True,
+    n_features: int = len(FEATURE_NAMES),
 ) -> Path:
-    """A linear softmax classifier on the flattened window (+ RR), seeded weights."""
+    """A linear softmax classifier on the flattened window (+ features), seeded weights."""
     rng = np.random.default_rng(7)
     inputs = [
         helper.make_tensor_value_info(WINDOW_INPUT, TensorProto.FLOAT, ["batch", window_samples, 1])
@@ -47,9 +50,12 @@ def tiny_onnx(
     ]
     nodes.append(helper.make_node("MatMul", ["flat", "w"], ["logits_window"]))
     logits = "logits_window"
-    if use_rr:
-        inputs.append(helper.make_tensor_value_info(RR_INPUT, TensorProto.FLOAT, ["batch", 3]))
-        weights.append(numpy_helper.from_array(rng.normal(size=(3, 5)).astype(np.float32), "v"))
+    if n_features:
+        inputs.append(
+            helper.make_tensor_value_info(RR_INPUT, TensorProto.FLOAT, ["batch", n_features])
+        )
+        feature_weights = rng.normal(size=(n_features, 5)).astype(np.float32)
+        weights.append(numpy_helper.from_array(feature_weights, "v"))
         nodes.append(helper.make_node("MatMul", [RR_INPUT, "v"], ["logits_rr"]))
         nodes.append(helper.make_node("Add", ["logits_window", "logits_rr"], ["logits"]))
         logits = "logits"
@@ -68,10 +74,17 @@ def tiny_onnx(
 def make_model(tmp_path: Path) -> MakeModel:
     """Write a tiny model whose contract is the default chain's, with fields overridden."""
 
-    def make(*, use_rr: bool = True, window_samples: int = 250, **overrides: str) -> Path:
-        metadata = contract_for(ChainConfig(), use_rr=use_rr).to_metadata() | overrides
+    def make(
+        *,
+        features: tuple[str, ...] = FEATURE_NAMES,
+        window_samples: int = 250,
+        **overrides: str,
+    ) -> Path:
+        metadata = contract_for(ChainConfig(), features=features).to_metadata() | overrides
         name = f"tiny-{len(list(tmp_path.glob('*.onnx')))}.onnx"
-        return tiny_onnx(tmp_path / name, metadata, window_samples=window_samples, use_rr=use_rr)
+        return tiny_onnx(
+            tmp_path / name, metadata, window_samples=window_samples, n_features=len(features)
+        )
 
     return make
 

@@ -29,7 +29,7 @@ def windows_100(record_100: Record) -> list[BeatWindow]:
 def test_contract_survives_metadata_round_trip() -> None:
     contract = contract_for(ChainConfig(notch_hz=50.0))
     assert ModelContract.from_metadata(contract.to_metadata(), "m.onnx") == contract
-    window_only = contract_for(CONFIG, use_rr=False)
+    window_only = contract_for(CONFIG, features=())
     assert ModelContract.from_metadata(window_only.to_metadata(), "m.onnx").rr_features == ()
 
 
@@ -58,9 +58,26 @@ def test_no_windows_give_no_rows(make_model: MakeModel) -> None:
 def test_window_only_model_needs_no_rr(
     make_model: MakeModel, windows_100: list[BeatWindow]
 ) -> None:
-    with OnnxBeatClassifier(make_model(use_rr=False), CONFIG) as classifier:
+    with OnnxBeatClassifier(make_model(features=()), CONFIG) as classifier:
         assert classifier.contract.rr_features == ()
         assert classifier.predict_proba(windows_100[:5]).shape == (5, 5)
+
+
+def test_a_model_takes_the_features_its_contract_names(
+    make_model: MakeModel, windows_100: list[BeatWindow]
+) -> None:
+    first_release = ("rr_s", "local_mean_rr_s", "rr_ratio")  # models exported before shapes
+    reordered = ("amplitude_ratio", "rr_s")
+    for features in (first_release, reordered):
+        with OnnxBeatClassifier(make_model(features=features), CONFIG) as classifier:
+            assert classifier.contract.rr_features == features
+            assert classifier.predict_proba(windows_100[:5]).shape == (5, 5)
+
+
+def test_a_feature_this_version_does_not_compute_is_refused(make_model: MakeModel) -> None:
+    path = make_model(features=("rr_s", "rr_ratio"), rr_features="rr_s,qt_interval_s")
+    with pytest.raises(ModelContractError, match=r"\['qt_interval_s'\].*upgrade ecg-stream"):
+        OnnxBeatClassifier(path, CONFIG)
 
 
 @pytest.mark.parametrize(
@@ -72,7 +89,6 @@ def test_window_only_model_needs_no_rr(
         ("band_hz", "1.0,40.0"),
         ("normalisation", "minmax"),
         ("class_names", "N,V,S,F,Q"),
-        ("rr_features", "rr_s,rr_ratio,local_mean_rr_s"),
     ],
 )
 def test_contract_mismatch_is_refused_naming_the_field(
@@ -96,7 +112,7 @@ def test_model_without_contract_is_refused(make_model: MakeModel) -> None:
 def test_inputs_that_contradict_the_contract_are_refused(make_model: MakeModel) -> None:
     with pytest.raises(ModelContractError, match=r"input 'window' has shape"):
         OnnxBeatClassifier(make_model(window_samples=200), CONFIG)
-    no_rr_input = make_model(use_rr=False, rr_features="rr_s,local_mean_rr_s,rr_ratio")
+    no_rr_input = make_model(features=(), rr_features="rr_s,local_mean_rr_s,rr_ratio")
     with pytest.raises(ModelContractError, match="model inputs are"):
         OnnxBeatClassifier(no_rr_input, CONFIG)
 

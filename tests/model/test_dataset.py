@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from ecg_stream.config import ChainConfig
-from ecg_stream.detector.segment import normalise_window
+from ecg_stream.detector.segment import FEATURE_NAMES, feature_vector, normalise_window
 from ecg_stream.errors import ConfigError
 from ecg_stream.model.dataset import (
     build_dataset,
@@ -32,12 +32,12 @@ def test_record_100_beats_are_labelled_from_matching_reference_beats(
     assert counts[BeatClass.V] <= reference.count(BeatClass.V)
     assert counts[BeatClass.S] >= 30  # record 100 holds 33 A beats
     assert dataset.windows.shape == (len(dataset), CONFIG.window_samples)
-    assert dataset.rr.shape == (len(dataset), 3)
+    assert dataset.features.shape == (len(dataset), len(FEATURE_NAMES))
     assert set(dataset.records.tolist()) == {"100"}
     assert np.all(np.diff(dataset.peak_indices) > 0)  # stream order
 
 
-def test_windows_are_the_streaming_chains_normalised(
+def test_windows_and_features_are_the_streaming_chains(
     data_dir: Path, dataset_cache: Path, record_100: Record
 ) -> None:
     dataset = build_dataset(["100"], CONFIG, data_dir=data_dir, cache_dir=dataset_cache)
@@ -48,6 +48,13 @@ def test_windows_are_the_streaming_chains_normalised(
         np.testing.assert_allclose(
             dataset.windows[row], normalise_window(window.samples), rtol=0, atol=1e-5
         )
+        np.testing.assert_allclose(
+            dataset.features[row], feature_vector(window, FEATURE_NAMES), rtol=1e-6
+        )
+    chosen = ("amplitude_ratio", "rr_s")
+    np.testing.assert_array_equal(dataset.feature_columns(chosen), dataset.features[:, [5, 0]])
+    with pytest.raises(ConfigError, match="unknown beat features \\['qrs_ms'\\]"):
+        dataset.feature_columns(("rr_s", "qrs_ms"))
 
 
 def test_cache_is_reused_and_keyed_by_everything_it_depends_on(

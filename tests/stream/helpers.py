@@ -28,6 +28,7 @@ from ecg_stream.types import (
     Chunk,
     FloatArray,
     LabeledBeat,
+    MorphologyFeatures,
     RPeak,
     RRFeatures,
 )
@@ -143,7 +144,10 @@ def beat_message(stream: str, index: int) -> BeatMessage:
     window = BeatWindow(
         peak=RPeak(index=index, decided_index=index + 60),
         samples=np.zeros(250),
-        rr=RRFeatures(rr_ms=800.0 if index else math.nan, local_mean_rr_ms=800.0),
+        rr=RRFeatures(
+            rr_ms=800.0 if index else math.nan, local_mean_rr_ms=800.0, long_mean_rr_ms=800.0
+        ),
+        morphology=MorphologyFeatures(template_correlation=1.0, amplitude_ratio=1.0),
         ready_index=index + 160,
     )
     beat = LabeledBeat(window=window, probabilities=(0.9, 0.04, 0.03, 0.02, 0.01))
