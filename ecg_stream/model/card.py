@@ -1,8 +1,12 @@
 """The model card (markdown + JSON) of a shipped model, assembled from re-runnable outputs.
 
 Every figure comes from files that commands write: ``training.json`` of each training run
-(``ecg-stream train``) and ``classification.json`` of each DS2 evaluation
+(``ecg-stream train``) and ``classification.json`` of each evaluation
 (``ecg-stream evaluate --classifier``). The card lists the commands that re-make them.
+
+Each compared run directory follows one layout: ``model.onnx`` (``ecg-stream export``),
+``eval_validation/`` (its DS1 validation records) and, for a model evaluated on DS2,
+``eval_ds2/``. The shipped model's own file lives in the package.
 """
 
 from __future__ import annotations
@@ -29,25 +33,40 @@ TARGETS: tuple[tuple[str, str, str, float], ...] = (
 """Issue 3's targets on DS2 (inter-patient, whole record): (class, figure, label, minimum)."""
 
 
+VALIDATION_EVALUATION = "eval_validation"
+DS2_EVALUATION = "eval_ds2"
+RUN_MODEL = "model.onnx"
+
+
+@dataclass(frozen=True, slots=True)
+class Variant:
+    """Another inter-patient model the card compares with the shipped one.
+
+    Args:
+        label: What sets it apart, e.g. ``window only``.
+        run_dir: Its training run, laid out as the module docstring says.
+    """
+
+    label: str
+    run_dir: Path
+
+
 @dataclass(frozen=True, slots=True)
 class CardInputs:
     """Where the card's figures come from.
 
     Args:
         model_path: The shipped ``.onnx`` file.
-        train_dir: Training run of the shipped model (inter-patient, with RR).
-        evaluation_dir: DS2 evaluation of the shipped model.
-        ablation_dir: Training run of the window-only model (inter-patient).
-        ablation_evaluation_dir: DS2 evaluation of the window-only model.
+        train_dir: Training run of the shipped model, with ``eval_validation/`` and
+            ``eval_ds2/`` evaluations of ``model_path``.
+        variants: Other inter-patient models (ablations, designs not chosen).
         intra_dir: Training run of the intra-patient model (its test split is scored there).
         notes: Facts about how the runs were made that the files do not hold.
     """
 
     model_path: Path
     train_dir: Path
-    evaluation_dir: Path
-    ablation_dir: Path
-    ablation_evaluation_dir: Path
+    variants: tuple[Variant, ...]
     intra_dir: Path
     notes: tuple[str, ...] = ()
 
@@ -68,21 +87,20 @@ def write_model_card(inputs: CardInputs, out_dir: Path) -> tuple[Path, Path]:
         inputs.model_path.name,
     )
     training = _read(inputs.train_dir / "training.json")
-    evaluation = _read(inputs.evaluation_dir / "classification.json")
-    ablation = _read(inputs.ablation_dir / "training.json")
-    ablation_evaluation = _read(inputs.ablation_evaluation_dir / "classification.json")
+    evaluation = _read(inputs.train_dir / DS2_EVALUATION / "classification.json")
+    shipped = _compared("shipped", inputs.train_dir, training, inputs.model_path)
+    compared = [shipped] + [
+        _compared(
+            variant.label,
+            variant.run_dir,
+            _read(variant.run_dir / "training.json"),
+            variant.run_dir / RUN_MODEL,
+        )
+        for variant in inputs.variants
+    ]
     intra = _read(inputs.intra_dir / "training.json")
     commands = [
-        _train_command(inputs.train_dir, training),
-        f"ecg-stream export {inputs.train_dir} {inputs.model_path}",
-        f"ecg-stream evaluate --classifier DS2 --model {inputs.model_path} "
-        f"--out-dir {inputs.evaluation_dir} "
-        f"--training-log {inputs.train_dir / 'training_log.csv'}",
-        _train_command(inputs.ablation_dir, ablation),
-        f"ecg-stream export {inputs.ablation_dir} "
-        f"{inputs.ablation_dir / 'model.onnx'} --name beat_lstm_no_rr",
-        f"ecg-stream evaluate --classifier DS2 --model {inputs.ablation_dir / 'model.onnx'} "
-        f"--out-dir {inputs.ablation_evaluation_dir}",
+        *(command for entry in compared for command in entry.pop("commands")),
         _train_command(inputs.intra_dir, intra),
         "python -m ecg_stream.model.card  # this card, from the files above",
     ]
@@ -99,11 +117,7 @@ def write_model_card(inputs: CardInputs, out_dir: Path) -> tuple[Path, Path]:
             for span in ("whole_record", "ec57")
         },
         "targets_ds2_whole_record": _targets(evaluation["whole_record"]["gross"]),
-        "ablation_without_rr": {
-            "training": _training_json(ablation),
-            "ds2_whole_record_gross": ablation_evaluation["whole_record"]["gross"],
-            "ds2_ec57_gross": ablation_evaluation["ec57"]["gross"],
-        },
+        "compared_models": compared,
         "intra_patient_secondary": {
             "note": "random beat split over DS1+DS2: beats of one patient on both sides; "
             "only to compare with published intra-patient claims",
@@ -116,11 +130,43 @@ def write_model_card(inputs: CardInputs, out_dir: Path) -> tuple[Path, Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
     json_path, markdown_path = out_dir / "model_card.json", out_dir / "MODEL_CARD.md"
     json_path.write_text(json.dumps(card, indent=2) + "\n")
-    markdown_path.write_text(_markdown(card, evaluation, ablation_evaluation))
+    markdown_path.write_text(_markdown(card, evaluation))
     return markdown_path, json_path
 
 
-def _markdown(card: dict[str, Any], evaluation: dict[str, Any], ablation: dict[str, Any]) -> str:
+def _compared(
+    label: str, run_dir: Path, training: dict[str, Any], model_path: Path
+) -> dict[str, Any]:
+    """One compared model: its training, validation and (if made) DS2 figures and commands."""
+    validation_dir, ds2_dir = run_dir / VALIDATION_EVALUATION, run_dir / DS2_EVALUATION
+    validation = _read(validation_dir / "classification.json")
+    ds2 = (
+        _read(ds2_dir / "classification.json")
+        if (ds2_dir / "classification.json").is_file()
+        else None
+    )
+    model = "" if model_path.parent.name == "assets" else f" --model {model_path}"
+    commands = [
+        _train_command(run_dir, training),
+        f"ecg-stream export {run_dir} {model_path}",
+        f"ecg-stream evaluate --classifier {' '.join(training['validation_records'])}{model}"
+        f" --out-dir {validation_dir}",
+    ]
+    if ds2 is not None:
+        commands.append(
+            f"ecg-stream evaluate --classifier DS2{model} --out-dir {ds2_dir}"
+            f" --training-log {run_dir / 'training_log.csv'}"
+        )
+    return {
+        "label": label,
+        "training": _training_json(training),
+        "ds1_validation_whole_record_gross": validation["whole_record"]["gross"],
+        "ds2_whole_record_gross": None if ds2 is None else ds2["whole_record"]["gross"],
+        "commands": commands,
+    }
+
+
+def _markdown(card: dict[str, Any], evaluation: dict[str, Any]) -> str:
     model, training, intra = card["model"], card["training"], card["intra_patient_secondary"]
     contract = model["contract"]
     lines = [
@@ -129,10 +175,10 @@ def _markdown(card: dict[str, Any], evaluation: dict[str, Any], ablation: dict[s
         "Stacked-LSTM beat classifier of ecg-stream: input one 250-sample beat window "
         f"({contract['window_before_samples']} before + {contract['window_after_samples']} "
         f"from the R peak at {contract['fs_hz']} Hz, band {contract['band_hz']} Hz, "
-        f"{contract['normalisation']}) and the causal RR features ({contract['rr_features']}); "
+        f"{contract['normalisation']}) and causal per-beat features ({contract['rr_features']}); "
         "output the probabilities of the AAMI classes "
         f"{contract['class_names']}. LSTM(128) -> LSTM(64) -> LSTM(32), each followed by "
-        "dropout and batch normalisation, RR features joined, Dense(64) -> Dense(32) -> "
+        "dropout and batch normalisation, the features joined, Dense(64) -> Dense(32) -> "
         f"Dense(5) softmax. ONNX opset 17, {model['size_bytes'] / 1e6:.2f} MB, "
         f"ecg-stream {contract['project_version']}.",
         "",
@@ -168,16 +214,23 @@ def _markdown(card: dict[str, Any], evaluation: dict[str, Any], ablation: dict[s
         )
     lines += [
         "",
-        "## Ablation: the same model without the RR input",
+        "## Compared models: the choice on DS1 validation, and ablations",
         "",
-        f"Window-only model, trained on the same DS1 split "
-        f"(settings: {card['ablation_without_rr']['training']['settings']}; "
-        f"{card['ablation_without_rr']['training']['epochs_run']} epochs).",
+        "The same architecture and DS1 split, with other second inputs. The shipped model was "
+        "chosen on the DS1 validation records; DS2 figures of the others are ablations, "
+        "measured after the choice (n/a: never evaluated on DS2).",
         "",
-        "| DS2, whole record | accuracy | macro F1 | N Se | S Se | S +P | V Se | V +P |",
-        "|---|---|---|---|---|---|---|---|",
-        _ablation_row("with RR (shipped)", evaluation["whole_record"]["gross"]),
-        _ablation_row("window only", ablation["whole_record"]["gross"]),
+        "| model | second input | epochs | data | accuracy | macro F1 | N Se | S Se | S +P "
+        "| V Se | V +P |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for entry in card["compared_models"]:
+        settings = entry["training"]["settings"]
+        inputs = ", ".join(settings["features"]) or "none (window only)"
+        name = f"{entry['label']} ({entry['training']['epochs_run']} epochs)"
+        for data, key in (("DS1 validation", "ds1_validation"), ("DS2", "ds2")):
+            lines.append(_compared_row(name, inputs, data, entry[f"{key}_whole_record_gross"]))
+    lines += [
         "",
         "## Intra-patient figure (secondary, not comparable with the above)",
         "",
@@ -270,9 +323,14 @@ def _record_table(records: list[dict[str, Any]]) -> list[str]:
     return [*lines, ""]
 
 
-def _ablation_row(name: str, gross: dict[str, Any]) -> str:
+def _compared_row(name: str, inputs: str, data: str, gross: dict[str, Any] | None) -> str:
+    if gross is None:
+        return f"| {name} | {inputs} | {data} | " + " | ".join(["n/a"] * 7) + " |"
     classes = gross["classes"]
     cells = [
+        name,
+        inputs,
+        data,
         _pct(gross["accuracy"]),
         f"{gross['macro_f1']:.3f}",
         _pct(classes["N"]["se"]),
@@ -281,7 +339,7 @@ def _ablation_row(name: str, gross: dict[str, Any]) -> str:
         _pct(classes["V"]["se"]),
         _pct(classes["V"]["pp"]),
     ]
-    return f"| {name} | " + " | ".join(cells) + " |"
+    return "| " + " | ".join(cells) + " |"
 
 
 def _targets(gross: dict[str, Any]) -> list[dict[str, Any]]:
@@ -348,6 +406,20 @@ def _weights(weights: dict[str, float]) -> str:
     return ", ".join(f"{name} {w:.2f}" for name, w in weights.items())
 
 
+DEFAULT_VARIANTS = (
+    Variant("RR features only", Path("runs/inter_rr")),
+    Variant("window only", Path("runs/inter_no_rr")),
+)
+
+
+def _variant(text: str) -> Variant:
+    label, separator, run_dir = text.partition("=")
+    if not separator or not label or not run_dir:
+        msg = f"--variant {text!r}: give LABEL=RUN_DIR, e.g. 'window only=runs/inter_no_rr'"
+        raise argparse.ArgumentTypeError(msg)
+    return Variant(label, Path(run_dir))
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     """``python -m ecg_stream.model.card``: write the shipped model's card from run outputs."""
     parser = argparse.ArgumentParser(prog="python -m ecg_stream.model.card", description=__doc__)
@@ -355,20 +427,22 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument(
         "--model", type=Path, default=Path("ecg_stream/model/assets/beat_lstm.onnx")
     )
-    parser.add_argument("--train-dir", type=Path, default=runs / "inter_rr")
-    parser.add_argument("--evaluation-dir", type=Path, default=runs / "eval_ds2")
-    parser.add_argument("--ablation-dir", type=Path, default=runs / "inter_no_rr")
-    parser.add_argument("--ablation-evaluation-dir", type=Path, default=runs / "eval_ds2_no_rr")
-    parser.add_argument("--intra-dir", type=Path, default=runs / "intra_rr")
+    parser.add_argument("--train-dir", type=Path, default=runs / "inter_shape")
+    parser.add_argument(
+        "--variant",
+        type=_variant,
+        action="append",
+        help="LABEL=RUN_DIR of another model to compare (repeatable; default: the "
+        "RR-only and window-only runs)",
+    )
+    parser.add_argument("--intra-dir", type=Path, default=runs / "intra_shape")
     parser.add_argument("--out-dir", type=Path, default=Path("ecg_stream/model/assets"))
     parser.add_argument("--note", action="append", default=[], help="a fact for the card")
     args = parser.parse_args(argv)
     inputs = CardInputs(
         model_path=args.model,
         train_dir=args.train_dir,
-        evaluation_dir=args.evaluation_dir,
-        ablation_dir=args.ablation_dir,
-        ablation_evaluation_dir=args.ablation_evaluation_dir,
+        variants=tuple(args.variant or DEFAULT_VARIANTS),
         intra_dir=args.intra_dir,
         notes=tuple(args.note),
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +13,13 @@ import pytest
 from ecg_stream.config import ChainConfig
 from ecg_stream.errors import ConfigError, ModelContractError
 from ecg_stream.export import onnx as export_onnx
-from ecg_stream.model.card import CardInputs, write_model_card
+from ecg_stream.model.card import (
+    DS2_EVALUATION,
+    VALIDATION_EVALUATION,
+    CardInputs,
+    Variant,
+    write_model_card,
+)
 from ecg_stream.model.classifier import OnnxBeatClassifier
 from ecg_stream.model.dataset import build_dataset, stream_record_windows
 from ecg_stream.model.report import evaluate_classifier
@@ -106,7 +113,8 @@ def test_export_checks_parity_then_classifies_end_to_end(
         windows = stream_record_windows(record_100.samples[: 360 * 30], CONFIG)
         beats = classifier.classify(windows)
     assert len(beats) == len(windows) > 20
-    out_dir = tmp_path / "evaluation"
+    run_dir = shutil.copytree(smoke_run.out_dir, tmp_path / "run")
+    out_dir = run_dir / DS2_EVALUATION  # record 100 stands in for DS2 and the validation set
     report = evaluate_classifier(
         ["100"], path, out_dir, data_dir=data_dir, training_log=smoke_run.log_path
     )
@@ -120,12 +128,14 @@ def test_export_checks_parity_then_classifies_end_to_end(
     summary = json.loads(smoke_run.result_path.read_text())
     summary["test"] = {"note": "intra", "beats": 10, "accuracy": 0.9, "confusion": []}
     (intra_dir / "training.json").write_text(json.dumps(summary))
-    inputs = CardInputs(path, smoke_run.out_dir, out_dir, smoke_run.out_dir, out_dir, intra_dir)
+    shutil.copytree(out_dir, run_dir / VALIDATION_EVALUATION)
+    inputs = CardInputs(path, run_dir, (Variant("window only", run_dir),), intra_dir)
     markdown, card_json = write_model_card(inputs, tmp_path / "card")
     text = markdown.read_text()
     assert "| V Se | 95 % |" in text
     assert "accuracy **90.00 %**" in text
-    assert f"ecg-stream train {smoke_run.out_dir}" in text
+    assert f"ecg-stream train {run_dir}" in text
+    assert "| window only (1 epochs) | rr_s, local_mean_rr_s" in text
     assert json.loads(card_json.read_text())["model"]["contract"]["training_records"] == "119"
 
 
