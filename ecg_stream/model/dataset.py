@@ -14,6 +14,7 @@ import importlib.metadata
 import json
 import logging
 import os
+import tempfile
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -227,9 +228,13 @@ def build_dataset(
         return _load(path, key, excluded)
     arrays = _build_arrays(kept, config, data_dir, chunk_samples)
     path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_suffix(".partial.npz")
-    np.savez_compressed(partial, **arrays)
-    partial.replace(path)  # a crash mid-write never leaves a truncated cache behind
+    # Written under a name of its own, then renamed: a crash mid-write never leaves a
+    # truncated cache behind, and processes building the same dataset do not collide.
+    with tempfile.NamedTemporaryFile(
+        dir=path.parent, prefix=f"{path.stem}.", suffix=".partial.npz", delete=False
+    ) as partial:
+        np.savez_compressed(partial, **arrays)
+    Path(partial.name).replace(path)
     logger.info("dataset: %d beats cached in %s", arrays["labels"].size, path)
     return _load(path, key, excluded)
 

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -87,3 +88,14 @@ def test_cache_directory_follows_the_environment(
     monkeypatch.delenv("ECG_STREAM_CACHE")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     assert default_dataset_cache_dir() == tmp_path / "ecg-stream" / "datasets"
+
+
+def test_concurrent_builds_of_one_dataset_do_not_collide(data_dir: Path, tmp_path: Path) -> None:
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        builds = [
+            pool.submit(build_dataset, ["100"], CONFIG, data_dir=data_dir, cache_dir=tmp_path)
+            for _ in range(2)
+        ]
+        first, second = (build.result() for build in builds)
+    np.testing.assert_array_equal(first.labels, second.labels)
+    assert [path.name for path in tmp_path.iterdir()] == [f"beats-{first.cache_key}.npz"]
