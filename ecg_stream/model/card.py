@@ -216,13 +216,13 @@ def _markdown(card: dict[str, Any], evaluation: dict[str, Any]) -> str:
         "",
         "## Compared models: the choice on DS1 validation, and ablations",
         "",
-        "The same architecture and DS1 split, with other second inputs. The shipped model was "
-        "chosen on the DS1 validation records; DS2 figures of the others are ablations, "
-        "measured after the choice (n/a: never evaluated on DS2).",
+        "The same architecture and DS1 split, with other second inputs. DS1 validation "
+        "figures are what a choice may rest on; DS2 figures are test figures (n/a: never "
+        "evaluated on DS2). The notes say how the shipped model was chosen.",
         "",
-        "| model | second input | epochs | data | accuracy | macro F1 | N Se | S Se | S +P "
-        "| V Se | V +P |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| model | second input | data | accuracy % | macro F1 | N Se % | S Se % | S +P % "
+        "| V Se % | V +P % |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for entry in card["compared_models"]:
         settings = entry["training"]["settings"]
@@ -407,7 +407,8 @@ def _weights(weights: dict[str, float]) -> str:
 
 
 DEFAULT_VARIANTS = (
-    Variant("RR features only", Path("runs/inter_rr")),
+    Variant("RR + shape features, 12000 per class", Path("runs/inter_shape_12k")),
+    Variant("RR + shape features, 8000 per class", Path("runs/inter_shape")),
     Variant("window only", Path("runs/inter_no_rr")),
 )
 
@@ -427,15 +428,15 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument(
         "--model", type=Path, default=Path("ecg_stream/model/assets/beat_lstm.onnx")
     )
-    parser.add_argument("--train-dir", type=Path, default=runs / "inter_shape")
+    parser.add_argument("--train-dir", type=Path, default=runs / "inter_rr")
     parser.add_argument(
         "--variant",
         type=_variant,
         action="append",
         help="LABEL=RUN_DIR of another model to compare (repeatable; default: the "
-        "RR-only and window-only runs)",
+        "shape-feature and window-only runs)",
     )
-    parser.add_argument("--intra-dir", type=Path, default=runs / "intra_shape")
+    parser.add_argument("--intra-dir", type=Path, default=runs / "intra_rr")
     parser.add_argument("--out-dir", type=Path, default=Path("ecg_stream/model/assets"))
     parser.add_argument("--note", action="append", default=[], help="a fact for the card")
     args = parser.parse_args(argv)
