@@ -46,6 +46,16 @@ def normalise_window(samples: FloatArray) -> FloatArray:
     return np.asarray(centred / spread if spread > 1e-9 else centred, dtype=np.float64)
 
 
+def unknown_features(names: Sequence[str]) -> list[str]:
+    """The names that are not in ``FEATURE_NAMES``, in order.
+
+    Example:
+        >>> unknown_features(["rr_s", "qrs_ms"])
+        ['qrs_ms']
+    """
+    return [name for name in names if name not in FEATURE_NAMES]
+
+
 def beat_features(window: BeatWindow) -> dict[str, float]:
     """Every feature of ``FEATURE_NAMES`` for one beat (first beat: ``PRIOR_RR_MS``)."""
     rr_ms, local_ms, long_ms = (

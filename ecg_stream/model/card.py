@@ -20,7 +20,7 @@ from typing import Any
 
 from ecg_stream.detector.segment import FEATURE_NAMES
 from ecg_stream.errors import ConfigError
-from ecg_stream.model.classifier import ModelContract
+from ecg_stream.model.classifier import ModelContract, default_model_path
 from ecg_stream.types import BEAT_CLASSES
 
 TARGETS: tuple[tuple[str, str, str, float], ...] = (
@@ -88,9 +88,8 @@ def write_model_card(inputs: CardInputs, out_dir: Path) -> tuple[Path, Path]:
     )
     training = _read(inputs.train_dir / "training.json")
     evaluation = _read(inputs.train_dir / DS2_EVALUATION / "classification.json")
-    shipped = _compared("shipped", inputs.train_dir, training, inputs.model_path)
-    compared = [shipped] + [
-        _compared(
+    runs = [("shipped", inputs.train_dir, training, inputs.model_path)] + [
+        (
             variant.label,
             variant.run_dir,
             _read(variant.run_dir / "training.json"),
@@ -98,9 +97,14 @@ def write_model_card(inputs: CardInputs, out_dir: Path) -> tuple[Path, Path]:
         )
         for variant in inputs.variants
     ]
+    compared = [_compared(label, run_dir, run) for label, run_dir, run, _ in runs]
     intra = _read(inputs.intra_dir / "training.json")
     commands = [
-        *(command for entry in compared for command in entry.pop("commands")),
+        *(
+            command
+            for _, run_dir, run, model_path in runs
+            for command in _run_commands(run_dir, run, model_path)
+        ),
         _train_command(inputs.intra_dir, intra),
         "python -m ecg_stream.model.card  # this card, from the files above",
     ]
@@ -134,36 +138,36 @@ def write_model_card(inputs: CardInputs, out_dir: Path) -> tuple[Path, Path]:
     return markdown_path, json_path
 
 
-def _compared(
-    label: str, run_dir: Path, training: dict[str, Any], model_path: Path
-) -> dict[str, Any]:
-    """One compared model: its training, validation and (if made) DS2 figures and commands."""
+def _compared(label: str, run_dir: Path, training: dict[str, Any]) -> dict[str, Any]:
+    """One compared model: its training, validation and (if made) DS2 figures."""
+    validation = _read(run_dir / VALIDATION_EVALUATION / "classification.json")
+    ds2_path = run_dir / DS2_EVALUATION / "classification.json"
+    ds2 = _read(ds2_path) if ds2_path.is_file() else None
+    return {
+        "label": label,
+        "training": _training_json(training),
+        "ds1_validation_whole_record_gross": validation["whole_record"]["gross"],
+        "ds2_whole_record_gross": None if ds2 is None else ds2["whole_record"]["gross"],
+    }
+
+
+def _run_commands(run_dir: Path, training: dict[str, Any], model_path: Path) -> list[str]:
+    """The commands that re-make a compared run: train, export, evaluate (DS2 if made)."""
     validation_dir, ds2_dir = run_dir / VALIDATION_EVALUATION, run_dir / DS2_EVALUATION
-    validation = _read(validation_dir / "classification.json")
-    ds2 = (
-        _read(ds2_dir / "classification.json")
-        if (ds2_dir / "classification.json").is_file()
-        else None
-    )
-    model = "" if model_path.parent.name == "assets" else f" --model {model_path}"
+    shipped = model_path.resolve() == default_model_path().resolve()
+    model = "" if shipped else f" --model {model_path}"
     commands = [
         _train_command(run_dir, training),
         f"ecg-stream export {run_dir} {model_path}",
         f"ecg-stream evaluate --classifier {' '.join(training['validation_records'])}{model}"
         f" --out-dir {validation_dir}",
     ]
-    if ds2 is not None:
+    if (ds2_dir / "classification.json").is_file():
         commands.append(
             f"ecg-stream evaluate --classifier DS2{model} --out-dir {ds2_dir}"
             f" --training-log {run_dir / 'training_log.csv'}"
         )
-    return {
-        "label": label,
-        "training": _training_json(training),
-        "ds1_validation_whole_record_gross": validation["whole_record"]["gross"],
-        "ds2_whole_record_gross": None if ds2 is None else ds2["whole_record"]["gross"],
-        "commands": commands,
-    }
+    return commands
 
 
 def _markdown(card: dict[str, Any], evaluation: dict[str, Any]) -> str:

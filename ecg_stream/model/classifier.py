@@ -24,6 +24,7 @@ from ecg_stream.detector.segment import (
     NORMALISATION,
     feature_vector,
     normalise_window,
+    unknown_features,
 )
 from ecg_stream.errors import ConfigError, ModelContractError
 from ecg_stream.types import BEAT_CLASSES, BeatWindow, FloatArray, LabeledBeat
@@ -197,7 +198,7 @@ class ModelContract:
             ("normalisation", NORMALISATION, self.normalisation, ""),
             ("rr_mean_beats", config.rr_mean_beats, self.rr_mean_beats, ""),
         ]
-        unknown = [name for name in self.rr_features if name not in FEATURE_NAMES]
+        unknown = unknown_features(self.rr_features)
         if unknown:
             msg = (
                 f"{source}: contract field 'rr_features' names {unknown}, which this version "

@@ -26,7 +26,12 @@ import numpy.typing as npt
 from ecg_stream.config import ChainConfig
 from ecg_stream.detector import chain as chain_module
 from ecg_stream.detector.chain import BeatExtractor
-from ecg_stream.detector.segment import FEATURE_NAMES, feature_vector, normalise_window
+from ecg_stream.detector.segment import (
+    FEATURE_NAMES,
+    feature_vector,
+    normalise_window,
+    unknown_features,
+)
 from ecg_stream.errors import ConfigError, RecordFormatError
 from ecg_stream.evaluation import MATCH_TOLERANCE_S, match_beats
 from ecg_stream.records import PACED, load_record
@@ -122,7 +127,7 @@ class BeatDataset:
         Raises:
             ConfigError: A name is not one of ``FEATURE_NAMES``.
         """
-        unknown = [name for name in names if name not in FEATURE_NAMES]
+        unknown = unknown_features(names)
         if unknown:
             msg = f"unknown beat features {unknown}; choose from {', '.join(FEATURE_NAMES)}"
             raise ConfigError(msg)

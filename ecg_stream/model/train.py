@@ -21,7 +21,7 @@ import numpy as np
 import numpy.typing as npt
 
 from ecg_stream.config import ChainConfig
-from ecg_stream.detector.segment import FEATURE_NAMES
+from ecg_stream.detector.segment import FEATURE_NAMES, unknown_features
 from ecg_stream.errors import ConfigError, MissingExtraError
 from ecg_stream.model.dataset import TRAIN_EXTRA, BeatDataset, build_dataset
 from ecg_stream.records import DS1, DS2, PACED
@@ -89,7 +89,7 @@ class TrainSettings:
                 f"batch_size={self.batch_size} must all be >= 1"
             )
             raise ConfigError(msg)
-        unknown = [name for name in self.features if name not in FEATURE_NAMES]
+        unknown = unknown_features(self.features)
         if unknown or len(set(self.features)) != len(self.features):
             msg = (
                 f"features {list(self.features)} must be distinct names from "
