@@ -27,7 +27,10 @@ PRIOR_RR_MS = 800.0
 LONG_RR_MEAN_BEATS = 256
 """Past RR intervals in the long mean RR: about 3.5 minutes at 75 bpm."""
 TEMPLATE_BEATS = 32
-"""Previous beats whose per-sample median is the template a beat is compared with."""
+"""Previous non-premature beats whose per-sample median is the template a beat is compared with."""
+PREMATURE_RR_RATIO = 0.9
+"""A beat whose RR is below this fraction of the local mean RR is premature and stays out of
+the template, so that frequent ectopic beats (bigeminy) cannot become the reference shape."""
 QRS_HALF_WIDTH_S = 0.1
 """The QRS amplitude is measured within this many seconds either side of the R peak."""
 AMPLITUDE_RATIO_CAP = 8.0
@@ -79,10 +82,12 @@ def feature_vector(window: BeatWindow, names: Sequence[str]) -> FloatArray:
 
 
 class MorphologyTracker:
-    """Compare each beat window with the median of the stream's previous windows.
+    """Compare each beat window with the median of the stream's previous non-premature windows.
 
     A patient's own dominant beat is the reference: a bundle-branch-block patient's wide
     normal beats match their template, while an ectopic beat stands out in shape and size.
+    Premature beats are compared but never join the template, so even when ectopic beats
+    are as frequent as normal ones the template keeps the normal shape.
 
     Args:
         config: Window geometry; the QRS span is centred on the window's R peak.
@@ -91,9 +96,11 @@ class MorphologyTracker:
     Example:
         >>> tracker = MorphologyTracker(ChainConfig())
         >>> beat = np.sin(np.linspace(0, 6, 250))
-        >>> tracker.process(beat), tracker.process(2 * beat)
+        >>> tracker.process(beat), tracker.process(2 * beat, premature=True)
         (MorphologyFeatures(template_correlation=1.0, amplitude_ratio=1.0), \
 MorphologyFeatures(template_correlation=1.0, amplitude_ratio=2.0))
+        >>> tracker.process(beat)
+        MorphologyFeatures(template_correlation=1.0, amplitude_ratio=1.0)
     """
 
     def __init__(self, config: ChainConfig, template_beats: int = TEMPLATE_BEATS) -> None:
@@ -113,8 +120,8 @@ MorphologyFeatures(template_correlation=1.0, amplitude_ratio=2.0))
         self._recent_shapes: deque[FloatArray] = deque(maxlen=self.template_beats)
         self._recent_amplitudes: deque[float] = deque(maxlen=self.template_beats)
 
-    def process(self, samples: FloatArray) -> MorphologyFeatures:
-        """Features of the next beat window, which then joins the template."""
+    def process(self, samples: FloatArray, *, premature: bool = False) -> MorphologyFeatures:
+        """Features of the next beat window, which then joins the template unless premature."""
         shape = normalise_window(samples)
         qrs = samples[self._qrs]
         amplitude = float(qrs.max() - qrs.min())
@@ -128,8 +135,9 @@ MorphologyFeatures(template_correlation=1.0, amplitude_ratio=2.0))
                 if typical_amplitude > 1e-9
                 else 1.0,
             )
-        self._recent_shapes.append(shape)
-        self._recent_amplitudes.append(amplitude)
+        if not premature:
+            self._recent_shapes.append(shape)
+            self._recent_amplitudes.append(amplitude)
         return features
 
 
@@ -223,7 +231,7 @@ class BeatSegmenter:
                     peak=peak,
                     samples=samples,
                     rr=rr,
-                    morphology=self._morphology.process(samples),
+                    morphology=self._morphology.process(samples, premature=_is_premature(rr)),
                     ready_index=ready_index,
                 )
             )
@@ -245,6 +253,11 @@ class BeatSegmenter:
         first = self._first_sample if self._first_sample is not None else 0.0
         last = float(window[-1]) if window.size else first
         return np.concatenate([np.full(before, first), window, np.full(after, last)])
+
+
+def _is_premature(rr: RRFeatures) -> bool:
+    """Whether a beat came early against the local mean RR (never a stream's first beat)."""
+    return rr.rr_ms < PREMATURE_RR_RATIO * rr.local_mean_rr_ms  # False when either is NaN
 
 
 def _mean_or_nan(values: deque[float]) -> float:

@@ -120,3 +120,20 @@ def test_morphology_of_a_flat_window_is_uncorrelated_not_nan() -> None:
     tracker.process(np.sin(np.arange(250.0)))
     flat = tracker.process(np.zeros(250))
     assert flat == MorphologyFeatures(template_correlation=0.0, amplitude_ratio=0.0)
+
+
+def test_premature_beats_never_become_the_template_even_in_bigeminy() -> None:
+    fs_hz = CONFIG.fs_hz
+    peaks = np.cumsum(np.tile([round(0.6 * fs_hz), round(1.2 * fs_hz)], 40))  # ectopic, normal
+    time_s = np.arange(peaks[-1] + fs_hz) / fs_hz
+    signal = np.zeros_like(time_s)
+    for number, index in enumerate(peaks):
+        width_s, height = (0.06, 3.0) if number % 2 == 0 else (0.02, 1.0)  # ectopic, normal
+        signal += height * np.exp(-(((time_s - index / fs_hz) / width_s) ** 2))
+    windows = BeatSegmenter(CONFIG).process(signal, [peak(int(index)) for index in peaks])
+    late = windows[len(windows) // 2 :]
+    ectopic_beats = [w.morphology for w in late if w.rr.rr_ms < 1000.0]
+    normal_beats = [w.morphology for w in late if w.rr.rr_ms > 1000.0]
+    assert all(beat.template_correlation > 0.99 for beat in normal_beats)
+    assert all(beat.template_correlation < 0.8 for beat in ectopic_beats)
+    assert all(beat.amplitude_ratio > 2.5 for beat in ectopic_beats)
