@@ -193,7 +193,8 @@ def _markdown(card: dict[str, Any], evaluation: dict[str, Any]) -> str:
         "",
         f"- Training records: {contract['training_records']}",
         f"- Validation records (whole records, early stopping and learning-rate reduction): "
-        f"{contract['validation_records']}. DS2 was never used for training or choices.",
+        f"{contract['validation_records']}. DS2 was never used for training, early stopping "
+        "or checkpoints; the notes tell where it informed a design.",
         f"- Beats after class subsampling: {_counts(training['train_counts'])}; "
         f"class weights {_weights(training['class_weights'])}.",
         f"- {training['epochs_run']} epochs (best {training['best_epoch']}), "
@@ -411,8 +412,7 @@ def _weights(weights: dict[str, float]) -> str:
 
 
 DEFAULT_VARIANTS = (
-    Variant("RR + shape features, 12000 per class", Path("runs/inter_shape_12k")),
-    Variant("RR + shape features, 8000 per class", Path("runs/inter_shape")),
+    Variant("RR features only", Path("runs/inter_rr")),
     Variant("window only", Path("runs/inter_no_rr")),
 )
 
@@ -432,15 +432,15 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument(
         "--model", type=Path, default=Path("ecg_stream/model/assets/beat_lstm.onnx")
     )
-    parser.add_argument("--train-dir", type=Path, default=runs / "inter_rr")
+    parser.add_argument("--train-dir", type=Path, default=runs / "inter_dominant")
     parser.add_argument(
         "--variant",
         type=_variant,
         action="append",
         help="LABEL=RUN_DIR of another model to compare (repeatable; default: the "
-        "shape-feature and window-only runs)",
+        "RR-only and window-only runs)",
     )
-    parser.add_argument("--intra-dir", type=Path, default=runs / "intra_rr")
+    parser.add_argument("--intra-dir", type=Path, default=runs / "intra_dominant")
     parser.add_argument("--out-dir", type=Path, default=Path("ecg_stream/model/assets"))
     parser.add_argument("--note", action="append", default=[], help="a fact for the card")
     args = parser.parse_args(argv)
