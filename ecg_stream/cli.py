@@ -16,6 +16,7 @@ from ecg_stream.errors import ConfigError, EcgStreamError
 
 if TYPE_CHECKING:
     from ecg_stream.analysis import DetectionEvaluation
+    from ecg_stream.records import DataDirs
 
 T = TypeVar("T")
 
@@ -96,8 +97,34 @@ def _build_parser() -> argparse.ArgumentParser:
         "--protocol",
         choices=["inter-patient", "intra-patient"],
         default="inter-patient",
-        help="inter-patient: DS1 only, whole validation records (default); intra-patient: "
+        help="inter-patient: the training pool, whole records (default); intra-patient: "
         "random beat split, only to compare with intra-patient claims",
+    )
+    train.add_argument(
+        "--cv",
+        type=int,
+        metavar="K",
+        help="patient-grouped K-fold cross-validation over the pool: trains the K fold models "
+        "and reports pooled out-of-fold figures (terminal and OUT_DIR/cv.json)",
+    )
+    train.add_argument(
+        "--records",
+        nargs="+",
+        metavar="RECORD",
+        help="inter-patient training pool: names, path stems or groups (default: pool = DS1 "
+        "+ svdb-train)",
+    )
+    train.add_argument(
+        "--dataset",
+        type=Path,
+        help="train on a dataset file written by `ecg-stream dataset` instead of the records",
+    )
+    train.add_argument("--arch", choices=["lean", "reference"], help="network (default: lean)")
+    train.add_argument(
+        "--baseline",
+        action="store_true",
+        help="with --cv: gradient-boosted trees (scikit-learn) on the same folds, the baseline "
+        "the LSTM must beat",
     )
     inputs = train.add_mutually_exclusive_group()
     inputs.add_argument(
@@ -109,19 +136,66 @@ def _build_parser() -> argparse.ArgumentParser:
     inputs.add_argument(
         "--no-rr", action="store_true", help="window-only model, no second input (ablation)"
     )
-    train.add_argument("--max-per-class", type=int, help="training beats kept per class")
-    train.add_argument("--epochs", type=int, help="at most this many epochs")
+    train.add_argument(
+        "--no-template",
+        action="store_true",
+        help="the beat alone as window input, without the template channel (ablation)",
+    )
+    train.add_argument(
+        "--no-augment", action="store_true", help="no noise, jitter or stretch (ablation)"
+    )
+    train.add_argument("--max-per-class", type=int, help="training beats drawn per class and epoch")
+    train.add_argument(
+        "--max-per-record-class",
+        type=int,
+        help="training beats drawn per record, class and epoch (patient balance)",
+    )
+    train.add_argument("--epochs", type=int, help="epochs (at most, for a single run)")
+    train.add_argument("--batch-size", type=int, help="mini-batch size")
+    train.add_argument("--learning-rate", type=float, help="initial Adam learning rate")
     train.add_argument("--patience", type=int, help="epochs without improvement before stopping")
-    train.add_argument("--seed", type=int, help="seed of subsampling, split and weights")
+    train.add_argument("--seed", type=int, help="seed of sampling, splits and weights")
     train.add_argument("--threads", type=int, help="TensorFlow threads (default: all cores)")
-    train.add_argument("--data-dir", type=Path, help="directory holding the WFDB files")
+    train.add_argument(
+        "--data-dir",
+        type=Path,
+        action="append",
+        help="directory holding the WFDB files, and the noise records bw/em/ma for "
+        "augmentation (repeat for more)",
+    )
     train.set_defaults(handler=_train)
+
+    dataset = commands.add_parser(
+        "dataset", help="cut the labelled beats of records into one .npz that `train` reads"
+    )
+    dataset.add_argument("out_path", type=Path, help="the .npz file to write")
+    dataset.add_argument(
+        "records", nargs="+", metavar="RECORD", help="record names, path stems or groups"
+    )
+    dataset.add_argument(
+        "--max-per-record-class",
+        type=int,
+        help="keep at most this many random beats per record and class (a smaller file)",
+    )
+    dataset.add_argument("--seed", type=int, default=0, help="seed of that subsample")
+    dataset.add_argument(
+        "--data-dir",
+        type=Path,
+        action="append",
+        help="directory holding the WFDB files (repeat for more)",
+    )
+    dataset.set_defaults(handler=_dataset)
 
     export = commands.add_parser("export", help="export a training run to ONNX, parity-checked")
     export.add_argument("run_dir", type=Path, help="directory of an `ecg-stream train` run")
     export.add_argument("out_path", type=Path, help="the .onnx file to write")
     export.add_argument("--name", default="beat_lstm", help="model name in the contract")
-    export.add_argument("--data-dir", type=Path, help="directory holding the WFDB files")
+    export.add_argument(
+        "--data-dir",
+        type=Path,
+        action="append",
+        help="directory holding the WFDB files (repeat for more)",
+    )
     export.set_defaults(handler=_export)
 
     replay = commands.add_parser(
@@ -133,7 +207,12 @@ def _build_parser() -> argparse.ArgumentParser:
         metavar="RECORD",
         help="record names or WFDB path stems, one stream each",
     )
-    replay.add_argument("--data-dir", type=Path, help="directory holding the WFDB files")
+    replay.add_argument(
+        "--data-dir",
+        type=Path,
+        action="append",
+        help="directory holding the WFDB files (repeat for more)",
+    )
     replay.add_argument("--lead", default="0", help="lead name or index (default: first)")
     replay.add_argument("--speed", default="1", help="factor of real time (1, 10), or 'max'")
     _add_broker_arguments(replay, default_help="localhost:1883 if a broker answers, else embedded")
@@ -206,7 +285,12 @@ def _add_record_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "records", nargs="+", metavar="RECORD", help="record names, or all / DS1 / DS2"
     )
-    parser.add_argument("--data-dir", type=Path, help="directory holding the WFDB files")
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        action="append",
+        help="directory holding the WFDB files (repeat for more)",
+    )
     parser.add_argument("--lead", default="0", help="lead name or index (default: first)")
 
 
@@ -252,7 +336,7 @@ def _analyze(args: argparse.Namespace) -> int:
 
 
 def _analyze_one(
-    name: str, data_dir: Path | None, lead: str, out_dir: Path, chunk_s: float, model: Path | None
+    name: str, data_dir: DataDirs, lead: str, out_dir: Path, chunk_s: float, model: Path | None
 ) -> tuple[str, int, float, float, float, Path]:
     import time
 
@@ -310,19 +394,98 @@ def _feature_names(text: str) -> tuple[str, ...]:
 def _train(args: argparse.Namespace) -> int:
     import logging
 
-    from ecg_stream.model.train import Protocol, TrainSettings, train_model
+    import numpy as np
+
+    from ecg_stream.model.dataset import load_dataset
+    from ecg_stream.model.report import score_table
+    from ecg_stream.model.train import (
+        Architecture,
+        Protocol,
+        TrainSettings,
+        cross_validate,
+        train_model,
+    )
+    from ecg_stream.records import expand_record_names
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    given = {
+    given: dict[str, Any] = {
         name: getattr(args, name)
-        for name in ("max_per_class", "epochs", "patience", "seed")
+        for name in (
+            "max_per_class",
+            "max_per_record_class",
+            "epochs",
+            "batch_size",
+            "learning_rate",
+            "patience",
+            "seed",
+        )
         if getattr(args, name) is not None
     }  # the others keep TrainSettings' defaults
     if args.no_rr or args.features is not None:
         given["features"] = () if args.no_rr else args.features
+    if args.records:
+        given["records"] = tuple(expand_record_names(args.records))
+    if args.arch:
+        given["arch"] = Architecture(args.arch)
+    if args.no_template:
+        given["channels"] = ("beat",)
+    if args.no_augment:
+        given["augment"] = False
+    dataset = None
+    if args.dataset is not None:
+        dataset = load_dataset(args.dataset)
+        if args.records:
+            dataset = dataset.of_records(given["records"])
+        given["records"] = tuple(str(name) for name in np.unique(dataset.records))
     settings = TrainSettings(protocol=Protocol(args.protocol), **given)
-    result = train_model(args.out_dir, settings, data_dir=args.data_dir, threads=args.threads)
-    print(f"trained {result.epochs_run} epochs: best {result.best_model_path}")
+    if args.cv is not None:
+        result = cross_validate(
+            args.out_dir,
+            settings,
+            args.cv,
+            data_dir=args.data_dir,
+            dataset=dataset,
+            baseline=args.baseline,
+            threads=args.threads,
+        )
+        print(f"== out-of-fold, {args.cv} folds of whole records ({result.train_seconds:.0f} s) ==")
+        print(score_table(result.score))
+        print(f"wrote {result.result_path}")
+        return 0
+    if dataset is not None:
+        msg = "--dataset trains with --cv only; a single run reads the records"
+        raise ConfigError(msg)
+    run = train_model(args.out_dir, settings, data_dir=args.data_dir, threads=args.threads)
+    print(f"trained {run.epochs_run} epochs: best {run.best_model_path}")
+    return 0
+
+
+def _dataset(args: argparse.Namespace) -> int:
+    import logging
+
+    import numpy as np
+
+    from ecg_stream.config import ChainConfig
+    from ecg_stream.model.dataset import build_dataset, patient_balanced_sample, save_dataset
+    from ecg_stream.records import expand_record_names
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    dataset = build_dataset(
+        expand_record_names(args.records), ChainConfig(), data_dir=args.data_dir
+    )
+    if args.max_per_record_class is not None:
+        if args.max_per_record_class < 1:
+            msg = f"--max-per-record-class {args.max_per_record_class} must be >= 1"
+            raise ConfigError(msg)
+        _, groups = np.unique(dataset.records, return_inverse=True)
+        rng = np.random.default_rng(args.seed)
+        cap = args.max_per_record_class
+        dataset = dataset.subset(
+            patient_balanced_sample(dataset.labels, groups, cap, len(dataset), rng)
+        )
+    save_dataset(dataset, args.out_path)
+    counts = " ".join(f"{c.value}={n}" for c, n in dataset.class_counts().items())
+    print(f"wrote {args.out_path}: {len(dataset)} beats ({counts})")
     return 0
 
 
@@ -373,7 +536,7 @@ def _evaluate_detector(args: argparse.Namespace) -> int:
 
 
 def _evaluate_one(
-    name: str, data_dir: Path | None, lead: str, with_xqrs: bool
+    name: str, data_dir: DataDirs, lead: str, with_xqrs: bool
 ) -> dict[tuple[str, str], DetectionEvaluation]:
     import numpy as np
 

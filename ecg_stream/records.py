@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeAlias
 
 import numpy as np
 from scipy import signal
@@ -15,6 +17,11 @@ from ecg_stream.types import BeatClass, FloatArray, IntArray
 
 DATA_ENV = "ECG_STREAM_DATA"
 PHYSIONET_DB = "mitdb"
+SVDB = "svdb"
+"""PhysioNet's MIT-BIH Supraventricular Arrhythmia Database: records 800-894."""
+
+DataDirs: TypeAlias = Path | Sequence[Path] | None
+"""Directories searched first for records, in order (one, several, or None for the default)."""
 
 AAMI_CLASS_OF_SYMBOL: dict[str, BeatClass] = {
     **dict.fromkeys("NLRej", BeatClass.N),
@@ -43,7 +50,20 @@ DS2 = _names(
 )
 """Inter-patient split (de Chazal et al. 2004): DS1 trains, DS2 only tests."""
 PACED: tuple[str, ...] = ("102", "104", "107", "217")
-RECORD_GROUPS: dict[str, tuple[str, ...]] = {"all": MITDB_RECORDS, "DS1": DS1, "DS2": DS2}
+SVDB_TRAIN = _names(
+    "802 806 807 811 812 820 822 823 825 829 840 841 844 845 848 851 853 856 857 858 860 862 "
+    "864 865 866 868 872 873 874 875 877 881 884 885 888 889 891 893 894"
+)
+"""The 39 SVDB records that may join DS1 for training; the other 39 are an external test."""
+POOL = DS1 + SVDB_TRAIN
+"""The training pool: DS1 and the SVDB training records (61 patients)."""
+RECORD_GROUPS: dict[str, tuple[str, ...]] = {
+    "all": MITDB_RECORDS,
+    "DS1": DS1,
+    "DS2": DS2,
+    "svdb-train": SVDB_TRAIN,
+    "pool": POOL,
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,21 +118,38 @@ def expand_record_names(names: list[str]) -> list[str]:
     return expanded
 
 
-def default_cache_dir() -> Path:
-    """The per-user directory where downloaded records are kept."""
+def physionet_database(name: str) -> str:
+    """The PhysioNet database a record name belongs to: ``svdb`` for 800-894, else ``mitdb``.
+
+    Example:
+        >>> physionet_database("100"), physionet_database("825")
+        ('mitdb', 'svdb')
+    """
+    return SVDB if name.isdigit() and 800 <= int(name) <= 894 else PHYSIONET_DB
+
+
+def default_cache_dir(database: str = PHYSIONET_DB) -> Path:
+    """The per-user directory where downloaded records of ``database`` are kept."""
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "ecg-stream" / PHYSIONET_DB
+    return Path(base) / "ecg-stream" / database
 
 
-def data_dirs(data_dir: Path | None) -> tuple[Path, ...]:
-    """Directories searched for records: ``data_dir``, then $ECG_STREAM_DATA, then the cache."""
-    if data_dir is not None:
+def data_dirs(data_dir: DataDirs) -> tuple[Path, ...]:
+    """Directories searched for records: ``data_dir``, then $ECG_STREAM_DATA, then the cache.
+
+    ``$ECG_STREAM_DATA`` may list several directories separated by ``os.pathsep``.
+    """
+    if isinstance(data_dir, Path):
         return (data_dir,)
+    if data_dir:
+        return tuple(data_dir)
     from_env = os.environ.get(DATA_ENV)
-    return (Path(from_env),) if from_env else (default_cache_dir(),)
+    if from_env:
+        return tuple(Path(part) for part in from_env.split(os.pathsep) if part)
+    return (default_cache_dir(PHYSIONET_DB), default_cache_dir(SVDB))
 
 
-def find_record(name: str, data_dir: Path | None = None) -> Path:
+def find_record(name: str, data_dir: DataDirs = None) -> Path:
     """Return the path stem of a record (``dir/name``), downloading it if need be.
 
     Raises:
@@ -122,18 +159,19 @@ def find_record(name: str, data_dir: Path | None = None) -> Path:
     for directory in searched:
         if (directory / f"{name}.hea").is_file():
             return directory / name
-    cache = default_cache_dir()
-    if data_dir is None and not os.environ.get(DATA_ENV):
+    database = physionet_database(name)
+    cache = default_cache_dir(database)
+    if not data_dir and not os.environ.get(DATA_ENV):
         try:
             import wfdb
 
-            wfdb.dl_database(PHYSIONET_DB, dl_dir=str(cache), records=[name])
+            wfdb.dl_database(database, dl_dir=str(cache), records=[name])
         except Exception as error:
             reason = f"download from PhysioNet failed ({type(error).__name__})"
         else:
             if (cache / f"{name}.hea").is_file():
                 return cache / name
-            reason = f"PhysioNet has no record {name!r} in {PHYSIONET_DB}"
+            reason = f"PhysioNet has no record {name!r} in {database}"
     else:
         reason = "no download when a data directory is given"
     where = ", ".join(str(directory) for directory in searched)
@@ -144,12 +182,12 @@ def find_record(name: str, data_dir: Path | None = None) -> Path:
     raise DataNotFoundError(msg, record=name, searched_dirs=searched)
 
 
-def load_record(name: str, data_dir: Path | None = None, lead: str | int = 0) -> Record:
+def load_record(name: str, data_dir: DataDirs = None, lead: str | int = 0) -> Record:
     """Load one lead of a WFDB record in mV at ``CHAIN_FS_HZ``, with its annotations.
 
     Args:
         name: Record name, or a path stem (``dir/name``) of any WFDB record.
-        data_dir: Directory to search first.
+        data_dir: Directory or directories to search first.
         lead: Lead name (e.g. "MLII") or index.
 
     Raises:

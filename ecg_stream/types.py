@@ -82,11 +82,17 @@ class RRFeatures:
         local_mean_rr_ms: Mean of the recent intervals including ``rr_ms``, in ms.
         long_mean_rr_ms: Mean of the intervals of the last few minutes, in ms: the
             patient's own rhythm, against which a premature beat stands out.
+        median_rr_ms: Median of the recent intervals including ``rr_ms``, in ms: robust to
+            the pauses and ectopic beats that pull a mean.
+        upper_rr_ms: Upper percentile of the recent intervals, in ms: in an irregular rhythm
+            a premature beat is short against it, a normal one is not.
     """
 
     rr_ms: float
     local_mean_rr_ms: float
     long_mean_rr_ms: float
+    median_rr_ms: float = math.nan
+    upper_rr_ms: float = math.nan
 
     @property
     def rr_ratio(self) -> float:
@@ -107,10 +113,15 @@ class MorphologyFeatures:
         template_correlation: Pearson correlation of the normalised window with the
             per-sample median of the previous beats' normalised windows (1 for a typical beat).
         amplitude_ratio: QRS peak-to-peak amplitude over the median of the previous beats'.
+        qrs_width_ratio: QRS width over the template's QRS width (1 for a typical beat).
+        template: The normalised template the beat was compared with (the beat itself for
+            a stream's first beat); the model's second window channel.
     """
 
     template_correlation: float
     amplitude_ratio: float
+    qrs_width_ratio: float = 1.0
+    template: FloatArray | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,12 +20,26 @@ FEATURE_NAMES = (
     "long_rr_ratio",
     "template_correlation",
     "amplitude_ratio",
+    "median_rr_ratio",
+    "upper_rr_ratio",
+    "qrs_width_ratio",
 )
 """Every per-beat feature a model may take as its second input; a model's contract names its own."""
+WINDOW_CHANNELS = ("beat", "template")
+"""Every channel a model's window input may hold: the normalised beat, and the normalised
+template of the stream's dominant beat it is compared with; a model's contract names its own."""
 PRIOR_RR_MS = 800.0
 """RR assumed for a stream's first beat, which has no predecessor: a normal 75 bpm."""
 LONG_RR_MEAN_BEATS = 256
 """Past RR intervals in the long mean RR: about 3.5 minutes at 75 bpm."""
+ROBUST_RR_BEATS = 64
+"""Past RR intervals behind the median and upper-percentile RR: about 50 s at 75 bpm."""
+UPPER_RR_PERCENTILE = 90.0
+"""Percentile of the recent intervals that ``upper_rr_ms`` takes."""
+QRS_WIDTH_LEVEL = 0.3
+"""The QRS width counts the samples whose deviation exceeds this fraction of the QRS peak's."""
+WIDTH_RATIO_CAP = 8.0
+"""QRS width ratios are capped here, as amplitude ratios are."""
 TEMPLATE_BEATS = 32
 """Previous non-premature beats whose per-sample median is the template a beat is compared with."""
 PREMATURE_RR_RATIO = 0.9
@@ -59,19 +73,40 @@ def unknown_features(names: Sequence[str]) -> list[str]:
     return [name for name in names if name not in FEATURE_NAMES]
 
 
+def unknown_channels(names: Sequence[str]) -> list[str]:
+    """The names that are not in ``WINDOW_CHANNELS``, in order.
+
+    Example:
+        >>> unknown_channels(["beat", "derivative"])
+        ['derivative']
+    """
+    return [name for name in names if name not in WINDOW_CHANNELS]
+
+
 def beat_features(window: BeatWindow) -> dict[str, float]:
     """Every feature of ``FEATURE_NAMES`` for one beat (first beat: ``PRIOR_RR_MS``)."""
-    rr_ms, local_ms, long_ms = (
+    rr = window.rr
+    rr_ms, local_ms, long_ms, median_ms, upper_ms = (
         PRIOR_RR_MS if np.isnan(value) else value
-        for value in (window.rr.rr_ms, window.rr.local_mean_rr_ms, window.rr.long_mean_rr_ms)
+        for value in (
+            rr.rr_ms,
+            rr.local_mean_rr_ms,
+            rr.long_mean_rr_ms,
+            rr.median_rr_ms,
+            rr.upper_rr_ms,
+        )
     )
+    morphology = window.morphology
     return {
         "rr_s": rr_ms / 1000.0,
         "local_mean_rr_s": local_ms / 1000.0,
         "rr_ratio": rr_ms / local_ms,
         "long_rr_ratio": rr_ms / long_ms,
-        "template_correlation": window.morphology.template_correlation,
-        "amplitude_ratio": window.morphology.amplitude_ratio,
+        "template_correlation": morphology.template_correlation,
+        "amplitude_ratio": morphology.amplitude_ratio,
+        "median_rr_ratio": rr_ms / median_ms,
+        "upper_rr_ratio": rr_ms / upper_ms,
+        "qrs_width_ratio": morphology.qrs_width_ratio,
     }
 
 
@@ -79,6 +114,14 @@ def feature_vector(window: BeatWindow, names: Sequence[str]) -> FloatArray:
     """The features ``names`` of one beat, in that order (each one of ``FEATURE_NAMES``)."""
     values = beat_features(window)
     return np.array([values[name] for name in names])
+
+
+def window_channels(window: BeatWindow, names: Sequence[str]) -> FloatArray:
+    """The channels ``names`` (of ``WINDOW_CHANNELS``) of one beat, shape (samples, channels)."""
+    beat = normalise_window(window.samples)
+    template = window.morphology.template
+    values = {"beat": beat, "template": beat if template is None else template}
+    return np.stack([values[name] for name in names], axis=1)
 
 
 class MorphologyTracker:
@@ -96,11 +139,11 @@ class MorphologyTracker:
     Example:
         >>> tracker = MorphologyTracker(ChainConfig())
         >>> beat = np.sin(np.linspace(0, 6, 250))
-        >>> tracker.process(beat), tracker.process(2 * beat, premature=True)
-        (MorphologyFeatures(template_correlation=1.0, amplitude_ratio=1.0), \
-MorphologyFeatures(template_correlation=1.0, amplitude_ratio=2.0))
-        >>> tracker.process(beat)
-        MorphologyFeatures(template_correlation=1.0, amplitude_ratio=1.0)
+        >>> tracker.process(beat).amplitude_ratio, tracker.process(2 * beat, premature=True)
+        (1.0, MorphologyFeatures(template_correlation=1.0, amplitude_ratio=2.0, \
+qrs_width_ratio=1.0))
+        >>> tracker.process(beat).amplitude_ratio
+        1.0
     """
 
     def __init__(self, config: ChainConfig, template_beats: int = TEMPLATE_BEATS) -> None:
@@ -125,20 +168,34 @@ MorphologyFeatures(template_correlation=1.0, amplitude_ratio=2.0))
         shape = normalise_window(samples)
         qrs = samples[self._qrs]
         amplitude = float(qrs.max() - qrs.min())
-        features = MorphologyFeatures(template_correlation=1.0, amplitude_ratio=1.0)
+        features = MorphologyFeatures(template_correlation=1.0, amplitude_ratio=1.0, template=shape)
         if self._recent_shapes:
             template = normalise_window(np.median(np.stack(self._recent_shapes), axis=0))
             typical_amplitude = float(np.median(self._recent_amplitudes))
+            typical_width = self._qrs_width(template)
             features = MorphologyFeatures(
                 template_correlation=float(np.mean(shape * template)),  # Pearson r; 0 if flat
                 amplitude_ratio=min(amplitude / typical_amplitude, AMPLITUDE_RATIO_CAP)
                 if typical_amplitude > 1e-9
                 else 1.0,
+                qrs_width_ratio=min(self._qrs_width(shape) / typical_width, WIDTH_RATIO_CAP)
+                if typical_width
+                else 1.0,
+                template=template,
             )
         if not premature:
             self._recent_shapes.append(shape)
             self._recent_amplitudes.append(amplitude)
         return features
+
+    def _qrs_width(self, shape: FloatArray) -> int:
+        """Samples of the QRS span that deviate from the median by ``QRS_WIDTH_LEVEL`` of the peak.
+
+        0 for a flat window.
+        """
+        deviation = np.abs(shape[self._qrs] - np.median(shape))
+        peak = float(deviation.max())
+        return int(np.count_nonzero(deviation > QRS_WIDTH_LEVEL * peak)) if peak > 1e-9 else 0
 
 
 class BeatSegmenter:
@@ -181,6 +238,7 @@ class BeatSegmenter:
         self._previous_peak_index: int | None = None
         self._recent_rr_ms: deque[float] = deque(maxlen=self.config.rr_mean_beats)
         self._long_rr_ms: deque[float] = deque(maxlen=LONG_RR_MEAN_BEATS)
+        self._robust_rr_ms: deque[float] = deque(maxlen=ROBUST_RR_BEATS)
         self._morphology.reset()
 
     def process(self, filtered: FloatArray, peaks: list[RPeak]) -> list[BeatWindow]:
@@ -210,11 +268,19 @@ class BeatSegmenter:
             rr_ms = (peak.index - self._previous_peak_index) * 1000.0 / self.config.fs_hz
             self._recent_rr_ms.append(rr_ms)
             self._long_rr_ms.append(rr_ms)
+            self._robust_rr_ms.append(rr_ms)
         self._previous_peak_index = peak.index
+        robust = (
+            np.percentile(self._robust_rr_ms, [50.0, UPPER_RR_PERCENTILE])
+            if self._robust_rr_ms
+            else (float("nan"), float("nan"))
+        )
         return RRFeatures(
             rr_ms=rr_ms,
             local_mean_rr_ms=_mean_or_nan(self._recent_rr_ms),
             long_mean_rr_ms=_mean_or_nan(self._long_rr_ms),
+            median_rr_ms=float(robust[0]),
+            upper_rr_ms=float(robust[1]),
         )
 
     def _emit(self, *, final: bool) -> list[BeatWindow]:

@@ -18,19 +18,25 @@ import onnxruntime
 
 from ecg_stream.config import ChainConfig
 from ecg_stream.errors import ConfigError, MissingExtraError, ModelContractError
+from ecg_stream.model.calibration import PROBABILITY_FLOOR, choose_calibration
 from ecg_stream.model.classifier import RR_INPUT, WINDOW_INPUT, ModelContract
 from ecg_stream.model.dataset import TRAIN_EXTRA, BeatDataset, build_dataset, project_version
+from ecg_stream.model.train import CV_FILE, FINAL_MODEL, FOLD_DIR, OOF_FILE
+from ecg_stream.records import DataDirs
 
 logger = logging.getLogger(__name__)
 
 OPSET = 17
 PARITY_MIN_WINDOWS = 1000
 PARITY_MAX_WINDOWS = 2000
-PARITY_TOLERANCE = 1e-5
+PARITY_TOLERANCE = 1e-4
 """Largest allowed |Keras - onnxruntime| difference of any class probability."""
 BATCH_DIM = "batch"
 RUN_SUMMARY = "training.json"
 """Summary that ``model/train.py`` writes into a run directory (protocol, records)."""
+CV_SUMMARY = CV_FILE
+CALIBRATION_FILE = "calibration.json"
+"""The calibration variants fitted on a cross-validation run's out-of-fold predictions."""
 BEST_CHECKPOINT = "best.keras"
 """Checkpoint with the lowest validation loss that ``model/train.py`` keeps in a run."""
 
@@ -62,20 +68,25 @@ def export_model(
     checkpoint: str = BEST_CHECKPOINT,
     config: ChainConfig | None = None,
     parity_records: Sequence[str] | None = None,
-    data_dir: Path | None = None,
+    data_dir: DataDirs = None,
     cache_dir: Path | None = None,
 ) -> ExportResult:
-    """Convert a training run's checkpoint to ONNX, check parity, then write it.
+    """Convert a training run to ONNX, check parity, then write it.
+
+    A single run exports its checkpoint. A cross-validation run (``cv.json``) exports the
+    ensemble of its fold models: their probabilities averaged inside one graph, then
+    calibrated by the variant chosen on the out-of-fold predictions (``calibration.json``).
 
     Args:
-        run_dir: Directory of a ``model/train.py`` run (checkpoint + ``training.json``).
+        run_dir: Directory of a ``model/train.py`` run (single or cross-validation).
         out_path: Where to write the ``.onnx`` file.
         model_name: Name written into the contract.
-        checkpoint: Checkpoint file inside ``run_dir``.
+        checkpoint: Checkpoint file inside a single run's ``run_dir``.
         config: The chain's configuration (default ``ChainConfig()``).
         parity_records: Records whose windows are compared (default: the run's validation
-            records); they must yield at least ``PARITY_MIN_WINDOWS`` beats.
-        data_dir: Directory holding the WFDB records.
+            records, or a cross-validation run's first two records); they must yield at
+            least ``PARITY_MIN_WINDOWS`` beats.
+        data_dir: Directory or directories holding the WFDB records.
         cache_dir: Dataset cache directory.
 
     Raises:
@@ -84,24 +95,39 @@ def export_model(
         MissingExtraError: TensorFlow, tf2onnx or onnx is not installed.
     """
     config = config or ChainConfig()
-    summary = _read_summary(run_dir)
-    keras_path = run_dir / checkpoint
-    if not keras_path.is_file():
-        msg = f"{keras_path} does not exist; train first (ecg-stream train {run_dir})"
-        raise ConfigError(msg)
     tf, tf2onnx, onnx = _train_extra()
-    keras_model = tf.keras.models.load_model(keras_path)
-    features = tuple(summary["settings"]["features"])
+    if (run_dir / CV_SUMMARY).is_file():
+        summary = json.loads((run_dir / CV_SUMMARY).read_text())
+        keras_model = _ensemble(tf.keras, run_dir, summary, config.window_samples)
+        training_records = " ".join(summary["settings"]["records"])
+        validation_records = f"{summary['k']}-fold cross-validation over the training records"
+        default_parity = tuple(summary["settings"]["records"][:2])
+    else:
+        summary = _read_summary(run_dir)
+        keras_path = run_dir / checkpoint
+        if not keras_path.is_file():
+            msg = f"{keras_path} does not exist; train first (ecg-stream train {run_dir})"
+            raise ConfigError(msg)
+        keras_model = tf.keras.models.load_model(keras_path)
+        training_records = " ".join(summary["train_records"])
+        validation_records = " ".join(summary["validation_records"])
+        default_parity = tuple(summary["validation_records"])
+    settings = summary["settings"]
+    features = tuple(settings["features"])
+    channels = tuple(settings.get("channels", ["beat"]))
     contract = ModelContract.for_chain(
         config,
         model_name=model_name,
         features=features,
-        training_protocol=str(summary["settings"]["protocol"]),
-        training_records=" ".join(summary["train_records"]),
-        validation_records=" ".join(summary["validation_records"]),
+        channels=channels,
+        training_protocol=str(settings["protocol"]),
+        training_records=training_records,
+        validation_records=validation_records,
         project_version=project_version(),
     )
-    signature = [tf.TensorSpec([None, config.window_samples, 1], tf.float32, name=WINDOW_INPUT)]
+    signature = [
+        tf.TensorSpec([None, config.window_samples, len(channels)], tf.float32, name=WINDOW_INPUT)
+    ]
     if features:
         signature.append(tf.TensorSpec([None, len(features)], tf.float32, name=RR_INPUT))
     onnx_model, _ = tf2onnx.convert.from_keras(keras_model, input_signature=signature, opset=OPSET)
@@ -113,11 +139,11 @@ def export_model(
     onnx_model.doc_string = f"ecg-stream beat classifier {model_name}; contract in metadata_props"
     serialised = onnx_model.SerializeToString()
 
-    names = parity_records or tuple(summary["validation_records"])
+    names = parity_records or default_parity
     parity_set = _parity_windows(
         build_dataset(names, config, data_dir=data_dir, cache_dir=cache_dir)
     )
-    inputs = {WINDOW_INPUT: parity_set.windows[:, :, np.newaxis]}
+    inputs = {WINDOW_INPUT: parity_set.window_channels(channels)}
     if features:
         inputs[RR_INPUT] = parity_set.feature_columns(features)
     expected = np.asarray(keras_model.predict(inputs, batch_size=1024, verbose=0))
@@ -151,6 +177,45 @@ def export_model(
         max_abs_difference=difference,
         size_bytes=len(serialised),
     )
+
+
+def _ensemble(keras: Any, run_dir: Path, summary: dict[str, Any], window_samples: int) -> Any:
+    """The fold models' averaged probabilities, calibrated, as one Keras model.
+
+    The calibration (``softmax((log p + bias) / temperature)``) is chosen on the pooled
+    out-of-fold predictions and recorded in ``calibration.json``.
+    """
+    with np.load(run_dir / OOF_FILE) as oof:
+        calibration, figures = choose_calibration(oof["probabilities"], oof["labels"])
+    (run_dir / CALIBRATION_FILE).write_text(
+        json.dumps({"chosen": calibration.name, "variants": figures}, indent=2) + "\n"
+    )
+    settings = summary["settings"]
+    window = keras.Input(shape=(window_samples, len(settings["channels"])), name=WINDOW_INPUT)
+    inputs = [window]
+    if settings["features"]:
+        inputs.append(keras.Input(shape=(len(settings["features"]),), name=RR_INPUT))
+    outputs = []
+    for index in range(summary["k"]):
+        path = run_dir / FOLD_DIR.format(index=index) / FINAL_MODEL
+        if not path.is_file():
+            msg = f"{path} does not exist; finish the run (ecg-stream train {run_dir} --cv ...)"
+            raise ConfigError(msg)
+        member = keras.models.load_model(path)
+        member.name = f"fold_{index}"
+        outputs.append(member(inputs if len(inputs) > 1 else window))
+    averaged = keras.layers.Average()(outputs) if len(outputs) > 1 else outputs[0]
+    log_probabilities = keras.ops.log(averaged + PROBABILITY_FLOOR)
+    size = len(calibration.bias)
+    calibrate = keras.layers.Dense(size, activation="softmax", name="probabilities")
+    calibrated = calibrate(log_probabilities)
+    calibrate.set_weights(
+        [
+            np.eye(size, dtype=np.float32) / calibration.temperature,
+            np.array(calibration.bias, dtype=np.float32) / calibration.temperature,
+        ]
+    )
+    return keras.Model(inputs=inputs, outputs=calibrated, name="beat_lstm_ensemble")
 
 
 def _read_summary(run_dir: Path) -> dict[str, Any]:

@@ -22,9 +22,11 @@ from ecg_stream.config import ChainConfig
 from ecg_stream.detector.segment import (
     FEATURE_NAMES,
     NORMALISATION,
+    WINDOW_CHANNELS,
     feature_vector,
-    normalise_window,
+    unknown_channels,
     unknown_features,
+    window_channels,
 )
 from ecg_stream.errors import ConfigError, ModelContractError
 from ecg_stream.types import BEAT_CLASSES, BeatWindow, FloatArray, LabeledBeat
@@ -54,6 +56,8 @@ class ModelContract:
             (``rr``), in order; empty for a window-only model. The key keeps its first name
             so that models exported before the shape features were added still load.
         rr_mean_beats: Past RR intervals in the local mean RR.
+        window_channels: Channels (``WINDOW_CHANNELS``) of the ``window`` input, in order;
+            a model exported before the template channel existed has ``beat`` alone.
         training_protocol: ``inter-patient`` or ``intra-patient``.
         training_records: Records the model was trained on (space-separated).
         validation_records: Records used for early stopping (space-separated).
@@ -70,6 +74,7 @@ class ModelContract:
     normalisation: str
     rr_features: tuple[str, ...]
     rr_mean_beats: int
+    window_channels: tuple[str, ...]
     training_protocol: str
     training_records: str
     validation_records: str
@@ -82,6 +87,7 @@ class ModelContract:
         *,
         model_name: str,
         features: tuple[str, ...],
+        channels: tuple[str, ...] = ("beat",),
         training_protocol: str,
         training_records: str,
         validation_records: str,
@@ -99,6 +105,7 @@ class ModelContract:
             normalisation=NORMALISATION,
             rr_features=features,
             rr_mean_beats=config.rr_mean_beats,
+            window_channels=channels,
             training_protocol=training_protocol,
             training_records=training_records,
             validation_records=validation_records,
@@ -119,6 +126,7 @@ class ModelContract:
             "normalisation": self.normalisation,
             "rr_features": ",".join(self.rr_features),
             "rr_mean_beats": str(self.rr_mean_beats),
+            "window_channels": ",".join(self.window_channels),
             "training_protocol": self.training_protocol,
             "training_records": self.training_records,
             "validation_records": self.validation_records,
@@ -157,6 +165,9 @@ class ModelContract:
                 normalisation=metadata["normalisation"],
                 rr_features=tuple(name for name in metadata["rr_features"].split(",") if name),
                 rr_mean_beats=int(metadata["rr_mean_beats"]),
+                window_channels=tuple(
+                    name for name in metadata.get("window_channels", "beat").split(",") if name
+                ),
                 training_protocol=metadata["training_protocol"],
                 training_records=metadata["training_records"],
                 validation_records=metadata["validation_records"],
@@ -204,6 +215,14 @@ class ModelContract:
                 f"{source}: contract field 'rr_features' names {unknown}, which this version "
                 f"does not compute (it knows {', '.join(FEATURE_NAMES)}); upgrade ecg-stream "
                 "or re-export the model with this version"
+            )
+            raise ModelContractError(msg)
+        unknown = unknown_channels(self.window_channels)
+        if unknown or not self.window_channels:
+            msg = (
+                f"{source}: contract field 'window_channels' names {list(self.window_channels)}; "
+                f"this version feeds {', '.join(WINDOW_CHANNELS)}; upgrade ecg-stream or "
+                "re-export the model with this version"
             )
             raise ModelContractError(msg)
         for field_name, chain_value, model_value, option in wanted:
@@ -268,7 +287,7 @@ class OnnxBeatClassifier:
         self.contract = ModelContract.from_metadata(metadata, path.name)
         self.contract.check(config, path.name)
         self.name = self.contract.model_name
-        _check_inputs(session, path.name, config.window_samples, len(self.contract.rr_features))
+        _check_inputs(session, path.name, config.window_samples, self.contract)
         self._session: Any = session
         self.state = ClassifierState.OPEN
 
@@ -324,10 +343,11 @@ class OnnxBeatClassifier:
                 msg = f"window at R peak {window.peak.index} has shape {window.samples.shape}, "
                 msg += f"the model takes ({size},)"
                 raise ValueError(msg)
+        channels = self.contract.window_channels
         feeds = {
-            WINDOW_INPUT: np.stack([normalise_window(w.samples) for w in windows]).astype(
+            WINDOW_INPUT: np.stack([window_channels(w, channels) for w in windows]).astype(
                 np.float32
-            )[:, :, np.newaxis]
+            )
         }
         if self.contract.rr_features:
             feeds[RR_INPUT] = np.stack(
@@ -342,12 +362,12 @@ def default_model_path() -> Path:
     return Path(__file__).parent / "assets" / "beat_lstm.onnx"
 
 
-def _check_inputs(session: Any, source: str, window_samples: int, rr_features: int) -> None:
+def _check_inputs(session: Any, source: str, window_samples: int, contract: ModelContract) -> None:
     """Refuse a model whose input names or shapes do not fit the contract."""
     shapes = {node.name: list(node.shape) for node in session.get_inputs()}
-    wanted = {WINDOW_INPUT: [window_samples, 1]}
-    if rr_features:
-        wanted[RR_INPUT] = [rr_features]
+    wanted = {WINDOW_INPUT: [window_samples, len(contract.window_channels)]}
+    if contract.rr_features:
+        wanted[RR_INPUT] = [len(contract.rr_features)]
     if set(shapes) != set(wanted):
         msg = (
             f"{source}: model inputs are {sorted(shapes)}, its contract needs {sorted(wanted)}; "

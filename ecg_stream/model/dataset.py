@@ -28,13 +28,15 @@ from ecg_stream.detector import chain as chain_module
 from ecg_stream.detector.chain import BeatExtractor
 from ecg_stream.detector.segment import (
     FEATURE_NAMES,
+    WINDOW_CHANNELS,
     feature_vector,
-    normalise_window,
+    unknown_channels,
     unknown_features,
+    window_channels,
 )
 from ecg_stream.errors import ConfigError, RecordFormatError
 from ecg_stream.evaluation import MATCH_TOLERANCE_S, match_beats
-from ecg_stream.records import PACED, load_record
+from ecg_stream.records import PACED, DataDirs, find_record, load_record
 from ecg_stream.types import BEAT_CLASSES, BeatClass, BeatWindow, Chunk, FloatArray, IntArray
 
 logger = logging.getLogger(__name__)
@@ -43,7 +45,7 @@ CACHE_ENV = "ECG_STREAM_CACHE"
 """Environment variable that moves the dataset cache (default: the user cache directory)."""
 DATASET_CHUNK_SAMPLES = 360
 """Chunk length fed to the chain while building a dataset: one second at 360 Hz."""
-DATASET_FORMAT = 2
+DATASET_FORMAT = 3
 """Bumped whenever the stored arrays change meaning; part of the cache key."""
 PACKAGE = "ecg-stream"
 TRAIN_EXTRA = "train"
@@ -59,6 +61,7 @@ class BeatDataset:
 
     Args:
         windows: Normalised beat windows, shape (n, window_samples).
+        templates: The normalised template each beat was compared with, shape like ``windows``.
         features: Every per-beat feature, in ``detector.segment.FEATURE_NAMES`` order,
             shape (n, len(FEATURE_NAMES)).
         labels: Index into ``BEAT_CLASSES`` of each beat's reference class, shape (n,).
@@ -72,6 +75,7 @@ class BeatDataset:
     """
 
     windows: Float32Array = field(repr=False)
+    templates: Float32Array = field(repr=False)
     features: Float32Array = field(repr=False)
     labels: IntArray = field(repr=False)
     records: StrArray = field(repr=False)
@@ -84,7 +88,7 @@ class BeatDataset:
 
     def __post_init__(self) -> None:
         n = self.labels.shape[0]
-        for name in ("windows", "features", "records", "peak_indices"):
+        for name in ("windows", "templates", "features", "records", "peak_indices"):
             if getattr(self, name).shape[0] != n:
                 msg = f"BeatDataset.{name} has {getattr(self, name).shape[0]} rows, labels {n}"
                 raise ValueError(msg)
@@ -106,6 +110,7 @@ class BeatDataset:
         """The beats selected by a boolean mask or index array (per-record counts kept)."""
         return BeatDataset(
             windows=self.windows[mask],
+            templates=self.templates[mask],
             features=self.features[mask],
             labels=self.labels[mask],
             records=self.records[mask],
@@ -133,6 +138,50 @@ class BeatDataset:
             raise ConfigError(msg)
         return self.features[:, [FEATURE_NAMES.index(name) for name in names]]
 
+    def window_channels(self, names: Sequence[str]) -> Float32Array:
+        """The window channels ``names`` of every beat, shape (n, window_samples, len(names)).
+
+        Raises:
+            ConfigError: A name is not one of ``WINDOW_CHANNELS``.
+        """
+        unknown = unknown_channels(names)
+        if unknown or not names:
+            msg = f"window channels {list(names)}: choose from {', '.join(WINDOW_CHANNELS)}"
+            raise ConfigError(msg)
+        arrays = {"beat": self.windows, "template": self.templates}
+        return np.stack([arrays[name] for name in names], axis=2)
+
+
+def patient_balanced_sample(
+    labels: IntArray,
+    groups: IntArray,
+    max_per_group_class: int,
+    max_per_class: int,
+    rng: np.random.Generator,
+) -> IntArray:
+    """Indices of random beats, at most so many per (group, class) pair and per class.
+
+    Sorted (input order). Groups are records: no single patient dominates a class.
+
+    Example:
+        >>> labels, groups = np.array([0, 0, 0, 0, 1, 1]), np.array([0, 0, 0, 1, 1, 1])
+        >>> patient_balanced_sample(labels, groups, 1, 10, np.random.default_rng(0)).size
+        3
+    """
+    kept: list[IntArray] = []
+    for label in np.unique(labels):
+        members: list[IntArray] = []
+        for group in np.unique(groups[labels == label]):
+            pair = np.flatnonzero((labels == label) & (groups == group))
+            if pair.size > max_per_group_class:
+                pair = rng.choice(pair, size=max_per_group_class, replace=False)
+            members.append(pair)
+        chosen = np.concatenate(members)
+        if chosen.size > max_per_class:
+            chosen = rng.choice(chosen, size=max_per_class, replace=False)
+        kept.append(chosen.astype(np.int64))
+    return np.sort(np.concatenate(kept)) if kept else np.empty(0, dtype=np.int64)
+
 
 def default_dataset_cache_dir() -> Path:
     """``$ECG_STREAM_CACHE``, else ``$XDG_CACHE_HOME/ecg-stream/datasets`` (``~/.cache``)."""
@@ -158,12 +207,17 @@ def detector_source_hash() -> str:
 
 
 def dataset_cache_key(
-    records: Sequence[str], config: ChainConfig, chunk_samples: int = DATASET_CHUNK_SAMPLES
+    records: Sequence[str],
+    config: ChainConfig,
+    chunk_samples: int = DATASET_CHUNK_SAMPLES,
+    *,
+    record_paths: Sequence[Path] = (),
 ) -> str:
-    """Hash of the record list, chain configuration, versions and detector source."""
+    """Hash of the records (names and where found), chain settings, versions, detector source."""
     description = {
         "format": DATASET_FORMAT,
         "records": list(records),
+        "record_paths": [str(path.resolve()) for path in record_paths],
         "config": asdict(config),
         "chunk_samples": chunk_samples,
         "version": project_version(),
@@ -203,7 +257,7 @@ def build_dataset(
     records: Sequence[str],
     config: ChainConfig,
     *,
-    data_dir: Path | None = None,
+    data_dir: DataDirs = None,
     cache_dir: Path | None = None,
     chunk_samples: int = DATASET_CHUNK_SAMPLES,
 ) -> BeatDataset:
@@ -212,7 +266,8 @@ def build_dataset(
     Args:
         records: Record names (paced records are left out and listed in the result).
         config: The chain's configuration.
-        data_dir: Directory holding the WFDB records (default: ``records.data_dirs``).
+        data_dir: Directory or directories holding the WFDB records (default:
+            ``records.data_dirs``); a record may also be given as a path stem.
         cache_dir: Dataset cache directory (default: :func:`default_dataset_cache_dir`).
         chunk_samples: Chunk length fed to the chain, in samples.
 
@@ -226,7 +281,10 @@ def build_dataset(
     if not kept:
         msg = f"records {list(records)} are all paced; give non-paced records (e.g. DS1)"
         raise ConfigError(msg)
-    key = dataset_cache_key(kept, config, chunk_samples)
+    paths = [
+        Path(name) if Path(name).parent != Path() else find_record(name, data_dir) for name in kept
+    ]
+    key = dataset_cache_key(kept, config, chunk_samples, record_paths=paths)
     path = (cache_dir or default_dataset_cache_dir()) / f"beats-{key}.npz"
     if path.is_file():
         logger.info("dataset: loading cached %s", path)
@@ -245,11 +303,12 @@ def build_dataset(
 
 
 def _build_arrays(
-    records: Sequence[str], config: ChainConfig, data_dir: Path | None, chunk_samples: int
+    records: Sequence[str], config: ChainConfig, data_dir: DataDirs, chunk_samples: int
 ) -> dict[str, Any]:
     """The arrays stored in the ``.npz`` (Any: numpy's ``savez`` stub types its kwargs loosely)."""
     tolerance = round(MATCH_TOLERANCE_S * config.fs_hz)
-    windows: list[Float32Array] = []
+    windows: list[npt.NDArray[np.float16]] = []
+    templates: list[npt.NDArray[np.float16]] = []
     features: list[FloatArray] = []
     labels: list[int] = []
     beat_records: list[str] = []
@@ -270,7 +329,9 @@ def _build_arrays(
         matching = match_beats(reference, detected, tolerance)
         for ref_position, det_position in matching.pairs:
             window = record_windows[det_position]
-            windows.append(normalise_window(window.samples).astype(np.float32))
+            channels = window_channels(window, WINDOW_CHANNELS).astype(np.float16)
+            windows.append(channels[:, 0])
+            templates.append(channels[:, 1])
             features.append(feature_vector(window, FEATURE_NAMES))
             labels.append(record.annotations.beat_classes[ref_position].index)
             beat_records.append(name)
@@ -288,6 +349,7 @@ def _build_arrays(
         )
     return {
         "windows": np.stack(windows) if windows else np.empty((0, config.window_samples)),
+        "templates": np.stack(templates) if templates else np.empty((0, config.window_samples)),
         "features": np.array(features, dtype=np.float32).reshape(-1, len(FEATURE_NAMES)),
         "labels": np.array(labels, dtype=np.int64),
         "records": np.array(beat_records, dtype=np.str_),
@@ -298,10 +360,57 @@ def _build_arrays(
     }
 
 
+def save_dataset(dataset: BeatDataset, path: Path) -> None:
+    """Write a dataset as a compressed ``.npz`` that :func:`load_dataset` reads back.
+
+    Windows and templates are stored in float16 (3 significant digits: far below the
+    signal's own noise), so that a dataset travels to a training machine without its records.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile(
+        dir=path.parent, prefix=f"{path.stem}.", suffix=".partial.npz", delete=False
+    ) as partial:
+        np.savez_compressed(
+            partial,
+            windows=dataset.windows.astype(np.float16),
+            templates=dataset.templates.astype(np.float16),
+            features=dataset.features,
+            labels=dataset.labels,
+            records=dataset.records,
+            peak_indices=dataset.peak_indices,
+            record_names=np.array(dataset.record_names, dtype=np.str_),
+            unmatched_detections=np.array(dataset.unmatched_detections, dtype=np.int64),
+            missed_reference_beats=np.array(dataset.missed_reference_beats, dtype=np.int64),
+            cache_key=np.array(dataset.cache_key),
+        )
+    Path(partial.name).replace(path)
+
+
+def load_dataset(path: Path) -> BeatDataset:
+    """Read a dataset written by :func:`save_dataset` (or a cache file).
+
+    Raises:
+        ConfigError: The file does not exist or is not a dataset of this format.
+    """
+    if not path.is_file():
+        msg = f"dataset {path} does not exist; write one with `ecg-stream dataset {path} RECORD...`"
+        raise ConfigError(msg)
+    try:
+        with np.load(path) as stored:
+            key = str(stored["cache_key"]) if "cache_key" in stored else path.stem
+        return _load(path, key, ())
+    except (KeyError, ValueError, OSError) as error:
+        msg = (
+            f"{path} is not an ecg-stream dataset of format {DATASET_FORMAT} ({error}); rebuild it"
+        )
+        raise ConfigError(msg) from error
+
+
 def _load(path: Path, key: str, excluded: tuple[str, ...]) -> BeatDataset:
     with np.load(path) as stored:
         return BeatDataset(
             windows=stored["windows"].astype(np.float32),
+            templates=stored["templates"].astype(np.float32),
             features=stored["features"].astype(np.float32),
             labels=stored["labels"],
             records=stored["records"],

@@ -31,7 +31,7 @@ from ecg_stream.evaluation import (
 from ecg_stream.model.classifier import OnnxBeatClassifier
 from ecg_stream.model.dataset import TRAIN_EXTRA
 from ecg_stream.pipeline import BeatPipeline
-from ecg_stream.records import Annotations, Record, load_record
+from ecg_stream.records import Annotations, DataDirs, Record, load_record
 from ecg_stream.types import BEAT_CLASSES, BeatClass, Chunk, IntArray, LabeledBeat
 
 SPANS: tuple[tuple[str, str], ...] = (
@@ -190,7 +190,7 @@ def evaluate_classifier(
     out_dir: Path,
     *,
     config: ChainConfig | None = None,
-    data_dir: Path | None = None,
+    data_dir: DataDirs = None,
     training_log: Path | None = None,
 ) -> ClassificationReport:
     """Stream records through detector and classifier, score them, write JSON and pictures.
@@ -252,19 +252,29 @@ def evaluate_classifier(
 
 def format_table(report: ClassificationReport, span: str) -> str:
     """A text table of a span's gross per-class Se/+P, accuracy, macro F1 and EC57 figures."""
-    gross = report.gross(span).score
+    return score_table(report.gross(span).score)
+
+
+def score_table(score: ClassScore) -> str:
+    """A text table of per-class Se/+P, accuracy, macro F1 and EC57 figures of a score."""
     lines = [f"{'class':>5} {'ref beats':>9} {'Se %':>7} {'+P %':>7}"]
     for beat_class in BEAT_CLASSES:
         i = beat_class.index
-        total = int(gross.confusion[i].sum() + gross.missed[i])
+        total = int(score.confusion[i].sum() + score.missed[i])
         lines.append(
-            f"{beat_class.value:>5} {total:>9} {100 * gross.sensitivity(beat_class):>7.2f} "
-            f"{100 * gross.positive_predictivity(beat_class):>7.2f}"
+            f"{beat_class.value:>5} {total:>9} {100 * score.sensitivity(beat_class):>7.2f} "
+            f"{100 * score.positive_predictivity(beat_class):>7.2f}"
         )
-    lines.append(f"accuracy {100 * gross.accuracy:.2f} %, macro F1 {gross.macro_f1:.3f}")
+    lines.append(f"accuracy {100 * score.accuracy:.2f} %, macro F1 {score.macro_f1:.3f}")
     for name, beat_class in (("VEB", BeatClass.V), ("SVEB", BeatClass.S)):
-        se, pp, fpr = gross.ec57(beat_class)
+        se, pp, fpr = score.ec57(beat_class)
         lines.append(f"{name}: Se {100 * se:.2f} %, +P {100 * pp:.2f} %, FPR {100 * fpr:.2f} %")
+    lines.append(
+        "confusion (reference rows, predicted columns, "
+        + " ".join(c.value for c in BEAT_CLASSES)
+        + "):"
+    )
+    lines.extend("  " + " ".join(f"{n:>7}" for n in row) for row in score.confusion.tolist())
     return "\n".join(lines)
 
 
@@ -392,7 +402,15 @@ def _examples(beats: Sequence[LabeledBeat], already: Sequence[LabeledBeat]) -> l
 
 
 def _score_json(record: RecordScore) -> dict[str, Any]:
-    score = record.score
+    return {
+        "record": record.record,
+        "unmatched_detections": record.unmatched_detections,
+        **score_json(record.score),
+    }
+
+
+def score_json(score: ClassScore) -> dict[str, Any]:
+    """Per-class Se/+P, accuracy, macro F1, EC57 VEB/SVEB and the confusion matrix, as JSON."""
     classes = {
         c.value: {
             "reference_beats": int(score.confusion[c.index].sum() + score.missed[c.index]),
@@ -406,10 +424,8 @@ def _score_json(record: RecordScore) -> dict[str, Any]:
         for name, c in (("veb", BeatClass.V), ("sveb", BeatClass.S))
     }
     return {
-        "record": record.record,
         "matched_beats": int(score.confusion.sum()),
         "missed_reference_beats": int(score.missed.sum()),
-        "unmatched_detections": record.unmatched_detections,
         "accuracy": _number(score.accuracy),
         "macro_f1": _number(score.macro_f1),
         "classes": classes,

@@ -1,8 +1,14 @@
-"""Offline training of the stacked-LSTM beat classifier (Keras; the ``train`` extra).
+"""Offline training of the stacked-LSTM beat classifier (Keras 3; the ``train`` extra).
 
-TensorFlow is imported inside functions only, so importing this module costs nothing and the
-core never pulls it in. Windows and RR features come from :mod:`ecg_stream.model.dataset`,
-which cuts them with the streaming chain itself.
+Keras is imported inside functions only, so importing this module costs nothing and the core
+never pulls it in; any Keras 3 backend trains (TensorFlow here, JAX on an accelerator), and
+the saved ``.keras`` files load in any of them. Windows, templates and per-beat features come
+from :mod:`ecg_stream.model.dataset`, which cuts them with the streaming chain itself.
+
+Inter-patient model selection is by patient-grouped K-fold cross-validation over the training
+pool (:func:`cross_validate`): each fold trains for a fixed number of epochs on a fixed
+learning-rate schedule, so the held-out records steer nothing, and their pooled out-of-fold
+predictions are the figures every choice is made on.
 """
 
 from __future__ import annotations
@@ -21,16 +27,31 @@ import numpy as np
 import numpy.typing as npt
 
 from ecg_stream.config import ChainConfig
-from ecg_stream.detector.segment import FEATURE_NAMES, unknown_features
+from ecg_stream.detector.segment import (
+    FEATURE_NAMES,
+    WINDOW_CHANNELS,
+    unknown_channels,
+    unknown_features,
+)
 from ecg_stream.errors import ConfigError, MissingExtraError
-from ecg_stream.model.dataset import TRAIN_EXTRA, BeatDataset, build_dataset
-from ecg_stream.records import DS1, DS2, PACED
+from ecg_stream.evaluation import ClassScore
+from ecg_stream.model.augment import BeatAugmenter, NoiseBank
+from ecg_stream.model.baseline import fit_predict_baseline
+from ecg_stream.model.calibration import score_of
+from ecg_stream.model.dataset import (
+    TRAIN_EXTRA,
+    BeatDataset,
+    build_dataset,
+    patient_balanced_sample,
+)
+from ecg_stream.model.folds import record_folds
+from ecg_stream.records import DS1, DS2, PACED, POOL, DataDirs
 from ecg_stream.types import BEAT_CLASSES, IntArray
 
 logger = logging.getLogger(__name__)
 
 VALIDATION_RECORDS: tuple[str, ...] = ("101", "119", "124", "220")
-"""Whole DS1 records held out for early stopping and learning-rate reduction (inter-patient).
+"""Whole DS1 records held out for early stopping of a single inter-patient run (not CV).
 
 Chosen to hold some S (124, 220) and V (119, 124) beats while leaving most ectopic beats
 to training; DS2 is never touched by training.
@@ -40,21 +61,39 @@ INTRA_VALIDATION_FRACTION = 0.1
 MAX_CLASS_WEIGHT = 10.0
 """Cap on a class weight, so a class with a handful of beats (Q) cannot dominate the loss."""
 DROPOUT_RATE = 0.2
+FINAL_LEARNING_RATE_FRACTION = 0.05
+"""A cross-validation fold's cosine schedule ends at this fraction of the initial rate."""
 BEST_MODEL = "best.keras"
 LAST_MODEL = "last.keras"
 FINAL_MODEL = "final.keras"
 TRAINING_LOG = "training_log.csv"
 SETTINGS_FILE = "settings.json"
 RESULT_FILE = "training.json"
+CV_FILE = "cv.json"
+"""Pooled out-of-fold figures of a cross-validation run, in its run directory."""
+OOF_FILE = "oof.npz"
+"""Out-of-fold probabilities, labels and records of a cross-validation run."""
+FOLD_DIR = "fold-{index}"
+FOLDS_FILE = "folds.json"
+"""The records of each fold of a cross-validation run, in its run directory."""
 
 
 class Protocol(Enum):
     """How beats are split between training and evaluation (PROTOCOL.md)."""
 
     INTER_PATIENT = "inter-patient"
-    """Train and validate on DS1 (validation: whole records); DS2 is the test set."""
+    """Train on the pool (DS1 + SVDB training records); DS2 is the test set."""
     INTRA_PATIENT = "intra-patient"
     """Random beat split over DS1 + DS2: only to compare with published intra-patient claims."""
+
+
+class Architecture(Enum):
+    """The network behind the classifier."""
+
+    REFERENCE = "reference"
+    """LSTM 128 -> 64 -> 32 over all 250 samples: the network this project started from."""
+    LEAN = "lean"
+    """Two strided convolutions shorten the window to 63 steps, then LSTM 64 -> 32."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,29 +102,42 @@ class TrainSettings:
 
     Args:
         protocol: The data split.
+        records: The inter-patient training pool (records never split between folds).
+        arch: The network.
+        channels: Window channels (``WINDOW_CHANNELS``) of the first input, in order.
         features: Per-beat features (``FEATURE_NAMES``) the model takes as its second
             input, in order; empty for a window-only model (the ablation).
-        max_per_class: Training beats kept per class at most (random subsample).
-        epochs: Maximum number of epochs.
+        max_per_class: Training beats drawn per class and epoch at most.
+        max_per_record_class: Beats drawn per record, class and epoch at most, so that no
+            single patient dominates a class (patient-balanced sampling).
+        augment: Add real noise, R-peak jitter and time stretch to the beat channel.
+        epochs: Number of epochs (a maximum where early stopping applies).
         batch_size: Mini-batch size.
         learning_rate: Initial Adam learning rate.
-        patience: Epochs without validation-loss improvement before stopping.
-        seed: Seed of the subsample, the split and TensorFlow.
+        patience: Epochs without validation-loss improvement before a single run stops.
+        seed: Seed of sampling, splits, augmentation and Keras.
     """
 
     protocol: Protocol
+    records: tuple[str, ...] = POOL
+    arch: Architecture = Architecture.LEAN
+    channels: tuple[str, ...] = WINDOW_CHANNELS
     features: tuple[str, ...] = FEATURE_NAMES
     max_per_class: int = 12_000
-    epochs: int = 100
-    batch_size: int = 128
-    learning_rate: float = 1e-3
-    patience: int = 8
+    max_per_record_class: int = 600
+    augment: bool = True
+    epochs: int = 16
+    batch_size: int = 256
+    learning_rate: float = 2e-3
+    patience: int = 6
     seed: int = 0
 
     def __post_init__(self) -> None:
-        if self.max_per_class < 1 or self.epochs < 1 or self.batch_size < 1:
+        sizes = (self.max_per_class, self.max_per_record_class, self.epochs, self.batch_size)
+        if min(sizes) < 1:
             msg = (
-                f"max_per_class={self.max_per_class}, epochs={self.epochs} and "
+                f"max_per_class={self.max_per_class}, max_per_record_class="
+                f"{self.max_per_record_class}, epochs={self.epochs} and "
                 f"batch_size={self.batch_size} must all be >= 1"
             )
             raise ConfigError(msg)
@@ -96,15 +148,31 @@ class TrainSettings:
                 f"{', '.join(FEATURE_NAMES)}"
             )
             raise ConfigError(msg)
+        if (
+            unknown_channels(self.channels)
+            or not self.channels
+            or self.channels[0] != "beat"
+            or len(set(self.channels)) != len(self.channels)
+        ):
+            msg = (
+                f"channels {list(self.channels)} must start with 'beat' and be distinct names "
+                f"from {', '.join(WINDOW_CHANNELS)}"
+            )
+            raise ConfigError(msg)
+        if not self.records:
+            msg = "the training pool is empty; give records (e.g. pool, DS1)"
+            raise ConfigError(msg)
         if not 0.0 < self.learning_rate < 1.0:
             msg = f"learning_rate={self.learning_rate} must lie in (0, 1), e.g. 1e-3"
             raise ConfigError(msg)
 
     def to_json(self) -> dict[str, Any]:
-        """Plain JSON form (the protocol by its value)."""
+        """Plain JSON form (enums by their values)."""
         settings = asdict(self)
         settings["protocol"] = self.protocol.value
-        settings["features"] = list(self.features)
+        settings["arch"] = self.arch.value
+        for name in ("records", "channels", "features"):
+            settings[name] = list(getattr(self, name))
         return settings
 
 
@@ -113,8 +181,8 @@ class DatasetSplits:
     """Training, validation and (intra-patient only) test beats.
 
     Args:
-        train: Beats the model learns from (before class subsampling).
-        validation: Beats for early stopping and learning-rate reduction.
+        train: Beats the model learns from (before sampling).
+        validation: Beats for early stopping (single runs) or monitoring (CV folds).
         test: Held-out beats of the intra-patient split; None for inter-patient (DS2 is
             evaluated through the streaming path instead).
         train_records: Records the training beats come from.
@@ -155,36 +223,54 @@ class TrainResult:
     test_accuracy: float | None
 
 
+@dataclass(frozen=True, slots=True)
+class CrossValidationResult:
+    """Pooled out-of-fold figures of a cross-validation run.
+
+    Args:
+        out_dir: The run directory (``fold-<i>/`` per fold, ``cv.json``, ``oof.npz``).
+        folds: The records of each fold.
+        score: Pooled out-of-fold confusion of the matched beats of the pool.
+        train_seconds: Wall time of all folds' epochs, in s.
+        result_path: The ``cv.json`` file.
+    """
+
+    out_dir: Path
+    folds: tuple[tuple[str, ...], ...]
+    score: ClassScore
+    train_seconds: float
+    result_path: Path
+
+
 def split_dataset(
-    protocol: Protocol,
+    settings: TrainSettings,
     config: ChainConfig,
     *,
-    seed: int = 0,
-    data_dir: Path | None = None,
+    data_dir: DataDirs = None,
     cache_dir: Path | None = None,
 ) -> DatasetSplits:
     """Build the beats of a protocol and split them.
 
     Args:
-        protocol: Inter-patient (DS1 only, whole validation records) or intra-patient.
+        settings: Protocol, pool and seed of the intra-patient random split.
         config: The chain's configuration.
-        seed: Seed of the intra-patient random split.
-        data_dir: Directory holding the WFDB records.
+        data_dir: Directory or directories holding the WFDB records.
         cache_dir: Dataset cache directory.
     """
-    if protocol is Protocol.INTER_PATIENT:
-        dataset = build_dataset(DS1, config, data_dir=data_dir, cache_dir=cache_dir)
-        train_records = tuple(name for name in DS1 if name not in VALIDATION_RECORDS)
+    if settings.protocol is Protocol.INTER_PATIENT:
+        dataset = build_dataset(settings.records, config, data_dir=data_dir, cache_dir=cache_dir)
+        validation = tuple(name for name in VALIDATION_RECORDS if name in settings.records)
+        train_records = tuple(name for name in settings.records if name not in validation)
         return DatasetSplits(
             train=dataset.of_records(train_records),
-            validation=dataset.of_records(VALIDATION_RECORDS),
+            validation=dataset.of_records(validation),
             test=None,
             train_records=train_records,
-            validation_records=VALIDATION_RECORDS,
+            validation_records=validation,
         )
     records = tuple(sorted(name for name in DS1 + DS2 if name not in PACED))
     dataset = build_dataset(records, config, data_dir=data_dir, cache_dir=cache_dir)
-    order = np.random.default_rng(seed).permutation(len(dataset))
+    order = np.random.default_rng(settings.seed).permutation(len(dataset))
     n_test = round(INTRA_TEST_FRACTION * len(dataset))
     n_validation = round(INTRA_VALIDATION_FRACTION * len(dataset))
     return DatasetSplits(
@@ -203,14 +289,10 @@ def balanced_subsample(labels: IntArray, max_per_class: int, seed: int) -> IntAr
         >>> balanced_subsample(np.array([0, 0, 0, 1, 2, 0]), max_per_class=2, seed=0).size
         4
     """
-    rng = np.random.default_rng(seed)
-    kept: list[IntArray] = []
-    for label in np.unique(labels):
-        members = np.flatnonzero(labels == label)
-        if members.size > max_per_class:
-            members = rng.choice(members, size=max_per_class, replace=False)
-        kept.append(members.astype(np.int64))
-    return np.sort(np.concatenate(kept)) if kept else np.empty(0, dtype=np.int64)
+    groups = np.zeros_like(labels)
+    return patient_balanced_sample(
+        labels, groups, max_per_class, max_per_class, np.random.default_rng(seed)
+    )
 
 
 def class_weights(labels: IntArray) -> dict[int, float]:
@@ -230,35 +312,54 @@ def class_weights(labels: IntArray) -> dict[int, float]:
     }
 
 
-def build_model(window_samples: int, n_features: int, learning_rate: float) -> Any:
-    """The reference stacked LSTM, with per-beat features as an optional second input.
+def build_model(
+    arch: Architecture,
+    window_samples: int,
+    n_channels: int,
+    n_features: int,
+    learning_rate: Any,
+) -> Any:
+    """The stacked LSTM, with per-beat features as an optional second input.
 
-    Inputs ``window`` (batch, window_samples, 1) and, unless ``n_features`` is 0, ``rr``
-    (batch, n_features) joined before the dense layers; output ``probabilities``
+    Inputs ``window`` (batch, window_samples, n_channels) and, unless ``n_features`` is 0,
+    ``rr`` (batch, n_features) joined before the dense layers; output ``probabilities``
     (batch, 5) in ``BEAT_CLASSES`` order.
 
+    Args:
+        arch: ``reference`` (LSTM 128 -> 64 -> 32 over every sample) or ``lean`` (strided
+            convolutions down to 63 steps, then LSTM 64 -> 32).
+        window_samples: Samples per window.
+        n_channels: Channels of the window input.
+        n_features: Per-beat features of the second input (0: none).
+        learning_rate: Adam's learning rate, a float or a Keras schedule.
+
     Raises:
-        MissingExtraError: TensorFlow is not installed.
+        MissingExtraError: Keras is not installed.
     """
     keras = _keras()
-    window = keras.Input(shape=(window_samples, 1), name="window")
-    x = keras.layers.LSTM(128, return_sequences=True)(window)
-    x = keras.layers.BatchNormalization()(keras.layers.Dropout(DROPOUT_RATE)(x))
-    x = keras.layers.LSTM(64, return_sequences=True)(x)
-    x = keras.layers.BatchNormalization()(keras.layers.Dropout(DROPOUT_RATE)(x))
-    x = keras.layers.LSTM(32)(x)
-    x = keras.layers.BatchNormalization()(keras.layers.Dropout(DROPOUT_RATE)(x))
+    layers = keras.layers
+    window = keras.Input(shape=(window_samples, n_channels), name="window")
+    if arch is Architecture.REFERENCE:
+        x = layers.LSTM(128, return_sequences=True)(window)
+        x = layers.BatchNormalization()(layers.Dropout(DROPOUT_RATE)(x))
+        x = layers.LSTM(64, return_sequences=True)(x)
+    else:
+        x = layers.Conv1D(32, 7, strides=2, padding="same", activation="relu")(window)
+        x = layers.Conv1D(32, 5, strides=2, padding="same", activation="relu")(x)
+        x = layers.BatchNormalization()(x)
+        x = layers.LSTM(64, return_sequences=True)(x)
+    x = layers.BatchNormalization()(layers.Dropout(DROPOUT_RATE)(x))
+    x = layers.LSTM(32)(x)
+    x = layers.BatchNormalization()(layers.Dropout(DROPOUT_RATE)(x))
     inputs = [window]
     if n_features:
         rr = keras.Input(shape=(n_features,), name="rr")
         inputs.append(rr)
-        x = keras.layers.Concatenate()([x, rr])
-    x = keras.layers.Dense(64, activation="relu")(x)
-    x = keras.layers.Dense(32, activation="relu")(x)
-    probabilities = keras.layers.Dense(
-        len(BEAT_CLASSES), activation="softmax", name="probabilities"
-    )(x)
-    model = keras.Model(inputs=inputs, outputs=probabilities, name="beat_lstm")
+        x = layers.Concatenate()([x, layers.BatchNormalization()(rr)])
+    x = layers.Dense(64, activation="relu")(x)
+    x = layers.Dense(32, activation="relu")(x)
+    probabilities = layers.Dense(len(BEAT_CLASSES), activation="softmax", name="probabilities")(x)
+    model = keras.Model(inputs=inputs, outputs=probabilities, name=f"beat_lstm_{arch.value}")
     model.compile(
         optimizer=keras.optimizers.Adam(learning_rate=learning_rate),
         loss="categorical_crossentropy",
@@ -268,10 +369,10 @@ def build_model(window_samples: int, n_features: int, learning_rate: float) -> A
 
 
 def model_inputs(
-    dataset: BeatDataset, features: tuple[str, ...]
+    dataset: BeatDataset, channels: tuple[str, ...], features: tuple[str, ...]
 ) -> dict[str, npt.NDArray[np.float32]]:
-    """The Keras inputs of a dataset: ``window`` (n, samples, 1) and ``rr`` (n, features)."""
-    inputs = {"window": dataset.windows[:, :, np.newaxis]}
+    """The Keras inputs of a dataset: ``window`` (n, samples, channels), ``rr`` (n, features)."""
+    inputs = {"window": dataset.window_channels(channels)}
     if features:
         inputs["rr"] = dataset.feature_columns(features)
     return inputs
@@ -282,13 +383,13 @@ def train_model(
     settings: TrainSettings,
     *,
     config: ChainConfig | None = None,
-    data_dir: Path | None = None,
+    data_dir: DataDirs = None,
     cache_dir: Path | None = None,
     splits: DatasetSplits | None = None,
     threads: int | None = None,
     verbose: int = 2,
 ) -> TrainResult:
-    """Train (or resume training) the beat classifier into ``out_dir``.
+    """Train (or resume training) one beat classifier into ``out_dir``, with early stopping.
 
     Writes ``best.keras`` (lowest validation loss), ``last.keras`` (after every epoch, for
     resuming), ``final.keras``, ``training_log.csv`` and ``training.json``. If ``out_dir``
@@ -299,94 +400,247 @@ def train_model(
         out_dir: Run directory, created if need be.
         settings: Protocol, model variant and optimisation settings.
         config: The chain's configuration (default ``ChainConfig()``).
-        data_dir: Directory holding the WFDB records.
+        data_dir: Directory or directories holding the WFDB records (and, to augment, the
+            noise records ``bw``, ``em``, ``ma``).
         cache_dir: Dataset cache directory.
-        splits: Ready-made splits (tests); by default built from ``settings.protocol``.
+        splits: Ready-made splits (tests); by default built from ``settings``.
         threads: TensorFlow intra- and inter-op threads (None: TensorFlow's choice).
         verbose: Keras progress: 0 silent, 1 progress bar, 2 one line per epoch.
 
     Raises:
-        MissingExtraError: TensorFlow is not installed.
+        MissingExtraError: Keras is not installed.
         ConfigError: ``out_dir`` holds a run with other settings.
     """
     config = config or ChainConfig()
-    tf = _tensorflow()
-    if threads is not None:
-        tf.config.threading.set_intra_op_parallelism_threads(threads)
-        tf.config.threading.set_inter_op_parallelism_threads(threads)
-    keras = tf.keras
+    _set_threads(threads)
     out_dir.mkdir(parents=True, exist_ok=True)
     _check_settings(out_dir, settings, config)
     if splits is None:
-        splits = split_dataset(
-            settings.protocol, config, seed=settings.seed, data_dir=data_dir, cache_dir=cache_dir
+        splits = split_dataset(settings, config, data_dir=data_dir, cache_dir=cache_dir)
+    augmenter = _augmenter(settings, config, data_dir)
+    weights = _fit(out_dir, settings, config, splits, augmenter, stop_early=True, verbose=verbose)
+    return _summarise(out_dir, settings, config, splits, weights)
+
+
+def cross_validate(
+    out_dir: Path,
+    settings: TrainSettings,
+    k: int,
+    *,
+    config: ChainConfig | None = None,
+    data_dir: DataDirs = None,
+    cache_dir: Path | None = None,
+    dataset: BeatDataset | None = None,
+    baseline: bool = False,
+    threads: int | None = None,
+    verbose: int = 2,
+) -> CrossValidationResult:
+    """Patient-grouped K-fold cross-validation over the training pool.
+
+    Each fold trains on the other folds' records for ``settings.epochs`` epochs on a cosine
+    learning-rate schedule (no early stopping: the held-out records only get predicted), in
+    ``fold-<i>/``. A fold whose ``final.keras`` exists is not trained again (resume). The
+    pooled out-of-fold predictions go to ``oof.npz`` and their figures to ``cv.json``.
+
+    Args:
+        out_dir: Run directory, created if need be.
+        settings: Must be inter-patient; ``records`` is the pool.
+        k: Number of folds (>= 2; PROTOCOL.md asks for >= 5).
+        config: The chain's configuration (default ``ChainConfig()``).
+        data_dir: Directory or directories holding the records and the noise records.
+        cache_dir: Dataset cache directory.
+        dataset: Ready-made beats of the pool; by default built from ``records``.
+        baseline: Fit the gradient-boosted tree baseline on the same folds instead of the
+            LSTM (``model/baseline.py``; no augmentation, no sampling).
+        threads: TensorFlow threads (None: TensorFlow's choice).
+        verbose: Keras progress: 0 silent, 1 progress bar, 2 one line per epoch.
+
+    Raises:
+        ConfigError: ``k`` is out of range, the protocol is not inter-patient, or ``out_dir``
+            holds a run with other settings.
+        MissingExtraError: Keras is not installed.
+    """
+    if settings.protocol is not Protocol.INTER_PATIENT:
+        msg = "--cv needs --protocol inter-patient: folds are made of whole records"
+        raise ConfigError(msg)
+    config = config or ChainConfig()
+    _set_threads(threads)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    _check_settings(out_dir, settings, config, extra={"cv_folds": k, "baseline": baseline})
+    if dataset is None:
+        dataset = build_dataset(settings.records, config, data_dir=data_dir, cache_dir=cache_dir)
+    names = tuple(str(name) for name in np.unique(dataset.records))
+    folds = _folds(out_dir, dataset, names, k)
+    augmenter = None if baseline else _augmenter(settings, config, data_dir)
+    probabilities = np.zeros((len(dataset), len(BEAT_CLASSES)), dtype=np.float32)
+    fold_of_beat = np.full(len(dataset), -1, dtype=np.int64)
+    fold_summaries: list[dict[str, Any]] = []
+    for index, held_out in enumerate(folds):
+        fold_dir = out_dir / FOLD_DIR.format(index=index)
+        train_records = tuple(name for name in names if name not in held_out)
+        splits = DatasetSplits(
+            train=dataset.of_records(train_records),
+            validation=dataset.of_records(held_out),
+            test=None,
+            train_records=train_records,
+            validation_records=held_out,
         )
-    train = splits.train.subset(
-        balanced_subsample(splits.train.labels, settings.max_per_class, settings.seed)
+        mask = np.isin(dataset.records, held_out)
+        fold_of_beat[mask] = index
+        logger.info("cv: fold %d/%d, held out %s", index + 1, k, " ".join(held_out))
+        if baseline:
+            started = time.perf_counter()
+            probabilities[mask] = fit_predict_baseline(
+                splits.train,
+                splits.validation,
+                settings.features,
+                class_weights(splits.train.labels),
+                settings.seed,
+            )
+            rows = [{"epoch_seconds": str(time.perf_counter() - started), "val_loss": "nan"}]
+        else:
+            if not (fold_dir / FINAL_MODEL).is_file():
+                fold_dir.mkdir(parents=True, exist_ok=True)
+                _fit(
+                    fold_dir, settings, config, splits, augmenter, stop_early=False, verbose=verbose
+                )
+            probabilities[mask] = predict_keras(
+                fold_dir / FINAL_MODEL, splits.validation, settings.channels, settings.features
+            )
+            rows = _read_log(fold_dir / TRAINING_LOG)
+        fold_summaries.append(
+            {
+                "held_out": list(held_out),
+                "held_out_counts": _counts(splits.validation),
+                "epochs_run": len(rows) if not baseline else 0,
+                "train_seconds": sum(float(row["epoch_seconds"]) for row in rows),
+                "validation_loss_per_epoch": [float(row["val_loss"]) for row in rows],
+            }
+        )
+    return _summarise_cv(
+        out_dir,
+        settings,
+        config,
+        dataset,
+        folds,
+        probabilities,
+        fold_of_beat,
+        fold_summaries,
+        baseline=baseline,
     )
-    weights = class_weights(train.labels)
+
+
+def _folds(
+    out_dir: Path, dataset: BeatDataset, names: tuple[str, ...], k: int
+) -> tuple[tuple[str, ...], ...]:
+    """The run's folds: from ``folds.json`` if it exists, else balanced anew and written there.
+
+    A resumed run, or one trained elsewhere on a subsample, keeps the folds it started with.
+    """
+    path = out_dir / FOLDS_FILE
+    if path.is_file():
+        folds = tuple(tuple(fold) for fold in json.loads(path.read_text())["folds"])
+        if len(folds) != k or sorted(name for fold in folds for name in fold) != sorted(names):
+            msg = (
+                f"{path} holds {len(folds)} folds of other records than this --cv {k} run's "
+                f"{len(names)}; give another output directory or delete that file"
+            )
+            raise ConfigError(msg)
+        return folds
+    folds = record_folds({name: dataset.of_records([name]).class_counts() for name in names}, k)
+    path.write_text(json.dumps({"k": k, "folds": [list(fold) for fold in folds]}, indent=2) + "\n")
+    return folds
+
+
+def predict_keras(
+    model_path: Path,
+    dataset: BeatDataset,
+    channels: tuple[str, ...],
+    features: tuple[str, ...],
+    batch_size: int = 1024,
+) -> Any:
+    """Class probabilities of a saved Keras model on a dataset, (n, 5).
+
+    Raises:
+        MissingExtraError: Keras is not installed.
+    """
+    keras = _keras()
+    model = keras.models.load_model(model_path)
+    return np.asarray(
+        model.predict(model_inputs(dataset, channels, features), batch_size=batch_size, verbose=0)
+    )
+
+
+def _fit(
+    out_dir: Path,
+    settings: TrainSettings,
+    config: ChainConfig,
+    splits: DatasetSplits,
+    augmenter: BeatAugmenter | None,
+    *,
+    stop_early: bool,
+    verbose: int,
+) -> dict[int, float]:
+    """Fit one model in ``out_dir``; returns the class weights it used."""
+    keras = _keras()
+    batches = _batches(keras, splits.train, settings, augmenter)
     logger.info(
-        "train: %d beats %s, validation %d beats %s, class weights %s",
-        len(train),
-        _counts_text(train),
+        "train: %d of %d beats per epoch %s, validation %d beats %s, class weights %s",
+        batches.beats_per_epoch,
+        len(splits.train),
+        batches.counts_text,
         len(splits.validation),
         _counts_text(splits.validation),
-        {BEAT_CLASSES[i].value: round(w, 2) for i, w in weights.items()},
+        {BEAT_CLASSES[i].value: round(w, 2) for i, w in batches.weights.items()},
     )
     keras.utils.set_random_seed(settings.seed)
     log_path, last_path = out_dir / TRAINING_LOG, out_dir / LAST_MODEL
     initial_epoch = _logged_epochs(log_path) if last_path.is_file() else 0
+    callbacks = [_epoch_timer(keras)]
+    if stop_early:
+        callbacks += [
+            keras.callbacks.ModelCheckpoint(out_dir / BEST_MODEL, save_best_only=True),
+            keras.callbacks.EarlyStopping(patience=settings.patience),
+            keras.callbacks.ReduceLROnPlateau(factor=0.5, patience=max(1, settings.patience // 3)),
+        ]
+        learning_rate: Any = settings.learning_rate
+    else:
+        learning_rate = keras.optimizers.schedules.CosineDecay(
+            settings.learning_rate,
+            decay_steps=settings.epochs * len(batches),
+            alpha=FINAL_LEARNING_RATE_FRACTION,
+        )
+    callbacks += [
+        keras.callbacks.ModelCheckpoint(last_path),
+        keras.callbacks.CSVLogger(log_path, append=True),
+    ]
     if initial_epoch:
         logger.info("train: resuming from %s after epoch %d", last_path, initial_epoch)
         model = keras.models.load_model(last_path)
     else:
         log_path.unlink(missing_ok=True)
         model = build_model(
+            settings.arch,
             config.window_samples,
+            len(settings.channels),
             len(settings.features),
-            settings.learning_rate,
+            learning_rate,
         )
-    callbacks = [
-        _epoch_timer(keras),
-        keras.callbacks.ModelCheckpoint(out_dir / BEST_MODEL, save_best_only=True),
-        keras.callbacks.ModelCheckpoint(last_path),
-        keras.callbacks.EarlyStopping(patience=settings.patience, restore_best_weights=False),
-        keras.callbacks.ReduceLROnPlateau(factor=0.5, patience=max(1, settings.patience // 3)),
-        keras.callbacks.CSVLogger(log_path, append=True),
-    ]
+    batches.epoch = initial_epoch
     if initial_epoch < settings.epochs:
         model.fit(
-            model_inputs(train, settings.features),
-            _one_hot(train.labels),
+            batches,
             validation_data=(
-                model_inputs(splits.validation, settings.features),
+                model_inputs(splits.validation, settings.channels, settings.features),
                 _one_hot(splits.validation.labels),
             ),
-            batch_size=settings.batch_size,
             epochs=settings.epochs,
             initial_epoch=initial_epoch,
-            class_weight=weights,
             callbacks=callbacks,
-            shuffle=True,
             verbose=verbose,
         )
     model.save(out_dir / FINAL_MODEL)
-    return _summarise(out_dir, settings, config, splits, train, weights)
-
-
-def predict_keras(
-    model_path: Path, dataset: BeatDataset, features: tuple[str, ...], batch_size: int = 1024
-) -> Any:
-    """Class probabilities of a saved Keras model taking ``features`` on a dataset, (n, 5).
-
-    Raises:
-        MissingExtraError: TensorFlow is not installed.
-    """
-    keras = _keras()
-    model = keras.models.load_model(model_path)
-    return np.asarray(
-        model.predict(model_inputs(dataset, features), batch_size=batch_size, verbose=0)
-    )
+    return dict(batches.weights)
 
 
 def _summarise(
@@ -394,7 +648,6 @@ def _summarise(
     settings: TrainSettings,
     config: ChainConfig,
     splits: DatasetSplits,
-    train: BeatDataset,
     weights: dict[int, float],
 ) -> TrainResult:
     rows = _read_log(out_dir / TRAINING_LOG)
@@ -402,16 +655,16 @@ def _summarise(
     test_accuracy: float | None = None
     test_summary: dict[str, Any] | None = None
     if splits.test is not None:
-        probabilities = predict_keras(out_dir / BEST_MODEL, splits.test, settings.features)
-        predicted = np.argmax(probabilities, axis=1)
-        confusion = np.zeros((len(BEAT_CLASSES), len(BEAT_CLASSES)), dtype=np.int64)
-        np.add.at(confusion, (splits.test.labels, predicted), 1)
-        test_accuracy = float(np.trace(confusion) / confusion.sum())
+        probabilities = predict_keras(
+            out_dir / BEST_MODEL, splits.test, settings.channels, settings.features
+        )
+        score = score_of(splits.test.labels, probabilities)
+        test_accuracy = score.accuracy
         test_summary = {
             "note": "intra-patient random beat split: beats of one patient on both sides",
             "beats": len(splits.test),
             "accuracy": test_accuracy,
-            "confusion": confusion.tolist(),
+            "confusion": score.confusion.tolist(),
         }
     train_seconds = sum(float(row["epoch_seconds"]) for row in rows)
     best_loss = min(validation_losses) if validation_losses else math.nan
@@ -420,7 +673,7 @@ def _summarise(
         "chain_config": asdict(config),
         "train_records": list(splits.train_records),
         "validation_records": list(splits.validation_records),
-        "train_counts": _counts(train),
+        "train_counts": _counts(splits.train),
         "validation_counts": _counts(splits.validation),
         "class_weights": {BEAT_CLASSES[i].value: w for i, w in weights.items()},
         "unmatched_detections": int(sum(splits.train.unmatched_detections)),
@@ -446,12 +699,142 @@ def _summarise(
     )
 
 
-def _check_settings(out_dir: Path, settings: TrainSettings, config: ChainConfig) -> None:
+def _summarise_cv(
+    out_dir: Path,
+    settings: TrainSettings,
+    config: ChainConfig,
+    dataset: BeatDataset,
+    folds: tuple[tuple[str, ...], ...],
+    probabilities: npt.NDArray[np.float32],
+    fold_of_beat: IntArray,
+    fold_summaries: list[dict[str, Any]],
+    *,
+    baseline: bool,
+) -> CrossValidationResult:
+    from ecg_stream.model.report import score_json
+
+    np.savez_compressed(
+        out_dir / OOF_FILE,
+        probabilities=probabilities,
+        labels=dataset.labels,
+        records=dataset.records,
+        folds=fold_of_beat,
+    )
+    score = score_of(dataset.labels, probabilities)
+    per_record = {
+        name: score_json(score_of(dataset.labels[mask], probabilities[mask]))
+        for name in np.unique(dataset.records)
+        for mask in [dataset.records == name]
+    }
+    train_seconds = sum(fold["train_seconds"] for fold in fold_summaries)
+    result = {
+        "note": "pooled out-of-fold figures on matched beats (whole records per fold)",
+        "model": "gradient-boosted trees (baseline)" if baseline else "stacked LSTM",
+        "settings": settings.to_json(),
+        "chain_config": asdict(config),
+        "k": len(folds),
+        "folds": fold_summaries,
+        "dataset_cache_key": dataset.cache_key,
+        "pool_counts": _counts(dataset),
+        "train_seconds": train_seconds,
+        "out_of_fold": score_json(score),
+        "out_of_fold_loss_per_epoch": _pooled_loss_per_epoch(fold_summaries),
+        "records": per_record,
+    }
+    result_path = out_dir / CV_FILE
+    result_path.write_text(json.dumps(result, indent=2) + "\n")
+    return CrossValidationResult(
+        out_dir=out_dir,
+        folds=folds,
+        score=score,
+        train_seconds=train_seconds,
+        result_path=result_path,
+    )
+
+
+def _pooled_loss_per_epoch(fold_summaries: list[dict[str, Any]]) -> list[float]:
+    """Beat-weighted mean of the held-out folds' loss after each epoch (monitoring only)."""
+    curves = [fold["validation_loss_per_epoch"] for fold in fold_summaries]
+    sizes = [sum(fold["held_out_counts"].values()) for fold in fold_summaries]
+    epochs = min((len(curve) for curve in curves), default=0)
+    return [
+        sum(curve[epoch] * size for curve, size in zip(curves, sizes, strict=True)) / sum(sizes)
+        for epoch in range(epochs)
+    ]
+
+
+def _augmenter(
+    settings: TrainSettings, config: ChainConfig, data_dir: DataDirs
+) -> BeatAugmenter | None:
+    if not settings.augment:
+        return None
+    return BeatAugmenter(config, NoiseBank.from_records(data_dir, config))
+
+
+def _batches(
+    keras: Any, train: BeatDataset, settings: TrainSettings, augmenter: BeatAugmenter | None
+) -> Any:
+    """A Keras ``PyDataset`` drawing a new patient-balanced sample every epoch, augmented."""
+    _, groups = np.unique(train.records, return_inverse=True)
+    channels = train.window_channels(settings.channels)
+    features = train.feature_columns(settings.features)
+
+    def draw(epoch: int) -> IntArray:
+        rng = np.random.default_rng((settings.seed, epoch))
+        chosen = patient_balanced_sample(
+            train.labels, groups, settings.max_per_record_class, settings.max_per_class, rng
+        )
+        return rng.permutation(chosen)
+
+    first = draw(0)
+    weights = class_weights(train.labels[first])
+    sample_weight = np.array([weights[i] for i in range(len(BEAT_CLASSES))], dtype=np.float32)
+
+    class PatientBalancedBatches(keras.utils.PyDataset):  # type: ignore[misc]
+        def __init__(self) -> None:
+            super().__init__()
+            self.epoch, self.order = 0, first
+            self.beats_per_epoch, self.weights = first.size, weights
+            self.counts_text = " ".join(
+                f"{c.value}={n}"
+                for c, n in zip(
+                    BEAT_CLASSES, np.bincount(train.labels[first], minlength=5), strict=True
+                )
+            )
+
+        def __len__(self) -> int:
+            return math.ceil(self.order.size / settings.batch_size)
+
+        def __getitem__(self, index: int) -> tuple[dict[str, Any], Any, Any]:
+            rows = self.order[index * settings.batch_size : (index + 1) * settings.batch_size]
+            window = channels[rows].copy()
+            if augmenter is not None:
+                rng = np.random.default_rng((settings.seed, self.epoch, index))
+                window[:, :, 0] = augmenter.augment(window[:, :, 0], rng)
+            inputs = {"window": window}
+            if settings.features:
+                inputs["rr"] = features[rows]
+            labels = train.labels[rows]
+            return inputs, _one_hot(labels), sample_weight[labels]
+
+        def on_epoch_end(self) -> None:
+            self.epoch += 1
+            self.order = draw(self.epoch)
+
+    return PatientBalancedBatches()
+
+
+def _check_settings(
+    out_dir: Path,
+    settings: TrainSettings,
+    config: ChainConfig,
+    extra: dict[str, Any] | None = None,
+) -> None:
     """Refuse to resume a run made with other settings (``epochs`` may grow); record them."""
-    wanted = {"settings": settings.to_json(), "chain_config": asdict(config)}
+    wanted = {"settings": settings.to_json(), "chain_config": asdict(config), **(extra or {})}
     wanted = json.loads(json.dumps(wanted))  # tuples become lists, as when read back
     path = out_dir / SETTINGS_FILE
-    if (out_dir / LAST_MODEL).is_file() and path.is_file():
+    if path.is_file() and any(out_dir.glob("**/" + LAST_MODEL)):
         stored = json.loads(path.read_text())
         if _without_epochs(stored) != _without_epochs(wanted):
             msg = (
@@ -503,13 +886,19 @@ def _epoch_timer(keras: Any) -> Any:
     return EpochTimer()
 
 
-def _tensorflow() -> Any:
-    try:
-        import tensorflow as tf
-    except ImportError as error:
-        raise MissingExtraError(TRAIN_EXTRA, "tensorflow") from error
-    return tf
+def _set_threads(threads: int | None) -> None:
+    """Limit TensorFlow's threads when it is the Keras backend (other backends: no effect)."""
+    if threads is None or _keras().backend.backend() != "tensorflow":
+        return
+    import tensorflow as tf
+
+    tf.config.threading.set_intra_op_parallelism_threads(threads)
+    tf.config.threading.set_inter_op_parallelism_threads(threads)
 
 
 def _keras() -> Any:
-    return _tensorflow().keras
+    try:
+        import keras
+    except ImportError as error:
+        raise MissingExtraError(TRAIN_EXTRA, "keras") from error
+    return keras

@@ -24,7 +24,7 @@ from typing import Any, Protocol
 
 from ecg_stream.config import CHAIN_FS_HZ, ChainConfig, MqttConfig
 from ecg_stream.errors import ConfigError, EcgStreamError
-from ecg_stream.records import Record
+from ecg_stream.records import DataDirs, Record
 from ecg_stream.stream.publisher import BeatPublisher, PublisherStats
 from ecg_stream.stream.replay import ReplaySource
 from ecg_stream.stream.stats import DurationHistogram
@@ -386,7 +386,7 @@ async def run_replay(
     stream_ids: Sequence[str] | None = None,
     lead: str = "0",
     topic_prefix: str = "ecg",
-    data_dir: Path | None = None,
+    data_dir: DataDirs = None,
     model_path: Path | None = None,
     quiet: bool = False,
 ) -> ReplaySummary:

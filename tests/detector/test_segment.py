@@ -84,7 +84,7 @@ def test_first_beat_features_use_the_stated_prior() -> None:
     )
     prior_s = PRIOR_RR_MS / 1000
     np.testing.assert_allclose(
-        feature_vector(window, FEATURE_NAMES), [prior_s, prior_s, 1.0, 1.0, 1.0, 1.0]
+        feature_vector(window, FEATURE_NAMES), [prior_s, prior_s, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0]
     )
     np.testing.assert_allclose(feature_vector(window, ("amplitude_ratio", "rr_s")), [1, prior_s])
 
@@ -95,6 +95,15 @@ def test_long_mean_rr_covers_more_beats_than_the_local_mean() -> None:
     last = segmenter.process(np.zeros(5000), peaks)[-1].rr
     assert last.local_mean_rr_ms == pytest.approx(750.0)
     assert last.long_mean_rr_ms == pytest.approx((3 * 1000 + 500) / 4)
+
+
+def test_robust_rr_statistics_ignore_a_single_long_pause() -> None:
+    segmenter = BeatSegmenter(CONFIG)
+    indices = [360 * k for k in range(1, 12)] + [360 * 11 + 1440, 360 * 11 + 1440 + 252]
+    last = segmenter.process(np.zeros(9000), [peak(index) for index in indices])[-1].rr
+    assert last.median_rr_ms == pytest.approx(1000.0)  # the 4 s pause does not move it
+    assert last.rr_ms / last.median_rr_ms == pytest.approx(0.7)  # premature stands out
+    assert last.upper_rr_ms >= last.median_rr_ms
 
 
 def test_morphology_compares_a_beat_with_the_median_of_the_previous_ones(
@@ -112,6 +121,8 @@ def test_morphology_compares_a_beat_with_the_median_of_the_previous_ones(
     ectopic = tracker.process(wide_and_tall)
     assert ectopic.template_correlation < 0.8
     assert ectopic.amplitude_ratio == pytest.approx(3.0, rel=0.05)
+    assert ectopic.qrs_width_ratio == pytest.approx(3.0, rel=0.2)  # 0.06 s against 0.02 s
+    assert typical.qrs_width_ratio == pytest.approx(1.0, abs=0.1)
     assert tracker.process(1e6 * normal).amplitude_ratio == AMPLITUDE_RATIO_CAP
 
 
@@ -119,7 +130,9 @@ def test_morphology_of_a_flat_window_is_uncorrelated_not_nan() -> None:
     tracker = MorphologyTracker(CONFIG)
     tracker.process(np.sin(np.arange(250.0)))
     flat = tracker.process(np.zeros(250))
-    assert flat == MorphologyFeatures(template_correlation=0.0, amplitude_ratio=0.0)
+    assert flat == MorphologyFeatures(
+        template_correlation=0.0, amplitude_ratio=0.0, qrs_width_ratio=0.0
+    )
 
 
 def test_premature_beats_never_become_the_template_even_in_bigeminy() -> None:

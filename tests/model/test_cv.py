@@ -1,0 +1,118 @@
+"""Cross-validation, augmentation and the ensemble export: smoke runs of seconds, not minutes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ecg_stream.cli import main
+from ecg_stream.config import ChainConfig
+from ecg_stream.export import onnx as export_onnx
+from ecg_stream.model.augment import BeatAugmenter, NoiseBank
+from ecg_stream.model.classifier import OnnxBeatClassifier
+from ecg_stream.model.dataset import (
+    build_dataset,
+    load_dataset,
+    patient_balanced_sample,
+    save_dataset,
+    stream_record_windows,
+)
+from ecg_stream.model.folds import record_folds
+from ecg_stream.records import POOL, Record
+from ecg_stream.types import BeatClass
+
+CONFIG = ChainConfig()
+
+
+@pytest.fixture(scope="module")
+def noise_dir(data_dir: Path) -> Path:
+    """The Noise Stress Test Database's bw/em/ma records, beside the MIT-BIH directory."""
+    directory = data_dir.parent / "nstdb-noise"
+    if not (directory / "em.hea").is_file():
+        pytest.skip(f"noise records bw/em/ma not in {directory}")
+    return directory
+
+
+@pytest.fixture(scope="module")
+def small_dataset_file(
+    data_dir: Path, dataset_cache: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Path:
+    dataset = build_dataset(["119", "209", "220"], CONFIG, data_dir=data_dir, cache_dir=dataset_cache)
+    _, groups = np.unique(dataset.records, return_inverse=True)
+    kept = patient_balanced_sample(dataset.labels, groups, 60, 10_000, np.random.default_rng(0))
+    path = tmp_path_factory.mktemp("datasets") / "small.npz"
+    save_dataset(dataset.subset(kept), path)
+    return path
+
+
+def test_folds_never_share_a_record_and_spread_the_ectopic_beats() -> None:
+    rng = np.random.default_rng(3)
+    counts = {
+        name: {
+            BeatClass.N: int(rng.integers(1000, 3000)),
+            BeatClass.S: int(rng.integers(0, 400)) if rng.random() < 0.5 else 0,
+            BeatClass.V: int(rng.integers(0, 900)) if rng.random() < 0.5 else 0,
+        }
+        for name in POOL
+    }
+    folds = record_folds(counts, 5)
+    flat = [name for fold in folds for name in fold]
+    assert sorted(flat) == sorted(POOL)  # every record in exactly one fold
+    for fold in folds:
+        assert sum(counts[name][BeatClass.S] for name in fold) > 0
+        assert sum(counts[name][BeatClass.V] for name in fold) > 0
+
+
+def test_augmentation_keeps_shapes_and_leaves_the_input_alone(
+    noise_dir: Path, record_100: Record
+) -> None:
+    windows = stream_record_windows(record_100.samples[: 360 * 20], CONFIG)
+    beats = np.stack([w.morphology.template for w in windows if w.morphology.template is not None])
+    before = beats.copy()
+    augmenter = BeatAugmenter(CONFIG, NoiseBank.from_records(noise_dir, CONFIG))
+    out = augmenter.augment(beats, np.random.default_rng(0))
+    assert out.shape == beats.shape
+    np.testing.assert_array_equal(beats, before)
+    np.testing.assert_allclose(out.mean(axis=1), 0.0, atol=1e-9)  # re-normalised
+    assert 0.3 < float(np.mean(np.sum(out * beats, axis=1) / beats.shape[1])) < 1.0
+
+
+def test_dataset_file_round_trips(small_dataset_file: Path) -> None:
+    dataset = load_dataset(small_dataset_file)
+    assert set(np.unique(dataset.records)) == {"119", "209", "220"}
+    assert dataset.templates.shape == dataset.windows.shape
+    assert dataset.window_channels(("beat", "template")).shape[1:] == (250, 2)
+
+
+@pytest.mark.slow
+def test_cv_smoke_run_reports_out_of_fold_figures_and_exports_an_ensemble(
+    small_dataset_file: Path,
+    noise_dir: Path,
+    data_dir: Path,
+    dataset_cache: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    run = tmp_path / "cv"
+    argv = ["train", str(run), "--cv", "2", "--dataset", str(small_dataset_file)]
+    argv += ["--epochs", "1", "--max-per-record-class", "30", "--data-dir", str(noise_dir)]
+    assert main(argv) == 0
+    assert "out-of-fold" in capsys.readouterr().out
+    summary = json.loads((run / "cv.json").read_text())
+    held_out = [set(fold["held_out"]) for fold in summary["folds"]]
+    assert held_out[0].isdisjoint(held_out[1])
+    assert summary["out_of_fold"]["matched_beats"] == len(load_dataset(small_dataset_file))
+    assert {"N", "S", "V"} <= set(summary["out_of_fold"]["classes"])
+
+    path = tmp_path / "ensemble.onnx"
+    exported = export_onnx.export_model(
+        run, path, parity_records=["100"], data_dir=data_dir, cache_dir=dataset_cache
+    )
+    assert exported.max_abs_difference <= export_onnx.PARITY_TOLERANCE
+    assert exported.contract.window_channels == ("beat", "template")
+    assert json.loads((run / "calibration.json").read_text())["chosen"]
+    with OnnxBeatClassifier(path, CONFIG) as classifier:
+        assert classifier.contract.validation_records.startswith("2-fold")
