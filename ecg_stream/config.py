@@ -13,6 +13,9 @@ from ecg_stream.errors import ConfigError
 CHAIN_FS_HZ = 360.0
 """Every stage after the source runs at this rate; other records are resampled to it."""
 
+SUPPORTED_FS_HZ = (50.0, 10_000.0)
+"""Lowest and highest sampling rate accepted, in Hz (records and ``samples`` messages)."""
+
 
 @dataclass(frozen=True, slots=True)
 class ChainConfig:

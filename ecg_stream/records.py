@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from fractions import Fraction
 from pathlib import Path
-from typing import TypeAlias
+from typing import TYPE_CHECKING, TypeAlias
 
 import numpy as np
 from scipy import signal
 
-from ecg_stream.config import CHAIN_FS_HZ
+if TYPE_CHECKING:
+    import wfdb
+
+from ecg_stream.config import CHAIN_FS_HZ, SUPPORTED_FS_HZ
 from ecg_stream.errors import DataNotFoundError, RecordFormatError
 from ecg_stream.types import BeatClass, FloatArray, IntArray
 
@@ -31,6 +36,26 @@ AAMI_CLASS_OF_SYMBOL: dict[str, BeatClass] = {
     **dict.fromkeys("/fQ", BeatClass.Q),
 }
 """ANSI/AAMI EC57 grouping of MIT-BIH beat symbols; any other symbol is not a beat."""
+
+_BITS_PER_SAMPLE: dict[str, Fraction] = {
+    **dict.fromkeys(("8", "80"), Fraction(8)),
+    **dict.fromkeys(("16", "61", "160"), Fraction(16)),
+    "24": Fraction(24),
+    "32": Fraction(32),
+    "212": Fraction(12),
+    **dict.fromkeys(("310", "311"), Fraction(32, 3)),  # three samples in four bytes
+}
+"""Size of a sample in each uncompressed WFDB signal format; others are not size-checked."""
+
+_COMPRESSED_FORMATS = ("508", "516", "524")
+"""FLAC-compressed WFDB signal formats: readable, but their size cannot be predicted."""
+
+_KNOWN_FORMATS = {*_BITS_PER_SAMPLE, *_COMPRESSED_FORMATS}
+
+_PADDING_BYTES = 4
+"""Bytes a signal file may hold past its last sample (a format's partial last group)."""
+
+_DOWNLOAD_AGAIN = "download the record again (delete the damaged file) or restore it"
 
 
 def _names(text: str) -> tuple[str, ...]:
@@ -182,34 +207,43 @@ def find_record(name: str, data_dir: DataDirs = None) -> Path:
     raise DataNotFoundError(msg, record=name, searched_dirs=searched)
 
 
-def load_record(name: str, data_dir: DataDirs = None, lead: str | int = 0) -> Record:
+def load_record(
+    name: str, data_dir: DataDirs = None, lead: str | int = 0, *, annotations: bool = True
+) -> Record:
     """Load one lead of a WFDB record in mV at ``CHAIN_FS_HZ``, with its annotations.
+
+    The files are checked before use: a damaged header, signal or annotation file is a
+    ``RecordFormatError`` naming the file and the problem, never a traceback from wfdb.
 
     Args:
         name: Record name, or a path stem (``dir/name``) of any WFDB record.
         data_dir: Directory or directories to search first.
         lead: Lead name (e.g. "MLII") or index.
+        annotations: Also read the reference annotations (``NAME.atr``, if present). Commands
+            that only stream or detect pass False: a damaged ``.atr`` does not stop them.
 
     Raises:
         DataNotFoundError: The record cannot be found.
-        RecordFormatError: The lead does not exist or the record cannot be read.
+        RecordFormatError: The lead does not exist, or a file of the record is damaged or
+            inconsistent (rate outside 50-10000 Hz, signal length, annotations past the end).
     """
     import wfdb
 
     stem = Path(name) if Path(name).parent != Path() else find_record(name, data_dir)
-    try:
-        header = wfdb.rdheader(str(stem))
-    except (OSError, ValueError) as error:
-        msg = f"{stem}: cannot read WFDB header ({error})"
-        raise RecordFormatError(msg) from error
-    leads = list(header.sig_name or [])
+    header = _read_header(stem)
+    leads = list(header.sig_name)
     channel = _lead_index(stem.name, leads, lead)
+    _check_signal_files(stem, header)
+    signal_path = stem.parent / header.file_name[channel]
     try:
         raw = wfdb.rdrecord(str(stem), channels=[channel], physical=True)
-    except (OSError, ValueError) as error:
-        msg = f"{stem}: cannot read WFDB signal ({error})"
+        samples = np.nan_to_num(np.asarray(raw.p_signal[:, 0], dtype=np.float64))
+    except Exception as error:  # wfdb reports damaged files as ValueError, IndexError, KeyError..
+        msg = f"{signal_path}: cannot read the WFDB signal ({_reason(error)}); {_DOWNLOAD_AGAIN}"
         raise RecordFormatError(msg) from error
-    samples = np.nan_to_num(np.asarray(raw.p_signal[:, 0], dtype=np.float64))
+    if samples.size == 0:
+        msg = f"{signal_path}: the signal holds no samples; {_DOWNLOAD_AGAIN}"
+        raise RecordFormatError(msg)
     if (raw.units or ["mV"])[0].lower() == "uv":
         samples = samples / 1000.0
     fs_hz = float(raw.fs)
@@ -218,7 +252,7 @@ def load_record(name: str, data_dir: DataDirs = None, lead: str | int = 0) -> Re
         lead=leads[channel],
         fs_hz=fs_hz,
         samples=resample_to_chain(samples, fs_hz),
-        annotations=_load_annotations(stem),
+        annotations=_load_annotations(stem, samples.size) if annotations else None,
     )
 
 
@@ -245,17 +279,151 @@ def _lead_index(record: str, leads: list[str], lead: str | int) -> int:
     raise RecordFormatError(msg)
 
 
-def _load_annotations(stem: Path) -> Annotations | None:
+def _sibling(stem: Path, suffix: str) -> Path:
+    """``dir/name.suffix`` (``with_suffix`` would cut a dotted record name)."""
+    return stem.parent / f"{stem.name}{suffix}"
+
+
+def _reason(error: Exception, limit: int = 160) -> str:
+    """What a reader raised, on one line."""
+    text = " ".join(f"{type(error).__name__}: {error}".split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _read_header(stem: Path) -> wfdb.Record:
+    """Read and check the header: readable, one line per signal, a rate within 50-10000 Hz."""
     import wfdb
 
-    if not stem.with_suffix(".atr").is_file():
+    path = _sibling(stem, ".hea")
+    try:
+        empty = path.stat().st_size == 0
+        header = None if empty else wfdb.rdheader(str(stem))
+    except Exception as error:  # wfdb reports a garbled header as IndexError, ValueError..
+        msg = f"{path}: cannot read the WFDB header ({_reason(error)}); {_DOWNLOAD_AGAIN}"
+        raise RecordFormatError(msg) from error
+    if header is None:
+        msg = f"{path}: the header file is empty; {_DOWNLOAD_AGAIN}"
+        raise RecordFormatError(msg)
+    _check_rate_field(path)
+    if isinstance(header, wfdb.MultiRecord):
+        msg = f"{path}: a multi-segment record; ecg-stream reads single-segment records only"
+        raise RecordFormatError(msg)
+    declared = header.n_sig or 0
+    described = len(header.sig_name or [])
+    if declared < 1 or described != declared or len(header.file_name or []) != declared:
+        msg = (
+            f"{path}: the record line declares {declared} signal(s) but {described} signal "
+            f"line(s) follow; {_DOWNLOAD_AGAIN}"
+        )
+        raise RecordFormatError(msg)
+    unknown = sorted({str(fmt) for fmt in header.fmt or []} - _KNOWN_FORMATS)
+    if unknown:
+        msg = (
+            f"{path}: signal format {', '.join(unknown)} is not a WFDB format (known: "
+            f"{', '.join(sorted(_KNOWN_FORMATS, key=int))}); {_DOWNLOAD_AGAIN}"
+        )
+        raise RecordFormatError(msg)
+    low, high = SUPPORTED_FS_HZ
+    fs_hz = header.fs
+    if not isinstance(fs_hz, int | float) or not low <= fs_hz <= high:
+        msg = (
+            f"{path}: sampling rate {fs_hz} Hz is outside {low:g}-{high:g} Hz; fix the third "
+            "field of the header's first line (NAME NSIG FS LENGTH)"
+        )
+        raise RecordFormatError(msg)
+    return header
+
+
+def _check_rate_field(path: Path) -> None:
+    """Refuse a rate field that is no number (wfdb would silently take 250 Hz)."""
+    lines = path.read_text(encoding="ascii", errors="replace").splitlines()
+    record_line = next((line for line in lines if line.strip() and line[0] != "#"), "")
+    fields = record_line.split()
+    if len(fields) < 3:
+        return  # no rate given: WFDB's documented default, 250 Hz
+    rate = fields[2].split("/")[0].split("(")[0]
+    try:
+        float(rate)
+    except ValueError:
+        msg = (
+            f"{path}: sampling rate {rate!r} is not a number; fix the third field of the "
+            "header's first line (NAME NSIG FS LENGTH)"
+        )
+        raise RecordFormatError(msg) from None
+
+
+def _check_signal_files(stem: Path, header: wfdb.Record) -> None:
+    """Check that each signal file holds what the header says: no more, no fewer samples."""
+    length = header.sig_len
+    if length is None:  # no length in the header: wfdb reads the whole file
+        return
+    offsets = header.byte_offset or [None] * header.n_sig
+    signals: dict[str, list[tuple[str, int]]] = {}
+    for file_name, fmt, offset in zip(header.file_name, header.fmt, offsets, strict=True):
+        signals.setdefault(file_name, []).append((str(fmt), offset or 0))
+    for file_name, formats in signals.items():
+        bits = [_BITS_PER_SAMPLE[fmt] for fmt, _ in formats if fmt in _BITS_PER_SAMPLE]
+        if len(bits) != len(formats):
+            continue  # compressed or unknown format: its size cannot be predicted
+        expected = formats[0][1] + math.ceil(length * sum(bits, Fraction(0)) / 8)
+        path = stem.parent / file_name
+        try:
+            size = path.stat().st_size
+        except OSError as error:
+            msg = f"{path}: cannot read the signal file ({_reason(error)}); {_DOWNLOAD_AGAIN}"
+            raise RecordFormatError(msg) from error
+        if not expected <= size <= expected + _PADDING_BYTES:
+            shown = ", ".join(sorted({fmt for fmt, _ in formats}))
+            fault = "the file is truncated" if size < expected else "the file is longer"
+            msg = (
+                f"{path}: holds {size} bytes, but {stem.name}.hea says {length} samples of "
+                f"{len(formats)} signal(s) in format {shown}, {expected} bytes; {fault} or "
+                f"the header's length is wrong: {_DOWNLOAD_AGAIN}"
+            )
+            raise RecordFormatError(msg)
+
+
+def _load_annotations(stem: Path, signal_length: int) -> Annotations | None:
+    """Read ``NAME.atr`` (None if there is none), refusing annotations past the signal's end.
+
+    One sample past the end is tolerated and dropped: SVDB record 860 ends so.
+    """
+    import wfdb
+
+    path = _sibling(stem, ".atr")
+    if not path.is_file():
         return None
-    annotation = wfdb.rdann(str(stem), "atr")
+    try:
+        if path.stat().st_size == 0:
+            msg = "the file is empty"
+            raise ValueError(msg)
+        annotation = wfdb.rdann(str(stem), "atr")
+        sample = np.asarray(annotation.sample, dtype=np.int64)
+        symbols = list(annotation.symbol)
+        if sample.size != len(symbols):
+            msg = f"{sample.size} sample indices for {len(symbols)} symbols"
+            raise ValueError(msg)
+    except Exception as error:  # wfdb reports damaged files as IndexError, ValueError..
+        msg = (
+            f"{path}: cannot read the WFDB annotations ({_reason(error)}); {_DOWNLOAD_AGAIN}, "
+            "or use a command that needs no annotations (replay, analyze)"
+        )
+        raise RecordFormatError(msg) from error
+    outside = (sample < 0) | (sample > signal_length)
+    if outside.any():
+        msg = (
+            f"{path}: annotation at sample {int(sample[outside][0])} lies outside the signal "
+            f"(0..{signal_length - 1}); the annotations belong to another record or are damaged: "
+            f"{_DOWNLOAD_AGAIN}"
+        )
+        raise RecordFormatError(msg)
+    kept = [(int(index), symbol) for index, symbol in zip(sample, symbols, strict=True)]
+    kept = [(index, symbol) for index, symbol in kept if index < signal_length]
     indices: list[int] = []
     classes: list[BeatClass] = []
     spans: list[tuple[int, int]] = []
     flutter_start: int | None = None
-    for index, symbol in zip(annotation.sample, annotation.symbol, strict=True):
+    for index, symbol in kept:
         if symbol in AAMI_CLASS_OF_SYMBOL:
             indices.append(int(index))
             classes.append(AAMI_CLASS_OF_SYMBOL[symbol])
@@ -265,5 +433,5 @@ def _load_annotations(stem: Path) -> Annotations | None:
             spans.append((flutter_start, int(index)))
             flutter_start = None
     if flutter_start is not None:
-        spans.append((flutter_start, int(annotation.sample[-1]) + 1))
+        spans.append((flutter_start, kept[-1][0] + 1))
     return Annotations(np.array(indices, dtype=np.int64), tuple(classes), tuple(spans))

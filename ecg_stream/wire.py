@@ -18,7 +18,9 @@ topic                     QoS  retained  payload
 Every payload is a UTF-8 JSON object whose first field is the schema version ``"v"``. Decoders
 check the version first, then required fields, types and ranges, and raise
 :class:`~ecg_stream.errors.PayloadError` naming the field; unknown extra fields are ignored, so
-optional fields can be added without a version bump.
+optional fields can be added without a version bump. Whatever the bytes (deep nesting, huge or
+non-finite numbers, absurd values), decoding ends in a message or a ``PayloadError``, never in
+another exception: a subscriber counts the payload as malformed and carries on.
 
 Example:
     >>> msg = StatusMessage(stream="100", state=StreamState.ONLINE, record="100", fs_hz=360.0,
@@ -40,6 +42,7 @@ from typing import Any, TypeAlias
 import numpy as np
 import numpy.typing as npt
 
+from ecg_stream.config import SUPPORTED_FS_HZ
 from ecg_stream.errors import ConfigError, PayloadError
 from ecg_stream.types import BEAT_CLASSES, BeatClass, FloatArray, LabeledBeat
 
@@ -51,6 +54,18 @@ DEFAULT_TOPIC_PREFIX = "ecg"
 
 PROBABILITY_SUM_TOLERANCE = 1e-3
 """How far from 1 the five class probabilities of a beat may sum (rounding on the wire)."""
+
+MAX_PAYLOAD_BYTES = 1 << 20
+"""Largest payload decoded, in bytes (a ``samples`` message at its bound takes about 175 kB)."""
+
+MAX_SAMPLES_PER_MESSAGE = 65_536
+"""Most samples one ``samples`` message may carry (the publisher sends 36 to 360)."""
+
+MAX_INDEX = 2**53 - 1
+"""Largest sample index on the wire: the largest integer every JSON reader holds exactly."""
+
+MAX_SCALE_UV = 1000.0
+"""Largest ``scale_uv`` of a ``samples`` message: 1 mV per count."""
 
 _INT16_MIN, _INT16_MAX = -32768, 32767
 _WILDCARDS = ("+", "#", "\x00")
@@ -467,8 +482,8 @@ def decode_samples(payload: bytes | bytearray | str) -> SamplesMessage:
     fields = _Fields(_load(payload, TopicKind.SAMPLES), TopicKind.SAMPLES)
     stream = fields.text("stream")
     start_index = fields.integer("start_index")
-    fs_hz = fields.number("fs_hz", 0.0, positive=True)
-    scale_uv = fields.number("scale_uv", 0.0, positive=True)
+    fs_hz = fields.number("fs_hz", *SUPPORTED_FS_HZ)
+    scale_uv = fields.number("scale_uv", 0.0, MAX_SCALE_UV, positive=True)
     data = fields.get("data", str)
     try:
         raw = base64.b64decode(data, validate=True)
@@ -477,6 +492,12 @@ def decode_samples(payload: bytes | bytearray | str) -> SamplesMessage:
         raise PayloadError(msg) from error
     if len(raw) % 2:
         msg = f"samples payload: 'data' holds {len(raw)} bytes, expected int16 pairs (even)"
+        raise PayloadError(msg)
+    if len(raw) // 2 > MAX_SAMPLES_PER_MESSAGE:
+        msg = (
+            f"samples payload: 'data' holds {len(raw) // 2} samples, expected at most "
+            f"{MAX_SAMPLES_PER_MESSAGE}; publish long stretches in several messages"
+        )
         raise PayloadError(msg)
     counts = np.frombuffer(raw, dtype="<i2").astype(np.int16)
     return SamplesMessage(stream, start_index, fs_hz, scale_uv, counts)
@@ -492,36 +513,64 @@ def decode_status(payload: bytes | bytearray | str) -> StatusMessage:
     state_text = fields.text("state")
     states = {state.value: state for state in StreamState}
     if state_text not in states:
-        msg = f"status payload: 'state' is {state_text!r}, expected one of {sorted(states)}"
+        msg = f"status payload: 'state' is {_shown(state_text)}, expected one of {sorted(states)}"
         raise PayloadError(msg)
     names = fields.get("classes", list)
     known = {cls.value: cls for cls in BeatClass}
     if not names or not all(isinstance(name, str) and name in known for name in names):
-        msg = f"status payload: 'classes' is {names!r}, expected a list of {list(known)}"
+        msg = f"status payload: 'classes' is {_shown(names)}, expected a list of {list(known)}"
         raise PayloadError(msg)
     if len(set(names)) != len(names):
-        msg = f"status payload: 'classes' {names!r} repeats a class"
+        msg = f"status payload: 'classes' {_shown(names)} repeats a class"
         raise PayloadError(msg)
     return StatusMessage(
         stream=fields.text("stream"),
         state=states[state_text],
         record=fields.text("record"),
-        fs_hz=fields.number("fs_hz", 0.0, positive=True),
+        fs_hz=fields.number("fs_hz", *SUPPORTED_FS_HZ),
         model=fields.text("model"),
         classes=tuple(known[name] for name in names),
     )
 
 
+class _NonFiniteNumberError(ValueError):
+    """The JSON text holds NaN, Infinity, or a number beyond the range of a double."""
+
+
 def _reject_constant(name: str) -> None:
     msg = f"{name} is not a JSON number"
-    raise ValueError(msg)
+    raise _NonFiniteNumberError(msg)
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        shown = text if len(text) <= 30 else text[:27] + "..."
+        msg = f"{shown} is beyond the range of a double"
+        raise _NonFiniteNumberError(msg)
+    return value
 
 
 def _load(payload: bytes | bytearray | str, kind: TopicKind) -> _Payload:
     """Parse JSON, check it is an object with the supported schema version first."""
+    if len(payload) > MAX_PAYLOAD_BYTES:
+        msg = (
+            f"{kind.value} payload is {len(payload)} bytes, more than the {MAX_PAYLOAD_BYTES} "
+            f"any message of the contract takes; got {_preview(payload)}"
+        )
+        raise PayloadError(msg)
     try:
         text = payload if isinstance(payload, str) else bytes(payload).decode("utf-8")
-        obj = json.loads(text, parse_constant=_reject_constant)
+        obj = json.loads(text, parse_constant=_reject_constant, parse_float=_finite_float)
+    except RecursionError as error:  # the parser recurses once per nested array or object
+        msg = (
+            f"{kind.value} payload nests arrays or objects too deeply to parse, expected a flat "
+            f"JSON object; got {_preview(payload)}"
+        )
+        raise PayloadError(msg) from error
+    except _NonFiniteNumberError as error:
+        msg = f"{kind.value} payload: {error}, expected finite numbers; got {_preview(payload)}"
+        raise PayloadError(msg) from error
     except (UnicodeDecodeError, ValueError) as error:
         msg = f"{kind.value} payload is not UTF-8 JSON ({error}); got {_preview(payload)}"
         raise PayloadError(msg) from error
@@ -532,9 +581,9 @@ def _load(payload: bytes | bytearray | str, kind: TopicKind) -> _Payload:
         msg = f"{kind.value} payload has no schema version 'v'; got {_preview(payload)}"
         raise PayloadError(msg)
     version = obj["v"]
-    if version != SCHEMA_VERSION or isinstance(version, bool):
+    if type(version) is not int or version != SCHEMA_VERSION:
         msg = (
-            f"{kind.value} payload has schema version {version!r}; this ecg-stream reads "
+            f"{kind.value} payload has schema version {_shown(version)}; this ecg-stream reads "
             f"version {SCHEMA_VERSION}: upgrade the older side (publisher or subscriber)"
         )
         raise PayloadError(msg)
@@ -544,6 +593,20 @@ def _load(payload: bytes | bytearray | str, kind: TopicKind) -> _Payload:
 def _preview(payload: bytes | bytearray | str, limit: int = 60) -> str:
     text = repr(payload[:limit])
     return text + ("..." if len(payload) > limit else "")
+
+
+def _shown(value: object, limit: int = 60) -> str:
+    """A short rendering of a decoded JSON value for a message.
+
+    Nested containers are not expanded: their ``repr`` could recurse as deep as the payload nests.
+    """
+    if isinstance(value, list | dict):
+        items = value.values() if isinstance(value, dict) else value
+        if any(isinstance(item, list | dict) for item in items):
+            kind = "object" if isinstance(value, dict) else "array"
+            return f"a nested JSON {kind} of {len(value)} item(s)"
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 class _Fields:
@@ -563,7 +626,10 @@ class _Fields:
         if not isinstance(value, expected) or isinstance(value, bool):
             wanted = expected if isinstance(expected, tuple) else (expected,)
             names = " or ".join(_JSON_TYPE_NAMES.get(kind, kind.__name__) for kind in wanted)
-            msg = f"{self.kind.value} payload: {self._name(name)!r} is {value!r}, expected {names}"
+            msg = (
+                f"{self.kind.value} payload: {self._name(name)!r} is {_shown(value)}, "
+                f"expected {names}"
+            )
             raise PayloadError(msg)
         return value
 
@@ -579,14 +645,34 @@ class _Fields:
         if value < 0:
             msg = f"{self.kind.value} payload: {self._name(name)!r} is {value}, expected >= 0"
             raise PayloadError(msg)
+        if value > MAX_INDEX:
+            msg = (
+                f"{self.kind.value} payload: {self._name(name)!r} is {_shown(value)}, expected "
+                f"<= {MAX_INDEX} (2**53 - 1)"
+            )
+            raise PayloadError(msg)
         return value
 
     def number(
         self, name: str, low: float, high: float = math.inf, *, positive: bool = False
     ) -> float:
-        value = float(self.get(name, (int, float)))
+        raw = self.get(name, (int, float))
+        try:
+            value = float(raw)
+        except OverflowError:  # an integer beyond the range of a double
+            value = math.inf
+        if not math.isfinite(value):
+            msg = (
+                f"{self.kind.value} payload: {self._name(name)!r} is {_shown(raw)}, expected a "
+                "finite number"
+            )
+            raise PayloadError(msg)
         if not low <= value <= high or (positive and value <= 0):
-            bound = f"> {low:g}" if positive else f"in [{low:g}, {high:g}]"
+            lower = f"> {low:g}" if positive else f">= {low:g}"
+            if math.isinf(high):
+                bound = lower
+            else:
+                bound = f"in ({low:g}, {high:g}]" if positive else f"in [{low:g}, {high:g}]"
             msg = f"{self.kind.value} payload: {self._name(name)!r} is {value}, expected {bound}"
             raise PayloadError(msg)
         return value
@@ -600,6 +686,9 @@ class _Fields:
         value = self.text(name)
         known = {cls.value: cls for cls in BeatClass}
         if value not in known:
-            msg = f"{self.kind.value} payload: {name!r} is {value!r}, expected one of {list(known)}"
+            msg = (
+                f"{self.kind.value} payload: {name!r} is {_shown(value)}, expected one of "
+                f"{list(known)}"
+            )
             raise PayloadError(msg)
         return known[value]

@@ -3,10 +3,13 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
+import numpy as np
 import pytest
+import wfdb
 
 from ecg_stream.cli import main
 from ecg_stream.records import DATA_ENV
+from tests.stream.helpers import Mosquitto
 
 
 def test_analyze_writes_one_row_per_beat(
@@ -83,3 +86,96 @@ def test_bad_lead_is_refused(data_dir: Path, capsys: pytest.CaptureFixture[str])
 def test_bad_jobs_is_refused(data_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["analyze", "100", "--data-dir", str(data_dir), "--jobs", "0"]) == 2
     assert "--jobs 0" in capsys.readouterr().err
+
+
+# Bad input (issue 13): one line on stderr, exit status 2, never a traceback.
+
+
+@pytest.fixture
+def short_record(data_dir: Path, tmp_path: Path) -> Path:
+    """The first 10 s of record 100 as a WFDB record of its own, with its annotations."""
+    raw = wfdb.rdrecord(str(data_dir / "100"), sampto=3600)
+    wfdb.wrsamp(
+        "short",
+        fs=raw.fs,
+        units=raw.units,
+        sig_name=raw.sig_name,
+        p_signal=raw.p_signal,
+        fmt=["16", "16"],
+        write_dir=str(tmp_path),
+    )
+    annotations = wfdb.rdann(str(data_dir / "100"), "atr", sampto=3599)
+    symbols = np.array(annotations.symbol)
+    wfdb.wrann("short", "atr", annotations.sample, symbols, write_dir=str(tmp_path))
+    return tmp_path / "short"
+
+
+def one_line_error(capsys: pytest.CaptureFixture[str], command: str) -> str:
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1, err
+    assert err.startswith(f"ecg-stream {command}: error: ")
+    return err
+
+
+@pytest.mark.parametrize(
+    "argv", [["analyze", "--no-classify"], ["evaluate", "--detector"]], ids=["analyze", "evaluate"]
+)
+def test_truncated_signal_file_is_one_line_and_exit_2(
+    short_record: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], argv: list[str]
+) -> None:
+    signal_file = short_record.with_suffix(".dat")
+    signal_file.write_bytes(signal_file.read_bytes()[:1001])
+    assert main([*argv, str(short_record), "--out-dir", str(tmp_path / "out")]) == 2
+    err = one_line_error(capsys, argv[0])
+    assert f"{signal_file}: holds 1001 bytes" in err
+    assert "the file is truncated" in err
+
+
+def test_corrupt_annotations_stop_only_the_commands_that_need_them(
+    short_record: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    atr = short_record.with_suffix(".atr")
+    atr.write_bytes(np.random.default_rng(13).bytes(4000))
+    out = tmp_path / "out"
+    assert main(["analyze", str(short_record), "--no-classify", "--out-dir", str(out)]) == 0
+    assert (out / "short.csv").read_text().startswith("sample,time_s,rr_ms\n")
+    capsys.readouterr()
+    assert main(["evaluate", "--detector", str(short_record)]) == 2
+    assert f"{atr}: cannot read the WFDB annotations" in one_line_error(capsys, "evaluate")
+
+
+@pytest.mark.mqtt
+def test_replay_ignores_corrupt_annotations(short_record: Path, mosquitto: Mosquitto) -> None:
+    short_record.with_suffix(".atr").write_bytes(np.random.default_rng(13).bytes(4000))
+    url = f"mqtt://127.0.0.1:{mosquitto.port}"
+    argv = ["replay", str(short_record), "--broker", url, "--speed", "max", "--quiet"]
+    assert main([*argv, "--topic-prefix", "cli-atr"]) == 0
+
+
+@pytest.mark.parametrize("speed", ["0.001", "0", "-2", "20000", "1e400", "nan", "inf"])
+def test_speed_outside_bounds_is_refused(speed: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["replay", "100", "--speed", speed]) == 2
+    err = one_line_error(capsys, "replay")
+    assert f"--speed {speed!r} is not valid; use a positive factor from 0.01 to 10000" in err
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [["analyze", "100"], ["replay", "100"], ["evaluate", "--classifier", "100"]],
+    ids=["analyze", "replay", "evaluate"],
+)
+def test_model_directory_is_refused(
+    argv: list[str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "run.onnx").write_bytes(b"")
+    assert main([*argv, "--model", str(tmp_path)]) == 2
+    err = one_line_error(capsys, argv[0])
+    assert f"--model {tmp_path} is a directory; pass the .onnx file itself" in err
+    assert f"--model {tmp_path / 'run.onnx'}" in err
+
+
+def test_missing_model_is_refused_before_records_load(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["replay", "no-such-record", "--model", str(tmp_path / "none.onnx")]) == 2
+    assert "none.onnx does not exist" in one_line_error(capsys, "replay")

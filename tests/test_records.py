@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -101,3 +102,147 @@ def test_groups_expand_in_order_without_duplicates() -> None:
 def test_resampling_is_identity_at_360_hz() -> None:
     x = np.arange(10.0)
     assert resample_to_chain(x, 360.0) is x
+
+
+# Damaged or inconsistent files (issue 13): one RecordFormatError naming the file, no traceback.
+
+SIGNAL_LINES = (
+    "100.dat 212 200 11 1024 995 -22131 0 MLII\n100.dat 212 200 11 1024 1011 20052 0 V5\n"
+)
+
+
+@pytest.fixture
+def record_copy(data_dir: Path, tmp_path: Path) -> Path:
+    """A writable copy of record 100 (header, signal, annotations) in tmp_path."""
+    for suffix in (".hea", ".dat", ".atr"):
+        target = tmp_path / f"100{suffix}"
+        target.write_bytes((data_dir / f"100{suffix}").read_bytes())
+    return tmp_path / "100"
+
+
+def write_header(stem: Path, record_line: str, signal_lines: str = SIGNAL_LINES) -> None:
+    stem.with_suffix(".hea").write_text(f"{record_line}\n{signal_lines}")
+
+
+def cut(path: Path, size: int) -> None:
+    path.write_bytes(path.read_bytes()[:size])
+
+
+def annotate(stem: Path, samples: list[int]) -> None:
+    symbols = np.array(["N"] * len(samples))
+    wfdb.wrann(stem.name, "atr", np.array(samples), symbols, write_dir=str(stem.parent))
+
+
+DAMAGES: list[tuple[str, Callable[[Path], object], str, str]] = [
+    ("empty-hea", lambda s: s.with_suffix(".hea").write_bytes(b""), ".hea", "file is empty"),
+    ("blank-hea", lambda s: write_header(s, "", ""), ".hea", "cannot read the WFDB header"),
+    (
+        "binary-hea",
+        lambda s: s.with_suffix(".hea").write_bytes(b"\x00\xff\x13 garbage\n!!\n"),
+        ".hea",
+        "cannot read the WFDB header",
+    ),
+    ("rate-text", lambda s: write_header(s, "100 2 abc 650000"), ".hea", "'abc' is not a number"),
+    ("rate-10hz", lambda s: write_header(s, "100 2 10 650000"), ".hea", "10 Hz is outside 50-"),
+    (
+        "rate-20khz",
+        lambda s: write_header(s, "100 2 20000 650000"),
+        ".hea",
+        "sampling rate 20000 Hz is outside 50-10000 Hz",
+    ),
+    (
+        "signal-line-missing",
+        lambda s: write_header(s, "100 2 360 650000", SIGNAL_LINES.split("\n")[0] + "\n"),
+        ".hea",
+        "declares 2 signal\\(s\\) but 1 signal line\\(s\\) follow",
+    ),
+    (
+        "unknown-format",
+        lambda s: write_header(s, "100 2 360 650000", SIGNAL_LINES.replace("212", "999", 1)),
+        ".hea",
+        "signal format 999 is not a WFDB format",
+    ),
+    (
+        "truncated-dat",
+        lambda s: cut(s.with_suffix(".dat"), 1000),
+        ".dat",
+        "holds 1000 bytes, .* 1950000 bytes; the file is truncated",
+    ),
+    ("empty-dat", lambda s: cut(s.with_suffix(".dat"), 0), ".dat", "holds 0 bytes"),
+    ("missing-dat", lambda s: s.with_suffix(".dat").unlink(), ".dat", "cannot read the signal"),
+    (
+        "length-too-long",
+        lambda s: write_header(s, "100 2 360 650001"),
+        ".dat",
+        "says 650001 samples of 2 signal\\(s\\) in format 212, 1950003 bytes; the file is trunc",
+    ),
+    (
+        "length-too-short",
+        lambda s: write_header(s, "100 2 360 65000"),
+        ".dat",
+        "195000 bytes; the file is longer or the header's length is wrong",
+    ),
+    (
+        "random-atr",
+        lambda s: s.with_suffix(".atr").write_bytes(np.random.default_rng(1).bytes(4000)),
+        ".atr",
+        "cannot read the WFDB annotations \\(IndexError",
+    ),
+    (
+        "truncated-atr",
+        lambda s: cut(s.with_suffix(".atr"), 1001),
+        ".atr",
+        "cannot read the WFDB annotations \\(ValueError",
+    ),
+    ("empty-atr", lambda s: cut(s.with_suffix(".atr"), 0), ".atr", "the file is empty"),
+    (
+        "annotation-past-end",
+        lambda s: annotate(s, [10, 650_000, 650_001]),
+        ".atr",
+        "annotation at sample 650001 lies outside the signal \\(0..649999\\)",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("damage", "suffix", "match"),
+    [pytest.param(damage, suffix, match, id=name) for name, damage, suffix, match in DAMAGES],
+)
+def test_damaged_files_are_one_line_errors_naming_the_file(
+    record_copy: Path, damage: Callable[[Path], object], suffix: str, match: str
+) -> None:
+    damage(record_copy)
+    with pytest.raises(RecordFormatError, match=match) as caught:
+        load_record(str(record_copy))
+    message = str(caught.value)
+    assert message.startswith(f"{record_copy}{suffix}: ")
+    assert "\n" not in message
+
+
+def test_annotations_are_read_only_when_asked(record_copy: Path) -> None:
+    record_copy.with_suffix(".atr").write_bytes(np.random.default_rng(1).bytes(4000))
+    record = load_record(str(record_copy), annotations=False)
+    assert record.annotations is None
+    assert record.samples.size == 650_000
+
+
+def test_annotation_one_sample_past_the_end_is_dropped(record_copy: Path) -> None:
+    annotate(record_copy, [10, 649_999, 650_000])
+    annotations = load_record(str(record_copy)).annotations
+    assert annotations is not None
+    assert annotations.beat_indices.tolist() == [10, 649_999]
+
+
+def test_svdb_860_ends_one_sample_after_its_last_annotation(data_dir: Path) -> None:
+    """Real data: SVDB 860's last annotation is one sample past its signal; it loads."""
+    stem = data_dir.parent / "svdb" / "860"
+    if not stem.with_suffix(".hea").is_file():
+        pytest.skip(f"SVDB is not next to the MIT-BIH data ({stem.parent})")
+    record = load_record(str(stem))
+    assert record.annotations is not None
+    assert record.to_chain_index(int(record.annotations.beat_indices[-1])) < record.samples.size
+
+
+def test_a_header_without_length_reads_the_whole_signal(record_copy: Path) -> None:
+    write_header(record_copy, "100 2 360")
+    assert load_record(str(record_copy)).samples.size == 650_000

@@ -6,6 +6,7 @@ import base64
 import doctest
 import json
 import math
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
@@ -245,7 +246,7 @@ def test_extra_fields_are_ignored() -> None:
     [
         ({"data": "***"}, "not valid base64"),
         ({"data": base64.b64encode(b"abc").decode()}, "3 bytes"),
-        ({"fs_hz": 0}, "'fs_hz' is 0.0, expected > 0"),
+        ({"fs_hz": 0}, "'fs_hz' is 0.0, expected in \\[50, 10000\\]"),
         ({"start_index": "0"}, "expected integer"),
     ],
 )
@@ -271,3 +272,204 @@ def test_malformed_status_raises_payload_error(change: dict[str, object], match:
     obj.update(change)
     with pytest.raises(PayloadError, match=match):
         wire.decode("ecg/100/status", json.dumps(obj))
+
+
+# Every class of malformed payload is refused with a PayloadError (issue 13), whatever the bytes.
+
+
+def samples_obj() -> dict[str, Any]:
+    message = SamplesMessage.from_mv("100", 0, 360.0, np.zeros(4), 1.0)
+    obj: dict[str, Any] = json.loads(wire.encode(message))
+    return obj
+
+
+def status_obj() -> dict[str, Any]:
+    obj: dict[str, Any] = json.loads(wire.encode(STATUS))
+    return obj
+
+
+VALID_PAYLOADS: dict[str, Callable[[], dict[str, Any]]] = {
+    "ecg/100/beats": beat_obj,
+    "ecg/100/samples": samples_obj,
+    "ecg/100/status": status_obj,
+}
+
+
+def changed(topic: str, **fields: object) -> bytes:
+    obj: dict[str, Any] = VALID_PAYLOADS[topic]()
+    obj.update(fields)
+    return json.dumps(obj).encode()
+
+
+def nested(depth: int) -> bytes:
+    return b"[" * depth + b"]" * depth
+
+
+def test_valid_payloads_are_encoded_byte_for_byte_as_in_contract_version_1() -> None:
+    """Change aversion: the bytes of contract version 1 stay as they are."""
+    assert wire.encode(make_beat_message()) == (
+        b'{"v":1,"stream":"100","record":"100","sample":370,"chain_sample":370,'
+        b'"time_s":1.027778,"r_wall_time":1764028800.25,"label":"S","confidence":0.9,'
+        b'"p":{"N":0.05,"S":0.9,"V":0.03,"F":0.01,"Q":0.01},"rr_ms":800.0,"hr_bpm":75.0,'
+        b'"compute_ms":1.25,"published_at":1764028800.5}'
+    )
+    assert wire.encode(STATUS) == (
+        b'{"v":1,"stream":"100","state":"online","record":"100","fs_hz":360.0,'
+        b'"model":"beat_lstm","classes":["N","S","V","F","Q"]}'
+    )
+    samples = SamplesMessage.from_mv("100", 3600, 360.0, np.array([0.5, -1.25, 0.001]), 1.0)
+    assert wire.encode(samples) == (
+        b'{"v":1,"stream":"100","start_index":3600,"fs_hz":360.0,"scale_uv":1.0,"data":"9AEe+wEA"}'
+    )
+
+
+@pytest.mark.parametrize("topic", list(VALID_PAYLOADS))
+@pytest.mark.parametrize(
+    ("payload", "match"),
+    [
+        (nested(1024), "nests arrays or objects too deeply"),  # the 2 kB of the issue
+        (nested(100_000), "nests arrays or objects too deeply"),
+        (b'{"v": 1, "extra": ' + nested(5000) + b"}", "nests arrays or objects too deeply"),
+        (b'{"v": 1, "extra": ' + b'{"a": ' * 5000 + b"0" + b"}" * 5001, "too deeply"),
+    ],
+)
+def test_deeply_nested_json_is_refused(topic: str, payload: bytes, match: str) -> None:
+    with pytest.raises(PayloadError, match=match):
+        wire.decode(topic, payload)
+
+
+@pytest.mark.parametrize("topic", list(VALID_PAYLOADS))
+def test_nested_garbage_in_a_field_is_refused_without_expanding_it(topic: str) -> None:
+    field = {"ecg/100/beats": "label", "ecg/100/samples": "data", "ecg/100/status": "state"}
+    payload = changed(topic, **{field[topic]: json.loads(nested(500))})
+    with pytest.raises(PayloadError, match="nested JSON array of 1 item") as caught:
+        wire.decode(topic, payload)
+    assert len(str(caught.value)) < 200
+
+
+@pytest.mark.parametrize("topic", list(VALID_PAYLOADS))
+@pytest.mark.parametrize("payload", [b"[]", b'"text"', b"42", b"null", b"true", b"[{}]"])
+def test_json_that_is_not_an_object_is_refused(topic: str, payload: bytes) -> None:
+    with pytest.raises(PayloadError, match="expected an object"):
+        wire.decode(topic, payload)
+
+
+@pytest.mark.parametrize("topic", list(VALID_PAYLOADS))
+def test_oversized_payloads_are_refused_before_parsing(topic: str) -> None:
+    payload = changed(topic, extra="x" * wire.MAX_PAYLOAD_BYTES)
+    with pytest.raises(PayloadError, match=f"more than the {wire.MAX_PAYLOAD_BYTES}"):
+        wire.decode(topic, payload)
+
+
+@pytest.mark.parametrize(
+    ("payload", "match"),
+    [
+        (b'{"v": 1, "time_s": NaN}', "NaN is not a JSON number, expected finite numbers"),
+        (b'{"v": 1, "time_s": Infinity}', "Infinity is not a JSON number"),
+        (b'{"v": 1, "time_s": -Infinity}', "-Infinity is not a JSON number"),
+        (b'{"v": 1, "time_s": 1e999}', "1e999 is beyond the range of a double"),
+        (b'{"v": 1, "time_s": -1' + b"0" * 400 + b".5}", "beyond the range of a double"),
+        (b'{"v": 1e999}', "beyond the range of a double"),
+        (b'{"v": 1, "sample": 1' + b"0" * 5000 + b"}", "not UTF-8 JSON"),  # int digit limit
+        (with_field("v", 1.0), "schema version 1.0"),
+        (with_field("time_s", 10**400), "'time_s' is 1000.*, expected a finite number"),
+        (with_field("sample", 2**53), "'sample' is 9007199254740992, expected <= 9007"),
+        (with_field("sample", 10**400), "'sample' is 1000.*\\.\\.\\., expected <= "),
+        (with_field("chain_sample", -360), "'chain_sample' is -360, expected >= 0"),
+        (with_field("time_s", -0.5), "'time_s' is -0.5, expected >= 0"),
+        (with_field("compute_ms", -1), "'compute_ms' is -1.0, expected >= 0"),
+        (with_field("published_at", -1), "'published_at' is -1.0"),
+        (with_field("rr_ms", -800.0), "'rr_ms' is -800.0, expected > 0"),
+        (with_field("hr_bpm", 0), "'hr_bpm' is 0.0, expected > 0"),
+        (with_field("confidence", 1.5), "'confidence' is 1.5, expected in \\[0, 1\\]"),
+        (with_field("confidence", -0.1), "'confidence' is -0.1"),
+        (with_field("p", {"N": -0.1, "S": 1.1, "V": 0, "F": 0, "Q": 0}), "'p.N' is -0.1"),
+        (with_field("p", {"N": 0.1, "S": 0.1, "V": 0, "F": 0, "Q": 0}), "sum to 0.2"),
+        (with_field("p", [0.05, 0.9, 0.03, 0.01, 0.01]), "'p' is .*, expected object"),
+        (with_field("label", 3), "'label' is 3, expected string"),
+        (with_field("stream", None), "'stream' is None, expected string"),
+        (with_field("record", ""), "'record' is empty"),
+    ],
+)
+def test_non_finite_huge_and_absurd_beat_values_are_refused(payload: bytes, match: str) -> None:
+    with pytest.raises(PayloadError, match=match):
+        wire.decode("ecg/100/beats", payload)
+
+
+@pytest.mark.parametrize(
+    ("change", "match"),
+    [
+        ({"fs_hz": 49.9}, "'fs_hz' is 49.9, expected in \\[50, 10000\\]"),
+        ({"fs_hz": 10_000.5}, "'fs_hz' is 10000.5"),
+        ({"fs_hz": -360}, "'fs_hz' is -360.0"),
+        ({"fs_hz": 10**400}, "'fs_hz' is 1000.*, expected a finite number"),
+        ({"scale_uv": 0}, "'scale_uv' is 0.0, expected in \\(0, 1000\\]"),
+        ({"scale_uv": 1e300}, "'scale_uv' is 1e\\+300"),
+        ({"start_index": -36}, "'start_index' is -36, expected >= 0"),
+        ({"start_index": 2**60}, "'start_index' is 1152921504606846976, expected <= "),
+        ({"data": None}, "'data' is None, expected string"),
+        ({"data": [1, 2, 3]}, "'data' is \\[1, 2, 3\\], expected string"),
+        (
+            {"data": base64.b64encode(bytes(2 * wire.MAX_SAMPLES_PER_MESSAGE + 2)).decode()},
+            f"holds {wire.MAX_SAMPLES_PER_MESSAGE + 1} samples, expected at most",
+        ),
+    ],
+)
+def test_absurd_samples_values_are_refused(change: dict[str, object], match: str) -> None:
+    with pytest.raises(PayloadError, match=match):
+        wire.decode("ecg/100/samples", changed("ecg/100/samples", **change))
+
+
+@pytest.mark.parametrize(
+    ("change", "match"),
+    [
+        ({"fs_hz": 5.0}, "'fs_hz' is 5.0, expected in \\[50, 10000\\]"),
+        ({"state": ["online"]}, "'state' is \\['online'\\], expected string"),
+        ({"classes": "NSVFQ"}, "'classes' is 'NSVFQ', expected array"),
+        ({"classes": [["N"], "S"]}, "'classes' is a nested JSON array of 2 item"),
+        ({"classes": ["N", 1]}, "'classes' is \\['N', 1\\]"),
+    ],
+)
+def test_absurd_status_values_are_refused(change: dict[str, object], match: str) -> None:
+    with pytest.raises(PayloadError, match=match):
+        wire.decode("ecg/100/status", changed("ecg/100/status", **change))
+
+
+def test_bounds_themselves_are_valid() -> None:
+    low, high = (50.0, 10_000.0)
+    for fs_hz in (low, high):
+        message = SamplesMessage.from_mv("100", wire.MAX_INDEX, fs_hz, np.zeros(2), 1000.0)
+        assert wire.decode("ecg/100/samples", wire.encode(message)) == message
+    longest = SamplesMessage.from_mv("100", 0, 360.0, np.zeros(wire.MAX_SAMPLES_PER_MESSAGE), 1)
+    payload = wire.encode(longest)
+    assert len(payload) < wire.MAX_PAYLOAD_BYTES
+    assert wire.decode("ecg/100/samples", payload) == longest
+    assert isinstance(
+        wire.decode("ecg/100/beats", with_field("sample", wire.MAX_INDEX)), BeatMessage
+    )
+
+
+@pytest.mark.parametrize("topic", list(VALID_PAYLOADS))
+def test_any_corruption_of_a_valid_payload_decodes_or_raises_payload_error(topic: str) -> None:
+    """Property: random byte edits of a valid payload never raise anything but PayloadError."""
+    rng = np.random.default_rng(13)
+    valid = changed(topic)
+    problems: list[str] = []
+    alphabet = np.frombuffer(b'{}[]",:0123456789.eE+-ntfaluNIy \\\x00\xff', dtype=np.uint8)
+    for _ in range(1500):
+        data = bytearray(valid)
+        for _ in range(int(rng.integers(1, 6))):
+            position = int(rng.integers(0, len(data)))
+            action = int(rng.integers(0, 3))
+            byte = int(rng.choice(alphabet))
+            if action == 0:
+                data[position] = byte
+            elif action == 1:
+                data.insert(position, byte)
+            elif len(data) > 1:
+                del data[position]
+        try:
+            wire.decode(topic, bytes(data))
+        except PayloadError as error:
+            problems.extend([str(error)] if "\n" in str(error) else [])
+    assert problems == []  # every message one line

@@ -9,6 +9,7 @@ VerneMQ) with ``--broker mqtt://host:port``.
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import secrets
 import socket
@@ -86,16 +87,28 @@ class EmbeddedBroker:
             "plugins": {_ANONYMOUS_PLUGIN: {"allow_anonymous": True}},
         }
         broker = Broker(config)
+        amqtt_logger = logging.getLogger("amqtt.broker")
+        amqtt_logger.addFilter(_drop_startup_traceback)  # the BrokerError below says it all
         try:
             await broker.start()
         except (AmqttBrokerError, OSError) as error:
             self.state = BrokerState.STOPPED
             cause = error.__cause__ or error
-            msg = (
-                f"cannot start the embedded MQTT broker on {self.host}:{port} ({cause}); "
-                "free the port, pick another with --port, or use a running broker with --broker"
-            )
+            if isinstance(cause, OSError) and cause.errno == errno.EADDRINUSE:
+                msg = (
+                    f"cannot start the embedded MQTT broker: {self.host}:{port} is already in "
+                    "use (another broker or program listens there); stop it, pick another "
+                    "--port, or use the broker that is there with --broker"
+                )
+            else:
+                msg = (
+                    f"cannot start the embedded MQTT broker on {self.host}:{port} ({cause}); "
+                    "free the port, pick another with --port, or use a running broker with "
+                    "--broker"
+                )
             raise BrokerError(msg) from error
+        finally:
+            amqtt_logger.removeFilter(_drop_startup_traceback)
         self._broker, self._port = broker, port
         self.state = BrokerState.RUNNING
         return self
@@ -110,6 +123,11 @@ class EmbeddedBroker:
             return
         self.state = BrokerState.STOPPED
         await self._broker.shutdown()
+
+
+def _drop_startup_traceback(record: logging.LogRecord) -> bool:
+    """Keep amqtt from logging a traceback for a failed start, which is raised as one line."""
+    return record.getMessage() != "Broker startup failed"
 
 
 def _free_port(host: str) -> int:

@@ -416,7 +416,7 @@ async def run_replay(
     check_topic_prefix(topic_prefix)
     if broker_url is not None:  # a wrong URL fails before records and model load
         MqttConfig.from_url(broker_url, topic_prefix)
-    loaded = [load_record(name, data_dir, lead) for name in records]
+    loaded = [load_record(name, data_dir, lead, annotations=False) for name in records]
     specs = plan_streams(loaded, stream_ids)
     config = ChainConfig()
     async with AsyncExitStack() as stack:

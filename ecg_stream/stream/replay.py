@@ -14,12 +14,19 @@ Clock = Callable[[], float]
 Sleep = Callable[[float], Awaitable[None]]
 
 
+SPEED_RANGE = (0.01, 10_000.0)
+"""Slowest and fastest finite ``--speed``; faster than that, ``max`` is what is meant."""
+
+
 def parse_speed(text: str) -> float:
-    """Parse ``--speed``: a positive factor of real time, or ``max`` (``math.inf``).
+    """Parse ``--speed``: a factor of real time in :data:`SPEED_RANGE`, or ``max`` (``math.inf``).
 
     Example:
         >>> parse_speed("2"), parse_speed("max")
         (2.0, inf)
+
+    Raises:
+        ConfigError: ``text`` is neither ``max`` nor a number within the range.
     """
     if text.strip().lower() == "max":
         return math.inf
@@ -27,8 +34,12 @@ def parse_speed(text: str) -> float:
         speed = float(text)
     except ValueError:
         speed = math.nan
-    if not (speed > 0 and math.isfinite(speed)):
-        msg = f"--speed {text!r} is not valid; use a positive factor (1 = real time, 10) or 'max'"
+    low, high = SPEED_RANGE
+    if not low <= speed <= high:  # also refuses NaN and infinities
+        msg = (
+            f"--speed {text!r} is not valid; use a positive factor from {low:g} to {high:g} "
+            "(1 = real time, 10) or 'max' (as fast as possible)"
+        )
         raise ConfigError(msg)
     return speed
 

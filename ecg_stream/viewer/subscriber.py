@@ -32,6 +32,7 @@ class BrokerState(Enum):
     CONNECTED = "connected"
     UNREACHABLE = "broker unreachable, retrying"
     RECONNECTING = "broker lost, reconnecting"
+    FAILED = "subscriber failed (a bug: see the traceback in the terminal)"
     STOPPED = "stopped"
 
 
@@ -237,8 +238,14 @@ class Subscriber:
         )
 
     def _run(self) -> None:
-        with contextlib.suppress(asyncio.CancelledError):
-            asyncio.run(self._main())
+        try:
+            with contextlib.suppress(asyncio.CancelledError):
+                asyncio.run(self._main())
+        except Exception as error:
+            # Not a user's fault (a malformed payload is a PayloadError, counted in handle()):
+            # the status bar must not keep saying "connected"; the traceback still goes out.
+            self._set_state(BrokerState.FAILED, f"subscriber thread failed: {error!r}")
+            raise
 
     async def _main(self) -> None:
         with self._lock:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -47,6 +48,22 @@ def test_broker_command_serves_until_sigterm() -> None:
         code, out = stop(process)
     assert code == 0
     assert "embedded MQTT broker stopped" in out
+
+
+@pytest.mark.mqtt
+def test_broker_command_on_a_busy_port_is_one_line_and_exit_2() -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        with command("broker", "--port", str(port)) as process:
+            out, _ = process.communicate(timeout=30)
+    assert process.returncode == 2
+    assert out == (
+        f"ecg-stream broker: error: cannot start the embedded MQTT broker: 127.0.0.1:{port} is "
+        "already in use (another broker or program listens there); stop it, pick another "
+        "--port, or use the broker that is there with --broker\n"
+    )
 
 
 @pytest.mark.mqtt

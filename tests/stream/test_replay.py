@@ -62,7 +62,7 @@ def test_chunks_cover_the_record_with_indices() -> None:
     np.testing.assert_array_equal(np.concatenate([c.samples for c in chunks]), np.arange(100.0))
 
 
-@pytest.mark.parametrize("text", ["0", "-1", "fast", "nan", "inf", ""])
+@pytest.mark.parametrize("text", ["0", "-1", "fast", "nan", "inf", "", "0.009", "10001", "1e400"])
 def test_bad_speed_is_refused_with_the_fix(text: str) -> None:
     with pytest.raises(ConfigError, match="positive factor"):
         parse_speed(text)
@@ -71,3 +71,8 @@ def test_bad_speed_is_refused_with_the_fix(text: str) -> None:
 def test_speed_parsing() -> None:
     assert parse_speed("1") == 1.0
     assert parse_speed("MAX") == math.inf
+
+
+def test_speed_bounds_are_accepted() -> None:
+    assert parse_speed("0.01") == 0.01
+    assert parse_speed("10000") == 10_000.0

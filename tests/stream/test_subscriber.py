@@ -9,8 +9,9 @@ import aiomqtt
 import pytest
 
 from ecg_stream import wire
+from ecg_stream.errors import PayloadError
 from ecg_stream.stream.subscriber import WireSubscriber, format_message, run_subscribe
-from ecg_stream.wire import TopicKind
+from ecg_stream.wire import BeatMessage, TopicKind
 from tests.stream.helpers import (
     Collector,
     Mosquitto,
@@ -103,3 +104,66 @@ def test_shared_subscription_splits_beats_across_a_pool(mosquitto: Mosquitto) ->
     run(scenario())
     assert sum(counts) == total  # each beat to exactly one member
     assert min(counts) > 0  # and both members got work
+
+
+NESTED_ARRAYS = b"[" * 1024 + b"]" * 1024  # the 2 kB payload of issue 13
+
+
+@pytest.mark.mqtt
+def test_deeply_nested_beats_payload_is_counted_and_the_next_beat_delivered(
+    mosquitto: Mosquitto,
+) -> None:
+    stream = "nested"
+    errors: list[PayloadError] = []
+    subscriber = WireSubscriber(
+        mosquitto.config, stream=stream, on_malformed=lambda _topic, error: errors.append(error)
+    )
+
+    async def scenario() -> wire.WireMessage:
+        async with subscriber:
+            async with aiomqtt.Client("127.0.0.1", mosquitto.port) as client:
+                topic = wire.topic_for("ecg", stream, TopicKind.BEATS)
+                await client.publish(topic, NESTED_ARRAYS, qos=1)
+                await client.publish(topic, wire.encode(stamped(beat_message(stream, 300))), qos=1)
+            async for _topic, message in subscriber.messages():
+                return message
+        raise AssertionError  # pragma: no cover - messages() ends only with the broker
+
+    message = run(scenario())
+    assert isinstance(message, BeatMessage)
+    assert message.chain_sample == 300
+    assert (subscriber.malformed, subscriber.received) == (1, 1)
+    assert "nests arrays or objects too deeply" in str(errors[0])
+
+
+@pytest.mark.mqtt
+def test_subscribe_command_survives_a_retained_malformed_status(mosquitto: Mosquitto) -> None:
+    """A broken status retained by the broker reaches every later subscriber: each skips it."""
+    stream = "retained-garbage"
+    config = replace(mosquitto.config, topic_prefix="test-retained")
+    status_topic = wire.topic_for(config.topic_prefix, stream, TopicKind.STATUS)
+    lines: list[str] = []
+
+    async def scenario() -> int:
+        async with aiomqtt.Client("127.0.0.1", mosquitto.port) as client:
+            await client.publish(status_topic, NESTED_ARRAYS, qos=1, retain=True)
+        try:
+            command = asyncio.create_task(run_subscribe(config, lines.append, limit=1))
+            async with asyncio.timeout(10):
+                while not any(line.startswith("subscribed") for line in lines):  # noqa: ASYNC110
+                    await asyncio.sleep(0.02)
+            async with aiomqtt.Client("127.0.0.1", mosquitto.port) as client:
+                topic = wire.topic_for(config.topic_prefix, stream, TopicKind.BEATS)
+                await client.publish(topic, wire.encode(stamped(beat_message(stream, 720))), qos=1)
+            return await command
+        finally:
+            async with aiomqtt.Client("127.0.0.1", mosquitto.port) as client:
+                await client.publish(status_topic, b"", qos=1, retain=True)  # clear it
+
+    assert run(scenario()) == 1
+    skipped = [line for line in lines if line.startswith("skipped malformed message")]
+    assert skipped == [
+        f"skipped malformed message on {status_topic}: status payload nests arrays or objects "
+        f"too deeply to parse, expected a flat JSON object; got {NESTED_ARRAYS[:60]!r}..."
+    ]
+    assert lines[-1].startswith("retained-garbage      2.000 s  N 0.90")  # the beat

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
+from dataclasses import replace
 
 import aiomqtt
 import numpy as np
@@ -14,6 +15,7 @@ from ecg_stream.config import MqttConfig
 from ecg_stream.errors import ConfigError
 from ecg_stream.viewer.subscriber import BrokerState, Received, Subscriber
 from ecg_stream.wire import (
+    BeatMessage,
     StatusMessage,
     WireMessage,
     decode,
@@ -34,11 +36,11 @@ def wait_until(condition: Callable[[], bool], what: str) -> None:
         time.sleep(0.02)
 
 
-def publish(config: MqttConfig, payloads: list[tuple[str, bytes]]) -> None:
+def publish(config: MqttConfig, payloads: list[tuple[str, bytes]], *, retain: bool = False) -> None:
     async def send() -> None:
         async with aiomqtt.Client(config.host, config.port) as client:
             for topic, payload in payloads:
-                await client.publish(topic, payload, qos=1)
+                await client.publish(topic, payload, qos=1, retain=retain)
 
     asyncio.run(send())
 
@@ -131,3 +133,52 @@ def test_lifecycle_is_checked() -> None:
 def test_bad_settings_are_refused(kwargs: dict[str, object], match: str) -> None:
     with pytest.raises(ConfigError, match=match):
         Subscriber(MqttConfig(), **kwargs)  # type: ignore[arg-type]
+
+
+NESTED_ARRAYS = b"[" * 1024 + b"]" * 1024  # the 2 kB payload of issue 13
+
+
+@pytest.mark.mqtt
+@pytest.mark.parametrize("retained_status", [False, True], ids=["beats", "retained-status"])
+def test_deeply_nested_payload_is_counted_and_the_thread_keeps_running(
+    mosquitto: Mosquitto, retained_status: bool
+) -> None:
+    """A malformed beat, or a malformed status retained before we subscribe, is counted once;
+    the worker thread lives on and delivers the next valid beat."""
+    config = replace(mosquitto.config, topic_prefix=f"test-nested-{retained_status}")
+    stream = "nested"
+    status_topic = f"{config.topic_prefix}/{stream}/status"
+    beats_topic = f"{config.topic_prefix}/{stream}/beats"
+    if retained_status:
+        publish(config, [(status_topic, NESTED_ARRAYS)], retain=True)
+    try:
+        with Subscriber(config, stream=stream) as subscriber:
+            wait_until(lambda: subscriber.status().state is BrokerState.CONNECTED, "connection")
+            bad = [] if retained_status else [(beats_topic, NESTED_ARRAYS)]
+            publish(config, [*bad, (beats_topic, encode(beat(stream, 370)))])
+            (item,) = drain_all(subscriber, 1)
+            state = subscriber.status()
+    finally:
+        publish(config, [(status_topic, b"")], retain=True)  # clear what we retained
+    assert isinstance(item.message, BeatMessage)
+    assert item.message.chain_sample == 370
+    assert (state.state, state.received, state.malformed) == (BrokerState.CONNECTED, 1, 1)
+    assert "nests arrays or objects too deeply" in state.last_problem
+    wrong_topic = beats_topic if not retained_status else status_topic
+    assert f"malformed message on {wrong_topic}:" in state.last_problem
+
+
+@pytest.mark.mqtt
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
+def test_a_crashed_worker_thread_is_shown_not_hidden_behind_connected(
+    mosquitto: Mosquitto,
+) -> None:
+    def broken_clock() -> float:
+        msg = "clock unplugged"
+        raise RuntimeError(msg)
+
+    with Subscriber(mosquitto.config, stream="crash", wall_clock=broken_clock) as subscriber:
+        wait_until(lambda: subscriber.status().state is BrokerState.CONNECTED, "connection")
+        publish(mosquitto.config, [wire(status("crash"))])
+        wait_until(lambda: subscriber.status().state is BrokerState.FAILED, "the failed state")
+        assert "clock unplugged" in subscriber.status().last_problem
