@@ -122,7 +122,7 @@ class DetectionEvaluation:
 def evaluate_detections(
     record: Record, detected: IntArray, *, ec57_span: bool
 ) -> DetectionEvaluation:
-    """Score detections (record clock) against the record's reference beats (PROTOCOL.md).
+    """Score detections (record clock) against the record's reference beats (docs/protocol.md).
 
     Raises:
         RecordFormatError: The record has no reference annotations.

@@ -121,6 +121,11 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     train.add_argument("--arch", choices=["lean", "reference"], help="network (default: lean)")
     train.add_argument(
+        "--score-only",
+        action="store_true",
+        help="with --cv: train no fold, score the folds already trained (a run cut short)",
+    )
+    train.add_argument(
         "--baseline",
         action="store_true",
         help="with --cv: gradient-boosted trees (scikit-learn) on the same folds, the baseline "
@@ -315,6 +320,7 @@ def _analyze(args: argparse.Namespace) -> int:
     if not 0 < args.chunk_s <= 60:
         msg = f"--chunk-s {args.chunk_s} must lie in (0, 60] s"
         raise ConfigError(msg)
+    _check_model_argument(args.model)
     model = None if args.no_classify else args.model or _default_model()
     tasks = [(name, args.data_dir, args.lead, args.out_dir, args.chunk_s, model) for name in names]
     signal_s = chain_s = inference_s = 0.0
@@ -345,7 +351,7 @@ def _analyze_one(
     from ecg_stream.records import load_record
 
     config = ChainConfig()
-    record = load_record(name, data_dir, lead)
+    record = load_record(name, data_dir, lead, annotations=False)  # the CSV needs none
     result = detect_record(record, config, chunk_s)
     labeled = None
     started = time.perf_counter()
@@ -367,9 +373,23 @@ def _default_model() -> Path:
     return default_model_path()
 
 
+def _check_model_argument(model: Path | None) -> None:
+    """Refuse a ``--model`` that is no file before any record is loaded."""
+    if model is None or model.is_file():
+        return
+    if model.is_dir():
+        found = sorted(model.glob("*.onnx"))
+        example = found[0] if found else model / "beat_lstm.onnx"
+        msg = f"--model {model} is a directory; pass the .onnx file itself, e.g. --model {example}"
+    else:
+        msg = f"--model {model} does not exist; pass the path of an exported .onnx file"
+    raise ConfigError(msg)
+
+
 def _evaluate(args: argparse.Namespace) -> int:
     if args.detector:
         return _evaluate_detector(args)
+    _check_model_argument(args.model)
     from ecg_stream.model.report import SPANS, evaluate_classifier, format_table
     from ecg_stream.records import expand_record_names
 
@@ -446,6 +466,7 @@ def _train(args: argparse.Namespace) -> int:
             data_dir=args.data_dir,
             dataset=dataset,
             baseline=args.baseline,
+            train_missing=not args.score_only,
             threads=args.threads,
         )
         print(f"== out-of-fold, {args.cv} folds of whole records ({result.train_seconds:.0f} s) ==")
@@ -611,6 +632,7 @@ def _replay(args: argparse.Namespace) -> int:
         "quiet": args.quiet,
     }
     speed = parse_speed(args.speed)
+    _check_model_argument(args.model)
     if args.monitor:
         return _replay_with_monitor(args, speed, options)
     _check_screenshot_arguments(args, needs="--monitor")
@@ -640,7 +662,8 @@ def _replay_with_monitor(args: argparse.Namespace, speed: float, options: dict[s
         duration_s=10.0 if args.duration is None else args.duration,
         background=replay,
     )
-    summary.interrupted = not finished  # the window closed before the records ended
+    # a --screenshot run ends the replay when the picture is taken: a normal end, not a stop
+    summary.interrupted = code == 130 or (not finished and args.screenshot is None)
     _say(summary.format())
     return code
 

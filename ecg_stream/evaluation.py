@@ -1,4 +1,4 @@
-"""The evaluation protocol (shared/PROTOCOL.md) in code: matching and scores."""
+"""The evaluation protocol (docs/protocol.md) in code: matching and scores."""
 
 from __future__ import annotations
 

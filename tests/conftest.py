@@ -1,19 +1,60 @@
-"""Fixtures shared by every test: real MIT-BIH records, real mosquitto brokers, seeded random
-numbers."""
+"""Fixtures shared by every test: real MIT-BIH records, real MQTT brokers, seeded random
+numbers.
+
+The MQTT tests run mosquitto when it is installed and the project's embedded broker (amqtt)
+otherwise; $ECG_STREAM_TEST_BROKER (``mosquitto`` or ``embedded``) picks one. The session header
+says which. A test marked ``mosquitto_only("why")`` is skipped, with its reason, on amqtt.
+"""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import pytest
 
 from ecg_stream.records import DATA_ENV, MITDB_RECORDS, Record, find_record, load_record
-from tests.stream.helpers import Mosquitto, free_port
+from tests.stream.helpers import (
+    BROKER_ENV,
+    BrokerKind,
+    MqttBroker,
+    free_port,
+    mosquitto_executable,
+    selected_broker_kind,
+)
 
 SHARED_DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "mitdb"
+BROKER_KIND = pytest.StashKey[BrokerKind]()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Pick the MQTT broker once, and register the marker of tests that need mosquitto."""
+    config.stash[BROKER_KIND] = selected_broker_kind()
+    config.addinivalue_line(
+        "markers",
+        "mosquitto_only(reason): needs a mosquitto feature; skipped on the embedded broker",
+    )
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    """Which broker the MQTT tests run against, and why."""
+    kind = config.stash[BROKER_KIND]
+    chosen = f"${BROKER_ENV}={os.environ[BROKER_ENV]}" if os.environ.get(BROKER_ENV) else None
+    if kind is BrokerKind.MOSQUITTO:
+        return f"MQTT broker: mosquitto ({chosen or mosquitto_executable()})"
+    why = chosen or "mosquitto not found on PATH or in /usr/sbin"
+    return f"MQTT broker: embedded amqtt ({why}; mosquitto_only tests are skipped)"
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Skip a ``mosquitto_only`` test, with its reason, when the broker is the embedded one."""
+    marker = item.get_closest_marker("mosquitto_only")
+    if marker is not None and item.config.stash[BROKER_KIND] is BrokerKind.EMBEDDED:
+        reason = marker.args[0] if marker.args else "a mosquitto feature"
+        pytest.skip(f"needs mosquitto, the embedded broker (amqtt) runs: {reason}")
 
 
 @pytest.fixture(scope="session")
@@ -40,20 +81,35 @@ def rng() -> np.random.Generator:
     return np.random.default_rng(20261124)
 
 
-@pytest.fixture(scope="session")
-def mosquitto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mosquitto]:
-    """One mosquitto on a free loopback port for the session (tests use distinct stream ids:
-    retained state outlives a test)."""
-    broker = Mosquitto(tmp_path_factory.mktemp("mosquitto"), free_port())
+def _shared_broker_scope(
+    fixture_name: str, config: pytest.Config
+) -> Literal["session", "function"]:
+    """One mosquitto for the session; an embedded broker per test.
+
+    amqtt 0.12 sends a connecting client the retained messages that match any client's
+    subscription, not only its own: retained statuses of earlier tests would reach later ones.
+    """
+    del fixture_name
+    return "function" if config.stash[BROKER_KIND] is BrokerKind.EMBEDDED else "session"
+
+
+@pytest.fixture(scope=_shared_broker_scope)
+def mqtt_broker(
+    tmp_path_factory: pytest.TempPathFactory, pytestconfig: pytest.Config
+) -> Iterator[MqttBroker]:
+    """A broker on a free loopback port, shared by the session's tests when it is mosquitto
+    (tests use distinct stream ids: retained state outlives a test)."""
+    kind = pytestconfig.stash[BROKER_KIND]
+    broker = MqttBroker(tmp_path_factory.mktemp(kind.value), free_port(), kind)
     broker.start()
     yield broker
     broker.stop()
 
 
 @pytest.fixture
-def own_mosquitto(tmp_path: Path) -> Iterator[Mosquitto]:
-    """A mosquitto of the test's own, which the test may stop and restart."""
-    broker = Mosquitto(tmp_path, free_port())
+def own_mqtt_broker(tmp_path: Path, pytestconfig: pytest.Config) -> Iterator[MqttBroker]:
+    """A broker of the test's own, which the test may stop and restart."""
+    broker = MqttBroker(tmp_path, free_port(), pytestconfig.stash[BROKER_KIND])
     broker.start()
     yield broker
     broker.stop()

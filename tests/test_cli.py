@@ -9,7 +9,7 @@ import wfdb
 
 from ecg_stream.cli import main
 from ecg_stream.records import DATA_ENV
-from tests.stream.helpers import Mosquitto
+from tests.stream.helpers import MqttBroker
 
 
 def test_analyze_writes_one_row_per_beat(
@@ -145,9 +145,9 @@ def test_corrupt_annotations_stop_only_the_commands_that_need_them(
 
 
 @pytest.mark.mqtt
-def test_replay_ignores_corrupt_annotations(short_record: Path, mosquitto: Mosquitto) -> None:
+def test_replay_ignores_corrupt_annotations(short_record: Path, mqtt_broker: MqttBroker) -> None:
     short_record.with_suffix(".atr").write_bytes(np.random.default_rng(13).bytes(4000))
-    url = f"mqtt://127.0.0.1:{mosquitto.port}"
+    url = f"mqtt://127.0.0.1:{mqtt_broker.port}"
     argv = ["replay", str(short_record), "--broker", url, "--speed", "max", "--quiet"]
     assert main([*argv, "--topic-prefix", "cli-atr"]) == 0
 

@@ -186,7 +186,7 @@ def _ensemble(keras: Any, run_dir: Path, summary: dict[str, Any], window_samples
     out-of-fold predictions and recorded in ``calibration.json``.
     """
     with np.load(run_dir / OOF_FILE) as oof:
-        calibration, figures = choose_calibration(oof["probabilities"], oof["labels"])
+        calibration, figures = choose_calibration(oof["probabilities"], oof["labels"], oof["folds"])
     (run_dir / CALIBRATION_FILE).write_text(
         json.dumps({"chosen": calibration.name, "variants": figures}, indent=2) + "\n"
     )

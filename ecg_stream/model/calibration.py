@@ -1,10 +1,12 @@
 """Calibration of class probabilities on out-of-fold predictions: temperature and class bias.
 
 Calibrated probabilities are ``softmax((log p + bias) / temperature)``. The temperature alone
-never changes the predicted class; the bias moves decisions towards the classes' real
-frequencies, undoing the balanced sampling of training. Both are fitted by minimising the
-negative log-likelihood of the pooled out-of-fold predictions (never DS2), and the variant
-kept is chosen on the same predictions (:func:`choose_calibration`).
+never changes the predicted class and is fitted by minimising the negative log-likelihood of
+the pooled out-of-fold predictions (never DS2). A bias moves decisions: fitted by likelihood it
+undoes the balanced sampling of training; fitted for macro F1 it sets the decision thresholds.
+The variant kept is chosen on out-of-fold figures (:func:`choose_calibration`); a decision
+bias is scored cross-fitted (fitted on the other folds' predictions), so its figure is not
+the in-sample one.
 """
 
 from __future__ import annotations
@@ -17,12 +19,19 @@ import numpy.typing as npt
 from scipy import optimize
 
 from ecg_stream.evaluation import ClassScore
-from ecg_stream.types import BEAT_CLASSES, FloatArray, IntArray
+from ecg_stream.types import BEAT_CLASSES, BeatClass, FloatArray, IntArray
 
 PROBABILITY_FLOOR = 1e-7
 """Added before taking logarithms, so a probability of exactly 0 stays finite."""
 CALIBRATION_BINS = 10
 """Confidence bins of the expected calibration error."""
+DECISION_BIAS_GRID = np.linspace(-3.0, 3.0, 25)
+"""Values tried for each class's decision bias (N stays at 0), in log-probability units."""
+MAX_F_CALLS_PER_F_BEAT = 2.0
+"""A decision bias may not make the model call more beats F than twice the F beats: with
+about 440 training beats, F must not flood the predictions (issue 10)."""
+DECISION_BIAS_SWEEPS = 3
+"""Coordinate-ascent sweeps over the classes when fitting a decision bias."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,24 +116,79 @@ def score_of(labels: IntArray, probabilities: npt.NDArray[np.floating[Any]]) -> 
     return ClassScore(confusion, np.zeros(size, dtype=np.int64))
 
 
+def fit_decision_bias(
+    probabilities: FloatArray, labels: IntArray, temperature: float
+) -> tuple[float, ...]:
+    """Per-class biases that maximise macro F1 (coordinate ascent on a grid; N fixed at 0).
+
+    Biases that call more than ``MAX_F_CALLS_PER_F_BEAT`` beats F per F beat are not taken.
+    """
+    bias = np.zeros(len(BEAT_CLASSES))
+    f_calls_allowed = MAX_F_CALLS_PER_F_BEAT * np.count_nonzero(labels == BeatClass.F.index)
+
+    def macro_f1(candidate: FloatArray) -> float:
+        calibrated = Calibration("fit", temperature, tuple(candidate)).apply(probabilities)
+        score = score_of(labels, calibrated)
+        f_calls = score.confusion[:, BeatClass.F.index].sum()
+        return score.macro_f1 if f_calls <= f_calls_allowed else -1.0
+
+    best = macro_f1(bias)
+    for _ in range(DECISION_BIAS_SWEEPS):
+        for beat_class in BEAT_CLASSES[1:]:
+            for value in DECISION_BIAS_GRID:
+                candidate = bias.copy()
+                candidate[beat_class.index] = value
+                figure = macro_f1(candidate)
+                if figure > best:
+                    best, bias = figure, candidate
+    return tuple(float(b) for b in bias)
+
+
 def choose_calibration(
-    probabilities: FloatArray, labels: IntArray
+    probabilities: FloatArray, labels: IntArray, folds: IntArray
 ) -> tuple[Calibration, dict[str, dict[str, float]]]:
-    """The calibration with the best macro F1 (ties: lower NLL), and every variant's figures."""
+    """The calibration with the best out-of-fold macro F1 (ties: lower NLL), and all figures.
+
+    A variant that calls more than ``MAX_F_CALLS_PER_F_BEAT`` beats F per F beat is not chosen.
+
+    Args:
+        probabilities: Out-of-fold probabilities, (n, classes).
+        labels: Reference classes, (n,).
+        folds: Fold of each beat (-1: not scored, left out).
+    """
+    scored = folds >= 0
+    probabilities, labels, folds = probabilities[scored], labels[scored], folds[scored]
+    variants = list(fit_calibrations(probabilities, labels))
+    temperature = variants[1].temperature
+    decision = Calibration(
+        "temperature+decision-bias",
+        temperature,
+        fit_decision_bias(probabilities, labels, temperature),
+    )
+    cross_fitted = np.empty_like(probabilities)
+    for fold in np.unique(folds):
+        inside = folds == fold
+        bias = fit_decision_bias(probabilities[~inside], labels[~inside], temperature)
+        cross_fitted[inside] = Calibration("fold", temperature, bias).apply(probabilities[inside])
     figures: dict[str, dict[str, float]] = {}
     best: tuple[float, float, Calibration] | None = None
-    for calibration in fit_calibrations(probabilities, labels):
-        calibrated = calibration.apply(probabilities)
+    for calibration in [*variants, decision]:
+        calibrated = cross_fitted if calibration is decision else calibration.apply(probabilities)
         score = score_of(labels, calibrated)
         nll = negative_log_likelihood(calibrated, labels)
+        f_calls = int(score.confusion[:, BeatClass.F.index].sum())
         figures[calibration.name] = {
+            "f_calls": f_calls,
             "temperature": calibration.temperature,
             "macro_f1": score.macro_f1,
             "nll": nll,
             "ece": expected_calibration_error(calibrated, labels),
             **{f"bias_{c.value}": calibration.bias[c.index] for c in BEAT_CLASSES},
+            **{f"se_{c.value}": score.sensitivity(c) for c in BEAT_CLASSES},
+            **{f"pp_{c.value}": score.positive_predictivity(c) for c in BEAT_CLASSES},
         }
-        candidate = (score.macro_f1, -nll, calibration)
+        allowed = f_calls <= MAX_F_CALLS_PER_F_BEAT * np.count_nonzero(labels == BeatClass.F.index)
+        candidate = (score.macro_f1 if allowed else -1.0, -nll, calibration)
         if best is None or candidate[:2] > best[:2]:
             best = candidate
     assert best is not None

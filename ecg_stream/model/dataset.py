@@ -2,7 +2,7 @@
 
 Each record is fed through :class:`~ecg_stream.detector.chain.BeatExtractor` in chunks, as a
 live stream is; every detected beat takes the AAMI class of the reference beat it matches
-(PROTOCOL.md: 150 ms, one to one, nearest first). Detections that match no reference beat are
+(docs/protocol.md: 150 ms, one to one, nearest first). Detections that match no reference beat are
 left out and counted. Paced records are left out of classification. The result is cached as a
 compressed ``.npz`` keyed by a hash of everything it depends on, so a stale cache is rebuilt.
 """

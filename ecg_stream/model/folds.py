@@ -3,7 +3,7 @@
 A patient is never on both sides of a fold. Records are dealt out greedily, the richest in
 ectopic beats first, each to the fold whose class loads it overlaps least (the fold that keeps
 the sum of squared loads smallest), so that every fold holds S- and V-rich records and its share
-of N beats (PROTOCOL.md: K >= 5 folds of whole records).
+of N beats (docs/protocol.md: K >= 5 folds of whole records).
 """
 
 from __future__ import annotations

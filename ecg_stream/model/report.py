@@ -1,4 +1,4 @@
-"""Classification figures and pictures of a classifier on annotated records (PROTOCOL.md).
+"""Classification figures and pictures of a classifier on annotated records (docs/protocol.md).
 
 An offline edge used by ``ecg-stream evaluate --classifier``: scoring is pure numpy on
 per-record detections with labels (what ``analyze`` writes); matplotlib is imported inside

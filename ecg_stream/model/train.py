@@ -79,7 +79,7 @@ FOLDS_FILE = "folds.json"
 
 
 class Protocol(Enum):
-    """How beats are split between training and evaluation (PROTOCOL.md)."""
+    """How beats are split between training and evaluation (docs/protocol.md)."""
 
     INTER_PATIENT = "inter-patient"
     """Train on the pool (DS1 + SVDB training records); DS2 is the test set."""
@@ -432,6 +432,7 @@ def cross_validate(
     cache_dir: Path | None = None,
     dataset: BeatDataset | None = None,
     baseline: bool = False,
+    train_missing: bool = True,
     threads: int | None = None,
     verbose: int = 2,
 ) -> CrossValidationResult:
@@ -445,11 +446,13 @@ def cross_validate(
     Args:
         out_dir: Run directory, created if need be.
         settings: Must be inter-patient; ``records`` is the pool.
-        k: Number of folds (>= 2; PROTOCOL.md asks for >= 5).
+        k: Number of folds (>= 2; docs/protocol.md asks for >= 5).
         config: The chain's configuration (default ``ChainConfig()``).
         data_dir: Directory or directories holding the records and the noise records.
         cache_dir: Dataset cache directory.
         dataset: Ready-made beats of the pool; by default built from ``records``.
+        train_missing: Train the folds that have no model yet; if False, score only the folds
+            already trained (a run cut short elsewhere), and say so in ``cv.json``.
         baseline: Fit the gradient-boosted tree baseline on the same folds instead of the
             LSTM (``model/baseline.py``; no augmentation, no sampling).
         threads: TensorFlow threads (None: TensorFlow's choice).
@@ -500,6 +503,10 @@ def cross_validate(
             rows = [{"epoch_seconds": str(time.perf_counter() - started), "val_loss": "nan"}]
         else:
             if not (fold_dir / FINAL_MODEL).is_file():
+                if not train_missing:
+                    logger.info("cv: fold %d has no %s; not scored", index + 1, FINAL_MODEL)
+                    fold_of_beat[mask] = -1
+                    continue
                 fold_dir.mkdir(parents=True, exist_ok=True)
                 _fit(
                     fold_dir, settings, config, splits, augmenter, stop_early=False, verbose=verbose
@@ -720,10 +727,11 @@ def _summarise_cv(
         records=dataset.records,
         folds=fold_of_beat,
     )
-    score = score_of(dataset.labels, probabilities)
+    scored = fold_of_beat >= 0
+    score = score_of(dataset.labels[scored], probabilities[scored])
     per_record = {
         name: score_json(score_of(dataset.labels[mask], probabilities[mask]))
-        for name in np.unique(dataset.records)
+        for name in np.unique(dataset.records[scored])
         for mask in [dataset.records == name]
     }
     train_seconds = sum(fold["train_seconds"] for fold in fold_summaries)
@@ -733,6 +741,7 @@ def _summarise_cv(
         "settings": settings.to_json(),
         "chain_config": asdict(config),
         "k": len(folds),
+        "folds_scored": [index for index in range(len(folds)) if (fold_of_beat == index).any()],
         "folds": fold_summaries,
         "dataset_cache_key": dataset.cache_key,
         "pool_counts": _counts(dataset),

@@ -193,6 +193,7 @@ class StreamRow(QtWidgets.QWidget):
         self.plot.setMenuEnabled(False)
         self.plot.disableAutoRange()
         self.plot.setLabel("left", "mV")
+        self.plot.setLabel("bottom", "time (s)")
         for name in ("bottom", "left"):
             axis = self.plot.getAxis(name)
             axis.setTextPen("#555555")
@@ -388,7 +389,11 @@ def _info_html(tracker: StreamTracker) -> str:
     latency = (
         "--"
         if compute is None or end_to_end is None
-        else f"compute {compute:.1f} ms, end-to-end {end_to_end:.0f} ms"
+        # a phrase per span: the narrow panel must not break "end-to-end" at its hyphens
+        else (
+            f'<span style="white-space:nowrap">compute {compute:.1f} ms,</span> '
+            f'<span style="white-space:nowrap">end-to-end {end_to_end:.0f} ms</span>'
+        )
     )
     source = " &middot; ".join(part for part in (f"record {tracker.record}", tracker.model) if part)
     return (

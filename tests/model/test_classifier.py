@@ -80,6 +80,20 @@ def test_a_feature_this_version_does_not_compute_is_refused(make_model: MakeMode
         OnnxBeatClassifier(path, CONFIG)
 
 
+def test_a_window_channel_this_chain_cannot_feed_is_refused(make_model: MakeModel) -> None:
+    path = make_model(window_channels="beat,derivative")
+    with pytest.raises(ModelContractError, match=r"'window_channels'.*derivative.*upgrade"):
+        OnnxBeatClassifier(path, CONFIG)
+
+
+def test_a_contract_naming_the_template_needs_a_two_channel_window_input(
+    make_model: MakeModel,
+) -> None:
+    path = make_model(window_channels="beat,template")  # the tiny model's window has 1 channel
+    with pytest.raises(ModelContractError, match=r"input 'window' has shape .*250, 2"):
+        OnnxBeatClassifier(path, CONFIG)
+
+
 @pytest.mark.parametrize(
     ("field", "value"),
     [

@@ -12,6 +12,7 @@ from ecg_stream.cli import main
 from ecg_stream.config import ChainConfig
 from ecg_stream.export import onnx as export_onnx
 from ecg_stream.model.augment import BeatAugmenter, NoiseBank
+from ecg_stream.model.card import DS2_EVALUATION, CardInputs, CvRun, write_model_card
 from ecg_stream.model.classifier import OnnxBeatClassifier
 from ecg_stream.model.dataset import (
     build_dataset,
@@ -21,6 +22,7 @@ from ecg_stream.model.dataset import (
     stream_record_windows,
 )
 from ecg_stream.model.folds import record_folds
+from ecg_stream.model.report import evaluate_classifier
 from ecg_stream.records import POOL, Record
 from ecg_stream.types import BeatClass
 
@@ -40,10 +42,12 @@ def noise_dir(data_dir: Path) -> Path:
 def small_dataset_file(
     data_dir: Path, dataset_cache: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Path:
-    dataset = build_dataset(["119", "209", "220"], CONFIG, data_dir=data_dir, cache_dir=dataset_cache)
+    dataset = build_dataset(
+        ["119", "209", "220"], CONFIG, data_dir=data_dir, cache_dir=dataset_cache
+    )
     _, groups = np.unique(dataset.records, return_inverse=True)
     kept = patient_balanced_sample(dataset.labels, groups, 60, 10_000, np.random.default_rng(0))
-    path = tmp_path_factory.mktemp("datasets") / "small.npz"
+    path = tmp_path_factory.mktemp("small") / "small.npz"
     save_dataset(dataset.subset(kept), path)
     return path
 
@@ -116,3 +120,16 @@ def test_cv_smoke_run_reports_out_of_fold_figures_and_exports_an_ensemble(
     assert json.loads((run / "calibration.json").read_text())["chosen"]
     with OnnxBeatClassifier(path, CONFIG) as classifier:
         assert classifier.contract.validation_records.startswith("2-fold")
+
+    # Record 100 stands in for DS2; the run compares with itself as an "ablation".
+    evaluate_classifier(["100"], path, run / DS2_EVALUATION, data_dir=data_dir)
+    inputs = CardInputs(path, run, (CvRun("itself", run),), 1, "2 CPU cores (test)")
+    markdown, card_json = write_model_card(inputs, tmp_path / "card")
+    text = markdown.read_text()
+    assert "| V Se | 95 % |" in text
+    assert "DS2 was evaluated 1 time(s)" in text
+    assert f"ecg-stream train {run} --cv 2" in text
+    assert "| itself |" in text
+    assert json.loads(card_json.read_text())["model"]["contract"]["window_channels"] == (
+        "beat,template"
+    )

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import math
+import os
 import shutil
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field, replace
+from enum import Enum
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -43,8 +46,6 @@ from ecg_stream.wire import (
 
 T = TypeVar("T")
 
-MOSQUITTO_START_TIMEOUT_S = 10.0
-
 
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
@@ -59,15 +60,62 @@ def port_open(port: int) -> bool:
         return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
-class Mosquitto:
-    """A mosquitto process on a loopback port, with a generated configuration."""
+BROKER_ENV = "ECG_STREAM_TEST_BROKER"
+"""Which broker the MQTT tests run: ``mosquitto``, ``embedded`` (amqtt), or unset: mosquitto
+when installed, else embedded."""
 
-    def __init__(self, directory: Path, port: int) -> None:
-        self.port = port
-        self.config_path = directory / f"mosquitto-{port}.conf"
-        self.log_path = directory / f"mosquitto-{port}.log"
+BROKER_START_TIMEOUT_S = 20.0
+MOSQUITTO_FALLBACK_PATH = Path("/usr/sbin/mosquitto")  # Debian installs it outside a user's PATH
+
+
+class BrokerKind(Enum):
+    """The MQTT broker the tests run against."""
+
+    MOSQUITTO = "mosquitto"
+    EMBEDDED = "embedded"  # ecg_stream.stream.broker (amqtt), as ``ecg-stream broker`` runs it
+
+
+def mosquitto_executable() -> str | None:
+    """mosquitto on PATH, or in /usr/sbin; None when it is not installed."""
+    found = shutil.which("mosquitto")
+    if found is None and MOSQUITTO_FALLBACK_PATH.is_file():
+        found = str(MOSQUITTO_FALLBACK_PATH)
+    return found
+
+
+def selected_broker_kind() -> BrokerKind:
+    """The broker named by $ECG_STREAM_TEST_BROKER, else mosquitto if installed, else embedded.
+
+    Raises:
+        pytest.UsageError: $ECG_STREAM_TEST_BROKER names no broker kind.
+    """
+    wanted = os.environ.get(BROKER_ENV, "")
+    if not wanted:
+        return BrokerKind.MOSQUITTO if mosquitto_executable() else BrokerKind.EMBEDDED
+    try:
+        return BrokerKind(wanted)
+    except ValueError:
+        choices = ", ".join(kind.value for kind in BrokerKind)
+        msg = f"${BROKER_ENV}={wanted!r} is no broker; use one of {choices}, or unset it"
+        raise pytest.UsageError(msg) from None
+
+
+class MqttBroker:
+    """A broker process on a loopback port: mosquitto, or the embedded one (amqtt).
+
+    Args:
+        directory: Where the configuration and log files go.
+        port: TCP port on 127.0.0.1.
+        kind: Which broker to run.
+    """
+
+    def __init__(self, directory: Path, port: int, kind: BrokerKind) -> None:
+        self.port, self.kind = port, kind
+        self.config_path = directory / f"{kind.value}-{port}.conf"
+        self.log_path = directory / f"{kind.value}-{port}.log"
         # max_queued_messages 0: a subscriber that lags behind a replay at --speed max must not
-        # lose QoS 1 messages to mosquitto's default per-client queue limit (1000).
+        # lose QoS 1 messages to mosquitto's default per-client queue limit (1000); amqtt's
+        # queues are unbounded.
         self.config_path.write_text(
             f"listener {port} 127.0.0.1\n"
             "allow_anonymous true\n"
@@ -81,26 +129,30 @@ class Mosquitto:
     def config(self) -> MqttConfig:
         return MqttConfig(host="127.0.0.1", port=self.port, topic_prefix="ecg")
 
-    def start(self) -> None:
-        executable = shutil.which("mosquitto") or (
-            "/usr/sbin/mosquitto" if Path("/usr/sbin/mosquitto").exists() else None
-        )
+    def _command(self) -> list[str]:
+        if self.kind is BrokerKind.EMBEDDED:
+            port = str(self.port)
+            return [sys.executable, "-m", "ecg_stream.cli", "broker", "--port", port]
+        executable = mosquitto_executable()
         if executable is None:
             pytest.fail(
-                "mosquitto is not installed: `apt-get install mosquitto` (.ci/run does), "
-                "or deselect these tests with -m 'not mqtt'"
+                f"mosquitto is not installed: `apt-get install mosquitto`, or unset ${BROKER_ENV} "
+                "to test against the embedded broker"
             )
-        self.process = subprocess.Popen(
-            [executable, "-c", str(self.config_path)],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + MOSQUITTO_START_TIMEOUT_S
+        return [executable, "-c", str(self.config_path)]
+
+    def start(self) -> None:
+        with self.log_path.open("ab") as log:  # mosquitto logs by its configuration
+            output = log if self.kind is BrokerKind.EMBEDDED else subprocess.DEVNULL
+            self.process = subprocess.Popen(self._command(), stdout=output, stderr=output)
+        deadline = time.monotonic() + BROKER_START_TIMEOUT_S
         while not port_open(self.port):
             if self.process.poll() is not None or time.monotonic() > deadline:
-                log = self.log_path.read_text() if self.log_path.exists() else ""
                 self.stop()
-                pytest.fail(f"mosquitto did not start on port {self.port}: {log[-2000:]}")
+                log_text = self.log_path.read_text() if self.log_path.exists() else ""
+                pytest.fail(
+                    f"{self.kind.value} did not start on port {self.port}: {log_text[-2000:]}"
+                )
             time.sleep(0.02)
 
     def stop(self) -> None:
@@ -108,7 +160,7 @@ class Mosquitto:
             return
         self.process.terminate()
         try:
-            self.process.wait(timeout=5)
+            self.process.wait(timeout=10)
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait()

@@ -14,7 +14,7 @@ from ecg_stream.stream.publisher import BeatPublisher
 from ecg_stream.wire import StreamState
 from tests.stream.helpers import (
     Collector,
-    Mosquitto,
+    MqttBroker,
     beat_message,
     collect_until,
     free_port,
@@ -66,16 +66,16 @@ def test_embedded_broker_on_a_busy_port_is_a_broker_error() -> None:
 
 
 @pytest.mark.mqtt
-def test_replay_uses_a_broker_that_answers(mosquitto: Mosquitto) -> None:
+def test_replay_uses_a_broker_that_answers(mqtt_broker: MqttBroker) -> None:
     lines: list[str] = []
 
     async def scenario() -> MqttConfig:
-        url = f"mqtt://127.0.0.1:{mosquitto.port}"
+        url = f"mqtt://127.0.0.1:{mqtt_broker.port}"
         async with broker_for(None, "ecg", lines.append, default_url=url) as config:
             return config
 
-    assert run(scenario()).port == mosquitto.port
-    assert lines == [f"using the MQTT broker at mqtt://127.0.0.1:{mosquitto.port}"]
+    assert run(scenario()).port == mqtt_broker.port
+    assert lines == [f"using the MQTT broker at mqtt://127.0.0.1:{mqtt_broker.port}"]
 
 
 @pytest.mark.mqtt

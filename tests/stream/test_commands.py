@@ -15,7 +15,7 @@ import pytest
 from ecg_stream.cli import main
 from ecg_stream.config import MqttConfig
 from ecg_stream.stream.broker import probe_broker
-from tests.stream.helpers import Mosquitto, free_port, run
+from tests.stream.helpers import MqttBroker, free_port, run
 
 ROOT = Path(__file__).parents[2]
 
@@ -67,8 +67,8 @@ def test_broker_command_on_a_busy_port_is_one_line_and_exit_2() -> None:
 
 
 @pytest.mark.mqtt
-def test_subscribe_command_stops_cleanly_on_sigterm(mosquitto: Mosquitto) -> None:
-    with command("subscribe", "--broker", f"mqtt://127.0.0.1:{mosquitto.port}") as process:
+def test_subscribe_command_stops_cleanly_on_sigterm(mqtt_broker: MqttBroker) -> None:
+    with command("subscribe", "--broker", f"mqtt://127.0.0.1:{mqtt_broker.port}") as process:
         assert process.stdout is not None
         assert process.stdout.readline().startswith("subscribed to every stream")
         code, _ = stop(process)
@@ -92,12 +92,12 @@ def test_unreachable_broker_is_one_line_and_exit_2(capsys: pytest.CaptureFixture
 @pytest.mark.mqtt
 @pytest.mark.slow
 def test_replay_command_stops_on_sigterm_with_summary_and_offline(
-    mosquitto: Mosquitto, data_dir: Path
+    mqtt_broker: MqttBroker, data_dir: Path
 ) -> None:
     from tests.stream.test_live import shipped_model
 
     shipped_model()
-    url = f"mqtt://127.0.0.1:{mosquitto.port}"
+    url = f"mqtt://127.0.0.1:{mqtt_broker.port}"
     with command(
         "subscribe", "--broker", url, "--topic-prefix", "cmd", "--stream", "r100"
     ) as subscriber:

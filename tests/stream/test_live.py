@@ -28,7 +28,7 @@ from ecg_stream.types import LabeledBeat
 from ecg_stream.wire import BeatMessage, StreamState, TopicKind
 from tests.stream.helpers import (
     Collector,
-    Mosquitto,
+    MqttBroker,
     RulePipeline,
     collect_until,
     offline_beats,
@@ -92,9 +92,11 @@ def check_stream(
 
 
 @pytest.mark.mqtt
-def test_replay_delivers_every_beat_once_in_order(mosquitto: Mosquitto, record_100: Record) -> None:
+def test_replay_delivers_every_beat_once_in_order(
+    mqtt_broker: MqttBroker, record_100: Record
+) -> None:
     record = sliced(record_100, 0.0, 120.0)
-    config = replace(mosquitto.config, topic_prefix="test-live-one")
+    config = replace(mqtt_broker.config, topic_prefix="test-live-one")
     specs = [StreamSpec("100", record)]
     summary, collector = run(replay_and_collect(config, specs, RulePipeline, samples=True))
     expected = offline_beats(RulePipeline(), record.samples)
@@ -128,11 +130,11 @@ def test_replay_through_the_embedded_broker(record_100: Record) -> None:
 @pytest.mark.mqtt
 @pytest.mark.parametrize("streams", [2, 8])
 def test_concurrent_streams_each_arrive_whole(
-    mosquitto: Mosquitto, record_100: Record, streams: int
+    mqtt_broker: MqttBroker, record_100: Record, streams: int
 ) -> None:
     records = [sliced(record_100, 30.0 * k, 20.0) for k in range(streams)]
     specs = [StreamSpec(f"bed{k}", record) for k, record in enumerate(records)]
-    config = replace(mosquitto.config, topic_prefix=f"test-live-{streams}")
+    config = replace(mqtt_broker.config, topic_prefix=f"test-live-{streams}")
     summary, collector = run(replay_and_collect(config, specs, RulePipeline))
     for spec in specs:
         check_stream(
@@ -147,11 +149,11 @@ def test_concurrent_streams_each_arrive_whole(
 
 @pytest.mark.mqtt
 def test_cancel_publishes_the_last_beats_then_offline(
-    mosquitto: Mosquitto, record_100: Record
+    mqtt_broker: MqttBroker, record_100: Record
 ) -> None:
     """Ctrl-C (cancellation) mid-record: what was labeled is published, then offline."""
     specs = [StreamSpec(f"c{k}", sliced(record_100, 60.0 * k, 60.0)) for k in range(2)]
-    config = replace(mosquitto.config, topic_prefix="test-live-cancel")
+    config = replace(mqtt_broker.config, topic_prefix="test-live-cancel")
     summary, collector = run(
         replay_and_collect(config, specs, RulePipeline, speed=20.0, cancel_after_s=1.5)
     )
@@ -195,7 +197,7 @@ def shipped_model() -> Path:
 @pytest.mark.mqtt
 @pytest.mark.slow
 def test_replay_command_whole_record_with_shipped_model(
-    mosquitto: Mosquitto, record_100: Record, data_dir: Path
+    mqtt_broker: MqttBroker, record_100: Record, data_dir: Path
 ) -> None:
     """``replay 100 --speed max --broker ...``: every beat the offline pipeline finds, once."""
     from ecg_stream.detector.chain import BeatExtractor
@@ -213,7 +215,7 @@ def test_replay_command_whole_record_with_shipped_model(
     lines: list[str] = []
 
     async def scenario() -> ReplaySummary:
-        mqtt = replace(mosquitto.config, topic_prefix=prefix)
+        mqtt = replace(mqtt_broker.config, topic_prefix=prefix)
         listen = asyncio.create_task(
             collect_until(
                 mqtt,
@@ -228,7 +230,7 @@ def test_replay_command_whole_record_with_shipped_model(
             speed=math.inf,
             say=lines.append,
             summary=ReplaySummary(),
-            broker_url=f"mqtt://127.0.0.1:{mosquitto.port}",
+            broker_url=f"mqtt://127.0.0.1:{mqtt_broker.port}",
             topic_prefix=prefix,
             data_dir=data_dir,
             quiet=True,

@@ -1,4 +1,4 @@
-"""BeatPublisher against a real mosquitto: order, status, last will, drops, reconnects."""
+"""BeatPublisher against a real MQTT broker: order, status, last will, drops, reconnects."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from ecg_stream.stream.publisher import BeatPublisher, PublisherState
 from ecg_stream.wire import StreamState, TopicKind
 from tests.stream.helpers import (
     Collector,
-    Mosquitto,
+    MqttBroker,
     beat_message,
     collect_until,
     free_port,
@@ -46,7 +46,7 @@ def test_backoff_rejects_nonsense() -> None:
 
 
 @pytest.mark.mqtt
-def test_publishes_in_order_between_online_and_offline(mosquitto: Mosquitto) -> None:
+def test_publishes_in_order_between_online_and_offline(mqtt_broker: MqttBroker) -> None:
     stream = "order"
     collector = Collector()
     states: list[PublisherState] = []
@@ -54,11 +54,11 @@ def test_publishes_in_order_between_online_and_offline(mosquitto: Mosquitto) -> 
     async def scenario() -> BeatPublisher:
         listen = asyncio.create_task(
             collect_until(
-                mosquitto.config, collector, lambda c: c.offline_seen(stream), stream=stream
+                mqtt_broker.config, collector, lambda c: c.offline_seen(stream), stream=stream
             )
         )
         await collector.ready.wait()
-        async with BeatPublisher(mosquitto.config, status_of(stream)) as publisher:
+        async with BeatPublisher(mqtt_broker.config, status_of(stream)) as publisher:
             states.append(publisher.state)
             for index in range(50):
                 assert publisher.submit(samples_message(stream, index * 36))
@@ -84,9 +84,9 @@ def test_publishes_in_order_between_online_and_offline(mosquitto: Mosquitto) -> 
 
 
 @pytest.mark.mqtt
-def test_full_queue_drops_and_counts(mosquitto: Mosquitto) -> None:
+def test_full_queue_drops_and_counts(mqtt_broker: MqttBroker) -> None:
     async def scenario() -> BeatPublisher:
-        async with BeatPublisher(mosquitto.config, status_of("drops"), queue_size=3) as publisher:
+        async with BeatPublisher(mqtt_broker.config, status_of("drops"), queue_size=3) as publisher:
             accepted = [publisher.submit(samples_message("drops", i * 36)) for i in range(10)]
             assert accepted == [True] * 3 + [False] * 7  # no await in between: worker idle
         return publisher
@@ -97,9 +97,9 @@ def test_full_queue_drops_and_counts(mosquitto: Mosquitto) -> None:
 
 
 @pytest.mark.mqtt
-def test_put_waits_for_room_instead_of_dropping(mosquitto: Mosquitto) -> None:
+def test_put_waits_for_room_instead_of_dropping(mqtt_broker: MqttBroker) -> None:
     async def scenario() -> BeatPublisher:
-        async with BeatPublisher(mosquitto.config, status_of("put"), queue_size=2) as publisher:
+        async with BeatPublisher(mqtt_broker.config, status_of("put"), queue_size=2) as publisher:
             for index in range(40):
                 await publisher.put(samples_message("put", index * 36))
         return publisher
@@ -122,9 +122,9 @@ def test_unreachable_broker_is_a_broker_error() -> None:
 
 
 @pytest.mark.mqtt
-def test_beat_without_arrival_time_is_refused(mosquitto: Mosquitto) -> None:
+def test_beat_without_arrival_time_is_refused(mqtt_broker: MqttBroker) -> None:
     async def scenario() -> None:
-        async with BeatPublisher(mosquitto.config, status_of("noarrival")) as publisher:
+        async with BeatPublisher(mqtt_broker.config, status_of("noarrival")) as publisher:
             with pytest.raises(ValueError, match="arrival_s"):
                 publisher.submit(beat_message("noarrival", 0))
             with pytest.raises(ValueError, match="stream 'other'"):
@@ -134,13 +134,13 @@ def test_beat_without_arrival_time_is_refused(mosquitto: Mosquitto) -> None:
 
 
 @pytest.mark.mqtt
-def test_cancellation_drains_then_publishes_offline(mosquitto: Mosquitto) -> None:
+def test_cancellation_drains_then_publishes_offline(mqtt_broker: MqttBroker) -> None:
     """Ctrl-C cancels the stream's task: queued messages still go out, then offline."""
     stream = "cancel"
     collector = Collector()
 
     async def stream_task(started: asyncio.Event) -> None:
-        async with BeatPublisher(mosquitto.config, status_of(stream)) as publisher:
+        async with BeatPublisher(mqtt_broker.config, status_of(stream)) as publisher:
             for index in range(20):
                 publisher.submit(beat_message(stream, index * 300), arrival_s=publisher.clock())
             started.set()
@@ -149,7 +149,7 @@ def test_cancellation_drains_then_publishes_offline(mosquitto: Mosquitto) -> Non
     async def scenario() -> None:
         listen = asyncio.create_task(
             collect_until(
-                mosquitto.config, collector, lambda c: c.offline_seen(stream), stream=stream
+                mqtt_broker.config, collector, lambda c: c.offline_seen(stream), stream=stream
             )
         )
         await collector.ready.wait()
@@ -185,15 +185,15 @@ PUBLISHER_SCRIPT = textwrap.dedent(
 
 
 @pytest.mark.mqtt
-def test_killed_publisher_goes_offline_by_last_will(mosquitto: Mosquitto) -> None:
+def test_killed_publisher_goes_offline_by_last_will(mqtt_broker: MqttBroker) -> None:
     async def first_status(condition: Callable[[Collector], bool]) -> list[wire.StatusMessage]:
         collector = Collector()
-        config, kinds = mosquitto.config, (TopicKind.STATUS,)
+        config, kinds = mqtt_broker.config, (TopicKind.STATUS,)
         await collect_until(config, collector, condition, stream="will", kinds=kinds)
         return collector.statuses
 
     with subprocess.Popen(
-        [sys.executable, "-c", PUBLISHER_SCRIPT, str(mosquitto.port)],
+        [sys.executable, "-c", PUBLISHER_SCRIPT, str(mqtt_broker.port)],
         stdout=subprocess.PIPE,
         cwd=Path(__file__).parents[2],
     ) as process:
@@ -211,7 +211,7 @@ def test_killed_publisher_goes_offline_by_last_will(mosquitto: Mosquitto) -> Non
 
 
 @pytest.mark.mqtt
-def test_reconnects_after_broker_restart(own_mosquitto: Mosquitto) -> None:
+def test_reconnects_after_broker_restart(own_mqtt_broker: MqttBroker) -> None:
     stream = "restart"
     fast = Backoff(initial_s=0.05, max_s=0.2)
 
@@ -221,17 +221,17 @@ def test_reconnects_after_broker_restart(own_mosquitto: Mosquitto) -> None:
                 await asyncio.sleep(0.02)
 
     async def scenario() -> BeatPublisher:
-        config = own_mosquitto.config
+        config = own_mqtt_broker.config
         async with BeatPublisher(config, status_of(stream), backoff=fast) as publisher:
             publisher.submit(samples_message(stream, 0))
             await until(lambda: publisher.stats.published[TopicKind.SAMPLES] == 1)
-            await asyncio.to_thread(own_mosquitto.stop)
+            await asyncio.to_thread(own_mqtt_broker.stop)
             index = 1
             while publisher.connected:  # the next publish finds the link gone
                 publisher.submit(samples_message(stream, index * 36))
                 index += 1
                 await asyncio.sleep(0.05)
-            await asyncio.to_thread(own_mosquitto.start)
+            await asyncio.to_thread(own_mqtt_broker.start)
             collector = Collector()
             listen = asyncio.create_task(
                 collect_until(config, collector, lambda c: bool(c.beats), stream=stream)

@@ -14,7 +14,7 @@ from ecg_stream.stream.subscriber import WireSubscriber, format_message, run_sub
 from ecg_stream.wire import BeatMessage, TopicKind
 from tests.stream.helpers import (
     Collector,
-    Mosquitto,
+    MqttBroker,
     beat_message,
     collect_until,
     run,
@@ -24,16 +24,16 @@ from tests.stream.helpers import (
 
 
 @pytest.mark.mqtt
-def test_malformed_messages_are_reported_and_skipped(mosquitto: Mosquitto) -> None:
+def test_malformed_messages_are_reported_and_skipped(mqtt_broker: MqttBroker) -> None:
     stream = "malformed"
     collector = Collector()
 
     async def scenario() -> None:
         listen = asyncio.create_task(
-            collect_until(mosquitto.config, collector, lambda c: bool(c.beats), stream=stream)
+            collect_until(mqtt_broker.config, collector, lambda c: bool(c.beats), stream=stream)
         )
         await collector.ready.wait()
-        async with aiomqtt.Client("127.0.0.1", mosquitto.port) as client:
+        async with aiomqtt.Client("127.0.0.1", mqtt_broker.port) as client:
             topic = wire.topic_for("ecg", stream, TopicKind.BEATS)
             await client.publish(topic, b"{not json", qos=1)
             await client.publish(topic, b'{"v": 99}', qos=1)
@@ -48,15 +48,15 @@ def test_malformed_messages_are_reported_and_skipped(mosquitto: Mosquitto) -> No
 
 
 @pytest.mark.mqtt
-def test_subscribe_command_prints_retained_status(mosquitto: Mosquitto) -> None:
+def test_subscribe_command_prints_retained_status(mqtt_broker: MqttBroker) -> None:
     stream = "printed"
     lines: list[str] = []
 
     async def scenario() -> int:
-        async with aiomqtt.Client("127.0.0.1", mosquitto.port) as client:
+        async with aiomqtt.Client("127.0.0.1", mqtt_broker.port) as client:
             topic = wire.topic_for("ecg", stream, TopicKind.STATUS)
             await client.publish(topic, wire.encode(status_of(stream)), qos=1, retain=True)
-        return await run_subscribe(mosquitto.config, lines.append, stream=stream, limit=1)
+        return await run_subscribe(mqtt_broker.config, lines.append, stream=stream, limit=1)
 
     assert run(scenario()) == 1
     assert lines[0].startswith("subscribed to stream printed at mqtt://127.0.0.1:")
@@ -71,9 +71,10 @@ def test_beat_line_shows_time_label_confidence_rate_and_latencies() -> None:
 
 
 @pytest.mark.mqtt
-def test_shared_subscription_splits_beats_across_a_pool(mosquitto: Mosquitto) -> None:
+@pytest.mark.mosquitto_only("amqtt has no shared subscriptions ($share/<group>/...)")
+def test_shared_subscription_splits_beats_across_a_pool(mqtt_broker: MqttBroker) -> None:
     stream, total = "pool", 40
-    config = replace(mosquitto.config, topic_prefix="test-share")
+    config = replace(mqtt_broker.config, topic_prefix="test-share")
     counts = [0, 0]
 
     async def member(index: int, ready: asyncio.Event) -> None:
@@ -88,7 +89,7 @@ def test_shared_subscription_splits_beats_across_a_pool(mosquitto: Mosquitto) ->
         members = [asyncio.create_task(member(i, ready[i])) for i in range(2)]
         for event in ready:
             await event.wait()
-        async with aiomqtt.Client("127.0.0.1", mosquitto.port) as client:
+        async with aiomqtt.Client("127.0.0.1", mqtt_broker.port) as client:
             topic = wire.topic_for("test-share", stream, TopicKind.BEATS)
             for index in range(total):
                 await client.publish(
@@ -111,17 +112,17 @@ NESTED_ARRAYS = b"[" * 1024 + b"]" * 1024  # the 2 kB payload of issue 13
 
 @pytest.mark.mqtt
 def test_deeply_nested_beats_payload_is_counted_and_the_next_beat_delivered(
-    mosquitto: Mosquitto,
+    mqtt_broker: MqttBroker,
 ) -> None:
     stream = "nested"
     errors: list[PayloadError] = []
     subscriber = WireSubscriber(
-        mosquitto.config, stream=stream, on_malformed=lambda _topic, error: errors.append(error)
+        mqtt_broker.config, stream=stream, on_malformed=lambda _topic, error: errors.append(error)
     )
 
     async def scenario() -> wire.WireMessage:
         async with subscriber:
-            async with aiomqtt.Client("127.0.0.1", mosquitto.port) as client:
+            async with aiomqtt.Client("127.0.0.1", mqtt_broker.port) as client:
                 topic = wire.topic_for("ecg", stream, TopicKind.BEATS)
                 await client.publish(topic, NESTED_ARRAYS, qos=1)
                 await client.publish(topic, wire.encode(stamped(beat_message(stream, 300))), qos=1)
@@ -137,27 +138,27 @@ def test_deeply_nested_beats_payload_is_counted_and_the_next_beat_delivered(
 
 
 @pytest.mark.mqtt
-def test_subscribe_command_survives_a_retained_malformed_status(mosquitto: Mosquitto) -> None:
+def test_subscribe_command_survives_a_retained_malformed_status(mqtt_broker: MqttBroker) -> None:
     """A broken status retained by the broker reaches every later subscriber: each skips it."""
     stream = "retained-garbage"
-    config = replace(mosquitto.config, topic_prefix="test-retained")
+    config = replace(mqtt_broker.config, topic_prefix="test-retained")
     status_topic = wire.topic_for(config.topic_prefix, stream, TopicKind.STATUS)
     lines: list[str] = []
 
     async def scenario() -> int:
-        async with aiomqtt.Client("127.0.0.1", mosquitto.port) as client:
+        async with aiomqtt.Client("127.0.0.1", mqtt_broker.port) as client:
             await client.publish(status_topic, NESTED_ARRAYS, qos=1, retain=True)
         try:
             command = asyncio.create_task(run_subscribe(config, lines.append, limit=1))
             async with asyncio.timeout(10):
                 while not any(line.startswith("subscribed") for line in lines):  # noqa: ASYNC110
                     await asyncio.sleep(0.02)
-            async with aiomqtt.Client("127.0.0.1", mosquitto.port) as client:
+            async with aiomqtt.Client("127.0.0.1", mqtt_broker.port) as client:
                 topic = wire.topic_for(config.topic_prefix, stream, TopicKind.BEATS)
                 await client.publish(topic, wire.encode(stamped(beat_message(stream, 720))), qos=1)
             return await command
         finally:
-            async with aiomqtt.Client("127.0.0.1", mosquitto.port) as client:
+            async with aiomqtt.Client("127.0.0.1", mqtt_broker.port) as client:
                 await client.publish(status_topic, b"", qos=1, retain=True)  # clear it
 
     assert run(scenario()) == 1

@@ -14,7 +14,7 @@ from ecg_stream.config import MqttConfig
 from ecg_stream.types import BeatClass
 from ecg_stream.viewer.monitor import CLASS_COLOURS, MonitorWindow
 from ecg_stream.viewer.subscriber import Subscriber
-from tests.stream.helpers import Mosquitto
+from tests.stream.helpers import MqttBroker
 from tests.viewer.helpers import rhythm_payloads
 
 pytestmark = pytest.mark.gui
@@ -117,6 +117,36 @@ def test_info_panel_shows_rate_counts_abnormal_beat_latency_and_state(qtbot: QtB
     assert "compute 2.0 ms" in text
 
 
+
+def test_time_axis_is_labelled_in_seconds(qtbot: QtBot) -> None:
+    window, feed = make_window(qtbot)
+    feed_payloads(feed, rhythm_payloads("100", 3.0))
+    window.refresh()
+    axis = window.rows["100"].plot.getAxis("bottom")
+    assert axis.labelText == "time (s)"
+
+
+def test_info_panel_keeps_end_to_end_on_one_line(qtbot: QtBot) -> None:
+    window, feed = make_window(qtbot)
+    feed_payloads(feed, rhythm_payloads("119", 12.0, rr_s=0.8, v_every=4))
+    window.refresh()
+    info = window.rows["119"].info
+    document = QtGui.QTextDocument()
+    document.setDefaultFont(info.font())
+    document.setHtml(info.text())
+    document.setTextWidth(info.width())  # the panel's fixed width wraps the text
+    lines = []
+    block = document.begin()
+    while block.isValid():
+        layout = block.layout()
+        for number in range(layout.lineCount()):
+            line = layout.lineAt(number)
+            lines.append(block.text()[line.textStart() : line.textStart() + line.textLength()])
+        block = block.next()
+    assert len(lines) > 6  # some lines did wrap
+    assert any("end-to-end" in line for line in lines)
+    assert not any(line.rstrip().endswith("-") for line in lines)
+
 def test_pause_freezes_the_view_while_data_keeps_arriving(qtbot: QtBot) -> None:
     window, feed = make_window(qtbot)
     payloads = rhythm_payloads("100", 40.0)
@@ -154,14 +184,14 @@ def test_malformed_messages_are_counted_in_the_status_bar(qtbot: QtBot) -> None:
 
 
 @pytest.mark.mqtt
-def test_broker_state_is_shown(qtbot: QtBot, own_mosquitto: Mosquitto) -> None:
-    own_mosquitto.stop()
-    subscriber = Subscriber(own_mosquitto.config, backoff_s=(0.05, 0.2))
+def test_broker_state_is_shown(qtbot: QtBot, own_mqtt_broker: MqttBroker) -> None:
+    own_mqtt_broker.stop()
+    subscriber = Subscriber(own_mqtt_broker.config, backoff_s=(0.05, 0.2))
     window = MonitorWindow(subscriber)
     qtbot.addWidget(window)
     with subscriber:
         qtbot.waitUntil(lambda: "unreachable" in window._status_label.text(), timeout=20_000)
-        own_mosquitto.start()
+        own_mqtt_broker.start()
         qtbot.waitUntil(lambda: "connected</b>" in window._status_label.text(), timeout=20_000)
 
 

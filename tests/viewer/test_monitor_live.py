@@ -1,4 +1,4 @@
-"""The monitor on real pipeline output: record 208 replayed through mosquitto into the window."""
+"""The monitor on real pipeline output: record 208 replayed over MQTT into the window."""
 
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ from ecg_stream.stream.replay import ReplaySource
 from ecg_stream.types import BEAT_CLASSES, BeatClass, BeatWindow, Chunk, LabeledBeat
 from ecg_stream.viewer.monitor import CLASS_COLOURS, MonitorWindow, run_monitor
 from ecg_stream.viewer.subscriber import BrokerState, Subscriber
-from tests.stream.helpers import Mosquitto
+from tests.stream.helpers import MqttBroker
 from tests.viewer.test_monitor import colour_pixels, image_pixels
 
 pytestmark = [pytest.mark.gui, pytest.mark.mqtt]
@@ -91,7 +91,7 @@ def replay_in_thread(
 
 
 def test_monitor_holds_what_the_live_pipeline_published(
-    qtbot: QtBot, mosquitto: Mosquitto, data_dir: Path
+    qtbot: QtBot, mqtt_broker: MqttBroker, data_dir: Path
 ) -> None:
     record, stream = first_seconds(data_dir, 40.0), "live-208"
     reference = PrematurityPipeline()  # the same chain offline, for the expected values
@@ -99,14 +99,14 @@ def test_monitor_holds_what_the_live_pipeline_published(
     filtered = np.concatenate([output.filtered.samples for output in outputs])
     beats = [beat for output in outputs for beat in output.beats] + list(reference.flush())
 
-    subscriber = Subscriber(mosquitto.config, stream=stream)
+    subscriber = Subscriber(mqtt_broker.config, stream=stream)
     window = MonitorWindow(subscriber)
     qtbot.addWidget(window)
     window.resize(1400, 500)
     window.show()
     with subscriber:
         qtbot.waitUntil(lambda: subscriber.status().state is BrokerState.CONNECTED, timeout=WAIT_MS)
-        thread, summary, errors = replay_in_thread(record, stream, mosquitto.config, math.inf)
+        thread, summary, errors = replay_in_thread(record, stream, mqtt_broker.config, math.inf)
         qtbot.waitUntil(
             lambda: stream in window.trackers and window.trackers[stream].online is False,
             timeout=WAIT_MS,
@@ -155,7 +155,7 @@ def test_monitor_holds_what_the_live_pipeline_published(
 
 
 def test_headless_monitor_runs_the_replay_beside_it_and_writes_a_screenshot(
-    qtbot: QtBot, mosquitto: Mosquitto, data_dir: Path, tmp_path: Path
+    qtbot: QtBot, mqtt_broker: MqttBroker, data_dir: Path, tmp_path: Path
 ) -> None:
     del qtbot  # for the QApplication it owns
     stream, path, summary = "shot-208", tmp_path / "monitor.png", ReplaySummary()
@@ -163,12 +163,12 @@ def test_headless_monitor_runs_the_replay_beside_it_and_writes_a_screenshot(
         [StreamSpec(stream, first_seconds(data_dir, 60.0))],
         PrematurityPipeline,
         "prematurity-stub",
-        mosquitto.config,
+        mqtt_broker.config,
         speed=10.0,
         summary=summary,
     )
     code = run_monitor(
-        mosquitto.config, stream=stream, screenshot=path, duration_s=2.5, background=live.run
+        mqtt_broker.config, stream=stream, screenshot=path, duration_s=2.5, background=live.run
     )
     assert code == 0
     report = summary.streams[0]
@@ -179,7 +179,7 @@ def test_headless_monitor_runs_the_replay_beside_it_and_writes_a_screenshot(
 
 
 def test_monitor_closes_and_reports_when_its_background_job_fails(
-    qtbot: QtBot, mosquitto: Mosquitto
+    qtbot: QtBot, mqtt_broker: MqttBroker
 ) -> None:
     del qtbot  # for the QApplication it owns
 
@@ -188,4 +188,4 @@ def test_monitor_closes_and_reports_when_its_background_job_fails(
         raise DataNotFoundError(msg, "999", ())
 
     with pytest.raises(DataNotFoundError, match="999"):
-        run_monitor(mosquitto.config, background=replay_of_a_missing_record)
+        run_monitor(mqtt_broker.config, background=replay_of_a_missing_record)

@@ -1,4 +1,4 @@
-"""Subscriber: aiomqtt in a worker thread, against a real mosquitto."""
+"""Subscriber: aiomqtt in a worker thread, against a real MQTT broker."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ from ecg_stream.wire import (
     decode,
     encode,
 )
-from tests.stream.helpers import Mosquitto
+from tests.stream.helpers import MqttBroker
 from tests.viewer.helpers import beat, samples, status, wire
 
 WAIT_S = 20.0
@@ -58,9 +58,9 @@ def drain_all(subscriber: Subscriber, count: int) -> list[Received]:
 
 @pytest.mark.mqtt
 def test_valid_messages_arrive_decoded_and_malformed_ones_are_counted(
-    mosquitto: Mosquitto,
+    mqtt_broker: MqttBroker,
 ) -> None:
-    config = mosquitto.config
+    config = mqtt_broker.config
     with Subscriber(config, stream="sub-1") as subscriber:
         wait_until(lambda: subscriber.status().state is BrokerState.CONNECTED, "connection")
         good: list[WireMessage] = [
@@ -86,14 +86,14 @@ def test_valid_messages_arrive_decoded_and_malformed_ones_are_counted(
 
 
 @pytest.mark.mqtt
-def test_lost_broker_is_reported_and_reconnected(own_mosquitto: Mosquitto) -> None:
-    config = own_mosquitto.config
+def test_lost_broker_is_reported_and_reconnected(own_mqtt_broker: MqttBroker) -> None:
+    config = own_mqtt_broker.config
     with Subscriber(config, backoff_s=(0.1, 0.5)) as subscriber:
         wait_until(lambda: subscriber.status().state is BrokerState.CONNECTED, "connection")
-        own_mosquitto.stop()
+        own_mqtt_broker.stop()
         wait_until(lambda: subscriber.status().state is BrokerState.RECONNECTING, "broker lost")
         assert subscriber.status().last_problem.startswith(f"broker {config.url}")
-        own_mosquitto.start()
+        own_mqtt_broker.start()
         wait_until(lambda: subscriber.status().state is BrokerState.CONNECTED, "reconnection")
         publish(config, [wire(status("sub-2"))])
         (item,) = drain_all(subscriber, 1)
@@ -101,9 +101,9 @@ def test_lost_broker_is_reported_and_reconnected(own_mosquitto: Mosquitto) -> No
 
 
 @pytest.mark.mqtt
-def test_unreachable_broker_is_retried_until_stopped(own_mosquitto: Mosquitto) -> None:
-    config = own_mosquitto.config
-    own_mosquitto.stop()
+def test_unreachable_broker_is_retried_until_stopped(own_mqtt_broker: MqttBroker) -> None:
+    config = own_mqtt_broker.config
+    own_mqtt_broker.stop()
     with Subscriber(config, backoff_s=(0.05, 0.2)) as subscriber:
         wait_until(lambda: subscriber.status().state is BrokerState.UNREACHABLE, "a retry")
         assert subscriber.status().retry_at_s > time.time() - 1.0
@@ -141,11 +141,11 @@ NESTED_ARRAYS = b"[" * 1024 + b"]" * 1024  # the 2 kB payload of issue 13
 @pytest.mark.mqtt
 @pytest.mark.parametrize("retained_status", [False, True], ids=["beats", "retained-status"])
 def test_deeply_nested_payload_is_counted_and_the_thread_keeps_running(
-    mosquitto: Mosquitto, retained_status: bool
+    mqtt_broker: MqttBroker, retained_status: bool
 ) -> None:
     """A malformed beat, or a malformed status retained before we subscribe, is counted once;
     the worker thread lives on and delivers the next valid beat."""
-    config = replace(mosquitto.config, topic_prefix=f"test-nested-{retained_status}")
+    config = replace(mqtt_broker.config, topic_prefix=f"test-nested-{retained_status}")
     stream = "nested"
     status_topic = f"{config.topic_prefix}/{stream}/status"
     beats_topic = f"{config.topic_prefix}/{stream}/beats"
@@ -171,14 +171,14 @@ def test_deeply_nested_payload_is_counted_and_the_thread_keeps_running(
 @pytest.mark.mqtt
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
 def test_a_crashed_worker_thread_is_shown_not_hidden_behind_connected(
-    mosquitto: Mosquitto,
+    mqtt_broker: MqttBroker,
 ) -> None:
     def broken_clock() -> float:
         msg = "clock unplugged"
         raise RuntimeError(msg)
 
-    with Subscriber(mosquitto.config, stream="crash", wall_clock=broken_clock) as subscriber:
+    with Subscriber(mqtt_broker.config, stream="crash", wall_clock=broken_clock) as subscriber:
         wait_until(lambda: subscriber.status().state is BrokerState.CONNECTED, "connection")
-        publish(mosquitto.config, [wire(status("crash"))])
+        publish(mqtt_broker.config, [wire(status("crash"))])
         wait_until(lambda: subscriber.status().state is BrokerState.FAILED, "the failed state")
         assert "clock unplugged" in subscriber.status().last_problem
