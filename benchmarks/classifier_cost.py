@@ -2,7 +2,8 @@
 and inference per beat in onnxruntime (1 thread, batch 8) for each ONNX model given.
 
     python benchmarks/classifier_cost.py --dataset runs/pool.npz \
-        --models ecg_stream/model/assets/beat_lstm.onnx runs/lean_fold0.onnx
+        --models ecg_stream/model/assets/beat_lstm.onnx \
+        --keras runs/lean_noaugment/fold-0/final.keras runs/reference/fold-0/final.keras
 
 Training cost is the mean time of ``train_on_batch`` over real windows (both networks, same
 batches, interleaved); inference cost is the median of repeated batch-8 session runs divided
@@ -24,7 +25,7 @@ import onnxruntime
 
 from ecg_stream.config import ChainConfig
 from ecg_stream.detector.segment import FEATURE_NAMES, WINDOW_CHANNELS
-from ecg_stream.model.classifier import RR_INPUT, WINDOW_INPUT, ModelContract
+from ecg_stream.model.classifier import RR_INPUT, WINDOW_INPUT
 from ecg_stream.model.dataset import load_dataset
 from ecg_stream.model.train import Architecture, build_model, model_inputs
 from ecg_stream.types import BEAT_CLASSES
@@ -55,24 +56,32 @@ def training_cost(dataset_path: Path, batches: int, batch_size: int) -> dict[str
     return {name: statistics.mean(values) / batch_size for name, values in times.items()}
 
 
-def inference_cost(paths: list[Path], dataset_path: Path, repeats: int) -> dict[str, float]:
+def keras_to_onnx(path: Path) -> bytes:
+    """One saved Keras fold model as ONNX bytes (tf2onnx, as `ecg-stream export` converts)."""
+    import keras
+    import tensorflow as tf
+    import tf2onnx
+
+    model = keras.models.load_model(path)
+    signature = [tf.TensorSpec(t.shape, tf.float32, name=t.name) for t in model.inputs]
+    converted, _ = tf2onnx.convert.from_keras(model, input_signature=signature, opset=17)
+    return bytes(converted.SerializeToString())
+
+
+def inference_cost(models: dict[str, bytes], dataset_path: Path, repeats: int) -> dict[str, float]:
     """Seconds per beat of onnxruntime (1 thread) at batch 8, per model."""
-    dataset = load_dataset(dataset_path)
+    part = load_dataset(dataset_path).subset(np.arange(8))
     options = onnxruntime.SessionOptions()
     options.intra_op_num_threads, options.inter_op_num_threads = 1, 1
     sessions = {}
     feeds = {}
-    for path in paths:
-        session = onnxruntime.InferenceSession(
-            str(path), options, providers=["CPUExecutionProvider"]
-        )
-        metadata = dict(session.get_modelmeta().custom_metadata_map)
-        contract = ModelContract.from_metadata(metadata, path.name)
-        part = dataset.subset(np.arange(8))
-        feed = {WINDOW_INPUT: part.window_channels(contract.window_channels)}
-        if contract.rr_features:
-            feed[RR_INPUT] = part.feature_columns(contract.rr_features)
-        sessions[str(path)], feeds[str(path)] = session, feed
+    for name, model in models.items():
+        session = onnxruntime.InferenceSession(model, options, providers=["CPUExecutionProvider"])
+        shapes = {node.name: node.shape for node in session.get_inputs()}
+        feed = {WINDOW_INPUT: part.window_channels(WINDOW_CHANNELS[: shapes[WINDOW_INPUT][2]])}
+        if RR_INPUT in shapes:
+            feed[RR_INPUT] = part.feature_columns(FEATURE_NAMES[: shapes[RR_INPUT][1]])
+        sessions[name], feeds[name] = session, feed
     times: dict[str, list[float]] = {name: [] for name in sessions}
     for _ in range(repeats):
         for name, session in sessions.items():
@@ -86,18 +95,24 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dataset", type=Path, required=True, help="`ecg-stream dataset` file")
     parser.add_argument("--models", type=Path, nargs="*", default=[], help="ONNX models")
-    parser.add_argument("--batches", type=int, default=12, help="training batches timed")
+    parser.add_argument("--keras", type=Path, nargs="*", default=[], help="Keras models")
+    parser.add_argument(
+        "--batches", type=int, default=12, help="training batches timed (0: no training)"
+    )
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--repeats", type=int, default=300, help="inference runs per model")
     args = parser.parse_args()
-    train = training_cost(args.dataset, args.batches, args.batch_size)
-    print("training, ms per window per epoch (train_on_batch, same real batches):")
-    for name, seconds in train.items():
-        print(f"  {name:>10}: {1000 * seconds:.3f}")
-    print(f"  reference / lean: {train['reference'] / train['lean']:.1f}x")
-    if args.models:
+    if args.batches:
+        train = training_cost(args.dataset, args.batches, args.batch_size)
+        print("training, ms per window per epoch (train_on_batch, same real batches):")
+        for name, seconds in train.items():
+            print(f"  {name:>10}: {1000 * seconds:.3f}")
+        print(f"  reference / lean: {train['reference'] / train['lean']:.1f}x")
+    models = {str(path): path.read_bytes() for path in args.models}
+    models |= {str(path): keras_to_onnx(path) for path in args.keras}
+    if models:
         print("inference, ms per beat (onnxruntime, 1 thread, batch 8):")
-        for name, seconds in inference_cost(args.models, args.dataset, args.repeats).items():
+        for name, seconds in inference_cost(models, args.dataset, args.repeats).items():
             print(f"  {name}: {1000 * seconds:.4f}")
 
 

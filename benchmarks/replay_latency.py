@@ -38,6 +38,8 @@ from ecg_stream.stream.broker import EmbeddedBroker
 from ecg_stream.stream.live import LiveReplay, ReplaySummary, StreamSpec
 from ecg_stream.stream.replay import parse_speed
 
+ROOT = Path(__file__).resolve().parents[1]
+
 SUBSCRIBER = """
 import asyncio, json, sys, time
 from ecg_stream.config import MqttConfig
@@ -156,9 +158,21 @@ async def replay(args: argparse.Namespace, mqtt: MqttConfig) -> None:
     if subscriber is not None:
         out, _ = await asyncio.to_thread(subscriber.communicate, timeout=120)
         e2e = json.loads(out.strip().splitlines()[-1])
-    print(f"record {args.record}, {args.streams} stream(s), speed {args.speed}, model {model}")
+    print(
+        f"record {args.record}, {args.streams} stream(s), speed {args.speed}, "
+        f"model {shown_path(model)}"
+    )
     print(f"broker {mqtt.url}, load average at the end (1, 5, 15 min): {os.getloadavg()}")
     print_summary(summary, wall_s, e2e)
+
+
+def shown_path(path: Path) -> str:
+    """``path`` relative to the repository when inside it, else its name: results that are
+    committed (docs/results/) carry no machine's directories."""
+    try:
+        return str(path.resolve().relative_to(ROOT))
+    except ValueError:
+        return path.name
 
 
 def main() -> None:

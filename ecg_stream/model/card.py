@@ -203,16 +203,22 @@ def _markdown(card: dict[str, Any], evaluation: dict[str, Any]) -> str:
         *(_cv_row(entry["label"], entry, entry["out_of_fold"]) for entry in card["compared"]),
         "",
     ]
+    full = [
+        entry
+        for entry in [cv, *card["compared"]]
+        if len(entry["folds_scored"]) == entry["k"]
+        and len(entry["settings"]["records"]) == len(settings["records"])
+    ]
     for entry in card["compared"]:
         folds, records = entry["folds_scored"], entry["settings"]["records"]
         if len(folds) < entry["k"]:
-            shared = _restricted(Path(cv["run_dir"]), folds=folds)
+            restriction: dict[str, Any] = {"folds": folds}
             title = (
                 f"{entry['label']} finished folds {', '.join(str(f + 1) for f in folds)} of "
-                f"{entry['k']} only; on those folds' records:"
+                f"{entry['k']} only; every complete run on those folds' records:"
             )
         elif len(records) < len(settings["records"]):
-            shared = _restricted(Path(cv["run_dir"]), records=records)
+            restriction = {"records": records}
             title = (
                 f"{entry['label']} holds {len(records)} of the pool's records; out-of-fold "
                 "figures on those records alone (each model tested on records it never saw):"
@@ -225,7 +231,14 @@ def _markdown(card: dict[str, Any], evaluation: dict[str, Any]) -> str:
             "| model | N Se/+P % | S Se/+P % | V Se/+P % | F Se/+P % | beats called F (F beats) "
             "| accuracy % | macro F1 | training min |",
             "|---|---|---|---|---|---|---|---|---|",
-            _cv_row("shipped", cv, shared),
+            *(
+                _cv_row(
+                    "shipped" if other is cv else other["label"],
+                    other,
+                    _restricted(Path(other["run_dir"]), **restriction),
+                )
+                for other in full
+            ),
             _cv_row(entry["label"], entry, entry["out_of_fold"]),
             "",
         ]
