@@ -49,6 +49,17 @@ def pytest_report_header(config: pytest.Config) -> str:
     return f"MQTT broker: embedded amqtt ({why}; mosquitto_only tests are skipped)"
 
 
+def pytest_terminal_summary(
+    terminalreporter: pytest.TerminalReporter, config: pytest.Config
+) -> None:
+    """Repeat the fallback at the end (``-q`` hides the header): mosquitto is what CI runs."""
+    if config.stash[BROKER_KIND] is BrokerKind.EMBEDDED:
+        terminalreporter.write_line(
+            "MQTT tests ran against the embedded broker (amqtt), not mosquitto; "
+            "mosquitto_only tests were skipped"
+        )
+
+
 def pytest_runtest_setup(item: pytest.Item) -> None:
     """Skip a ``mosquitto_only`` test, with its reason, when the broker is the embedded one."""
     marker = item.get_closest_marker("mosquitto_only")

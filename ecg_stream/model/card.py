@@ -86,6 +86,7 @@ def write_model_card(inputs: CardInputs, out_dir: Path) -> tuple[Path, Path]:
         {prop.key: prop.value for prop in model.metadata_props}, inputs.model_path.name
     )
     shipped = _cv_entry(CvRun("shipped", inputs.run_dir))
+    shipped["records"] = _read(inputs.run_dir / "cv.json")["records"]
     compared = [_cv_entry(run) for run in inputs.compared]
     evaluation = _read(inputs.run_dir / DS2_EVALUATION / "classification.json")
     gross = evaluation["whole_record"]["gross"]
@@ -117,7 +118,7 @@ def write_model_card(inputs: CardInputs, out_dir: Path) -> tuple[Path, Path]:
 
 
 def _cv_entry(run: CvRun) -> dict[str, Any]:
-    """A run's settings, cost and pooled out-of-fold figures (also on the folds it shares)."""
+    """A run's settings, cost and pooled out-of-fold figures."""
     cv = _read(run.run_dir / "cv.json")
     return {
         "label": run.label,
@@ -128,7 +129,6 @@ def _cv_entry(run: CvRun) -> dict[str, Any]:
         "folds_scored": cv.get("folds_scored", list(range(cv["k"]))),
         "train_seconds": cv["train_seconds"],
         "out_of_fold": cv["out_of_fold"],
-        "records": cv["records"],
     }
 
 
@@ -317,11 +317,19 @@ def _cv_row(label: str, entry: dict[str, Any], figures: dict[str, Any]) -> str:
     return "| " + " | ".join(cells) + " |"
 
 
+def _relative(path: Path) -> Path:
+    """``path`` relative to the working directory when inside it: no machine paths in a card."""
+    try:
+        return path.resolve().relative_to(Path.cwd().resolve())
+    except ValueError:
+        return Path(path.name)
+
+
 def _commands(inputs: CardInputs) -> list[str]:
     data = "--data-dir $D/mitdb --data-dir $D/svdb"
-    run = inputs.run_dir
+    run = _relative(inputs.run_dir)
     shipped = inputs.model_path.resolve() == default_model_path().resolve()
-    model = "" if shipped else f" --model {inputs.model_path}"
+    model = "" if shipped else f" --model {_relative(inputs.model_path)}"
     commands = [
         f"ecg-stream dataset runs/pool.npz pool {data}",
         f"ecg-stream train {run} --cv 5 --dataset runs/pool.npz --data-dir $D/nstdb-noise",
@@ -329,16 +337,16 @@ def _commands(inputs: CardInputs) -> list[str]:
     for entry in inputs.compared:
         cv = _read(entry.run_dir / "cv.json")
         commands.append(
-            f"ecg-stream train {entry.run_dir} --cv {cv['k']} --dataset runs/pool.npz "
+            f"ecg-stream train {_relative(entry.run_dir)} --cv {cv['k']} --dataset runs/pool.npz "
             f"--data-dir $D/nstdb-noise{_flags(cv)}"
         )
     commands += [
-        f"ecg-stream export {run} {inputs.model_path} --data-dir $D/mitdb",
+        f"ecg-stream export {run} {_relative(inputs.model_path)} --data-dir $D/mitdb",
         f"ecg-stream evaluate --classifier DS2{model} --data-dir $D/mitdb "
         f"--out-dir {run}/{DS2_EVALUATION}",
         "python -m ecg_stream.model.card --run "
         + str(run)
-        + "".join(f' --compare "{e.label}={e.run_dir}"' for e in inputs.compared),
+        + "".join(f' --compare "{e.label}={_relative(e.run_dir)}"' for e in inputs.compared),
     ]
     return commands
 

@@ -389,11 +389,9 @@ def _info_html(tracker: StreamTracker) -> str:
     latency = (
         "--"
         if compute is None or end_to_end is None
-        # a phrase per span: the narrow panel must not break "end-to-end" at its hyphens
-        else (
-            f'<span style="white-space:nowrap">compute {compute:.1f} ms,</span> '
-            f'<span style="white-space:nowrap">end-to-end {end_to_end:.0f} ms</span>'
-        )
+        # non-breaking hyphens (U+2011): the narrow panel must not wrap "end-to-end" in the
+        # middle (Qt breaks at hyphens even inside white-space:nowrap)
+        else f"compute {compute:.1f} ms, end&#8209;to&#8209;end {end_to_end:.0f}&nbsp;ms"
     )
     source = " &middot; ".join(part for part in (f"record {tracker.record}", tracker.model) if part)
     return (

@@ -46,9 +46,13 @@ def test_windows_and_features_are_the_streaming_chains(
     by_peak = {window.peak.index: window for window in streamed}
     for row in (0, len(dataset) // 2, len(dataset) - 1):
         window = by_peak[int(dataset.peak_indices[row])]
+        # Stored in float16: 3 significant digits of a unit-variance window.
         np.testing.assert_allclose(
-            dataset.windows[row], normalise_window(window.samples), rtol=0, atol=1e-5
+            dataset.windows[row], normalise_window(window.samples), rtol=0, atol=5e-3
         )
+        template = window.morphology.template
+        assert template is not None
+        np.testing.assert_allclose(dataset.templates[row], template, rtol=0, atol=5e-3)
         np.testing.assert_allclose(
             dataset.features[row], feature_vector(window, FEATURE_NAMES), rtol=1e-6
         )
