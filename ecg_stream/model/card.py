@@ -23,6 +23,7 @@ from ecg_stream.errors import ConfigError
 from ecg_stream.model.calibration import MAX_F_CALLS_PER_F_BEAT, score_of
 from ecg_stream.model.classifier import ModelContract, default_model_path
 from ecg_stream.model.report import score_json
+from ecg_stream.records import DS1
 from ecg_stream.types import BEAT_CLASSES, BeatClass
 
 TARGETS: tuple[tuple[str, str, str, float], ...] = (
@@ -61,6 +62,7 @@ class CardInputs:
         compared: Other cross-validation runs (ablations, the tree baseline).
         ds2_evaluations: How many times any model of this issue was evaluated on DS2.
         training_device: Where the fold models were trained, in words.
+        training_data: What the fold models were trained from, in words.
     """
 
     model_path: Path
@@ -68,6 +70,7 @@ class CardInputs:
     compared: tuple[CvRun, ...]
     ds2_evaluations: int
     training_device: str
+    training_data: str = "every beat of the pool"
 
 
 def write_model_card(inputs: CardInputs, out_dir: Path) -> tuple[Path, Path]:
@@ -102,6 +105,7 @@ def write_model_card(inputs: CardInputs, out_dir: Path) -> tuple[Path, Path]:
             },
         },
         "training_device": inputs.training_device,
+        "training_data": inputs.training_data,
         "cross_validation": shipped,
         "calibration": _read(inputs.run_dir / CALIBRATION_FILE),
         "compared": compared,
@@ -192,7 +196,8 @@ def _markdown(card: dict[str, Any], evaluation: dict[str, Any]) -> str:
             else "off."
         ),
         f"- Training cost: {cv['train_seconds'] / 60:.1f} min for the {cv['k']} folds "
-        f"({card['training_device']}).",
+        f"({card['training_device']}), from {card['training_data']}; the out-of-fold "
+        "figures are on every matched beat of the held-out records.",
         "",
         "### Pooled out-of-fold figures (matched beats of the pool, whole records)",
         "",
@@ -332,21 +337,33 @@ def _commands(inputs: CardInputs) -> list[str]:
     model = "" if shipped else f" --model {_relative(inputs.model_path)}"
     commands = [
         f"ecg-stream dataset runs/pool.npz pool {data}",
-        f"ecg-stream train {run} --cv 5 --dataset runs/pool.npz --data-dir $D/nstdb-noise",
+        f"ecg-stream dataset runs/pool-cap600.npz pool {data} --max-per-record-class 600",
+        "# per run: fix the folds on every beat of the pool (scores nothing yet), train the",
+        "# folds where the GPU is (the capped file and folds.json travel), score them here",
     ]
-    for entry in inputs.compared:
-        cv = _read(entry.run_dir / "cv.json")
-        commands.append(
-            f"ecg-stream train {_relative(entry.run_dir)} --cv {cv['k']} --dataset runs/pool.npz "
-            f"--data-dir $D/nstdb-noise{_flags(cv)}"
-        )
+    for run_dir in (inputs.run_dir, *(entry.run_dir for entry in inputs.compared)):
+        cv = _read(run_dir / "cv.json")
+        flags = f"--cv {cv['k']} --data-dir $D/nstdb-noise{_flags(cv)}"
+        name = _relative(run_dir)
+        if cv.get("model", "").startswith("gradient"):
+            commands.append(f"ecg-stream train {name} {flags} --dataset runs/pool.npz")
+            continue
+        commands += [
+            f"ecg-stream train {name} {flags} --dataset runs/pool.npz --score-only",
+            f"KERAS_BACKEND=jax ecg-stream train {name} {flags} --dataset runs/pool-cap600.npz",
+            f"ecg-stream train {name} {flags} --dataset runs/pool.npz"
+            + (" --score-only" if len(cv.get("folds_scored", range(cv["k"]))) < cv["k"] else ""),
+        ]
     commands += [
         f"ecg-stream export {run} {_relative(inputs.model_path)} --data-dir $D/mitdb",
         f"ecg-stream evaluate --classifier DS2{model} --data-dir $D/mitdb "
         f"--out-dir {run}/{DS2_EVALUATION}",
         "python -m ecg_stream.model.card --run "
         + str(run)
-        + "".join(f' --compare "{e.label}={_relative(e.run_dir)}"' for e in inputs.compared),
+        + "".join(f' --compare "{e.label}={_relative(e.run_dir)}"' for e in inputs.compared)
+        + f' --device "{inputs.training_device}" --training-data "{inputs.training_data}"',
+        "python benchmarks/classifier_cost.py --dataset runs/pool.npz --models "
+        f"{_relative(inputs.model_path)} --keras {run}/fold-0/final.keras",
     ]
     return commands
 
@@ -361,7 +378,7 @@ def _flags(cv: dict[str, Any]) -> str:
         flags.append("--no-template")
     if not settings["augment"]:
         flags.append("--no-augment")
-    if len(settings["records"]) == 22:
+    if set(settings["records"]) == set(DS1):
         flags.append("--records DS1")
     return "".join(f" {flag}" for flag in flags)
 
@@ -481,10 +498,18 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument(
         "--device", default="2 shared CPU cores", help="where the fold models were trained"
     )
+    parser.add_argument(
+        "--training-data", default="every beat of the pool", help="what the folds trained on"
+    )
     parser.add_argument("--out-dir", type=Path, default=default_model_path().parent)
     args = parser.parse_args(argv)
     inputs = CardInputs(
-        args.model, args.run, tuple(args.compare), args.ds2_evaluations, args.device
+        args.model,
+        args.run,
+        tuple(args.compare),
+        args.ds2_evaluations,
+        args.device,
+        args.training_data,
     )
     for path in write_model_card(inputs, args.out_dir):
         print(f"wrote {path}")
