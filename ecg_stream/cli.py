@@ -170,6 +170,29 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     train.set_defaults(handler=_train)
 
+    stress = commands.add_parser(
+        "stress", help="noise stress test: real noise at set SNRs, detection and V/S figures"
+    )
+    stress.add_argument("records", nargs="+", metavar="RECORD", help="annotated records, e.g. DS2")
+    stress.add_argument("--noise", default="em", help="noise record: bw, em or ma (default: em)")
+    stress.add_argument(
+        "--snr",
+        type=float,
+        nargs="+",
+        default=[24.0, 18.0, 12.0, 6.0, 0.0, -6.0],
+        help="SNR levels in dB (default: 24 18 12 6 0 -6)",
+    )
+    stress.add_argument("--model", type=Path, help="ONNX model (default: the shipped one)")
+    stress.add_argument("--seed", type=int, default=0, help="seed of the noise offsets")
+    stress.add_argument("--json", type=Path, help="write the figures to this file")
+    stress.add_argument(
+        "--data-dir",
+        type=Path,
+        action="append",
+        help="directories holding the records and the noise records (repeat for more)",
+    )
+    stress.set_defaults(handler=_stress)
+
     dataset = commands.add_parser(
         "dataset", help="cut the labelled beats of records into one .npz that `train` reads"
     )
@@ -212,13 +235,7 @@ def _build_parser() -> argparse.ArgumentParser:
         metavar="RECORD",
         help="record names or WFDB path stems, one stream each",
     )
-    replay.add_argument(
-        "--data-dir",
-        type=Path,
-        action="append",
-        help="directory holding the WFDB files (repeat for more)",
-    )
-    replay.add_argument("--lead", default="0", help="lead name or index (default: first)")
+    _add_data_arguments(replay)
     replay.add_argument("--speed", default="1", help="factor of real time (1, 10), or 'max'")
     _add_broker_arguments(replay, default_help="localhost:1883 if a broker answers, else embedded")
     replay.add_argument(
@@ -261,6 +278,41 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     _add_screenshot_arguments(monitor, needs="")
     monitor.set_defaults(handler=_monitor)
+
+    bench = commands.add_parser(
+        "bench",
+        help="latency benchmark: per-stage and end-to-end latency, Keras vs ONNX, throughput",
+    )
+    bench.add_argument("record", nargs="?", default="100", help="record name (default: 100)")
+    _add_data_arguments(bench)
+    bench.add_argument(
+        "--quick", action="store_true", help="the first 3 minutes of signal, 40 inference rounds"
+    )
+    bench.add_argument("--model", type=Path, help="ONNX model (default: the shipped one)")
+    bench.add_argument(
+        "--keras",
+        type=Path,
+        default=Path("runs/lean_noaugment/fold-0/final.keras"),
+        help="Keras fold model compared with its ONNX conversion (skipped if missing; "
+        "default: %(default)s)",
+    )
+    bench.add_argument("--batch", type=int, default=32, help="beats per batched inference call")
+    bench.add_argument(
+        "--rounds", type=int, help="inference rounds per variant (default: 40 quick, else 300)"
+    )
+    bench.add_argument("--broker", metavar="URL", help="a running broker (default: a mosquitto)")
+    bench.add_argument(
+        "--embedded", action="store_true", help="start the embedded broker (amqtt), not mosquitto"
+    )
+    bench.add_argument(
+        "--streams", type=int, help="instead: N concurrent real-time streams (one scale point)"
+    )
+    bench.add_argument(
+        "--duration-s", type=float, default=60.0, help="--streams: seconds of signal per stream"
+    )
+    bench.add_argument("--json", type=Path, help="write the results to this JSON file")
+    bench.add_argument("--plot-dir", type=Path, help="write latency CDF plots (PNG) here")
+    bench.set_defaults(handler=_bench)
     return parser
 
 
@@ -286,10 +338,7 @@ def _add_broker_arguments(parser: argparse.ArgumentParser, default_help: str) ->
     parser.add_argument("--topic-prefix", default="ecg", help="first topic level(s) (default: ecg)")
 
 
-def _add_record_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "records", nargs="+", metavar="RECORD", help="record names, or all / DS1 / DS2"
-    )
+def _add_data_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--data-dir",
         type=Path,
@@ -297,6 +346,13 @@ def _add_record_arguments(parser: argparse.ArgumentParser) -> None:
         help="directory holding the WFDB files (repeat for more)",
     )
     parser.add_argument("--lead", default="0", help="lead name or index (default: first)")
+
+
+def _add_record_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "records", nargs="+", metavar="RECORD", help="record names, or all / DS1 / DS2"
+    )
+    _add_data_arguments(parser)
 
 
 def _map_records(
@@ -478,6 +534,25 @@ def _train(args: argparse.Namespace) -> int:
         raise ConfigError(msg)
     run = train_model(args.out_dir, settings, data_dir=args.data_dir, threads=args.threads)
     print(f"trained {run.epochs_run} epochs: best {run.best_model_path}")
+    return 0
+
+
+def _stress(args: argparse.Namespace) -> int:
+    from ecg_stream.model.stress import format_stress_table, stress_json, stress_test
+    from ecg_stream.records import expand_record_names
+
+    rows = stress_test(
+        expand_record_names(args.records),
+        args.model or _default_model(),
+        args.noise,
+        args.snr,
+        data_dir=args.data_dir,
+        seed=args.seed,
+    )
+    print(format_stress_table(args.noise, rows))
+    if args.json is not None:
+        args.json.write_text(json.dumps(stress_json(args.noise, rows), indent=2) + "\n")
+        print(f"wrote {args.json}")
     return 0
 
 
@@ -709,6 +784,32 @@ def _subscribe(args: argparse.Namespace) -> int:
     return subscribe_main(
         config, _say, stream=args.stream, samples=args.samples, shared_group=args.share
     )
+
+
+def _bench(args: argparse.Namespace) -> int:
+    from ecg_stream.stream.bench import BenchOptions, bench_main
+
+    _check_model_argument(args.model)
+    if args.broker is not None and args.embedded:
+        msg = "--broker and --embedded both name a broker; give one"
+        raise ConfigError(msg)
+    options = BenchOptions(
+        record=args.record,
+        data_dir=args.data_dir,
+        lead=args.lead,
+        quick=args.quick,
+        model_path=args.model,
+        keras_path=args.keras,
+        batch=args.batch,
+        rounds=args.rounds,
+        broker_url=args.broker,
+        embedded=args.embedded,
+        streams=args.streams,
+        duration_s=args.duration_s,
+        json_path=args.json,
+        plot_dir=args.plot_dir,
+    )
+    return bench_main(options, _say)
 
 
 def _say(line: str) -> None:
