@@ -28,6 +28,7 @@ from ecg_stream.detector.segment import FEATURE_NAMES, WINDOW_CHANNELS
 from ecg_stream.model.classifier import RR_INPUT, WINDOW_INPUT
 from ecg_stream.model.dataset import load_dataset
 from ecg_stream.model.train import Architecture, build_model, model_inputs
+from ecg_stream.stream.bench_inference import keras_to_onnx, load_keras
 from ecg_stream.types import BEAT_CLASSES
 
 
@@ -54,18 +55,6 @@ def training_cost(dataset_path: Path, batches: int, batch_size: int) -> dict[str
             if index:  # the first step compiles
                 times[name].append(time.perf_counter() - started)
     return {name: statistics.mean(values) / batch_size for name, values in times.items()}
-
-
-def keras_to_onnx(path: Path) -> bytes:
-    """One saved Keras fold model as ONNX bytes (tf2onnx, as `ecg-stream export` converts)."""
-    import keras
-    import tensorflow as tf
-    import tf2onnx
-
-    model = keras.models.load_model(path)
-    signature = [tf.TensorSpec(t.shape, tf.float32, name=t.name) for t in model.inputs]
-    converted, _ = tf2onnx.convert.from_keras(model, input_signature=signature, opset=17)
-    return bytes(converted.SerializeToString())
 
 
 def inference_cost(models: dict[str, bytes], dataset_path: Path, repeats: int) -> dict[str, float]:
@@ -109,7 +98,7 @@ def main() -> None:
             print(f"  {name:>10}: {1000 * seconds:.3f}")
         print(f"  reference / lean: {train['reference'] / train['lean']:.1f}x")
     models = {str(path): path.read_bytes() for path in args.models}
-    models |= {str(path): keras_to_onnx(path) for path in args.keras}
+    models |= {str(path): keras_to_onnx(load_keras(path)) for path in args.keras}
     if models:
         print("inference, ms per beat (onnxruntime, 1 thread, batch 8):")
         for name, seconds in inference_cost(models, args.dataset, args.repeats).items():

@@ -18,14 +18,7 @@ import argparse
 import asyncio
 import json
 import os
-import shutil
-import socket
-import subprocess
-import sys
-import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 
@@ -34,69 +27,12 @@ from ecg_stream.detector.chain import BeatExtractor
 from ecg_stream.model.classifier import OnnxBeatClassifier, default_model_path
 from ecg_stream.pipeline import BeatPipeline
 from ecg_stream.records import load_record
+from ecg_stream.stream.bench import mosquitto, start_subscriber
 from ecg_stream.stream.broker import EmbeddedBroker
 from ecg_stream.stream.live import LiveReplay, ReplaySummary, StreamSpec
 from ecg_stream.stream.replay import parse_speed
 
 ROOT = Path(__file__).resolve().parents[1]
-
-SUBSCRIBER = """
-import asyncio, json, sys, time
-from ecg_stream.config import MqttConfig
-from ecg_stream.stream.subscriber import WireSubscriber
-from ecg_stream.stream.stats import DurationHistogram
-from ecg_stream.wire import BeatMessage, StatusMessage, StreamState
-
-async def main():
-    config = MqttConfig(host=sys.argv[1], port=int(sys.argv[2]), topic_prefix=sys.argv[3])
-    streams = set(sys.argv[4].split(","))
-    e2e, beats, offline = DurationHistogram(), 0, set()
-    async with WireSubscriber(config) as subscriber:
-        print("ready", flush=True)
-        async for _, message in subscriber.messages():
-            now = time.time()
-            if isinstance(message, BeatMessage):
-                beats += 1
-                e2e.add(message.compute_ms + (now - message.published_at) * 1000.0)
-            elif isinstance(message, StatusMessage) and message.state is StreamState.OFFLINE:
-                offline.add(message.stream)
-                if offline >= streams:
-                    break
-    s = e2e.summary()
-    print(json.dumps({"beats": beats, "malformed": subscriber.malformed, "p50": s.p50_ms,
-                      "p95": s.p95_ms, "p99": s.p99_ms, "max": s.max_ms}), flush=True)
-
-asyncio.run(main())
-"""
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-@contextmanager
-def mosquitto() -> Iterator[MqttConfig]:
-    executable = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
-    port = free_port()
-    with tempfile.TemporaryDirectory() as directory:
-        conf = Path(directory) / "mosquitto.conf"
-        conf.write_text(
-            f"listener {port} 127.0.0.1\nallow_anonymous true\nmax_queued_messages 0\n"
-            "set_tcp_nodelay true\n"
-        )
-        with subprocess.Popen([executable, "-c", str(conf)]) as process:
-            try:
-                for _ in range(200):
-                    with socket.socket() as probe:
-                        if probe.connect_ex(("127.0.0.1", port)) == 0:
-                            break
-                    time.sleep(0.02)
-                yield MqttConfig(host="127.0.0.1", port=port)
-            finally:
-                process.terminate()
 
 
 def line(title: str, figures: dict[str, float], extra: str) -> str:
@@ -116,14 +52,6 @@ def print_summary(summary: ReplaySummary, wall_s: float, e2e: dict[str, float] |
     if e2e is not None:
         extra = f"{e2e['beats']:.0f} beats, {e2e['malformed']:.0f} malformed"
         print(line("end-to-end latency at a subscriber process", e2e, extra))
-
-
-def start_subscriber(mqtt: MqttConfig, streams: list[str]) -> subprocess.Popen[str]:
-    command = [sys.executable, "-c", SUBSCRIBER, mqtt.host, str(mqtt.port), mqtt.topic_prefix]
-    process = subprocess.Popen([*command, ",".join(streams)], stdout=subprocess.PIPE, text=True)
-    assert process.stdout is not None
-    assert process.stdout.readline().strip() == "ready"
-    return process
 
 
 def specs_of(args: argparse.Namespace) -> list[StreamSpec]:
