@@ -11,10 +11,9 @@ from __future__ import annotations
 import asyncio
 import errno
 import logging
-import secrets
 import socket
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import replace
 from enum import Enum
 from types import TracebackType
@@ -24,7 +23,7 @@ import aiomqtt
 
 from ecg_stream.config import MqttConfig
 from ecg_stream.errors import BrokerError
-from ecg_stream.stream.publisher import make_client
+from ecg_stream.stream.transport import make_client, unique_identifier
 
 logger = logging.getLogger(__name__)
 
@@ -141,7 +140,7 @@ async def probe_broker(config: MqttConfig, timeout_s: float = 1.5) -> bool:
     """Whether an MQTT broker accepts a connection at ``config`` within ``timeout_s``."""
     client = make_client(
         replace(config, connect_timeout_s=timeout_s),
-        identifier=f"ecg-stream-probe-{secrets.token_hex(4)}",
+        identifier=unique_identifier("ecg-stream-probe"),
     )
     try:
         async with asyncio.timeout(timeout_s):
@@ -176,25 +175,22 @@ async def broker_for(
         say(f"using the MQTT broker at {config.url}")
         yield config
         return
-    broker = EmbeddedBroker(LOOPBACK, config.port)
-    try:
-        await broker.__aenter__()
-    except BrokerError as error:
-        msg = (
-            f"no MQTT broker accepted a connection at {config.url}, and an embedded one cannot "
-            f"listen there ({error.__cause__ or error}); if a broker runs there but refused "
-            f"us, pass --broker {config.url} with $ECG_STREAM_MQTT_USERNAME and "
-            "$ECG_STREAM_MQTT_PASSWORD set"
-        )
-        raise BrokerError(msg) from error
-    try:
+    async with AsyncExitStack() as stack:
+        try:
+            broker = await stack.enter_async_context(EmbeddedBroker(LOOPBACK, config.port))
+        except BrokerError as error:
+            msg = (
+                f"no MQTT broker accepted a connection at {config.url}, and an embedded one "
+                f"cannot listen there ({error.__cause__ or error}); if a broker runs there but "
+                f"refused us, pass --broker {config.url} with $ECG_STREAM_MQTT_USERNAME and "
+                "$ECG_STREAM_MQTT_PASSWORD set"
+            )
+            raise BrokerError(msg) from error
         say(
             f"no MQTT broker at {config.url}: started an embedded one (amqtt) at {broker.url} "
             "for this run; subscribe there while it runs"
         )
         yield replace(config, host=LOOPBACK)
-    finally:
-        await broker.__aexit__(None, None, None)
 
 
 async def run_broker(host: str, port: int, say: Callable[[str], None]) -> None:

@@ -12,12 +12,10 @@ latency and publication time just before it is encoded.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 import random
-import secrets
-import socket
-import ssl
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -30,6 +28,9 @@ from ecg_stream import wire
 from ecg_stream.config import Backoff, MqttConfig
 from ecg_stream.errors import BrokerError, ConfigError
 from ecg_stream.stream.stats import DurationHistogram
+from ecg_stream.stream.transport import Reconnect, ReconnectingSession
+from ecg_stream.stream.transport import client_identifier as client_identifier  # bench.py
+from ecg_stream.stream.transport import make_client as make_client  # bench.py
 from ecg_stream.wire import BeatMessage, StatusMessage, StreamState, TopicKind, WireMessage
 
 logger = logging.getLogger(__name__)
@@ -74,33 +75,6 @@ class _Outgoing:
     arrival_s: float
 
 
-def make_client(
-    config: MqttConfig, *, identifier: str, will: aiomqtt.Will | None = None
-) -> aiomqtt.Client:
-    """An aiomqtt client for ``config`` (TLS with the system's CAs for ``mqtts://``)."""
-    return aiomqtt.Client(
-        config.host,
-        config.port,
-        username=config.username,
-        password=config.password,
-        identifier=identifier,
-        will=will,
-        clean_session=True,
-        keepalive=config.keepalive_s,
-        timeout=config.connect_timeout_s,
-        tls_context=ssl.create_default_context() if config.tls else None,
-        logger=logging.getLogger("ecg_stream.mqtt"),
-        # No Nagle: a QoS 1 beat right after a QoS 0 samples message would otherwise wait for
-        # the TCP ack of the latter (delayed ack: up to 40 ms) before leaving.
-        socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)],
-    )
-
-
-def client_identifier(stream: str) -> str:
-    """A unique MQTT client id naming the stream (random part: two processes may share one)."""
-    return f"ecg-stream-{stream}-{secrets.token_hex(4)}"
-
-
 class BeatPublisher:
     """Publish a stream's beats, samples and status; an async context manager.
 
@@ -121,7 +95,6 @@ class BeatPublisher:
     Attributes:
         state: Lifecycle state.
         stats: Counters and the compute latency histogram.
-        connected: Whether the connection is up now.
     """
 
     def __init__(
@@ -150,14 +123,32 @@ class BeatPublisher:
         }
         self.state = PublisherState.NEW
         self.stats = PublisherStats()
-        self.connected = False
+        self._session = ReconnectingSession(
+            config,
+            client_prefix=f"ecg-stream-{self.stream}",
+            backoff=self.backoff,
+            rng=self.rng,
+            will=aiomqtt.Will(
+                self.topics[TopicKind.STATUS],
+                self._status_payload(StreamState.OFFLINE),
+                qos=TopicKind.STATUS.qos,
+                retain=True,
+            ),
+            on_connect=self._announce,
+            on_retry=self._report_lost,
+        )
         # None in the queue tells the worker to finish: what precedes it is published first.
         self._queue: asyncio.Queue[_Outgoing | None] = asyncio.Queue(maxsize=queue_size)
         self._in_flight: _Outgoing | None = None  # taken from the queue, not yet acknowledged
-        self._task_group: asyncio.TaskGroup | None = None
+        self._tasks = contextlib.AsyncExitStack()  # the task group running the worker
         self._worker: asyncio.Task[None] | None = None
         self._first_connection: asyncio.Future[None] | None = None
         self._warned_drop = False
+
+    @property
+    def connected(self) -> bool:
+        """Whether the connection is up now."""
+        return self._session.connected
 
     def _status_payload(self, state: StreamState) -> bytes:
         return wire.encode(replace(self.status, state=state))
@@ -168,15 +159,16 @@ class BeatPublisher:
             raise RuntimeError(msg)
         self.state = PublisherState.OPEN
         self._first_connection = asyncio.get_running_loop().create_future()
-        self._task_group = asyncio.TaskGroup()
-        await self._task_group.__aenter__()
-        self._worker = self._task_group.create_task(self._run(), name=f"mqtt-publish-{self.stream}")
+        task_group = await self._tasks.enter_async_context(asyncio.TaskGroup())
+        self._worker = task_group.create_task(self._run(), name=f"mqtt-publish-{self.stream}")
         try:
             await self._first_connection
         except BaseException:
             self.state = PublisherState.CLOSED
             self._worker.cancel()
-            await self._task_group.__aexit__(None, None, None)  # only waits for the worker
+            # Closed without the error: the task group only waits for the worker, and the
+            # error leaves as itself, not wrapped in an exception group.
+            await self._tasks.aclose()
             raise
         return self
 
@@ -190,7 +182,6 @@ class BeatPublisher:
             return
         self.state = PublisherState.CLOSING
         assert self._worker is not None  # set on enter
-        assert self._task_group is not None
         try:
             async with asyncio.timeout(self.drain_timeout_s):
                 await self._queue.put(None)
@@ -205,7 +196,7 @@ class BeatPublisher:
             self._worker.cancel()
         finally:
             # The worker is done or cancelled: the task group only waits for it.
-            await self._task_group.__aexit__(None, None, None)
+            await self._tasks.aclose()
             self._count_undelivered()
             self.state = PublisherState.CLOSED
 
@@ -264,53 +255,40 @@ class BeatPublisher:
     async def _run(self) -> None:
         """Connect, publish until told to stop, reconnect with backoff when the link drops."""
         assert self._first_connection is not None  # set on enter
-        attempt, finished = 0, False
-        will = aiomqtt.Will(
-            self.topics[TopicKind.STATUS],
-            self._status_payload(StreamState.OFFLINE),
-            qos=TopicKind.STATUS.qos,
-            retain=True,
+        try:
+            await self._session.run(self._serve)
+        except aiomqtt.MqttError as error:  # the first connection failed: not retried
+            msg = (
+                f"cannot connect to the MQTT broker at {self.config.url} ({error}); "
+                "start one (mosquitto, or `ecg-stream broker`) or pass --broker URL"
+            )
+            self._first_connection.set_exception(BrokerError(msg))
+
+    async def _announce(self, client: aiomqtt.Client) -> None:
+        """Each (re)connection first publishes the retained ``online`` status."""
+        assert self._first_connection is not None  # set on enter
+        if self._first_connection.done():
+            self.stats.reconnects += 1
+            logger.warning("stream %s: reconnected to %s", self.stream, self.config.url)
+        await self._publish_status(client, StreamState.ONLINE)
+
+    async def _serve(self, client: aiomqtt.Client) -> None:
+        """Publish until the stop mark, then the retained ``offline`` status."""
+        assert self._first_connection is not None  # set on enter
+        if not self._first_connection.done():
+            self._first_connection.set_result(None)
+        await self._pump(client)
+        with contextlib.suppress(aiomqtt.MqttError):  # lost while saying goodbye: the will says it
+            await self._publish_status(client, StreamState.OFFLINE)
+
+    def _report_lost(self, retry: Reconnect) -> None:
+        logger.warning(
+            "stream %s: lost the broker at %s (%s); reconnecting in %.1f s",
+            self.stream,
+            self.config.url,
+            retry.error,
+            retry.delay_s,
         )
-        while True:
-            try:
-                client = make_client(
-                    self.config, identifier=client_identifier(self.stream), will=will
-                )
-                async with client:
-                    if self._first_connection.done():
-                        self.stats.reconnects += 1
-                        logger.warning("stream %s: reconnected to %s", self.stream, self.config.url)
-                    self.connected = True
-                    attempt = 0
-                    await self._publish_status(client, StreamState.ONLINE)
-                    if not self._first_connection.done():
-                        self._first_connection.set_result(None)
-                    await self._pump(client)
-                    finished = True
-                    await self._publish_status(client, StreamState.OFFLINE)
-                    self.connected = False
-                    return
-            except aiomqtt.MqttError as error:
-                self.connected = False
-                if finished:  # lost while saying goodbye: the broker sends the will (offline)
-                    return
-                if not self._first_connection.done():
-                    msg = (
-                        f"cannot connect to the MQTT broker at {self.config.url} ({error}); "
-                        "start one (mosquitto, or `ecg-stream broker`) or pass --broker URL"
-                    )
-                    self._first_connection.set_exception(BrokerError(msg))
-                    return
-                delay = self.backoff.delay_s(attempt, self.rng)
-                attempt += 1
-                logger.warning(
-                    "stream %s: lost the broker at %s (%s); reconnecting in %.1f s",
-                    self.stream,
-                    self.config.url,
-                    error,
-                    delay,
-                )
-                await asyncio.sleep(delay)
 
     async def _publish_status(self, client: aiomqtt.Client, state: StreamState) -> None:
         await client.publish(

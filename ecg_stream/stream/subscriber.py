@@ -17,11 +17,9 @@ message to one member of the group.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import random
-import secrets
 import time
 from collections.abc import AsyncIterator, Callable, Iterable
 from enum import Enum
@@ -33,10 +31,20 @@ import aiomqtt
 from ecg_stream import wire
 from ecg_stream.config import Backoff, MqttConfig
 from ecg_stream.errors import BrokerError, PayloadError
-from ecg_stream.stream.publisher import make_client
+from ecg_stream.stream.transport import (
+    Reconnect,
+    ReconnectingSession,
+    make_client,
+    payloads,
+    subscribe,
+    unique_identifier,
+)
 from ecg_stream.wire import BeatMessage, SamplesMessage, StatusMessage, TopicKind, WireMessage
 
 logger = logging.getLogger(__name__)
+
+CLIENT_PREFIX = "ecg-stream-sub"
+"""Client ids of subscribers start with this (a random part follows)."""
 
 
 class SubscriberState(Enum):
@@ -86,28 +94,24 @@ class WireSubscriber:
         self.received = 0
         self.malformed = 0
         self._client: aiomqtt.Client | None = None
+        self._connection = contextlib.AsyncExitStack()  # the client, once connected
 
     async def __aenter__(self) -> WireSubscriber:
         if self.state is not SubscriberState.NEW:
             msg = f"cannot enter a subscriber that is {self.state.value}: create a new one"
             raise RuntimeError(msg)
-        client = make_client(self.config, identifier=f"ecg-stream-sub-{secrets.token_hex(4)}")
+        client = make_client(self.config, identifier=unique_identifier(CLIENT_PREFIX))
         try:
-            await client.__aenter__()
+            await self._connection.enter_async_context(client)
         except aiomqtt.MqttError as error:
             self.state = SubscriberState.CLOSED
-            msg = (
-                f"cannot connect to the MQTT broker at {self.config.url} ({error}); "
-                "check --broker, or start one (mosquitto, or `ecg-stream broker`)"
-            )
-            raise BrokerError(msg) from error
+            raise BrokerError(_unreachable(self.config, error)) from error
         self._client = client
         self.state = SubscriberState.OPEN
         try:
-            for topic_filter in self.filters:
-                await client.subscribe(topic_filter, qos=1)
-        except BaseException as error:
-            await self.__aexit__(type(error), error, error.__traceback__)
+            await subscribe(client, self.filters)
+        except BaseException:
+            await self._close()
             raise
         return self
 
@@ -117,11 +121,14 @@ class WireSubscriber:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        if self.state is not SubscriberState.OPEN or self._client is None:
+        if self.state is not SubscriberState.OPEN:
             return
+        await self._close()
+
+    async def _close(self) -> None:
         self.state = SubscriberState.CLOSED
         with contextlib.suppress(aiomqtt.MqttError):  # lost already: nothing left to close
-            await self._client.__aexit__(exc_type, exc, tb)
+            await self._connection.aclose()
 
     async def messages(self) -> AsyncIterator[tuple[str, WireMessage]]:
         """Yield ``(topic, message)`` for each valid message; skip and report malformed ones.
@@ -133,23 +140,39 @@ class WireSubscriber:
             msg = f"cannot read messages from a subscriber that is {self.state.value}"
             raise RuntimeError(msg)
         try:
-            async for raw in self._client.messages:
-                topic = raw.topic.value
-                try:
-                    payload = raw.payload
-                    if not isinstance(payload, bytes | bytearray | str):
-                        msg = f"payload is {type(payload).__name__}, expected bytes"
-                        raise PayloadError(msg)  # reported like a bad payload
-                    message = wire.decode(topic, payload)
-                except PayloadError as error:
-                    self.malformed += 1
-                    self.on_malformed(topic, error)
-                    continue
-                self.received += 1
+            async for topic, message in self.decode_each(payloads(self._client)):
                 yield topic, message
         except aiomqtt.MqttError as error:
-            msg = f"lost the MQTT broker at {self.config.url} ({error})"
-            raise BrokerError(msg) from error
+            raise BrokerError(_lost(self.config, error)) from error
+
+    async def decode_each(
+        self, received: AsyncIterator[tuple[str, bytes]]
+    ) -> AsyncIterator[tuple[str, WireMessage]]:
+        """Yield ``(topic, message)`` for each valid ``(topic, payload)``; report malformed ones.
+
+        :meth:`messages` runs it on this subscriber's own connection; :func:`run_subscribe`
+        on each connection of a :class:`~ecg_stream.stream.transport.ReconnectingSession`.
+        """
+        async for topic, payload in received:
+            try:
+                message = wire.decode(topic, payload)
+            except PayloadError as error:
+                self.malformed += 1
+                self.on_malformed(topic, error)
+                continue
+            self.received += 1
+            yield topic, message
+
+
+def _unreachable(config: MqttConfig, error: aiomqtt.MqttError) -> str:
+    return (
+        f"cannot connect to the MQTT broker at {config.url} ({error}); "
+        "check --broker, or start one (mosquitto, or `ecg-stream broker`)"
+    )
+
+
+def _lost(config: MqttConfig, error: aiomqtt.MqttError) -> str:
+    return f"lost the MQTT broker at {config.url} ({error})"
 
 
 def _log_malformed(topic: str, error: PayloadError) -> None:
@@ -215,33 +238,46 @@ async def run_subscribe(
         BrokerError: The broker cannot be reached at start.
     """
     kinds = [TopicKind.BEATS, TopicKind.STATUS] + ([TopicKind.SAMPLES] if samples else [])
-    backoff, rng = Backoff(), random.Random()  # jitter, not cryptography
-    attempt, received, connected_once = 0, 0, False
     where = "every stream" if stream is None else f"stream {stream}"
-    while True:
-        subscriber = WireSubscriber(
-            config,
-            stream=stream,
-            kinds=kinds,
-            shared_group=shared_group,
-            on_malformed=lambda topic, error: say(f"skipped malformed message on {topic}: {error}"),
-        )
-        try:
-            async with subscriber:
-                connected_once, attempt = True, 0
-                say(f"subscribed to {where} at {config.url} ({', '.join(subscriber.filters)})")
-                async for _topic, message in subscriber.messages():
-                    say(format_message(message, wall_clock()))
-                    received += 1
-                    if limit is not None and received >= limit:
-                        return received
-        except BrokerError as error:
-            if not connected_once:
-                raise
-            delay = backoff.delay_s(attempt, rng)
-            attempt += 1
-            say(f"{error}; reconnecting in {delay:.1f} s")
-            await asyncio.sleep(delay)
+    # Not entered: its filters and decoding serve each connection of the session.
+    subscriber = WireSubscriber(
+        config,
+        stream=stream,
+        kinds=kinds,
+        shared_group=shared_group,
+        on_malformed=lambda topic, error: say(f"skipped malformed message on {topic}: {error}"),
+    )
+    received = 0
+
+    async def announce(client: aiomqtt.Client) -> None:
+        await subscribe(client, subscriber.filters)
+        say(f"subscribed to {where} at {config.url} ({', '.join(subscriber.filters)})")
+
+    async def listen(client: aiomqtt.Client) -> int:
+        nonlocal received
+        async for _topic, message in subscriber.decode_each(payloads(client)):
+            say(format_message(message, wall_clock()))
+            received += 1
+            if limit is not None and received >= limit:
+                break
+        return received
+
+    def report(retry: Reconnect) -> None:
+        problem = (_unreachable if retry.while_connecting else _lost)(config, retry.error)
+        say(f"{problem}; reconnecting in {retry.delay_s:.1f} s")
+
+    session = ReconnectingSession(
+        config,
+        client_prefix=CLIENT_PREFIX,
+        backoff=Backoff(),
+        rng=random.Random(),  # jitter, not cryptography
+        on_connect=announce,
+        on_retry=report,
+    )
+    try:
+        return await session.run(listen)
+    except aiomqtt.MqttError as error:  # the first connection failed: not retried
+        raise BrokerError(_unreachable(config, error)) from error
 
 
 def subscribe_main(config: MqttConfig, say: Callable[[str], None], **options: Any) -> int:

@@ -17,18 +17,22 @@ class BackgroundJob:
     """Run one coroutine to its end in a thread with its own event loop; cancel it from any thread.
 
     The monitor's GUI thread only draws, so work that produces what it shows (a replay) runs
-    here, as the MQTT subscriber runs in a thread of its own.
+    here, and so does the monitor's MQTT subscriber, in a job of its own.
 
     Args:
         factory: Makes the coroutine; called in the worker thread.
         name: Name of the worker thread.
+        keep_error: Keep what the coroutine raises in ``error`` for the caller; if False, it
+            ends the thread with its traceback (``threading.excepthook``).
 
     Attributes:
         error: What the coroutine raised (None if it finished, was cancelled or still runs).
     """
 
-    def __init__(self, factory: CoroutineFactory, name: str = "ecg-background") -> None:
-        self.factory, self.name = factory, name
+    def __init__(
+        self, factory: CoroutineFactory, name: str = "ecg-background", *, keep_error: bool = True
+    ) -> None:
+        self.factory, self.name, self.keep_error = factory, name, keep_error
         self.error: BaseException | None = None
         self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -84,4 +88,6 @@ class BackgroundJob:
         except asyncio.CancelledError:
             raise
         except BaseException as error:  # handed to the GUI thread, re-raised there
+            if not self.keep_error:
+                raise
             self.error = error

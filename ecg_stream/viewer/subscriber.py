@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import random
-import secrets
-import ssl
 import threading
 import time
 from collections import deque
@@ -19,6 +15,8 @@ import aiomqtt
 
 from ecg_stream.config import Backoff, MqttConfig
 from ecg_stream.errors import ConfigError, PayloadError
+from ecg_stream.stream.transport import Reconnect, ReconnectingSession, payloads, subscribe
+from ecg_stream.viewer.background import BackgroundJob
 from ecg_stream.wire import WireMessage, decode, subscription_for
 
 WallClock = Callable[[], float]
@@ -123,10 +121,17 @@ class Subscriber:
         self._received = self._malformed = self._dropped = 0
         self._last_problem = ""
         self._retry_at_s = float("nan")
-        self._thread: threading.Thread | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._main_task: asyncio.Task[None] | None = None
-        self._stop_requested = threading.Event()
+        self._session = ReconnectingSession(
+            config,
+            client_prefix="ecg-monitor",
+            backoff=self._backoff,
+            rng=self.rng,
+            retry_unreachable=True,
+            on_connect=self._subscribe,
+            on_retry=self._report_retry,
+        )
+        # A crash is a bug: it ends the thread with its traceback, not kept for a caller.
+        self._job = BackgroundJob(self._main, name="ecg-monitor-mqtt", keep_error=False)
 
     @property
     def broker(self) -> str:
@@ -144,19 +149,11 @@ class Subscriber:
                 msg = f"subscriber to {self.broker} is {self._state.value}; start() runs it once"
                 raise ConfigError(msg)
             self._state = BrokerState.CONNECTING
-        self._thread = threading.Thread(target=self._run, name="ecg-monitor-mqtt", daemon=True)
-        self._thread.start()
+        self._job.start()
 
     def stop(self, timeout_s: float = 5.0) -> None:
         """Disconnect and end the worker thread; safe to call more than once."""
-        self._stop_requested.set()
-        with self._lock:
-            loop, task = self._loop, self._main_task
-        if loop is not None and task is not None:
-            with contextlib.suppress(RuntimeError):  # the loop already closed by itself
-                loop.call_soon_threadsafe(task.cancel)
-        if self._thread is not None:
-            self._thread.join(timeout_s)
+        self._job.stop(timeout_s)
         with self._lock:
             self._state = BrokerState.STOPPED
             self._retry_at_s = float("nan")
@@ -223,58 +220,26 @@ class Subscriber:
             waiting = state in (BrokerState.UNREACHABLE, BrokerState.RECONNECTING)
             self._retry_at_s = retry_at_s if waiting else float("nan")
 
-    def _client(self) -> aiomqtt.Client:
-        config = self.config
-        return aiomqtt.Client(
-            config.host,
-            config.port,
-            username=config.username,
-            password=config.password,
-            identifier=f"ecg-monitor-{secrets.token_hex(4)}",
-            clean_session=True,
-            keepalive=config.keepalive_s,
-            timeout=config.connect_timeout_s,
-            tls_context=ssl.create_default_context() if config.tls else None,
-        )
-
-    def _run(self) -> None:
+    async def _main(self) -> None:
         try:
-            with contextlib.suppress(asyncio.CancelledError):
-                asyncio.run(self._main())
+            await self._session.run(self._listen)
         except Exception as error:
             # Not a user's fault (a malformed payload is a PayloadError, counted in handle()):
             # the status bar must not keep saying "connected"; the traceback still goes out.
             self._set_state(BrokerState.FAILED, f"subscriber thread failed: {error!r}")
             raise
 
-    async def _main(self) -> None:
-        with self._lock:
-            self._loop = asyncio.get_running_loop()
-            self._main_task = asyncio.current_task()
-        if self._stop_requested.is_set():  # stop() came before the loop existed
-            return
-        attempt, connected_once = 0, False
-        while not self._stop_requested.is_set():
-            try:
-                async with self._client() as client:
-                    await client.subscribe(self.topic_filter, qos=1)
-                    self._set_state(BrokerState.CONNECTED)
-                    attempt, connected_once = 0, True
-                    async for message in client.messages:
-                        self.handle(message.topic.value, _as_bytes(message.payload))
-            except aiomqtt.MqttError as error:
-                delay_s = self._backoff.delay_s(attempt, self.rng)
-                attempt += 1
-                self._set_state(
-                    BrokerState.RECONNECTING if connected_once else BrokerState.UNREACHABLE,
-                    f"broker {self.broker}: {error}",
-                    self.wall_clock() + delay_s,
-                )
-                await asyncio.sleep(delay_s)
+    async def _subscribe(self, client: aiomqtt.Client) -> None:
+        await subscribe(client, [self.topic_filter])
 
+    async def _listen(self, client: aiomqtt.Client) -> None:
+        self._set_state(BrokerState.CONNECTED)
+        async for topic, payload in payloads(client):
+            self.handle(topic, payload)
 
-def _as_bytes(payload: bytes | bytearray | str | float | None) -> bytes:
-    """An aiomqtt payload as bytes (aiomqtt passes bytes; other types are for publishing)."""
-    if isinstance(payload, bytes | bytearray):
-        return bytes(payload)
-    return b"" if payload is None else str(payload).encode()
+    def _report_retry(self, retry: Reconnect) -> None:
+        self._set_state(
+            BrokerState.RECONNECTING if retry.connected_before else BrokerState.UNREACHABLE,
+            f"broker {self.broker}: {retry.error}",
+            self.wall_clock() + retry.delay_s,
+        )
