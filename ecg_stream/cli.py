@@ -511,6 +511,13 @@ def _train(args: argparse.Namespace) -> int:
     if args.dataset is not None:
         dataset = load_dataset(args.dataset)
         if args.records:
+            missing = sorted(set(given["records"]) - set(dataset.record_names))
+            if missing:
+                msg = (
+                    f"records {missing} are not in {args.dataset}; it holds "
+                    f"{' '.join(dataset.record_names)}"
+                )
+                raise ConfigError(msg)
             dataset = dataset.of_records(given["records"])
         given["records"] = tuple(str(name) for name in np.unique(dataset.records))
     settings = TrainSettings(protocol=Protocol(args.protocol), **given)
@@ -565,14 +572,14 @@ def _dataset(args: argparse.Namespace) -> int:
     from ecg_stream.model.dataset import build_dataset, patient_balanced_sample, save_dataset
     from ecg_stream.records import expand_record_names
 
+    if args.max_per_record_class is not None and args.max_per_record_class < 1:
+        msg = f"--max-per-record-class {args.max_per_record_class} must be >= 1"
+        raise ConfigError(msg)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     dataset = build_dataset(
         expand_record_names(args.records), ChainConfig(), data_dir=args.data_dir
     )
     if args.max_per_record_class is not None:
-        if args.max_per_record_class < 1:
-            msg = f"--max-per-record-class {args.max_per_record_class} must be >= 1"
-            raise ConfigError(msg)
         _, groups = np.unique(dataset.records, return_inverse=True)
         rng = np.random.default_rng(args.seed)
         cap = args.max_per_record_class

@@ -24,6 +24,9 @@ DATA_ENV = "ECG_STREAM_DATA"
 PHYSIONET_DB = "mitdb"
 SVDB = "svdb"
 """PhysioNet's MIT-BIH Supraventricular Arrhythmia Database: records 800-894."""
+NSTDB = "nstdb"
+"""PhysioNet's Noise Stress Test Database, whose noise records augment and stress."""
+NSTDB_NOISE_RECORDS = ("bw", "em", "ma")
 
 DataDirs: TypeAlias = Path | Sequence[Path] | None
 """Directories searched first for records, in order (one, several, or None for the default)."""
@@ -144,12 +147,14 @@ def expand_record_names(names: list[str]) -> list[str]:
 
 
 def physionet_database(name: str) -> str:
-    """The PhysioNet database a record name belongs to: ``svdb`` for 800-894, else ``mitdb``.
+    """The PhysioNet database of a record: ``svdb``, ``nstdb`` (noise) or ``mitdb``.
 
     Example:
-        >>> physionet_database("100"), physionet_database("825")
-        ('mitdb', 'svdb')
+        >>> physionet_database("100"), physionet_database("825"), physionet_database("em")
+        ('mitdb', 'svdb', 'nstdb')
     """
+    if name in NSTDB_NOISE_RECORDS:
+        return NSTDB
     return SVDB if name.isdigit() and 800 <= int(name) <= 894 else PHYSIONET_DB
 
 

@@ -401,7 +401,8 @@ def load_dataset(path: Path) -> BeatDataset:
         return _load(path, key, ())
     except (KeyError, ValueError, OSError) as error:
         msg = (
-            f"{path} is not an ecg-stream dataset of format {DATASET_FORMAT} ({error}); rebuild it"
+            f"{path} is not an ecg-stream dataset of format {DATASET_FORMAT}; write one with "
+            f"`ecg-stream dataset {path} RECORD...`"
         )
         raise ConfigError(msg) from error
 

@@ -10,6 +10,7 @@ import pytest
 
 from ecg_stream.cli import main
 from ecg_stream.config import ChainConfig
+from ecg_stream.errors import ConfigError
 from ecg_stream.export import onnx as export_onnx
 from ecg_stream.model.augment import BeatAugmenter, NoiseBank
 from ecg_stream.model.card import DS2_EVALUATION, CardInputs, CvRun, write_model_card
@@ -133,3 +134,35 @@ def test_cv_smoke_run_reports_out_of_fold_figures_and_exports_an_ensemble(
     assert json.loads(card_json.read_text())["model"]["contract"]["window_channels"] == (
         "beat,template"
     )
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--dataset", "missing.npz"], "does not exist; write one with `ecg-stream dataset"),
+        (["--records", "999"], "records ['999'] are not in"),
+        (["--max-per-record-class", "0"], "must all be >= 1"),
+    ],
+)
+def test_cv_mistakes_are_one_line_and_exit_2(
+    small_dataset_file: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    argv: list[str],
+    message: str,
+) -> None:
+    base = ["train", str(tmp_path / "run"), "--cv", "2", "--dataset", str(small_dataset_file)]
+    if argv[0] == "--dataset":
+        base = base[:-2]
+        argv = ["--dataset", str(tmp_path / argv[1])]
+    assert main(base + argv) == 2
+    err = capsys.readouterr().err
+    assert message in err
+    assert err.count("\n") == 1
+
+
+def test_a_file_that_is_not_a_dataset_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "notes.npz"
+    path.write_text("not numpy")
+    with pytest.raises(ConfigError, match="is not an ecg-stream dataset"):
+        load_dataset(path)
