@@ -314,8 +314,8 @@ def _markdown(card: dict[str, Any], evaluation: dict[str, Any]) -> str:
         *_intra_lines(card["intra_patient_secondary"]),
         "## Commands that re-make every figure",
         "",
-        "From the repository root, with the MIT-BIH, SVDB and NSTDB noise directories beside "
-        "it as in `.ci/run` (`D=../shared/data`):",
+        "From the repository root, with `D` a directory holding the MIT-BIH (`mitdb/`), SVDB "
+        "(`svdb/`) and NSTDB noise (`nstdb-noise/`) records:",
         "",
         "```sh",
         *card["commands"],
