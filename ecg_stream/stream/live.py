@@ -1,10 +1,11 @@
 """Live replay: records -> paced chunks -> beat pipeline -> MQTT, several streams in one process.
 
 Each stream is one named asyncio task in one ``TaskGroup``: its :class:`ReplaySource` paces the
-chunks, its pipeline (synchronous, I/O-free: filter, detector, windows, batched ONNX inference of
-the beats a chunk completed) labels them, and its :class:`BeatPublisher` publishes samples and
-beats through a bounded queue. No thread per stream and no session per beat: one ONNX session
-serves every stream, and the event loop only waits on clocks and sockets.
+chunks, its pipeline's extractor (synchronous, I/O-free: filter, detector, windows) cuts the
+beats, an :class:`InferenceBatcher` shared by the streams labels the windows of every stream of
+one event-loop turn in one ONNX call, and its :class:`BeatPublisher` publishes samples and beats
+through a bounded queue. No thread per stream and no session per beat: one ONNX session serves
+every stream, and the event loop only waits on clocks and sockets.
 
 At a finite ``--speed`` the source is real time, so a full publish queue drops (counted); at
 ``--speed max`` nothing is real time, so the stream waits for the queue instead and nothing is
@@ -25,10 +26,11 @@ from typing import Any, Protocol
 from ecg_stream.config import CHAIN_FS_HZ, ChainConfig, MqttConfig
 from ecg_stream.errors import ConfigError, EcgStreamError
 from ecg_stream.records import DataDirs, Record
+from ecg_stream.stream.batcher import ClassifierLike, InferenceBatcher
 from ecg_stream.stream.publisher import BeatPublisher, PublisherStats
 from ecg_stream.stream.replay import ReplaySource
 from ecg_stream.stream.stats import DurationHistogram
-from ecg_stream.types import BEAT_CLASSES, BeatClass, Chunk, LabeledBeat
+from ecg_stream.types import BEAT_CLASSES, BeatClass, BeatWindow, Chunk, LabeledBeat
 from ecg_stream.wire import (
     BeatMessage,
     SamplesMessage,
@@ -53,26 +55,42 @@ SAMPLES_SCALE_UV = 1.0
 """Microvolts per count of the ``samples`` payloads (int16: +-32.7 mV at 1 uV)."""
 
 
-class PipelineOutputLike(Protocol):
-    """What a pipeline returns per chunk (``ecg_stream.pipeline.PipelineOutput``)."""
+class ExtractionLike(Protocol):
+    """What the extractor yields per chunk (``ecg_stream.detector.chain.Extracted``)."""
 
     @property
     def filtered(self) -> Chunk:
         """The chunk after the band-pass."""
 
     @property
-    def beats(self) -> tuple[LabeledBeat, ...]:
-        """Beats whose windows this chunk completed, labeled."""
+    def windows(self) -> tuple[BeatWindow, ...]:
+        """Beat windows this chunk completed, in R-peak order."""
+
+
+class ExtractorLike(Protocol):
+    """A stream's chain up to the beat windows (``ecg_stream.detector.chain.BeatExtractor``)."""
+
+    def process(self, chunk: Chunk) -> ExtractionLike:
+        """Filter, detect and window one chunk."""
+
+    def flush(self) -> tuple[BeatWindow, ...]:
+        """The stream ended: the windows still held back."""
 
 
 class PipelineLike(Protocol):
-    """The beat pipeline as the live edge uses it (``ecg_stream.pipeline.BeatPipeline``)."""
+    """The beat pipeline as the live edge uses it (``ecg_stream.pipeline.BeatPipeline``).
 
-    def process(self, chunk: Chunk) -> PipelineOutputLike:
-        """Filter, detect, window and classify one chunk."""
+    The live edge runs the two halves apart: each stream's extractor on its own chunks, and the
+    classifier once per event-loop turn for the windows of every stream that shares it.
+    """
 
-    def flush(self) -> tuple[LabeledBeat, ...]:
-        """The stream ended: the beats still held back."""
+    @property
+    def extractor(self) -> ExtractorLike:
+        """This stream's extractor (stateful, one per stream)."""
+
+    @property
+    def classifier(self) -> ClassifierLike:
+        """The classifier (stateless; streams that share it share its inference calls)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,11 +144,16 @@ class ReplaySummary:
         streams: One report per stream, in the order given.
         speed: Factor of real time of the replay (``math.inf``: as fast as possible).
         interrupted: The replay was stopped by Ctrl-C.
+        inference_calls: Classifier calls made for all streams together (one per loop turn
+            with beats ready at most).
+        inference_windows: Beat windows those calls classified.
     """
 
     streams: list[StreamReport] = field(default_factory=list)
     speed: float = 1.0
     interrupted: bool = False
+    inference_calls: int = 0
+    inference_windows: int = 0
 
     @property
     def total_dropped(self) -> int:
@@ -179,6 +202,11 @@ class ReplaySummary:
             )
         if pacing.count:
             lines.append(f"  pacing error |arrival - due|: {pacing}")
+        if self.inference_calls:
+            lines.append(
+                f"  inference: {self.inference_calls} calls for {self.inference_windows} beats "
+                f"(mean batch {self.inference_windows / self.inference_calls:.1f})"
+            )
         lines.append(f"  dropped: {self.total_dropped}")
         return "\n".join(lines)
 
@@ -188,7 +216,8 @@ class LiveReplay:
 
     Args:
         specs: The streams.
-        make_pipeline: Builds one pipeline per stream (they may share a classifier).
+        make_pipeline: Builds one pipeline per stream; streams whose pipelines share a classifier
+            share its inference calls (one per event-loop turn).
         model_name: Classifier name for the status topic.
         mqtt: Broker and topic prefix.
         speed: Factor of real time, or ``math.inf``.
@@ -238,10 +267,18 @@ class LiveReplay:
         """
         reports = [StreamReport(spec.stream_id, spec.record.name) for spec in self.specs]
         self.summary.streams, self.summary.speed = reports, self.speed
+        pipelines = [self.make_pipeline() for _ in self.specs]
+        batchers: dict[int, InferenceBatcher] = {}  # by classifier identity: one per shared one
+        for pipeline in pipelines:
+            batchers.setdefault(id(pipeline.classifier), InferenceBatcher(pipeline.classifier))
         try:
             async with asyncio.TaskGroup() as group:
-                for spec, report in zip(self.specs, reports, strict=True):
-                    group.create_task(self._stream(spec, report), name=f"stream-{spec.stream_id}")
+                for spec, report, pipeline in zip(self.specs, reports, pipelines, strict=True):
+                    batcher = batchers[id(pipeline.classifier)]
+                    group.create_task(
+                        self._stream(spec, report, pipeline, batcher),
+                        name=f"stream-{spec.stream_id}",
+                    )
         except BaseExceptionGroup as errors:
             user_errors = errors.subgroup(EcgStreamError)
             if user_errors is not None:  # a user can fix it: one line, not a traceback
@@ -250,14 +287,24 @@ class LiveReplay:
                     first = first.exceptions[0]
                 raise first from None
             raise
+        finally:
+            self.summary.inference_calls = sum(b.calls for b in batchers.values())
+            self.summary.inference_windows = sum(b.windows for b in batchers.values())
         return self.summary
 
-    async def _stream(self, spec: StreamSpec, report: StreamReport) -> None:
+    async def _stream(
+        self,
+        spec: StreamSpec,
+        report: StreamReport,
+        pipeline: PipelineLike,
+        batcher: InferenceBatcher,
+    ) -> None:
         record = spec.record
         source = ReplaySource(
             record.samples, CHAIN_FS_HZ, speed=self.speed, chunk_s=self.chunk_s, clock=self.clock
         )
-        pipeline = self.make_pipeline()
+        extractor = pipeline.extractor
+        unlabeled: tuple[BeatWindow, ...] = ()  # extracted, not yet back from the batcher
         status = StatusMessage(
             stream=spec.stream_id,
             state=StreamState.ONLINE,
@@ -286,9 +333,12 @@ class LiveReplay:
                         report.pacing.add(
                             abs(chunk.arrival_s - source.due_s(chunk.start_index)) * 1e3
                         )
-                    output = pipeline.process(chunk)
+                    output = extractor.process(chunk)
+                    unlabeled = output.windows
+                    beats = await batcher.classify(unlabeled)
+                    unlabeled = ()
                     report.signal_s = chunk.end_index / CHAIN_FS_HZ
-                    for beat in output.beats:  # beats first: they are the latency-critical part
+                    for beat in beats:  # beats first: they are the latency-critical part
                         message = self._describe(spec, beat, start_wall, report)
                         await self._emit(publisher, message, chunk.arrival_s, lossless)
                     if self.publish_samples:
@@ -300,12 +350,16 @@ class LiveReplay:
                             SAMPLES_SCALE_UV,
                         )
                         await self._emit(publisher, samples, chunk.arrival_s, lossless)
+                unlabeled = extractor.flush()
+                flushed = await batcher.classify(unlabeled)
+                unlabeled = ()
             except asyncio.CancelledError:
-                for beat in pipeline.flush():  # Ctrl-C: the last beats go out too
+                # Ctrl-C: the last beats go out too, labeled here (the loop is stopping)
+                rest = unlabeled + extractor.flush()
+                for beat in pipeline.classifier.classify(rest) if rest else ():
                     publisher.submit(self._describe(spec, beat, start_wall, report), self.clock())
                 raise
             else:
-                flushed = pipeline.flush()
                 arrival = self.clock()
                 for beat in flushed:
                     message = self._describe(spec, beat, start_wall, report)

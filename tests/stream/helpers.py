@@ -318,7 +318,9 @@ class RulePipeline:
 def offline_beats(
     pipeline: PipelineLike, samples: FloatArray, chunk_s: float = 0.1
 ) -> list[LabeledBeat]:
-    """Every beat a pipeline finds in ``samples``, unpaced, as the live path chunks them."""
+    """Every beat a pipeline finds in ``samples``, unpaced, one classifier call per chunk."""
+    extractor, classifier = pipeline.extractor, pipeline.classifier
     source = ReplaySource(samples, 360.0, speed=math.inf, chunk_s=chunk_s)
-    beats = [beat for chunk in source.chunks() for beat in pipeline.process(chunk).beats]
-    return beats + list(pipeline.flush())
+    windows = [extractor.process(chunk).windows for chunk in source.chunks()]
+    windows.append(extractor.flush())
+    return [beat for part in windows if part for beat in classifier.classify(part)]

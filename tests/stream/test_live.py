@@ -269,3 +269,40 @@ def test_embedded_broker_with_shipped_model(record_100: Record) -> None:
                 return collector
 
         check_stream(run(scenario()), "100", record, expected)
+
+
+BATCH_RECORDS = ("100", "101", "103", "105", "106", "119", "200", "208")
+
+
+@pytest.mark.mqtt
+@pytest.mark.slow
+def test_batched_streams_get_the_labels_of_analyze(mqtt_broker: MqttBroker, data_dir: Path) -> None:
+    """8 streams share one classifier (one call per loop turn) and keep analyze's labels."""
+    from ecg_stream.analysis import detect_record
+    from ecg_stream.detector.chain import BeatExtractor
+    from ecg_stream.model.classifier import OnnxBeatClassifier
+    from ecg_stream.pipeline import BeatPipeline
+    from ecg_stream.records import load_record
+
+    model, config = shipped_model(), ChainConfig()
+    records = [sliced(load_record(name, data_dir), 0.0, 60.0) for name in BATCH_RECORDS]
+    specs = [StreamSpec(record.name, record) for record in records]
+    mqtt = replace(mqtt_broker.config, topic_prefix="test-live-batched")
+    with OnnxBeatClassifier(model, config) as classifier:
+        analyzed = {  # `ecg-stream analyze --model`: the whole record's windows in one call
+            record.name: classifier.classify(detect_record(record, config, 1.0).windows)
+            for record in records
+        }
+        summary, collector = run(
+            replay_and_collect(
+                mqtt, specs, lambda: BeatPipeline(BeatExtractor(config), classifier)
+            ),
+            timeout_s=300,
+        )
+    for record in records:
+        check_stream(collector, record.name, record, analyzed[record.name])
+    beats = sum(len(expected) for expected in analyzed.values())
+    assert len(collector.beats) == beats
+    assert summary.total_dropped == 0
+    assert summary.inference_windows == beats
+    assert summary.inference_calls < beats / 2  # the streams' beats went out in shared calls

@@ -8,6 +8,7 @@ import math
 import statistics
 import threading
 from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -33,24 +34,15 @@ pytestmark = [pytest.mark.gui, pytest.mark.mqtt]
 WAIT_MS = 60_000
 
 
-class PrematurityPipeline:
-    """The real chain (filter, R-peak detector, beat windows) with a stand-in classifier.
+class PrematurityClassifier:
+    """A stand-in classifier: a beat more than 15% early against the local mean RR is V.
 
     The trained model is an artefact of training that a fresh checkout may lack, and the
-    monitor only needs labeled beats: a beat more than 15% early against the local mean RR is
-    called V, any other N.
+    monitor only needs labeled beats.
     """
 
-    def __init__(self) -> None:
-        self.extractor = BeatExtractor(ChainConfig())
-
-    def process(self, chunk: Chunk) -> PipelineOutput:
-        extracted = self.extractor.process(chunk)
-        beats = tuple(self.label(window) for window in extracted.windows)
-        return PipelineOutput(filtered=extracted.filtered, beats=beats)
-
-    def flush(self) -> tuple[LabeledBeat, ...]:
-        return tuple(self.label(window) for window in self.extractor.flush())
+    def classify(self, windows: Sequence[BeatWindow]) -> list[LabeledBeat]:
+        return [self.label(window) for window in windows]
 
     @staticmethod
     def label(window: BeatWindow) -> LabeledBeat:
@@ -58,6 +50,22 @@ class PrematurityPipeline:
         chosen = BeatClass.V if premature else BeatClass.N
         probabilities = tuple(0.9 if cls is chosen else 0.025 for cls in BEAT_CLASSES)
         return LabeledBeat(window, probabilities)  # type: ignore[arg-type]
+
+
+class PrematurityPipeline:
+    """The real chain (filter, R-peak detector, beat windows) with the stand-in classifier."""
+
+    def __init__(self) -> None:
+        self.extractor = BeatExtractor(ChainConfig())
+        self.classifier = PrematurityClassifier()
+
+    def process(self, chunk: Chunk) -> PipelineOutput:
+        extracted = self.extractor.process(chunk)
+        beats = tuple(self.classifier.classify(extracted.windows))
+        return PipelineOutput(filtered=extracted.filtered, beats=beats)
+
+    def flush(self) -> tuple[LabeledBeat, ...]:
+        return tuple(self.classifier.classify(self.extractor.flush()))
 
 
 def first_seconds(data_dir: Path, seconds: float) -> Record:

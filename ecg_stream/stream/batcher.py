@@ -1,0 +1,87 @@
+"""One inference call per event-loop turn for the beats that every stream has ready.
+
+The streams of a process fall due together (their chunks are paced by the same clock), and the
+model costs much less per beat in a batch than one beat at a time. Each stream extracts its
+windows itself (sync, per stream) and awaits :meth:`InferenceBatcher.classify`; the first request
+of a loop turn schedules one flush with ``loop.call_soon``, which runs after every task woken in
+that turn has submitted, classifies all their windows in one call and hands each stream its own
+beats, in order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from ecg_stream.types import BeatWindow, LabeledBeat
+
+
+class ClassifierLike(Protocol):
+    """A beat classifier (``ecg_stream.model.classifier.OnnxBeatClassifier``)."""
+
+    def classify(self, windows: Sequence[BeatWindow]) -> list[LabeledBeat]:
+        """Label each window, in input order."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Request:
+    windows: tuple[BeatWindow, ...]
+    future: asyncio.Future[tuple[LabeledBeat, ...]]
+
+
+class InferenceBatcher:
+    """Collect the windows submitted during one event-loop turn; classify them in one call.
+
+    Args:
+        classifier: The classifier every submitting stream shares (it batches internally).
+
+    Attributes:
+        calls: Classifier calls made so far.
+        windows: Windows classified so far (``windows / calls`` is the mean batch).
+    """
+
+    def __init__(self, classifier: ClassifierLike) -> None:
+        self.classifier = classifier
+        self.calls = 0
+        self.windows = 0
+        self._pending: list[_Request] = []  # this turn's requests; emptied by each flush
+
+    async def classify(self, windows: Sequence[BeatWindow]) -> tuple[LabeledBeat, ...]:
+        """Label ``windows`` together with every other stream's windows of this loop turn.
+
+        Returns:
+            The beats of ``windows``, in their order.
+
+        Raises:
+            Exception: Whatever the classifier raised for the batch.
+        """
+        if not windows:  # nothing to wait for: most chunks complete no beat
+            return ()
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[tuple[LabeledBeat, ...]] = loop.create_future()
+        if not self._pending:  # first request of this turn: flush once the turn is over
+            loop.call_soon(self._flush)
+        self._pending.append(_Request(tuple(windows), future))
+        return await future
+
+    def _flush(self) -> None:
+        requests = [request for request in self._pending if not request.future.cancelled()]
+        self._pending = []
+        batch = [window for request in requests for window in request.windows]
+        if not batch:
+            return
+        try:
+            beats = self.classifier.classify(batch)
+        except Exception as error:  # every waiting stream sees it; the task group reports it
+            for request in requests:
+                request.future.set_exception(error)
+            return
+        self.calls += 1
+        self.windows += len(batch)
+        start = 0
+        for request in requests:
+            end = start + len(request.windows)
+            request.future.set_result(tuple(beats[start:end]))
+            start = end
