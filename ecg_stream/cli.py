@@ -161,13 +161,7 @@ def _build_parser() -> argparse.ArgumentParser:
     train.add_argument("--patience", type=int, help="epochs without improvement before stopping")
     train.add_argument("--seed", type=int, help="seed of sampling, splits and weights")
     train.add_argument("--threads", type=int, help="TensorFlow threads (default: all cores)")
-    train.add_argument(
-        "--data-dir",
-        type=Path,
-        action="append",
-        help="directory holding the WFDB files, and the noise records bw/em/ma for "
-        "augmentation (repeat for more)",
-    )
+    _add_data_dir(train, "the WFDB files, and the noise records bw/em/ma to augment")
     train.set_defaults(handler=_train)
 
     stress = commands.add_parser(
@@ -185,12 +179,7 @@ def _build_parser() -> argparse.ArgumentParser:
     stress.add_argument("--model", type=Path, help="ONNX model (default: the shipped one)")
     stress.add_argument("--seed", type=int, default=0, help="seed of the noise offsets")
     stress.add_argument("--json", type=Path, help="write the figures to this file")
-    stress.add_argument(
-        "--data-dir",
-        type=Path,
-        action="append",
-        help="directories holding the records and the noise records (repeat for more)",
-    )
+    _add_data_dir(stress, "the records and the noise records bw/em/ma")
     stress.set_defaults(handler=_stress)
 
     dataset = commands.add_parser(
@@ -206,24 +195,14 @@ def _build_parser() -> argparse.ArgumentParser:
         help="keep at most this many random beats per record and class (a smaller file)",
     )
     dataset.add_argument("--seed", type=int, default=0, help="seed of that subsample")
-    dataset.add_argument(
-        "--data-dir",
-        type=Path,
-        action="append",
-        help="directory holding the WFDB files (repeat for more)",
-    )
+    _add_data_dir(dataset)
     dataset.set_defaults(handler=_dataset)
 
     export = commands.add_parser("export", help="export a training run to ONNX, parity-checked")
     export.add_argument("run_dir", type=Path, help="directory of an `ecg-stream train` run")
     export.add_argument("out_path", type=Path, help="the .onnx file to write")
     export.add_argument("--name", default="beat_lstm", help="model name in the contract")
-    export.add_argument(
-        "--data-dir",
-        type=Path,
-        action="append",
-        help="directory holding the WFDB files (repeat for more)",
-    )
+    _add_data_dir(export)
     export.set_defaults(handler=_export)
 
     replay = commands.add_parser(
@@ -338,13 +317,17 @@ def _add_broker_arguments(parser: argparse.ArgumentParser, default_help: str) ->
     parser.add_argument("--topic-prefix", default="ecg", help="first topic level(s) (default: ecg)")
 
 
-def _add_data_arguments(parser: argparse.ArgumentParser) -> None:
+def _add_data_dir(parser: argparse.ArgumentParser, holding: str = "the WFDB files") -> None:
     parser.add_argument(
         "--data-dir",
         type=Path,
         action="append",
-        help="directory holding the WFDB files (repeat for more)",
+        help=f"directory holding {holding} (repeat for more)",
     )
+
+
+def _add_data_arguments(parser: argparse.ArgumentParser) -> None:
+    _add_data_dir(parser)
     parser.add_argument("--lead", default="0", help="lead name or index (default: first)")
 
 

@@ -290,14 +290,7 @@ def build_dataset(
         logger.info("dataset: loading cached %s", path)
         return _load(path, key, excluded)
     arrays = _build_arrays(kept, config, data_dir, chunk_samples)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # Written under a name of its own, then renamed: a crash mid-write never leaves a
-    # truncated cache behind, and processes building the same dataset do not collide.
-    with tempfile.NamedTemporaryFile(
-        dir=path.parent, prefix=f"{path.stem}.", suffix=".partial.npz", delete=False
-    ) as partial:
-        np.savez_compressed(partial, **arrays)
-    Path(partial.name).replace(path)
+    _write_npz(path, arrays)
     logger.info("dataset: %d beats cached in %s", arrays["labels"].size, path)
     return _load(path, key, excluded)
 
@@ -366,23 +359,34 @@ def save_dataset(dataset: BeatDataset, path: Path) -> None:
     Windows and templates are stored in float16 (3 significant digits: far below the
     signal's own noise), so that a dataset travels to a training machine without its records.
     """
+    _write_npz(
+        path,
+        {
+            "windows": dataset.windows.astype(np.float16),
+            "templates": dataset.templates.astype(np.float16),
+            "features": dataset.features,
+            "labels": dataset.labels,
+            "records": dataset.records,
+            "peak_indices": dataset.peak_indices,
+            "record_names": np.array(dataset.record_names, dtype=np.str_),
+            "unmatched_detections": np.array(dataset.unmatched_detections, dtype=np.int64),
+            "missed_reference_beats": np.array(dataset.missed_reference_beats, dtype=np.int64),
+            "cache_key": np.array(dataset.cache_key),
+        },
+    )
+
+
+def _write_npz(path: Path, arrays: dict[str, Any]) -> None:
+    """Write ``arrays`` as a compressed ``.npz`` atomically.
+
+    Written under a name of its own, then renamed: a crash mid-write never leaves a truncated
+    file behind, and processes writing the same file do not collide.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.NamedTemporaryFile(
         dir=path.parent, prefix=f"{path.stem}.", suffix=".partial.npz", delete=False
     ) as partial:
-        np.savez_compressed(
-            partial,
-            windows=dataset.windows.astype(np.float16),
-            templates=dataset.templates.astype(np.float16),
-            features=dataset.features,
-            labels=dataset.labels,
-            records=dataset.records,
-            peak_indices=dataset.peak_indices,
-            record_names=np.array(dataset.record_names, dtype=np.str_),
-            unmatched_detections=np.array(dataset.unmatched_detections, dtype=np.int64),
-            missed_reference_beats=np.array(dataset.missed_reference_beats, dtype=np.int64),
-            cache_key=np.array(dataset.cache_key),
-        )
+        np.savez_compressed(partial, **arrays)
     Path(partial.name).replace(path)
 
 

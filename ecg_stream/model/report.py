@@ -184,6 +184,16 @@ def classify_record(
     return tuple(beats)
 
 
+def record_predictions(record: Record, beats: Sequence[LabeledBeat]) -> RecordPredictions:
+    """The labelled detections of ``beats``, in ``record``'s own clock."""
+    return RecordPredictions(
+        record=record.name,
+        fs_hz=record.fs_hz,
+        samples=np.array([record.to_record_index(b.window.peak.index) for b in beats], np.int64),
+        labels=tuple(beat.label for beat in beats),
+    )
+
+
 def evaluate_classifier(
     records: Sequence[str],
     model_path: Path,
@@ -224,16 +234,7 @@ def evaluate_classifier(
             beats = classify_record(record, classifier, config)
             if record.annotations is not None:
                 annotations[record.name] = record.annotations
-            predictions.append(
-                RecordPredictions(
-                    record=record.name,
-                    fs_hz=record.fs_hz,
-                    samples=np.array(
-                        [record.to_record_index(b.window.peak.index) for b in beats], np.int64
-                    ),
-                    labels=tuple(beat.label for beat in beats),
-                )
-            )
+            predictions.append(record_predictions(record, beats))
             examples.extend(_examples(beats, already=examples))
             if len(predictions) == 1:
                 plot_raw_vs_filtered(record, beats, config, out_dir / "raw_vs_filtered.png")

@@ -21,7 +21,12 @@ import numpy.typing as npt
 from ecg_stream.config import CHAIN_FS_HZ, ChainConfig
 from ecg_stream.errors import ConfigError
 from ecg_stream.model.classifier import OnnxBeatClassifier
-from ecg_stream.model.report import RecordPredictions, classify_record, score_records
+from ecg_stream.model.report import (
+    RecordPredictions,
+    classify_record,
+    record_predictions,
+    score_records,
+)
 from ecg_stream.records import Annotations, DataDirs, Record, load_record
 from ecg_stream.types import BeatClass, FloatArray
 
@@ -137,21 +142,12 @@ def stress_test(
         for snr_db in (None, *snr_levels):
             rng = np.random.default_rng(seed)
             noisy = [r if snr_db is None else add_noise(r, noise, snr_db, rng) for r in clean]
-            predictions = [_predict(record, classifier, config) for record in noisy]
+            predictions = [
+                record_predictions(record, classify_record(record, classifier, config))
+                for record in noisy
+            ]
             rows.extend(_figures(snr_db, span, noisy, predictions) for span in ("whole", "noisy"))
     return rows
-
-
-def _predict(
-    record: Record, classifier: OnnxBeatClassifier, config: ChainConfig
-) -> RecordPredictions:
-    beats = classify_record(record, classifier, config)
-    return RecordPredictions(
-        record=record.name,
-        fs_hz=record.fs_hz,
-        samples=np.array([record.to_record_index(b.window.peak.index) for b in beats], np.int64),
-        labels=tuple(beat.label for beat in beats),
-    )
 
 
 def _figures(

@@ -489,7 +489,6 @@ def cross_validate(
             validation_records=held_out,
         )
         mask = np.isin(dataset.records, held_out)
-        fold_of_beat[mask] = index
         logger.info("cv: fold %d/%d, held out %s", index + 1, k, " ".join(held_out))
         if baseline:
             started = time.perf_counter()
@@ -500,12 +499,11 @@ def cross_validate(
                 class_weights(splits.train.labels),
                 settings.seed,
             )
-            rows = [{"epoch_seconds": str(time.perf_counter() - started), "val_loss": "nan"}]
+            train_seconds, losses = time.perf_counter() - started, []
         else:
             if not (fold_dir / FINAL_MODEL).is_file():
                 if not train_missing:
                     logger.info("cv: fold %d has no %s; not scored", index + 1, FINAL_MODEL)
-                    fold_of_beat[mask] = -1
                     continue
                 fold_dir.mkdir(parents=True, exist_ok=True)
                 _fit(
@@ -515,13 +513,16 @@ def cross_validate(
                 fold_dir / FINAL_MODEL, splits.validation, settings.channels, settings.features
             )
             rows = _read_log(fold_dir / TRAINING_LOG)
+            train_seconds = sum(float(row["epoch_seconds"]) for row in rows)
+            losses = [float(row["val_loss"]) for row in rows]
+        fold_of_beat[mask] = index
         fold_summaries.append(
             {
                 "held_out": list(held_out),
                 "held_out_counts": _counts(splits.validation),
-                "epochs_run": len(rows) if not baseline else 0,
-                "train_seconds": sum(float(row["epoch_seconds"]) for row in rows),
-                "validation_loss_per_epoch": [float(row["val_loss"]) for row in rows],
+                "epochs_run": len(losses),
+                "train_seconds": train_seconds,
+                "validation_loss_per_epoch": losses,
             }
         )
     return _summarise_cv(
@@ -804,12 +805,7 @@ def _batches(
             super().__init__()
             self.epoch, self.order = 0, first
             self.beats_per_epoch, self.weights = first.size, weights
-            self.counts_text = " ".join(
-                f"{c.value}={n}"
-                for c, n in zip(
-                    BEAT_CLASSES, np.bincount(train.labels[first], minlength=5), strict=True
-                )
-            )
+            self.counts_text = _labels_text(train.labels[first])
 
         def __len__(self) -> int:
             return math.ceil(self.order.size / settings.batch_size)
@@ -878,7 +874,12 @@ def _counts(dataset: BeatDataset) -> dict[str, int]:
 
 
 def _counts_text(dataset: BeatDataset) -> str:
-    return " ".join(f"{name}={n}" for name, n in _counts(dataset).items())
+    return _labels_text(dataset.labels)
+
+
+def _labels_text(labels: IntArray) -> str:
+    counts = np.bincount(labels, minlength=len(BEAT_CLASSES))
+    return " ".join(f"{c.value}={n}" for c, n in zip(BEAT_CLASSES, counts, strict=True))
 
 
 def _epoch_timer(keras: Any) -> Any:
