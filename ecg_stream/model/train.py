@@ -591,7 +591,9 @@ def _fit(
 ) -> dict[int, float]:
     """Fit one model in ``out_dir``; returns the class weights it used."""
     keras = _keras()
-    batches = _batches(keras, splits.train, settings, augmenter)
+    log_path, last_path = out_dir / TRAINING_LOG, out_dir / LAST_MODEL
+    initial_epoch = _logged_epochs(log_path) if last_path.is_file() else 0
+    batches = _batches(keras, splits.train, settings, augmenter, initial_epoch)
     logger.info(
         "train: %d of %d beats per epoch %s, validation %d beats %s, class weights %s",
         batches.beats_per_epoch,
@@ -602,8 +604,6 @@ def _fit(
         {BEAT_CLASSES[i].value: round(w, 2) for i, w in batches.weights.items()},
     )
     keras.utils.set_random_seed(settings.seed)
-    log_path, last_path = out_dir / TRAINING_LOG, out_dir / LAST_MODEL
-    initial_epoch = _logged_epochs(log_path) if last_path.is_file() else 0
     callbacks = [_epoch_timer(keras)]
     if stop_early:
         callbacks += [
@@ -634,7 +634,6 @@ def _fit(
             len(settings.features),
             learning_rate,
         )
-    batches.epoch = initial_epoch
     if initial_epoch < settings.epochs:
         model.fit(
             batches,
@@ -782,9 +781,16 @@ def _augmenter(
 
 
 def _batches(
-    keras: Any, train: BeatDataset, settings: TrainSettings, augmenter: BeatAugmenter | None
+    keras: Any,
+    train: BeatDataset,
+    settings: TrainSettings,
+    augmenter: BeatAugmenter | None,
+    first_epoch: int,
 ) -> Any:
-    """A Keras ``PyDataset`` drawing a new patient-balanced sample every epoch, augmented."""
+    """A Keras ``PyDataset`` drawing a new patient-balanced sample every epoch, augmented.
+
+    Epoch ``e`` always gets the same sample, so a resumed run continues where it stopped.
+    """
     _, groups = np.unique(train.records, return_inverse=True)
     channels = train.window_channels(settings.channels)
     features = train.feature_columns(settings.features)
@@ -796,14 +802,14 @@ def _batches(
         )
         return rng.permutation(chosen)
 
-    first = draw(0)
+    first = draw(first_epoch)
     weights = class_weights(train.labels[first])
     sample_weight = np.array([weights[i] for i in range(len(BEAT_CLASSES))], dtype=np.float32)
 
     class PatientBalancedBatches(keras.utils.PyDataset):  # type: ignore[misc]
         def __init__(self) -> None:
             super().__init__()
-            self.epoch, self.order = 0, first
+            self.epoch, self.order = first_epoch, first
             self.beats_per_epoch, self.weights = first.size, weights
             self.counts_text = _labels_text(train.labels[first])
 
