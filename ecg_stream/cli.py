@@ -225,6 +225,7 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     replay.add_argument("--model", type=Path, help="ONNX model (default: the shipped one)")
     replay.add_argument("--quiet", action="store_true", help="no line per beat, summary only")
+    _add_scale_arguments(replay)
     replay.add_argument(
         "--monitor", action="store_true", help="also open the live monitor window on the streams"
     )
@@ -284,11 +285,15 @@ def _build_parser() -> argparse.ArgumentParser:
         "--embedded", action="store_true", help="start the embedded broker (amqtt), not mosquitto"
     )
     bench.add_argument(
-        "--streams", type=int, help="instead: N concurrent real-time streams (one scale point)"
+        "--streams",
+        type=_stream_counts,
+        help="instead: the scale curve, N concurrent real-time streams per point "
+        "(e.g. 1,8,32,64,128,256,512), up to the first point that does not hold",
     )
     bench.add_argument(
         "--duration-s", type=float, default=60.0, help="--streams: seconds of signal per stream"
     )
+    _add_scale_arguments(bench)
     bench.add_argument("--json", type=Path, help="write the results to this JSON file")
     bench.add_argument("--plot-dir", type=Path, help="write latency CDF plots (PNG) here")
     bench.set_defaults(handler=_bench)
@@ -315,6 +320,33 @@ def _add_broker_arguments(parser: argparse.ArgumentParser, default_help: str) ->
         "from $ECG_STREAM_MQTT_USERNAME / $ECG_STREAM_MQTT_PASSWORD",
     )
     parser.add_argument("--topic-prefix", default="ecg", help="first topic level(s) (default: ecg)")
+
+
+def _add_scale_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="processes to spread the streams over, one per core at most (default: 1)",
+    )
+    parser.add_argument(
+        "--samples-ms",
+        type=float,
+        help="signal per samples message, in ms (default: one per 100 ms chunk; 500 or 1000 "
+        "for hundreds of streams: fewer publishes, a coarser monitor trace)",
+    )
+
+
+def _stream_counts(text: str) -> tuple[int, ...]:
+    """``--streams 1,8,32``: positive counts, in the order given."""
+    try:
+        counts = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        counts = ()
+    if not counts or min(counts) < 1:
+        msg = f"{text!r} is not a list of stream counts >= 1 such as 1,8,32"
+        raise argparse.ArgumentTypeError(msg)
+    return counts
 
 
 def _add_data_dir(parser: argparse.ArgumentParser, holding: str = "the WFDB files") -> None:
@@ -695,6 +727,8 @@ def _replay(args: argparse.Namespace) -> int:
         "data_dir": args.data_dir,
         "model_path": args.model,
         "quiet": args.quiet,
+        "samples_s": None if args.samples_ms is None else args.samples_ms / 1e3,
+        "workers": args.workers,
     }
     speed = parse_speed(args.speed)
     _check_model_argument(args.model)
@@ -796,6 +830,8 @@ def _bench(args: argparse.Namespace) -> int:
         embedded=args.embedded,
         streams=args.streams,
         duration_s=args.duration_s,
+        workers=args.workers,
+        samples_s=None if args.samples_ms is None else args.samples_ms / 1e3,
         json_path=args.json,
         plot_dir=args.plot_dir,
     )

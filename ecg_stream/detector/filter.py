@@ -12,6 +12,27 @@ NOTCH_QUALITY = 30.0
 """Quality factor of the mains notch: about 2 Hz wide at 60 Hz."""
 
 
+def sos_filter(sos: FloatArray, chunk: FloatArray, delays: FloatArray) -> FloatArray:
+    """Run ``chunk`` through second-order sections, updating ``delays`` in place.
+
+    The recursion of ``scipy.signal.sosfilt``, one ``lfilter`` call per section: on the 36
+    samples of a real-time chunk, ``sosfilt`` spends about 100 us validating its arguments,
+    seven times what the sections cost this way. Outputs agree with it to rounding (~1e-13).
+
+    Args:
+        sos: Sections, shape (n_sections, 6).
+        chunk: Input samples.
+        delays: Filter state, shape (n_sections, 2), as ``sosfilt``'s ``zi``.
+
+    Returns:
+        The filtered samples (a new array).
+    """
+    out = chunk
+    for section, state in zip(sos, delays, strict=True):
+        out, state[:] = signal.lfilter(section[:3], section[3:], out, zi=state)
+    return np.asarray(out, dtype=np.float64)
+
+
 class CausalBandpass:
     """Causal Butterworth band-pass whose output does not depend on chunk boundaries.
 
@@ -66,5 +87,4 @@ class CausalBandpass:
             return np.empty(0)
         if self._delays is None:  # steady state at the first sample: no start-up transient
             self._delays = signal.sosfilt_zi(self.sos) * chunk[0]
-        out, self._delays = signal.sosfilt(self.sos, chunk, zi=self._delays)
-        return np.asarray(out, dtype=np.float64)
+        return sos_filter(self.sos, chunk, self._delays)

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage, signal
 
+from ecg_stream.detector.filter import sos_filter
 from ecg_stream.errors import ConfigError
 from ecg_stream.types import FloatArray, RPeak
 
@@ -120,6 +121,7 @@ class RPeakDetector:
         self._rr_samples: deque[int] = deque(
             [self._samples(INITIAL_RR_S)] * LEVEL_PEAKS, maxlen=LEVEL_PEAKS
         )
+        self._search_back_wait = self._search_back_samples()  # after the last QRS
         self._threshold = 0.0
         self._last_qrs_index: int | None = None
         self._last_qrs_slope = 0.0
@@ -137,7 +139,7 @@ class RPeakDetector:
             self._qrs_delays = signal.sosfilt_zi(self._qrs_sos) * chunk[0]
             self._bandpassed_tail[:] = 0.0
             self._started = True
-        bandpassed, self._qrs_delays = signal.sosfilt(self._qrs_sos, chunk, zi=self._qrs_delays)
+        bandpassed = sos_filter(self._qrs_sos, chunk, self._qrs_delays)
         with_tail = np.concatenate([self._bandpassed_tail, bandpassed])
         slope = with_tail[self._lag :] - with_tail[: -self._lag]
         self._bandpassed_tail = with_tail[-self._lag :]
@@ -265,6 +267,7 @@ class RPeakDetector:
     def _accept(self, candidate: _Candidate, decided_index: int) -> RPeak:
         if self._last_qrs_index is not None:
             self._rr_samples.append(candidate.index - self._last_qrs_index)
+            self._search_back_wait = self._search_back_samples()
         self._qrs_levels.append(candidate.level)
         self._qrs_slopes.append(candidate.max_slope)
         self._update_threshold()
@@ -280,13 +283,14 @@ class RPeakDetector:
         """
         if self._last_qrs_index is None or self._search_back is None:
             return []
-        deadline = self._last_qrs_index + round(
-            SEARCH_BACK_RR_FACTOR * float(np.median(self._rr_samples))
-        )
+        deadline = self._last_qrs_index + self._search_back_wait
         best = self._search_back
         if now_index < deadline or best.level <= self._threshold / 2 or not self._qrs_shaped(best):
             return []
         return [self._accept(best, max(deadline + self._hold, not_before))]
+
+    def _search_back_samples(self) -> int:
+        return round(SEARCH_BACK_RR_FACTOR * float(np.median(self._rr_samples)))
 
     def _qrs_shaped(self, candidate: _Candidate) -> bool:
         """Slopes like a QRS: a rise-fall pair, not far flatter than recent QRS complexes."""

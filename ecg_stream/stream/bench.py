@@ -50,16 +50,17 @@ from ecg_stream.stream.bench_inference import BASELINE, InferenceComparison, com
 from ecg_stream.stream.broker import EmbeddedBroker
 from ecg_stream.stream.live import (
     MAX_SPEED_CHUNK_S,
+    MAX_WORKERS,
     REAL_TIME_CHUNK_S,
     SAMPLES_SCALE_UV,
-    LiveReplay,
-    ReplaySummary,
     StreamSpec,
+    check_samples_s,
 )
 from ecg_stream.stream.publisher import client_identifier, make_client
 from ecg_stream.stream.replay import ReplaySource
 from ecg_stream.stream.stats import Percentiles
 from ecg_stream.stream.subscriber import WireSubscriber
+from ecg_stream.stream.workers import WorkerJob, merge_results, run_workers, split_streams
 from ecg_stream.types import BeatWindow, Chunk
 from ecg_stream.wire import BeatMessage, SamplesMessage, TopicKind
 
@@ -420,36 +421,38 @@ def start_subscriber(mqtt: MqttConfig, streams: Sequence[str]) -> subprocess.Pop
     return process
 
 
-def rss_bytes() -> float:
-    """Resident memory of this process now, in bytes (NaN where /proc is missing)."""
-    try:
-        pages = int(Path("/proc/self/statm").read_text().split()[1])
-    except (OSError, IndexError, ValueError):
-        return math.nan
-    return float(pages * os.sysconf("SC_PAGE_SIZE"))
+LATENCY_TARGET_MS: Final = 50.0
+"""A scale point holds when its compute latency p99 is below this, with nothing lost."""
 
 
 @dataclass(frozen=True, slots=True)
 class ScalePoint:
-    """N real-time streams in one process for a while.
+    """N real-time streams over ``workers`` processes for a while.
 
     Args:
         streams: Concurrent streams.
+        workers: Processes they were spread over.
         duration_s: Signal per stream, in s (real time).
-        wall_s: Wall time of the replay, in s.
+        samples_s: Signal per ``samples`` message, in s.
+        wall_s: Wall time of the replay, in s (the slowest worker's).
         compute: Compute latency of every published beat (chunk arrival -> publish).
         pacing: |chunk arrival - due time| of every chunk.
         end_to_end: At the subscriber process (p50/p95/p99/max only; from its histogram).
-        cpu_percent: CPU time of the replay process over wall time, in % of one core.
+        cpu_percent: CPU time of the workers over wall time, in % of one core.
         subscriber_cpu_percent: The same for the subscriber process.
-        memory_per_stream_mb: (peak RSS during the replay - RSS before) / streams, in MB.
+        memory_per_stream_mb: Peak RSS during the replay over RSS before it, summed over
+            workers, per stream, in MB.
+        memory_growth_mb: RSS at the end over RSS after the first tenth of the run, summed
+            over workers, in MB (flat memory: about 0).
         beats_published: Beats the publishers handed to the broker.
         beats_received: Beats the subscriber received.
         dropped: Messages the publishers dropped (full queues), all topics.
     """
 
     streams: int
+    workers: int
     duration_s: float
+    samples_s: float
     wall_s: float
     compute: Percentiles
     pacing: Percentiles
@@ -457,48 +460,45 @@ class ScalePoint:
     cpu_percent: float
     subscriber_cpu_percent: float
     memory_per_stream_mb: float
+    memory_growth_mb: float
     beats_published: int
     beats_received: int
     dropped: int
 
+    @property
+    def holds(self) -> bool:
+        """Compute p99 under ``LATENCY_TARGET_MS``, nothing dropped, every beat received."""
+        return (
+            self.compute.p99_ms < LATENCY_TARGET_MS
+            and self.dropped == 0
+            and self.beats_received == self.beats_published
+        )
+
 
 async def measure_scale(
     record: Record,
-    classifier: OnnxBeatClassifier,
+    model_path: Path,
     mqtt: MqttConfig,
     *,
     streams: int,
     duration_s: float,
+    workers: int = 1,
+    samples_s: float | None = None,
 ) -> ScalePoint:
     """Replay the first ``duration_s`` of ``record`` as ``streams`` real-time streams."""
     part = replace(record, samples=record.samples[: round(duration_s * CHAIN_FS_HZ)])
     specs = [StreamSpec(f"scale{k}", part) for k in range(streams)]
     mqtt = replace(mqtt, topic_prefix=f"{mqtt.topic_prefix}/scale{os.getpid()}")
     subscriber = await asyncio.to_thread(start_subscriber, mqtt, [s.stream_id for s in specs])
-    summary = ReplaySummary()
-    live = LiveReplay(
-        specs,
-        lambda: BeatPipeline(BeatExtractor(classifier.config), classifier),
-        classifier.name,
-        mqtt,
-        speed=1.0,
-        summary=summary,
-    )
-    rss_before, peak_rss = rss_bytes(), [rss_bytes()]
-
-    async def sample_memory() -> None:
-        while True:
-            await asyncio.sleep(0.5)
-            peak_rss[0] = max(peak_rss[0], rss_bytes())
-
-    cpu_before, started = time.process_time(), time.perf_counter()
-    sampler = asyncio.create_task(sample_memory(), name="bench-memory")
-    try:
-        await live.run()
-    finally:
-        sampler.cancel()
-    wall_s = time.perf_counter() - started
-    cpu_s = time.process_time() - cpu_before
+    jobs = [
+        WorkerJob(share, mqtt, model_path, speed=1.0, samples_s=samples_s)
+        for share in split_streams(specs, workers)
+    ]
+    results = await run_workers(jobs)
+    errors = [result.error for result in results if result.error]
+    if errors:
+        subscriber.kill()
+        raise BrokerError(errors[0])
     out, _ = await asyncio.to_thread(subscriber.communicate, timeout=120)
     received = json.loads(out.strip().splitlines()[-1])
     e2e = Percentiles(  # json writes and reads NaN (no beats) as NaN
@@ -509,21 +509,55 @@ async def measure_scale(
         p99_ms=float(received["p99"]),
         max_ms=float(received["max"]),
     )
+    summary = merge_results(results)
+    wall_s = max(result.wall_s for result in results)
+    peak = sum(max(r.rss_bytes) - r.rss_bytes[0] for r in results if r.rss_bytes)
+    growth = sum(r.rss_bytes[-1] - r.rss_bytes[len(r.rss_bytes) // 10] for r in results)
     published = sum(report.publisher.published[TopicKind.BEATS] for report in summary.streams)
     return ScalePoint(
         streams=streams,
+        workers=len(jobs),
         duration_s=duration_s,
+        samples_s=REAL_TIME_CHUNK_S if samples_s is None else samples_s,
         wall_s=wall_s,
         compute=summary.compute().summary(),
         pacing=summary.pacing().summary(),
         end_to_end=e2e,
-        cpu_percent=100.0 * cpu_s / wall_s,
+        cpu_percent=100.0 * sum(result.cpu_s for result in results) / wall_s,
         subscriber_cpu_percent=100.0 * received["cpu_s"] / wall_s,
-        memory_per_stream_mb=(peak_rss[0] - rss_before) / streams / 1e6,
+        memory_per_stream_mb=peak / streams / 1e6,
+        memory_growth_mb=growth / 1e6,
         beats_published=published,
         beats_received=int(received["beats"]),
         dropped=summary.total_dropped,
     )
+
+
+def scale_json(point: ScalePoint) -> dict[str, Any]:
+    """One point of the scale curve as a JSON object."""
+    return {
+        "streams": point.streams,
+        "workers": point.workers,
+        "duration_s": point.duration_s,
+        "samples_s": point.samples_s,
+        "wall_s": point.wall_s,
+        "compute": percentiles_json(point.compute),
+        "pacing_error": percentiles_json(point.pacing),
+        "end_to_end": percentiles_json(point.end_to_end),
+        "cpu_percent": point.cpu_percent,
+        "subscriber_cpu_percent": point.subscriber_cpu_percent,
+        "memory_per_stream_mb": point.memory_per_stream_mb,
+        "memory_growth_mb": point.memory_growth_mb,
+        "beats_published": point.beats_published,
+        "beats_received": point.beats_received,
+        "dropped": point.dropped,
+        "holds": point.holds,
+    }
+
+
+def streams_per_machine(curve: Sequence[ScalePoint]) -> int:
+    """The headline: the most streams of a point that holds (0 if none does)."""
+    return max((point.streams for point in curve if point.holds), default=0)
 
 
 # --- the whole benchmark ------------------------------------------------------------------------
@@ -545,8 +579,11 @@ class BenchOptions:
         broker_url: A running broker (None: start one).
         embedded: Start the embedded amqtt broker instead of mosquitto.
         topic_prefix: First topic level(s).
-        streams: Run one point of the scale curve with this many streams instead.
-        duration_s: Signal per stream of the scale point, in s.
+        streams: Instead, the scale curve: one point per number of streams, in order, up to
+            the first that does not hold.
+        duration_s: Signal per stream of each scale point, in s.
+        workers: Processes the streams of a scale point are spread over (at most one each).
+        samples_s: Signal per ``samples`` message of the scale points, in s (None: per chunk).
         json_path: Write the results here.
         plot_dir: Write the PNG plots here.
     """
@@ -562,8 +599,10 @@ class BenchOptions:
     broker_url: str | None = None
     embedded: bool = False
     topic_prefix: str = "bench"
-    streams: int | None = None
+    streams: tuple[int, ...] | None = None
     duration_s: float = 60.0
+    workers: int = 1
+    samples_s: float | None = None
     json_path: Path | None = None
     plot_dir: Path | None = None
 
@@ -571,9 +610,18 @@ class BenchOptions:
         if self.batch < 1 or (self.rounds is not None and self.rounds < 1):
             msg = f"--batch {self.batch} and --rounds {self.rounds} must be >= 1"
             raise ConfigError(msg)
-        if self.streams is not None and (self.streams < 1 or not self.duration_s > 0):
-            msg = f"--streams {self.streams} must be >= 1 and --duration-s {self.duration_s} > 0"
+        if self.streams is not None and (
+            not self.streams or min(self.streams) < 1 or not 0 < self.duration_s <= 86_400
+        ):
+            msg = (
+                f"--streams {self.streams} must be counts >= 1 and --duration-s "
+                f"{self.duration_s} within (0, 86400] s"
+            )
             raise ConfigError(msg)
+        if not 1 <= self.workers <= MAX_WORKERS:
+            msg = f"--workers {self.workers} must lie in [1, {MAX_WORKERS}]"
+            raise ConfigError(msg)
+        check_samples_s(self.samples_s)
 
 
 @dataclass(slots=True)
@@ -588,7 +636,7 @@ class BenchReport:
         stages: Per-beat stage latencies.
         inference: The side-by-side inference comparison.
         throughput: x real time.
-        scale: One point of the scale curve.
+        scale: The scale curve, in order of streams.
     """
 
     record: str
@@ -598,7 +646,7 @@ class BenchReport:
     stages: StageLatencies | None = None
     inference: InferenceComparison | None = None
     throughput: Throughput | None = None
-    scale: ScalePoint | None = None
+    scale: list[ScalePoint] | None = None
 
     def to_json(self) -> dict[str, Any]:
         """The report as one JSON object."""
@@ -632,20 +680,10 @@ class BenchReport:
                 "chain_over_pipeline": t.chain_x / t.pipeline_x,
             }
         if self.scale is not None:
-            s = self.scale
             out["scale"] = {
-                "streams": s.streams,
-                "duration_s": s.duration_s,
-                "wall_s": s.wall_s,
-                "compute": percentiles_json(s.compute),
-                "pacing_error": percentiles_json(s.pacing),
-                "end_to_end": percentiles_json(s.end_to_end),
-                "cpu_percent": s.cpu_percent,
-                "subscriber_cpu_percent": s.subscriber_cpu_percent,
-                "memory_per_stream_mb": s.memory_per_stream_mb,
-                "beats_published": s.beats_published,
-                "beats_received": s.beats_received,
-                "dropped": s.dropped,
+                "latency_target_ms": LATENCY_TARGET_MS,
+                "streams_per_machine": streams_per_machine(self.scale),
+                "curve": [scale_json(point) for point in self.scale],
             }
         return out
 
@@ -730,23 +768,31 @@ def format_report(report: BenchReport) -> str:
             f"{t.chain_x:.0f}x real time, chain + inference {t.pipeline_x:.0f}x "
             f"(chain alone {t.chain_x / t.pipeline_x:.1f}x faster)"
         )
-    if report.scale is not None:
-        s = report.scale
+    for s in report.scale or ():
         lines += [
-            f"{s.streams} real-time streams for {s.duration_s:g} s ({s.wall_s:.1f} s wall), ms",
+            f"{s.streams} real-time streams over {s.workers} worker process(es) for "
+            f"{s.duration_s:g} s ({s.wall_s:.1f} s wall; samples messages of {s.samples_s:g} s), "
+            "ms",
             header,
             _row("compute latency (arrival -> publish)", s.compute),
             _row("pacing error |arrival - due|", s.pacing),
             _row("end to end at a subscriber process", s.end_to_end),
             f"  CPU {s.cpu_percent:.1f} % of a core (subscriber {s.subscriber_cpu_percent:.1f} "
-            f"%), memory {s.memory_per_stream_mb:.2f} MB per stream, beats {s.beats_received} "
-            f"received of {s.beats_published} published, {s.dropped} messages dropped",
+            f"%), memory {s.memory_per_stream_mb:.2f} MB per stream (growth after the first "
+            f"tenth {s.memory_growth_mb:+.1f} MB), beats {s.beats_received} received of "
+            f"{s.beats_published} published, {s.dropped} messages dropped: "
+            + ("holds" if s.holds else f"does not hold (p99 < {LATENCY_TARGET_MS:g} ms, no loss)"),
         ]
+    if report.scale:
+        lines.append(
+            f"streams per machine (compute p99 < {LATENCY_TARGET_MS:g} ms, nothing lost): "
+            f"{streams_per_machine(report.scale)}"
+        )
     return "\n".join(lines)
 
 
 def write_plots(report: BenchReport, directory: Path) -> list[Path]:
-    """Latency CDFs (per stage; per inference variant) as PNG files in ``directory``."""
+    """Latency CDFs (per stage; per inference variant) and the scale curve, as PNG files."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -775,7 +821,34 @@ def write_plots(report: BenchReport, directory: Path) -> list[Path]:
         figure.savefig(directory / name, dpi=110)
         plt.close(figure)
         written.append(directory / name)
+    if report.scale:
+        written.append(_plot_scale(report.scale, directory / "scale.png", plt))
     return written
+
+
+def _plot_scale(curve: Sequence[ScalePoint], path: Path, plt: Any) -> Path:
+    """Compute p99, CPU and memory per stream against the number of streams."""
+    streams = [point.streams for point in curve]
+    panels = [
+        ("compute latency p99, ms", [p.compute.p99_ms for p in curve], LATENCY_TARGET_MS),
+        ("CPU, % of one core (workers)", [p.cpu_percent for p in curve], None),
+        ("memory per stream, MB", [p.memory_per_stream_mb for p in curve], None),
+    ]
+    figure, axes = plt.subplots(1, len(panels), figsize=(12, 4))
+    for axis, (title, values, limit) in zip(axes, panels, strict=True):
+        axis.plot(streams, values, marker="o")
+        if limit is not None:
+            axis.axhline(limit, color="red", linestyle="--", label=f"target {limit:g} ms")
+            axis.legend(fontsize="small")
+        axis.set_xscale("log", base=2)
+        axis.set_xlabel("concurrent real-time streams")
+        axis.set_title(title)
+        axis.grid(visible=True, which="both", alpha=0.3)
+    figure.suptitle(f"ecg-stream scale: {curve[0].workers} worker(s), {os.cpu_count()} CPUs")
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+    return path
 
 
 async def run_bench(options: BenchOptions, say: Say) -> BenchReport:
@@ -797,15 +870,8 @@ async def run_bench(options: BenchOptions, say: Say) -> BenchReport:
                 broker=described,
             )
             if options.streams is not None:
-                say(f"scale: {options.streams} streams for {options.duration_s:g} s ...")
                 report.signal_s = min(report.signal_s, options.duration_s)
-                report.scale = await measure_scale(
-                    record,
-                    classifier,
-                    mqtt,
-                    streams=options.streams,
-                    duration_s=options.duration_s,
-                )
+                report.scale = await measure_curve(record, model, mqtt, options, say)
                 return report
             say(f"stages: {report.signal_s:.0f} s of signal through {described} ...")
             report.stages = await measure_stages(record, classifier, mqtt)
@@ -824,6 +890,34 @@ async def run_bench(options: BenchOptions, say: Say) -> BenchReport:
             batch=options.batch,
         )
     return report
+
+
+async def measure_curve(
+    record: Record, model_path: Path, mqtt: MqttConfig, options: BenchOptions, say: Say
+) -> list[ScalePoint]:
+    """The scale points of ``options.streams`` in order, up to the first that does not hold."""
+    assert options.streams is not None  # the caller's branch
+    curve: list[ScalePoint] = []
+    for streams in options.streams:
+        workers = min(options.workers, streams)
+        say(f"scale: {streams} streams over {workers} worker(s) for {options.duration_s:g} s ...")
+        point = await measure_scale(
+            record,
+            model_path,
+            mqtt,
+            streams=streams,
+            duration_s=options.duration_s,
+            workers=workers,
+            samples_s=options.samples_s,
+        )
+        curve.append(point)
+        say(
+            f"  compute p99 {point.compute.p99_ms:.1f} ms, CPU {point.cpu_percent:.0f} %, "
+            f"dropped {point.dropped}: {'holds' if point.holds else 'does not hold; stopping'}"
+        )
+        if not point.holds:
+            break
+    return curve
 
 
 def _no_nan(value: Any) -> Any:

@@ -21,7 +21,9 @@ from collections.abc import Callable, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
+
+import numpy as np
 
 from ecg_stream.config import CHAIN_FS_HZ, ChainConfig, MqttConfig
 from ecg_stream.errors import ConfigError, EcgStreamError
@@ -30,7 +32,7 @@ from ecg_stream.stream.batcher import ClassifierLike, InferenceBatcher
 from ecg_stream.stream.publisher import BeatPublisher, PublisherStats
 from ecg_stream.stream.replay import ReplaySource
 from ecg_stream.stream.stats import DurationHistogram
-from ecg_stream.types import BEAT_CLASSES, BeatClass, BeatWindow, Chunk, LabeledBeat
+from ecg_stream.types import BEAT_CLASSES, BeatClass, BeatWindow, Chunk, FloatArray, LabeledBeat
 from ecg_stream.wire import (
     BeatMessage,
     SamplesMessage,
@@ -42,6 +44,9 @@ from ecg_stream.wire import (
     check_topic_prefix,
 )
 
+if TYPE_CHECKING:  # workers.py runs LiveReplay: it imports this module
+    from ecg_stream.stream.workers import WorkerJob
+
 Clock = Callable[[], float]
 Say = Callable[[str], None]
 
@@ -50,6 +55,12 @@ REAL_TIME_CHUNK_S = 0.1
 
 MAX_SPEED_CHUNK_S = 1.0
 """Chunk duration at ``--speed max``: fewer, larger chunks and messages, same beats."""
+
+SAMPLES_RANGE_S = (0.05, 10.0)
+"""Shortest and longest signal one ``samples`` message may carry, in s."""
+
+MAX_WORKERS = 64
+"""Most worker processes one replay may start."""
 
 SAMPLES_SCALE_UV = 1.0
 """Microvolts per count of the ``samples`` payloads (int16: +-32.7 mV at 1 uV)."""
@@ -225,6 +236,8 @@ class LiveReplay:
         say: Where per-beat lines go (None: quiet).
         chunk_s: Chunk duration, in s of signal (default: ``REAL_TIME_CHUNK_S`` at a finite
             speed, ``MAX_SPEED_CHUNK_S`` at ``math.inf``; results do not depend on it).
+        samples_s: Signal per ``samples`` message, in s (default: one message per chunk);
+            longer messages mean fewer publishes per stream, and a coarser monitor trace.
         queue_size: Publish queue length per stream.
         publish_samples: Also publish the filtered samples (``samples`` topic).
         clock: Monotonic clock, in s.
@@ -242,6 +255,7 @@ class LiveReplay:
         summary: ReplaySummary | None = None,
         say: Say | None = None,
         chunk_s: float | None = None,
+        samples_s: float | None = None,
         queue_size: int = 1000,
         publish_samples: bool = True,
         clock: Clock = time.monotonic,
@@ -255,7 +269,9 @@ class LiveReplay:
         self.mqtt, self.speed, self.say = mqtt, speed, say
         if chunk_s is None:
             chunk_s = MAX_SPEED_CHUNK_S if math.isinf(speed) else REAL_TIME_CHUNK_S
+        check_samples_s(samples_s)
         self.chunk_s, self.queue_size, self.publish_samples = chunk_s, queue_size, publish_samples
+        self.samples_s = chunk_s if samples_s is None else samples_s
         self.clock, self.wall_clock = clock, wall_clock
         self.summary = summary if summary is not None else ReplaySummary()
 
@@ -273,10 +289,15 @@ class LiveReplay:
             batchers.setdefault(id(pipeline.classifier), InferenceBatcher(pipeline.classifier))
         try:
             async with asyncio.TaskGroup() as group:
-                for spec, report, pipeline in zip(self.specs, reports, pipelines, strict=True):
+                for k, (spec, report, pipeline) in enumerate(
+                    zip(self.specs, reports, pipelines, strict=True)
+                ):
+                    # Paced streams start spread over one chunk period, as patients join a
+                    # ward at their own times, not all on one clock tick.
+                    phase_s = k / len(self.specs) * self.chunk_s / self.speed
                     batcher = batchers[id(pipeline.classifier)]
                     group.create_task(
-                        self._stream(spec, report, pipeline, batcher),
+                        self._stream(spec, report, pipeline, batcher, phase_s),
                         name=f"stream-{spec.stream_id}",
                     )
         except BaseExceptionGroup as errors:
@@ -298,6 +319,7 @@ class LiveReplay:
         report: StreamReport,
         pipeline: PipelineLike,
         batcher: InferenceBatcher,
+        phase_s: float,
     ) -> None:
         record = spec.record
         source = ReplaySource(
@@ -323,7 +345,9 @@ class LiveReplay:
         report.publisher = publisher.stats
         lossless = math.isinf(self.speed)
         start_wall = math.nan
+        samples = SamplesCollector(spec.stream_id, self.samples_s)
         async with publisher:
+            await asyncio.sleep(phase_s)
             try:
                 async for chunk in source:
                     if math.isnan(start_wall):
@@ -341,15 +365,8 @@ class LiveReplay:
                     for beat in beats:  # beats first: they are the latency-critical part
                         message = self._describe(spec, beat, start_wall, report)
                         await self._emit(publisher, message, chunk.arrival_s, lossless)
-                    if self.publish_samples:
-                        samples = SamplesMessage.from_mv(
-                            spec.stream_id,
-                            output.filtered.start_index,
-                            CHAIN_FS_HZ,
-                            output.filtered.samples,
-                            SAMPLES_SCALE_UV,
-                        )
-                        await self._emit(publisher, samples, chunk.arrival_s, lossless)
+                    if self.publish_samples and (display := samples.add(output.filtered)):
+                        await self._emit(publisher, display, chunk.arrival_s, lossless)
                 unlabeled = extractor.flush()
                 flushed = await batcher.classify(unlabeled)
                 unlabeled = ()
@@ -364,6 +381,8 @@ class LiveReplay:
                 for beat in flushed:
                     message = self._describe(spec, beat, start_wall, report)
                     await self._emit(publisher, message, arrival, lossless)
+                if self.publish_samples and (last := samples.take()):
+                    await self._emit(publisher, last, arrival, lossless)
             finally:
                 report.finished_s = self.clock()
 
@@ -395,6 +414,55 @@ class LiveReplay:
         if self.say is not None:
             self.say(format_beat_line(message))
         return message
+
+
+def check_samples_s(samples_s: float | None) -> None:
+    """Refuse a ``samples`` message length outside :data:`SAMPLES_RANGE_S` (None: per chunk).
+
+    Raises:
+        ConfigError: It is outside (or NaN).
+    """
+    low, high = SAMPLES_RANGE_S
+    if samples_s is not None and not low <= samples_s <= high:
+        msg = (
+            f"--samples-ms {samples_s * 1e3:g} must lie in [{low * 1e3:g}, {high * 1e3:g}] ms "
+            "(signal per samples message)"
+        )
+        raise ConfigError(msg)
+
+
+class SamplesCollector:
+    """Join a stream's consecutive filtered chunks into ``samples`` messages.
+
+    Args:
+        stream_id: The stream.
+        duration_s: Signal per message, in s (a message closes with the chunk that reaches it).
+    """
+
+    def __init__(self, stream_id: str, duration_s: float) -> None:
+        self.stream_id = stream_id
+        self.limit = max(1, round(duration_s * CHAIN_FS_HZ))
+        self._parts: list[FloatArray] = []
+        self._start_index = 0
+        self._held = 0
+
+    def add(self, chunk: Chunk) -> SamplesMessage | None:
+        """Hold ``chunk``; return the message it completes, if any."""
+        if not self._parts:
+            self._start_index = chunk.start_index
+        self._parts.append(chunk.samples)
+        self._held += chunk.samples.size
+        return self.take() if self._held >= self.limit else None
+
+    def take(self) -> SamplesMessage | None:
+        """The samples held so far as one message (None if none are held)."""
+        if not self._parts:
+            return None
+        samples = np.concatenate(self._parts)
+        self._parts, self._held = [], 0
+        return SamplesMessage.from_mv(
+            self.stream_id, self._start_index, CHAIN_FS_HZ, samples, SAMPLES_SCALE_UV
+        )
 
 
 def format_beat_line(message: BeatMessage) -> str:
@@ -443,6 +511,8 @@ async def run_replay(
     data_dir: DataDirs = None,
     model_path: Path | None = None,
     quiet: bool = False,
+    samples_s: float | None = None,
+    workers: int = 1,
 ) -> ReplaySummary:
     """``ecg-stream replay``: load records and the model, find a broker, run the streams.
 
@@ -458,6 +528,8 @@ async def run_replay(
         data_dir: Directory holding the WFDB files.
         model_path: ONNX model (default: the shipped one).
         quiet: No per-beat lines.
+        samples_s: Signal per ``samples`` message, in s (None: one per chunk).
+        workers: Processes to spread the streams over (``ecg_stream.stream.workers``).
 
     Raises:
         EcgStreamError: A record, the model or the broker is not usable.
@@ -466,8 +538,13 @@ async def run_replay(
     from ecg_stream.pipeline import BeatPipeline
     from ecg_stream.records import load_record
     from ecg_stream.stream.broker import broker_for
+    from ecg_stream.stream.workers import WorkerJob, split_streams
 
     check_topic_prefix(topic_prefix)
+    check_samples_s(samples_s)
+    if not 1 <= workers <= MAX_WORKERS:
+        msg = f"--workers {workers} must lie in [1, {MAX_WORKERS}] (one per core is plenty)"
+        raise ConfigError(msg)
     if broker_url is not None:  # a wrong URL fails before records and model load
         MqttConfig.from_url(broker_url, topic_prefix)
     loaded = [load_record(name, data_dir, lead, annotations=False) for name in records]
@@ -485,6 +562,13 @@ async def run_replay(
             f"{topic_prefix}/<stream>/...; Ctrl-C stops"
         )
 
+        if workers > 1:
+            jobs = [
+                WorkerJob(share, mqtt, classifier.path, speed, samples_s, quiet)
+                for share in split_streams(specs, workers)
+            ]
+            return await _replay_in_workers(jobs, say, summary)
+
         def make_pipeline() -> PipelineLike:
             from ecg_stream.detector.chain import BeatExtractor
 
@@ -498,8 +582,30 @@ async def run_replay(
             speed=speed,
             summary=summary,
             say=None if quiet else say,
+            samples_s=samples_s,
         )
         return await live.run()
+
+
+async def _replay_in_workers(
+    jobs: Sequence[WorkerJob], say: Say, summary: ReplaySummary
+) -> ReplaySummary:
+    """Run the jobs in worker processes; fill ``summary`` with their streams, in job order."""
+    from ecg_stream.stream.workers import merge_results, run_workers
+
+    results = await run_workers(jobs)
+    merged = merge_results(results)
+    summary.streams = merged.streams
+    summary.speed, summary.interrupted = jobs[0].speed, merged.interrupted
+    summary.inference_calls = merged.inference_calls
+    summary.inference_windows = merged.inference_windows
+    for job, result in zip(jobs, results, strict=True):
+        if result.died:  # its streams' connections closed: the broker sent their wills
+            ids = ", ".join(spec.stream_id for spec in job.specs)
+            say(f"{result.error}: streams {ids} stopped; their status says offline")
+        elif result.error:
+            raise EcgStreamError(result.error)
+    return summary
 
 
 def replay_main(records: Sequence[str], *, speed: float, say: Say, **options: Any) -> int:
@@ -520,6 +626,6 @@ def replay_main(records: Sequence[str], *, speed: float, say: Say, **options: An
     stopped = run_until_stopped(
         run_replay(records, speed=speed, say=say, summary=summary, **options)
     )
-    summary.interrupted = stopped
+    summary.interrupted |= stopped  # workers are stopped on their own
     say(summary.format())
-    return 130 if stopped else 0
+    return 130 if summary.interrupted else 0

@@ -76,18 +76,28 @@ def test_quick_benchmark_reports_every_stage(
 
 
 @pytest.mark.mqtt
-def test_one_scale_point_reports_every_field(
+def test_the_scale_curve_reports_every_field_of_every_point(
     data_dir: Path, mqtt_broker: MqttBroker, tmp_path: Path
 ) -> None:
-    report = run_bench(["--streams", "2", "--duration-s", "4"], data_dir, mqtt_broker, tmp_path)
+    argv = ["--streams", "1,3", "--duration-s", "4", "--workers", "2", "--samples-ms", "500"]
+    report = run_bench(argv, data_dir, mqtt_broker, tmp_path)
 
     scale = report["scale"]
-    assert scale["streams"] == 2
-    for key in ("compute", "pacing_error"):
-        assert_distribution(scale[key])
-    assert_distribution(scale["end_to_end"], mean=False)
-    assert scale["beats_received"] == scale["beats_published"] > 0
-    assert scale["dropped"] == 0
-    for key in ("cpu_percent", "subscriber_cpu_percent", "memory_per_stream_mb", "wall_s"):
-        assert math.isfinite(scale[key])
+    assert scale["latency_target_ms"] == 50.0
+    assert [point["streams"] for point in scale["curve"]] == [1, 3]
+    assert [point["workers"] for point in scale["curve"]] == [1, 2]
+    for point in scale["curve"]:
+        for key in ("compute", "pacing_error"):
+            assert_distribution(point[key])
+        assert_distribution(point["end_to_end"], mean=False)
+        assert point["beats_received"] == point["beats_published"] > 0
+        assert point["dropped"] == 0
+        assert point["samples_s"] == 0.5
+        for key in ("cpu_percent", "subscriber_cpu_percent", "memory_per_stream_mb", "wall_s"):
+            assert math.isfinite(point[key])
+        assert math.isfinite(point["memory_growth_mb"])
+        assert isinstance(point["holds"], bool)
+    holding = [point["streams"] for point in scale["curve"] if point["holds"]]
+    assert scale["streams_per_machine"] == max(holding, default=0)
+    assert (tmp_path / "scale.png").stat().st_size > 0
     assert "stages" not in report
