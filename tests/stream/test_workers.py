@@ -112,7 +112,7 @@ def test_a_killed_worker_s_streams_go_offline_and_the_others_do_not(
             collect_until(mqtt, collector, lambda c: False, kinds=(TopicKind.STATUS,))
         )
         await collector.ready.wait()
-        replay = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
+        replay = await asyncio.create_subprocess_exec(*command, stdout=subprocess.PIPE)
         try:
             await wait_for(lambda: state("100") is state("101") is StreamState.ONLINE, 60.0)
             workers = worker_pids(replay.pid)
@@ -123,11 +123,13 @@ def test_a_killed_worker_s_streams_go_offline_and_the_others_do_not(
             assert {state("100"), state("101")} == {StreamState.ONLINE, StreamState.OFFLINE}
             replay.send_signal(signal.SIGTERM)  # passed on to the surviving worker
             await wait_for(lambda: state("100") is state("101") is StreamState.OFFLINE, 20.0)
-            out, _ = await asyncio.to_thread(replay.communicate, timeout=30)
+            out, _ = await asyncio.wait_for(replay.communicate(), timeout=30)
         finally:
-            replay.kill()
+            if replay.returncode is None:
+                replay.kill()
             listen.cancel()
-        return replay.returncode, out
+        assert replay.returncode is not None
+        return replay.returncode, out.decode()
 
     returncode, out = run(scenario(), timeout_s=120)
     assert returncode == 130
