@@ -47,6 +47,9 @@ class InferenceComparison:
         keras_model: The Keras model compared (None: not measured).
         skipped: Why the Keras variants were not measured (None: they were).
         parity_max_abs: Largest |Keras - ONNX| probability of the fold model on one batch.
+        int8_label_agreement: Fraction of the windows the int8 model labels as the shipped one.
+        int8_max_abs: Largest |int8 - shipped| probability over the windows.
+        int8_skipped: Why the int8 variants were not measured (None: they were).
     """
 
     beats: int
@@ -55,6 +58,9 @@ class InferenceComparison:
     keras_model: str | None = None
     skipped: str | None = None
     parity_max_abs: float = math.nan
+    int8_label_agreement: float = math.nan
+    int8_max_abs: float = math.nan
+    int8_skipped: str | None = None
 
 
 def model_feeds(windows: Sequence[BeatWindow], contract: ModelContract) -> Feeds:
@@ -93,6 +99,20 @@ def onnx_session(model: bytes | Path) -> Any:
     return onnxruntime.InferenceSession(source, options, providers=["CPUExecutionProvider"])
 
 
+def quantized_int8(model: Path) -> bytes:
+    """``model`` with its weights quantized to int8 (onnxruntime's dynamic quantization)."""
+    import logging
+    import tempfile
+
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    logging.getLogger().setLevel(logging.ERROR)  # it advises pre-processing on the root logger
+    with tempfile.TemporaryDirectory() as directory:
+        path = Path(directory) / "int8.onnx"
+        quantize_dynamic(model, path, weight_type=QuantType.QInt8)
+        return path.read_bytes()
+
+
 def _slice(feeds: Feeds, start: int, stop: int) -> Feeds:
     return {name: array[start:stop] for name, array in feeds.items()}
 
@@ -111,7 +131,8 @@ def compare_inference(
     A round classifies beat ``r`` alone with each batch-1 variant and beats ``r .. r + batch``
     with each batched variant. Variants: the shipped ONNX ensemble; with a Keras fold model also
     its ``predict`` (batch 1 and batched), its call ``model(x, training=False)`` and its ONNX
-    conversion (onnxruntime, 1 thread, batch 1 and batched).
+    conversion (onnxruntime, 1 thread, batch 1 and batched); and the shipped ensemble quantized
+    to int8, with how often it keeps the shipped model's label on these windows.
 
     Args:
         windows: Real beat windows (at least ``batch``).
@@ -132,6 +153,18 @@ def compare_inference(
         "onnx shipped ensemble, batch 1": (lambda x: shipped.run(None, x), 1),
         f"onnx shipped ensemble, batch {batch}": (lambda x: shipped.run(None, x), batch),
     }
+    try:
+        int8 = onnx_session(quantized_int8(shipped_model))
+    except ImportError as error:  # quantization needs the onnx package (the train extra)
+        result.int8_skipped = f"int8 needs the onnx package ({error}): pip install -e '.[train]'"
+    else:
+        (reference,), (quantized,) = shipped.run(None, feeds), int8.run(None, feeds)
+        result.int8_label_agreement = float(np.mean(reference.argmax(1) == quantized.argmax(1)))
+        result.int8_max_abs = float(np.max(np.abs(reference - quantized)))
+        calls |= {
+            "onnx shipped ensemble int8, batch 1": (lambda x: int8.run(None, x), 1),
+            f"onnx shipped ensemble int8, batch {batch}": (lambda x: int8.run(None, x), batch),
+        }
     if keras_path is None or not keras_path.is_file():
         result.skipped = (
             f"Keras model {keras_path} not found (a clean checkout has no runs/): train one "

@@ -56,7 +56,11 @@ def test_quick_benchmark_reports_every_stage(
     assert set(inference["variants"]) == {
         "onnx shipped ensemble, batch 1",
         "onnx shipped ensemble, batch 8",
+        "onnx shipped ensemble int8, batch 1",
+        "onnx shipped ensemble int8, batch 8",
     }
+    assert 0.0 <= inference["int8"]["label_agreement"] <= 1.0
+    assert inference["int8"]["max_abs_probability_difference"] >= 0.0
     assert inference["variants"][inference["baseline"]]["ratio_p50"] == 1.0
     for variant in inference["variants"].values():
         assert set(variant) == PERCENTILE_FIELDS | {"ratio_p50"}
