@@ -7,7 +7,7 @@ from collections import deque
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import ndimage, signal
+from scipy import signal
 
 from ecg_stream.detector.filter import sos_filter
 from ecg_stream.errors import ConfigError
@@ -186,13 +186,18 @@ class RPeakDetector:
             return []
         offset = self._history_start
         span = self._feature[first - self._hold - offset : final_before + self._hold - offset]
-        dominant = ndimage.maximum_filter1d(span, size=2 * self._hold + 1, mode="nearest")
-        centre = span[self._hold : -self._hold]
-        rising = centre > span[self._hold - 1 : -self._hold - 1]
-        is_peak = (centre == dominant[self._hold : -self._hold]) & rising & (centre > 0.0)
+        hold, width = self._hold, 2 * self._hold + 1
+        centre = span[hold:-hold]
+        # Rising local maxima first (a few per chunk), then whether each is the largest within
+        # `hold` on both sides: a running maximum filter's answer at a fraction of its cost.
+        local = (centre > span[hold - 1 : -hold - 1]) & (
+            centre >= span[hold + 1 : span.size - hold + 1]
+        )
         self._next_candidate_index = final_before
         peaks: list[RPeak] = []
-        for relative in np.flatnonzero(is_peak):
+        for relative in np.flatnonzero(local & (centre > 0.0)):
+            if centre[relative] < span[relative : relative + width].max():
+                continue
             candidate = self._describe(first + int(relative))
             if not self._learned:
                 self._learning.append(candidate)
