@@ -832,6 +832,7 @@ def _bench(args: argparse.Namespace) -> int:
         duration_s=args.duration_s,
         workers=args.workers,
         samples_s=None if args.samples_ms is None else args.samples_ms / 1e3,
+        **({} if args.ramp_s is None else {"ramp_s": args.ramp_s}),
         json_path=args.json,
         plot_dir=args.plot_dir,
     )

@@ -55,6 +55,7 @@ from ecg_stream.stream.live import (
     SAMPLES_SCALE_UV,
     StreamSpec,
     check_samples_s,
+    spread_starts,
 )
 from ecg_stream.stream.publisher import client_identifier, make_client
 from ecg_stream.stream.replay import ReplaySource
@@ -421,6 +422,9 @@ def start_subscriber(mqtt: MqttConfig, streams: Sequence[str]) -> subprocess.Pop
     return process
 
 
+SCALE_RAMP_S: Final = 5.0
+"""Streams of a scale point join over this long, as patients do, not all on one clock tick."""
+
 LATENCY_TARGET_MS: Final = 50.0
 """A scale point holds when its compute latency p99 is below this, with nothing lost."""
 
@@ -434,6 +438,7 @@ class ScalePoint:
         workers: Processes they were spread over.
         duration_s: Signal per stream, in s (real time).
         samples_s: Signal per ``samples`` message, in s.
+        ramp_s: The streams started spread over this wall time, in s.
         wall_s: Wall time of the replay, in s (the slowest worker's).
         compute: Compute latency of every published beat (chunk arrival -> publish).
         pacing: |chunk arrival - due time| of every chunk.
@@ -453,6 +458,7 @@ class ScalePoint:
     workers: int
     duration_s: float
     samples_s: float
+    ramp_s: float
     wall_s: float
     compute: Percentiles
     pacing: Percentiles
@@ -484,10 +490,15 @@ async def measure_scale(
     duration_s: float,
     workers: int = 1,
     samples_s: float | None = None,
+    ramp_s: float = REAL_TIME_CHUNK_S,
 ) -> ScalePoint:
-    """Replay the first ``duration_s`` of ``record`` as ``streams`` real-time streams."""
+    """Replay the first ``duration_s`` of ``record`` as ``streams`` real-time streams.
+
+    The streams start spread evenly over ``ramp_s`` (0: all on one clock tick, as after a
+    server restart, when every stream's learning-period beats come out together).
+    """
     part = replace(record, samples=record.samples[: round(duration_s * CHAIN_FS_HZ)])
-    specs = [StreamSpec(f"scale{k}", part) for k in range(streams)]
+    specs = spread_starts([StreamSpec(f"scale{k}", part) for k in range(streams)], ramp_s)
     mqtt = replace(mqtt, topic_prefix=f"{mqtt.topic_prefix}/scale{os.getpid()}")
     subscriber = await asyncio.to_thread(start_subscriber, mqtt, [s.stream_id for s in specs])
     jobs = [
@@ -519,6 +530,7 @@ async def measure_scale(
         workers=len(jobs),
         duration_s=duration_s,
         samples_s=REAL_TIME_CHUNK_S if samples_s is None else samples_s,
+        ramp_s=ramp_s,
         wall_s=wall_s,
         compute=summary.compute().summary(),
         pacing=summary.pacing().summary(),
@@ -540,6 +552,7 @@ def scale_json(point: ScalePoint) -> dict[str, Any]:
         "workers": point.workers,
         "duration_s": point.duration_s,
         "samples_s": point.samples_s,
+        "ramp_s": point.ramp_s,
         "wall_s": point.wall_s,
         "compute": percentiles_json(point.compute),
         "pacing_error": percentiles_json(point.pacing),
@@ -584,6 +597,7 @@ class BenchOptions:
         duration_s: Signal per stream of each scale point, in s.
         workers: Processes the streams of a scale point are spread over (at most one each).
         samples_s: Signal per ``samples`` message of the scale points, in s (None: per chunk).
+        ramp_s: The streams of a scale point start spread over this wall time, in s.
         json_path: Write the results here.
         plot_dir: Write the PNG plots here.
     """
@@ -603,6 +617,7 @@ class BenchOptions:
     duration_s: float = 60.0
     workers: int = 1
     samples_s: float | None = None
+    ramp_s: float = SCALE_RAMP_S
     json_path: Path | None = None
     plot_dir: Path | None = None
 
@@ -622,6 +637,9 @@ class BenchOptions:
             msg = f"--workers {self.workers} must lie in [1, {MAX_WORKERS}]"
             raise ConfigError(msg)
         check_samples_s(self.samples_s)
+        if not 0 <= self.ramp_s <= self.duration_s:
+            msg = f"--ramp-s {self.ramp_s} must lie in [0, --duration-s {self.duration_s:g}]"
+            raise ConfigError(msg)
 
 
 @dataclass(slots=True)
@@ -782,8 +800,8 @@ def format_report(report: BenchReport) -> str:
     for s in report.scale or ():
         lines += [
             f"{s.streams} real-time streams over {s.workers} worker process(es) for "
-            f"{s.duration_s:g} s ({s.wall_s:.1f} s wall; samples messages of {s.samples_s:g} s), "
-            "ms",
+            f"{s.duration_s:g} s ({s.wall_s:.1f} s wall; joining over {s.ramp_s:g} s; samples "
+            f"messages of {s.samples_s:g} s), ms",
             header,
             _row("compute latency (arrival -> publish)", s.compute),
             _row("pacing error |arrival - due|", s.pacing),
@@ -920,6 +938,7 @@ async def measure_curve(
             duration_s=options.duration_s,
             workers=workers,
             samples_s=options.samples_s,
+            ramp_s=options.ramp_s,
         )
         curve.append(point)
         say(

@@ -19,7 +19,7 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from contextlib import AsyncExitStack
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -111,10 +111,12 @@ class StreamSpec:
     Args:
         stream_id: Topic level of the stream (default: the record name).
         record: The record (its ``samples`` may be a slice, e.g. in tests).
+        start_delay_s: Wall time the stream waits before its first chunk, in s (finite speeds).
     """
 
     stream_id: str
     record: Record
+    start_delay_s: float = 0.0
 
 
 @dataclass(slots=True)
@@ -289,15 +291,10 @@ class LiveReplay:
             batchers.setdefault(id(pipeline.classifier), InferenceBatcher(pipeline.classifier))
         try:
             async with asyncio.TaskGroup() as group:
-                for k, (spec, report, pipeline) in enumerate(
-                    zip(self.specs, reports, pipelines, strict=True)
-                ):
-                    # Paced streams start spread over one chunk period, as patients join a
-                    # ward at their own times, not all on one clock tick.
-                    phase_s = k / len(self.specs) * self.chunk_s / self.speed
+                for spec, report, pipeline in zip(self.specs, reports, pipelines, strict=True):
                     batcher = batchers[id(pipeline.classifier)]
                     group.create_task(
-                        self._stream(spec, report, pipeline, batcher, phase_s),
+                        self._stream(spec, report, pipeline, batcher),
                         name=f"stream-{spec.stream_id}",
                     )
         except BaseExceptionGroup as errors:
@@ -319,7 +316,6 @@ class LiveReplay:
         report: StreamReport,
         pipeline: PipelineLike,
         batcher: InferenceBatcher,
-        phase_s: float,
     ) -> None:
         record = spec.record
         source = ReplaySource(
@@ -347,7 +343,8 @@ class LiveReplay:
         start_wall = math.nan
         samples = SamplesCollector(spec.stream_id, self.samples_s)
         async with publisher:
-            await asyncio.sleep(phase_s)
+            if not lossless:
+                await asyncio.sleep(spec.start_delay_s)
             try:
                 async for chunk in source:
                     if math.isnan(start_wall):
@@ -474,6 +471,15 @@ def format_beat_line(message: BeatMessage) -> str:
     )
 
 
+def spread_starts(specs: Sequence[StreamSpec], over_s: float) -> list[StreamSpec]:
+    """The streams with their starts spread evenly over ``over_s`` of wall time.
+
+    Patients join a ward at their own times, not all on one clock tick: spread over a chunk
+    period, the streams of a process fall due one after the other instead of all at once.
+    """
+    return [replace(spec, start_delay_s=k * over_s / len(specs)) for k, spec in enumerate(specs)]
+
+
 def plan_streams(records: Sequence[Record], stream_ids: Sequence[str] | None) -> list[StreamSpec]:
     """Pair records with stream ids (default: the record names).
 
@@ -548,7 +554,7 @@ async def run_replay(
     if broker_url is not None:  # a wrong URL fails before records and model load
         MqttConfig.from_url(broker_url, topic_prefix)
     loaded = [load_record(name, data_dir, lead, annotations=False) for name in records]
-    specs = plan_streams(loaded, stream_ids)
+    specs = spread_starts(plan_streams(loaded, stream_ids), REAL_TIME_CHUNK_S / speed)
     config = ChainConfig()
     async with AsyncExitStack() as stack:
         classifier = stack.enter_context(

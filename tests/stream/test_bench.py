@@ -84,6 +84,7 @@ def test_the_scale_curve_reports_every_field_of_every_point(
     data_dir: Path, mqtt_broker: MqttBroker, tmp_path: Path
 ) -> None:
     argv = ["--streams", "1,3", "--duration-s", "4", "--workers", "2", "--samples-ms", "500"]
+    argv += ["--ramp-s", "0.5"]
     report = run_bench(argv, data_dir, mqtt_broker, tmp_path)
 
     scale = report["scale"]
@@ -96,7 +97,7 @@ def test_the_scale_curve_reports_every_field_of_every_point(
         assert_distribution(point["end_to_end"], mean=False)
         assert point["beats_received"] == point["beats_published"] > 0
         assert point["dropped"] == 0
-        assert point["samples_s"] == 0.5
+        assert point["samples_s"] == point["ramp_s"] == 0.5
         for key in ("cpu_percent", "subscriber_cpu_percent", "memory_per_stream_mb", "wall_s"):
             assert math.isfinite(point[key])
         assert math.isfinite(point["memory_growth_mb"])
