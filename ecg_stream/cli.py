@@ -294,6 +294,12 @@ def _build_parser() -> argparse.ArgumentParser:
         "--duration-s", type=float, default=60.0, help="--streams: seconds of signal per stream"
     )
     _add_scale_arguments(bench)
+    bench.add_argument(
+        "--ramp-s",
+        type=float,
+        help="--streams: the streams start spread over this many seconds (0: all at once, as "
+        "after a server restart; default: 5)",
+    )
     bench.add_argument("--json", type=Path, help="write the results to this JSON file")
     bench.add_argument("--plot-dir", type=Path, help="write latency CDF plots (PNG) here")
     bench.set_defaults(handler=_bench)
