@@ -27,7 +27,8 @@ from ecg_stream.config import ChainConfig
 from ecg_stream.detector.segment import FEATURE_NAMES, WINDOW_CHANNELS
 from ecg_stream.model.classifier import RR_INPUT, WINDOW_INPUT
 from ecg_stream.model.dataset import load_dataset
-from ecg_stream.model.train import Architecture, build_model, model_inputs
+from ecg_stream.model.run import Architecture
+from ecg_stream.model.train import build_model, model_inputs
 from ecg_stream.stream.bench_inference import keras_to_onnx, load_keras
 from ecg_stream.types import BEAT_CLASSES
 

@@ -1,32 +1,37 @@
-"""Offline analysis: a whole record through the streaming chain, detections scored."""
+"""Offline analysis: whole records through the streaming chain, as fast as possible."""
 
 from __future__ import annotations
 
 import csv
+import itertools
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, TypeVar
 
 import numpy as np
 
 from ecg_stream.config import CHAIN_FS_HZ, ChainConfig
 from ecg_stream.detector.chain import BeatExtractor
-from ecg_stream.errors import RecordFormatError
-from ecg_stream.evaluation import (
-    EC57_LEARNING_S,
-    MATCH_TOLERANCE_S,
-    DetectionScore,
-    Matching,
-    match_beats,
-    score_detection,
-    scored_mask,
-)
+from ecg_stream.errors import ConfigError
 from ecg_stream.records import Record
-from ecg_stream.types import BEAT_CLASSES, BeatWindow, Chunk, IntArray, LabeledBeat
+from ecg_stream.types import (
+    BEAT_CLASSES,
+    BeatWindow,
+    Chunk,
+    IntArray,
+    LabeledBeat,
+    SignalIssue,
+)
+
+T = TypeVar("T")
 
 CSV_HEADER = ("sample", "time_s", "rr_ms")
 LABEL_COLUMNS = ("label", "confidence", *(f"p_{c.value}" for c in BEAT_CLASSES))
+QUALITY_COLUMNS = ("sqi", "sqi_issue")
+"""Signal-quality index of each beat and, when unusable (label Q), why (detector/quality.py)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,7 +83,8 @@ def write_beats_csv(
     """Write one CSV row per detected beat, indices in the record's own clock.
 
     Columns ``sample,time_s,rr_ms``, then, when ``labeled`` holds one beat per window,
-    ``label,confidence,p_N,p_S,p_V,p_F,p_Q``.
+    ``label,confidence,p_N,p_S,p_V,p_F,p_Q``, then ``sqi,sqi_issue`` (the beat's signal-quality
+    index and, when unusable, why; such a beat is labelled Q).
     """
     if labeled is not None and len(labeled) != len(result.windows):
         msg = f"{len(labeled)} labeled beats for {len(result.windows)} windows"
@@ -86,7 +92,9 @@ def write_beats_csv(
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w", newline="") as file:
         writer = csv.writer(file)
-        writer.writerow(CSV_HEADER + (LABEL_COLUMNS if labeled is not None else ()))
+        writer.writerow(
+            CSV_HEADER + (LABEL_COLUMNS if labeled is not None else ()) + QUALITY_COLUMNS
+        )
         for i, (sample, window) in enumerate(
             zip(result.record_indices, result.windows, strict=True)
         ):
@@ -96,65 +104,26 @@ def write_beats_csv(
                 beat = labeled[i]
                 row += [beat.label.value, f"{beat.confidence:.4f}"]
                 row += [f"{p:.4f}" for p in beat.probabilities]
+            quality = window.quality
+            row += ["", ""] if quality is None else [f"{quality.sqi:.3f}", _issue(quality.issue)]
             writer.writerow(row)
 
 
-@dataclass(frozen=True, slots=True)
-class DetectionEvaluation:
-    """Detection figures of one record over one scoring span.
-
-    Args:
-        record: Record name.
-        score: TP, FN, FP.
-        timing_errors_ms: Detection minus reference time of each matched beat, in ms.
-    """
-
-    record: str
-    score: DetectionScore
-    timing_errors_ms: tuple[float, ...]
-
-    @property
-    def mean_abs_timing_error_ms(self) -> float:
-        """Mean |detection - reference| over matched beats, in ms."""
-        return float(np.mean(np.abs(self.timing_errors_ms))) if self.timing_errors_ms else 0.0
-
-
-def evaluate_detections(
-    record: Record, detected: IntArray, *, ec57_span: bool
-) -> DetectionEvaluation:
-    """Score detections (record clock) against the record's reference beats (docs/protocol.md).
+def map_records(function: Callable[..., T], tasks: list[tuple[Any, ...]], jobs: int) -> Iterator[T]:
+    """Apply ``function`` to each task's arguments, results in task order, in ``jobs`` processes.
 
     Raises:
-        RecordFormatError: The record has no reference annotations.
+        ConfigError: ``jobs`` is below 1.
     """
-    annotations = record.annotations
-    if annotations is None:
-        msg = f"record {record.name} has no reference annotations ({record.name}.atr) to score"
-        raise RecordFormatError(msg)
-    start = round(EC57_LEARNING_S * record.fs_hz) if ec57_span else 0
-    reference = annotations.beat_indices
-    reference = reference[scored_mask(reference, annotations.flutter_spans, start)]
-    detected = detected[scored_mask(detected, annotations.flutter_spans, start)]
-    matching = match_beats(reference, detected, round(MATCH_TOLERANCE_S * record.fs_hz))
-    return DetectionEvaluation(
-        record=record.name,
-        score=score_detection(matching),
-        timing_errors_ms=_timing_errors_ms(reference, detected, matching, record.fs_hz),
-    )
+    if jobs < 1:
+        msg = f"--jobs {jobs} must be >= 1"
+        raise ConfigError(msg)
+    if jobs == 1:
+        yield from itertools.starmap(function, tasks)
+        return
+    with ProcessPoolExecutor(jobs) as pool:
+        yield from pool.map(function, *zip(*tasks, strict=True))
 
 
-def _timing_errors_ms(
-    reference: IntArray, detected: IntArray, matching: Matching, fs_hz: float
-) -> tuple[float, ...]:
-    return tuple(float(detected[d] - reference[r]) * 1000.0 / fs_hz for r, d in matching.pairs)
-
-
-def gross(evaluations: Iterable[DetectionEvaluation]) -> DetectionEvaluation:
-    """Counts summed over records ("gross" figures)."""
-    evaluations = list(evaluations)
-    total = DetectionScore(0, 0, 0)
-    errors: list[float] = []
-    for evaluation in evaluations:
-        total = total + evaluation.score
-        errors += evaluation.timing_errors_ms
-    return DetectionEvaluation(record="gross", score=total, timing_errors_ms=tuple(errors))
+def _issue(issue: SignalIssue | None) -> str:
+    return "" if issue is None else issue.value

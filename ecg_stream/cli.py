@@ -3,22 +3,17 @@
 from __future__ import annotations
 
 import argparse
-import itertools
-import json
 import sys
-from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ProcessPoolExecutor
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 from ecg_stream.detector.segment import FEATURE_NAMES
 from ecg_stream.errors import ConfigError, EcgStreamError
 
 if TYPE_CHECKING:
-    from ecg_stream.analysis import DetectionEvaluation
+    from ecg_stream.model.card import CvRun
     from ecg_stream.records import DataDirs
-
-T = TypeVar("T")
 
 EXIT_USER_ERROR = 2
 
@@ -205,6 +200,39 @@ def _build_parser() -> argparse.ArgumentParser:
     _add_data_dir(export)
     export.set_defaults(handler=_export)
 
+    card = commands.add_parser(
+        "card", help="write the model card (markdown + JSON) from the runs' re-runnable outputs"
+    )
+    card.add_argument(
+        "--run",
+        type=Path,
+        required=True,
+        help="the shipped model's cross-validation run (with calibration.json and eval_ds2/)",
+    )
+    card.add_argument(
+        "--compare",
+        type=_compared_run,
+        action="append",
+        default=[],
+        metavar="LABEL=RUN_DIR",
+        help="another cross-validation run to compare with, e.g. 'no template=runs/lean_nt'",
+    )
+    card.add_argument("--model", type=Path, help="the shipped .onnx (default: the shipped one)")
+    card.add_argument(
+        "--ds2-evaluations", type=int, default=1, help="DS2 evaluations made (default: 1)"
+    )
+    card.add_argument(
+        "--device", default="2 shared CPU cores", help="where the fold models were trained"
+    )
+    card.add_argument(
+        "--training-data", default="every beat of the pool", help="what the folds trained on"
+    )
+    card.add_argument("--intra", type=Path, help="an intra-patient run (secondary figure)")
+    card.add_argument(
+        "--out-dir", type=Path, help="where to write the card (default: the package's assets)"
+    )
+    card.set_defaults(handler=_card)
+
     replay = commands.add_parser(
         "replay", help="stream records in real time through the classifier, publish beats (MQTT)"
     )
@@ -237,6 +265,13 @@ def _build_parser() -> argparse.ArgumentParser:
         "--host", default="127.0.0.1", help="address to listen on (default: loopback only)"
     )
     broker.add_argument("--port", type=int, default=1883, help="TCP port (default: 1883)")
+    broker.add_argument(
+        "--password-file",
+        type=Path,
+        metavar="FILE",
+        help="only these users may connect (USER:HASH lines, Argon2 or bcrypt); needed to "
+        "listen on any address but loopback",
+    )
     broker.set_defaults(handler=_broker)
 
     subscribe = commands.add_parser("subscribe", help="print beats and status received over MQTT")
@@ -246,7 +281,73 @@ def _build_parser() -> argparse.ArgumentParser:
     subscribe.add_argument(
         "--share", metavar="GROUP", help="join shared subscription $share/GROUP/... (a pool)"
     )
+    subscribe.add_argument(
+        "--client-id",
+        metavar="ID",
+        help="MQTT client id: the broker keeps this session's beats while it is away, for the "
+        "next run with the same id (default: a random one, this run only)",
+    )
     subscribe.set_defaults(handler=_subscribe)
+
+    serve = commands.add_parser(
+        "serve", help="worker: devices' raw samples in over MQTT, labeled beats out, per stream"
+    )
+    _add_broker_arguments(serve, default_help="mqtt://localhost:1883")
+    split = serve.add_mutually_exclusive_group()
+    split.add_argument(
+        "--shard",
+        metavar="I/N",
+        help="keep only the streams whose stable hash (BLAKE2b-64 of the id) %% N == I (any "
+        "broker; every worker receives every raw message)",
+    )
+    split.add_argument(
+        "--share",
+        metavar="GROUP",
+        help="subscribe as a member of $share/GROUP/ (a broker that keeps a topic on one "
+        "member, e.g. EMQX with hash_topic)",
+    )
+    serve.add_argument(
+        "--idle-timeout-s",
+        type=float,
+        default=10.0,
+        help="a device silent this long goes offline and its state is freed (default: 10)",
+    )
+    serve.add_argument("--worker-id", help="names this worker on each stream's status")
+    serve.add_argument("--model", type=Path, help="ONNX model (default: the shipped one)")
+    serve.add_argument("--quiet", action="store_true", help="no line per beat, summary only")
+    serve.set_defaults(handler=_serve)
+
+    device = commands.add_parser(
+        "device", help="device simulator: publish records' raw samples on <prefix>/<stream>/raw"
+    )
+    device.add_argument(
+        "records", nargs="+", metavar="RECORD", help="record names or WFDB path stems, one each"
+    )
+    _add_data_arguments(device)
+    _add_broker_arguments(device, default_help="mqtt://localhost:1883")
+    device.add_argument("--speed", default="1", help="factor of real time (1, 10), or 'max'")
+    device.add_argument(
+        "--chunk-ms", type=float, default=100.0, help="signal per message, in ms (default: 100)"
+    )
+    device.add_argument(
+        "--fs",
+        type=float,
+        metavar="HZ",
+        help="publish at this rate, 100-1000 Hz (default: the record's own), resampled",
+    )
+    device.add_argument(
+        "--stream-id",
+        action="append",
+        metavar="ID",
+        help="stream id, once per record in order (default: the record names)",
+    )
+    device.add_argument(
+        "--duration-s", type=float, help="publish only the first seconds of each record"
+    )
+    device.add_argument(
+        "--float32", action="store_true", help="publish float32 mV instead of int16 counts"
+    )
+    device.set_defaults(handler=_device)
 
     monitor = commands.add_parser(
         "monitor", help="live window: scrolling ECG traces with labeled beats, over MQTT"
@@ -255,6 +356,12 @@ def _build_parser() -> argparse.ArgumentParser:
     monitor.add_argument("--stream", help="one stream id (default: every stream)")
     monitor.add_argument(
         "--window", type=float, default=10.0, help="seconds of trace shown (default: 10)"
+    )
+    monitor.add_argument(
+        "--client-id",
+        metavar="ID",
+        help="MQTT client id: a restarted monitor with the same id gets the beats published "
+        "while it was closed (default: a random one, this run only)",
     )
     _add_screenshot_arguments(monitor, needs="")
     monitor.set_defaults(handler=_monitor)
@@ -376,21 +483,8 @@ def _add_record_arguments(parser: argparse.ArgumentParser) -> None:
     _add_data_arguments(parser)
 
 
-def _map_records(
-    function: Callable[..., T], tasks: list[tuple[Any, ...]], jobs: int
-) -> Iterator[T]:
-    """Apply ``function`` to each task, in order, in ``jobs`` processes."""
-    if jobs < 1:
-        msg = f"--jobs {jobs} must be >= 1"
-        raise ConfigError(msg)
-    if jobs == 1:
-        yield from itertools.starmap(function, tasks)
-        return
-    with ProcessPoolExecutor(jobs) as pool:
-        yield from pool.map(function, *zip(*tasks, strict=True))
-
-
 def _analyze(args: argparse.Namespace) -> int:
+    from ecg_stream.analysis import map_records
     from ecg_stream.records import expand_record_names
 
     names = expand_record_names(args.records)
@@ -401,9 +495,7 @@ def _analyze(args: argparse.Namespace) -> int:
     model = None if args.no_classify else args.model or _default_model()
     tasks = [(name, args.data_dir, args.lead, args.out_dir, args.chunk_s, model) for name in names]
     signal_s = chain_s = inference_s = 0.0
-    for name, beats, seconds, chain, inference, path in _map_records(
-        _analyze_one, tasks, args.jobs
-    ):
+    for name, beats, seconds, chain, inference, path in map_records(_analyze_one, tasks, args.jobs):
         signal_s, chain_s, inference_s = (
             signal_s + seconds,
             chain_s + chain,
@@ -467,7 +559,8 @@ def _evaluate(args: argparse.Namespace) -> int:
     if args.detector:
         return _evaluate_detector(args)
     _check_model_argument(args.model)
-    from ecg_stream.model.report import SPANS, evaluate_classifier, format_table
+    from ecg_stream.evaluation import Span
+    from ecg_stream.evaluation.classification import evaluate_classifier
     from ecg_stream.records import expand_record_names
 
     report = evaluate_classifier(
@@ -477,8 +570,8 @@ def _evaluate(args: argparse.Namespace) -> int:
         data_dir=args.data_dir,
         training_log=args.training_log,
     )
-    for span, title in SPANS:
-        print(f"== {title} ==\n{format_table(report, span)}")
+    for span in Span:
+        print(f"== {span.title} ==\n{report.format_table(span)}")
     print(f"wrote {args.out_dir}/classification.json and pictures")
     return 0
 
@@ -493,15 +586,10 @@ def _train(args: argparse.Namespace) -> int:
 
     import numpy as np
 
+    from ecg_stream.evaluation.classification import format_score_table
     from ecg_stream.model.dataset import load_dataset
-    from ecg_stream.model.report import score_table
-    from ecg_stream.model.train import (
-        Architecture,
-        Protocol,
-        TrainSettings,
-        cross_validate,
-        train_model,
-    )
+    from ecg_stream.model.run import Architecture, Protocol, TrainSettings
+    from ecg_stream.model.train import cross_validate, train_model
     from ecg_stream.records import expand_record_names
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
@@ -554,7 +642,7 @@ def _train(args: argparse.Namespace) -> int:
             threads=args.threads,
         )
         print(f"== out-of-fold, {args.cv} folds of whole records ({result.train_seconds:.0f} s) ==")
-        print(score_table(result.score))
+        print(format_score_table(result.score))
         print(f"wrote {result.result_path}")
         return 0
     if dataset is not None:
@@ -566,10 +654,10 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _stress(args: argparse.Namespace) -> int:
-    from ecg_stream.model.stress import format_stress_table, stress_json, stress_test
+    from ecg_stream.evaluation.stress import stress_test
     from ecg_stream.records import expand_record_names
 
-    rows = stress_test(
+    report = stress_test(
         expand_record_names(args.records),
         args.model or _default_model(),
         args.noise,
@@ -577,9 +665,9 @@ def _stress(args: argparse.Namespace) -> int:
         data_dir=args.data_dir,
         seed=args.seed,
     )
-    print(format_stress_table(args.noise, rows))
+    print(report.format_table())
     if args.json is not None:
-        args.json.write_text(json.dumps(stress_json(args.noise, rows), indent=2) + "\n")
+        args.json.write_text(report.to_json())
         print(f"wrote {args.json}")
     return 0
 
@@ -628,97 +716,55 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def _evaluate_detector(args: argparse.Namespace) -> int:
-    from ecg_stream.analysis import gross
+    from ecg_stream.evaluation import Span
+    from ecg_stream.evaluation.detection import evaluate_detector
     from ecg_stream.records import expand_record_names
 
-    names = expand_record_names(args.records)
-    detectors = ["ecg-stream", "xqrs"] if args.xqrs else ["ecg-stream"]
-    tasks = [(name, args.data_dir, args.lead, args.xqrs) for name in names]
-    results: dict[str, dict[str, list[DetectionEvaluation]]] = {
-        detector: {"whole": [], "ec57": []} for detector in detectors
-    }
-    for evaluations in _map_records(_evaluate_one, tasks, args.jobs):
-        for (detector, span), evaluation in evaluations.items():
-            results[detector][span].append(evaluation)
-    report: dict[str, object] = {}
-    for span, title in (("whole", "whole record"), ("ec57", "EC57 span (from minute 5)")):
-        print(f"\n== R-peak detection, {title}, 150 ms matching ==")
-        print(_table(results, span, detectors))
-    for detector in detectors:
-        report[detector] = {
-            span: {
-                "records": [_as_json(e) for e in results[detector][span]],
-                "gross": _as_json(gross(results[detector][span])),
-            }
-            for span in ("whole", "ec57")
-        }
+    report = evaluate_detector(
+        expand_record_names(args.records),
+        data_dir=args.data_dir,
+        lead=args.lead,
+        with_xqrs=args.xqrs,
+        jobs=args.jobs,
+    )
+    for span in Span:
+        print(f"\n== R-peak detection, {span.title}, 150 ms matching ==")
+        print(report.format_table(span))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(report, indent=2))
+        args.json.write_text(report.to_json())
         print(f"\nwrote {args.json}")
     return 0
 
 
-def _evaluate_one(
-    name: str, data_dir: DataDirs, lead: str, with_xqrs: bool
-) -> dict[tuple[str, str], DetectionEvaluation]:
-    import numpy as np
+def _card(args: argparse.Namespace) -> int:
+    from ecg_stream.model.card import CardInputs, write_model_card
 
-    from ecg_stream.analysis import detect_record, evaluate_detections
-    from ecg_stream.config import ChainConfig
-    from ecg_stream.records import load_record
-
-    record = load_record(name, data_dir, lead)
-    detected = detect_record(record, ChainConfig(), chunk_s=1.0).record_indices
-    detections = {"ecg-stream": detected}
-    if with_xqrs:
-        from wfdb import processing
-
-        found = processing.xqrs_detect(record.samples, fs=ChainConfig().fs_hz, verbose=False)
-        detections["xqrs"] = np.array([record.to_record_index(int(i)) for i in found], np.int64)
-    return {
-        (detector, span): evaluate_detections(record, detected, ec57_span=span == "ec57")
-        for detector, detected in detections.items()
-        for span in ("whole", "ec57")
-    }
+    _check_model_argument(args.model)
+    model = args.model or _default_model()
+    inputs = CardInputs(
+        model,
+        args.run,
+        tuple(args.compare),
+        args.ds2_evaluations,
+        args.device,
+        args.training_data,
+        args.intra,
+    )
+    for path in write_model_card(inputs, args.out_dir or _default_model().parent):
+        print(f"wrote {path}")
+    return 0
 
 
-def _table(
-    results: dict[str, dict[str, list[DetectionEvaluation]]], span: str, detectors: list[str]
-) -> str:
-    from ecg_stream.analysis import gross
+def _compared_run(text: str) -> CvRun:
+    """``--compare LABEL=RUN_DIR``."""
+    from ecg_stream.model.card import CvRun
 
-    lines = [
-        f"{'record':>7}"
-        + "".join(
-            f" | {d + ' TP':>13} {'FN':>4} {'FP':>4} {'Se %':>7} {'+P %':>7} {'|dt| ms':>7}"
-            for d in detectors
-        )
-    ]
-    rows = [results[d][span] for d in detectors]
-    for per_detector in [*zip(*rows, strict=True), tuple(gross(r) for r in rows)]:
-        line = f"{per_detector[0].record:>7}"
-        for e in per_detector:
-            s = e.score
-            line += (
-                f" | {s.tp:>13} {s.fn:>4} {s.fp:>4} {100 * s.sensitivity:>7.2f} "
-                f"{100 * s.positive_predictivity:>7.2f} {e.mean_abs_timing_error_ms:>7.1f}"
-            )
-        lines.append(line)
-    return "\n".join(lines)
-
-
-def _as_json(evaluation: DetectionEvaluation) -> dict[str, object]:
-    s = evaluation.score
-    return {
-        "record": evaluation.record,
-        "tp": s.tp,
-        "fn": s.fn,
-        "fp": s.fp,
-        "se": s.sensitivity,
-        "pp": s.positive_predictivity,
-        "mean_abs_timing_error_ms": evaluation.mean_abs_timing_error_ms,
-    }
+    label, separator, path = text.partition("=")
+    if not separator or not label or not path:
+        msg = f"--compare {text!r}: give LABEL=RUN_DIR, e.g. 'no template=runs/lean_notemplate'"
+        raise argparse.ArgumentTypeError(msg)
+    return CvRun(label, Path(path))
 
 
 def _replay(args: argparse.Namespace) -> int:
@@ -786,6 +832,7 @@ def _monitor(args: argparse.Namespace) -> int:
         screenshot=args.screenshot,
         duration_s=10.0 if args.duration is None else args.duration,
         window_s=args.window,
+        client_id=args.client_id,
     )
 
 
@@ -802,7 +849,7 @@ def _check_screenshot_arguments(args: argparse.Namespace, needs: str) -> None:
 def _broker(args: argparse.Namespace) -> int:
     from ecg_stream.stream.broker import broker_main
 
-    return broker_main(args.host, args.port, _say)
+    return broker_main(args.host, args.port, _say, args.password_file)
 
 
 def _subscribe(args: argparse.Namespace) -> int:
@@ -812,7 +859,62 @@ def _subscribe(args: argparse.Namespace) -> int:
 
     config = MqttConfig.from_url(args.broker or DEFAULT_BROKER_URL, args.topic_prefix)
     return subscribe_main(
-        config, _say, stream=args.stream, samples=args.samples, shared_group=args.share
+        config,
+        _say,
+        stream=args.stream,
+        samples=args.samples,
+        shared_group=args.share,
+        client_id=args.client_id,
+    )
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from ecg_stream.stream.serve import Shard, serve_main
+
+    if args.shard is not None:
+        Shard.parse(args.shard)  # a bad value fails before the model loads
+    if args.broker is not None:
+        from ecg_stream.config import MqttConfig
+
+        MqttConfig.from_url(args.broker, args.topic_prefix)
+    _check_model_argument(args.model)
+    return serve_main(
+        say=_say,
+        broker_url=args.broker,
+        topic_prefix=args.topic_prefix,
+        shard=args.shard,
+        share_group=args.share,
+        idle_timeout_s=args.idle_timeout_s,
+        worker_id=args.worker_id,
+        model_path=args.model,
+        quiet=args.quiet,
+    )
+
+
+def _device(args: argparse.Namespace) -> int:
+    from ecg_stream.stream.device import check_device_rate, device_main
+    from ecg_stream.stream.replay import parse_speed
+
+    speed = parse_speed(args.speed)
+    if args.fs is not None:
+        check_device_rate(args.fs)
+    if args.broker is not None:
+        from ecg_stream.config import MqttConfig
+
+        MqttConfig.from_url(args.broker, args.topic_prefix)
+    return device_main(
+        args.records,
+        say=_say,
+        broker_url=args.broker,
+        topic_prefix=args.topic_prefix,
+        stream_ids=args.stream_id,
+        speed=speed,
+        chunk_ms=args.chunk_ms,
+        fs_hz=args.fs,
+        duration_s=args.duration_s,
+        float32=args.float32,
+        lead=args.lead,
+        data_dir=args.data_dir,
     )
 
 

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import os
 import random
+import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from urllib.parse import urlsplit
 
 from ecg_stream.errors import ConfigError
@@ -70,6 +72,13 @@ MQTT_USERNAME_ENV = "ECG_STREAM_MQTT_USERNAME"
 MQTT_PASSWORD_ENV = "ECG_STREAM_MQTT_PASSWORD"
 """Environment variable holding the MQTT password (never given on the command line)."""
 
+MQTT_PASSWORD_FILE_ENV = "ECG_STREAM_MQTT_PASSWORD_FILE"
+"""Environment variable naming a file that holds the MQTT password (e.g. a container secret)."""
+
+MQTT_CA_FILE_ENV = "ECG_STREAM_MQTT_CA_FILE"
+"""Environment variable naming a PEM file of CA certificates to trust for ``mqtts://`` (instead
+of the system's), e.g. the CA of a private broker's self-signed certificate."""
+
 MQTT_DEFAULT_PORTS: dict[str, int] = {"mqtt": 1883, "mqtts": 8883}
 """Port of each URL scheme when the URL names none."""
 
@@ -84,10 +93,16 @@ class MqttConfig:
         tls: Connect with TLS (``mqtts://``), verifying the broker's certificate.
         topic_prefix: First topic level(s), e.g. ``ecg`` for ``ecg/<stream>/beats``.
         username: User name, from $ECG_STREAM_MQTT_USERNAME (never from the command line).
-        password: Password, from $ECG_STREAM_MQTT_PASSWORD; never shown by ``repr``.
+        password: Password, from $ECG_STREAM_MQTT_PASSWORD or the file named by
+            $ECG_STREAM_MQTT_PASSWORD_FILE; never shown by ``repr``.
+        ca_file: PEM file of the CA certificates to trust (``mqtts://`` only), from
+            $ECG_STREAM_MQTT_CA_FILE; None: the system's CAs.
         keepalive_s: MQTT keep-alive interval, in s; the broker publishes the last will after
             about 1.5 times this without traffic from a dead client.
         connect_timeout_s: How long one connection attempt may take, in s.
+        mqtt5: Persistent sessions speak MQTT 5 (clean start off, a session expiry interval);
+            False for a broker that speaks only MQTT 3.1.1 (amqtt, the embedded broker), where
+            they are 3.1.1 sessions without ``clean_session`` (kept until the broker drops them).
 
     Example:
         >>> MqttConfig.from_url("mqtts://broker.example:8884", environ={}).url
@@ -102,6 +117,8 @@ class MqttConfig:
     password: str | None = field(default=None, repr=False)
     keepalive_s: int = 30
     connect_timeout_s: float = 5.0
+    ca_file: Path | None = None
+    mqtt5: bool = True
 
     def __post_init__(self) -> None:
         if not self.host:
@@ -119,6 +136,32 @@ class MqttConfig:
         if self.password is not None and self.username is None:
             msg = f"${MQTT_PASSWORD_ENV} is set but ${MQTT_USERNAME_ENV} is not; set both"
             raise ConfigError(msg)
+        if self.ca_file is not None and not self.tls:
+            msg = (
+                f"${MQTT_CA_FILE_ENV} names a CA file for {self.url}, a connection without TLS; "
+                f"use mqtts://{self.host}:... or unset ${MQTT_CA_FILE_ENV}"
+            )
+            raise ConfigError(msg)
+
+    def tls_context(self) -> ssl.SSLContext | None:
+        """The TLS context of ``mqtts://`` (certificate and host name verified), else None.
+
+        Raises:
+            ConfigError: ``ca_file`` cannot be read or holds no PEM certificate.
+        """
+        if not self.tls:
+            return None
+        if self.ca_file is None:
+            return ssl.create_default_context()
+        try:
+            return ssl.create_default_context(cafile=str(self.ca_file))
+        except (OSError, ssl.SSLError) as error:  # missing, unreadable, or no certificate
+            reason = getattr(error, "strerror", None) or str(error)
+            msg = (
+                f"${MQTT_CA_FILE_ENV}: cannot load CA certificates from {self.ca_file} "
+                f"({reason}); name a PEM file holding the CA that signed the broker's certificate"
+            )
+            raise ConfigError(msg) from None
 
     @property
     def url(self) -> str:
@@ -134,7 +177,9 @@ class MqttConfig:
     ) -> MqttConfig:
         """Build a configuration from ``mqtt://host[:port]`` or ``mqtts://host[:port]``.
 
-        Credentials come from $ECG_STREAM_MQTT_USERNAME and $ECG_STREAM_MQTT_PASSWORD only.
+        Credentials come from the environment only: $ECG_STREAM_MQTT_USERNAME, and
+        $ECG_STREAM_MQTT_PASSWORD or a file named by $ECG_STREAM_MQTT_PASSWORD_FILE (its first
+        line); $ECG_STREAM_MQTT_CA_FILE names the CA certificates ``mqtts://`` trusts.
 
         Args:
             url: Broker URL; ``host:port`` alone means ``mqtt://host:port``.
@@ -142,7 +187,8 @@ class MqttConfig:
             environ: Environment to read credentials from (default: ``os.environ``).
 
         Raises:
-            ConfigError: The URL has another scheme, holds credentials, or a bad port.
+            ConfigError: The URL has another scheme, holds credentials, or a bad port; the
+                password or CA file cannot be read.
         """
         env = os.environ if environ is None else environ
         parts = urlsplit(url if "://" in url else f"mqtt://{url}")
@@ -165,14 +211,39 @@ class MqttConfig:
         except ValueError as error:
             msg = f"broker URL {url!r}: {error}; use e.g. mqtt://localhost:1883"
             raise ConfigError(msg) from error
-        return cls(
+        ca_file = env.get(MQTT_CA_FILE_ENV) or None
+        config = cls(
             host=parts.hostname or "",
             port=port if port is not None else MQTT_DEFAULT_PORTS[scheme],
             tls=scheme == "mqtts",
             topic_prefix=topic_prefix,
             username=env.get(MQTT_USERNAME_ENV) or None,
-            password=env.get(MQTT_PASSWORD_ENV) or None,
+            password=_password_from(env),
+            ca_file=Path(ca_file) if ca_file else None,
         )
+        config.tls_context()  # a bad CA file fails here, before any connection
+        return config
+
+
+def _password_from(env: Mapping[str, str]) -> str | None:
+    """The password from $ECG_STREAM_MQTT_PASSWORD or the first line of its file, if any."""
+    given, path = env.get(MQTT_PASSWORD_ENV) or None, env.get(MQTT_PASSWORD_FILE_ENV) or None
+    if given is not None and path is not None:
+        msg = f"both ${MQTT_PASSWORD_ENV} and ${MQTT_PASSWORD_FILE_ENV} are set; set one"
+        raise ConfigError(msg)
+    if path is None:
+        return given
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:  # the message names the file, never content
+        reason = error.strerror if isinstance(error, OSError) else "not UTF-8 text"
+        msg = f"${MQTT_PASSWORD_FILE_ENV}: cannot read the password file {path} ({reason})"
+        raise ConfigError(msg) from None
+    lines = text.splitlines()
+    if not lines or not lines[0]:
+        msg = f"${MQTT_PASSWORD_FILE_ENV}: the password file {path} is empty"
+        raise ConfigError(msg)
+    return lines[0]
 
 
 @dataclass(frozen=True, slots=True)

@@ -60,6 +60,13 @@ _PADDING_BYTES = 4
 
 _DOWNLOAD_AGAIN = "download the record again (delete the damaged file) or restore it"
 
+_MV_PER_UNIT: dict[str, float] = {"mv": 1.0, "uv": 1e-3, "\u00b5v": 1e-3, "\u03bcv": 1e-3, "v": 1e3}
+"""Voltage units a lead may be in (lower case; WFDB's default is mV), and their size in mV."""
+
+MAX_ABS_MV = 1000.0
+"""Largest magnitude a lead may reach, in mV: no body-surface potential, electrode offsets
+included (a few hundred mV), comes near 1 V; beyond it the header's gain or units are wrong."""
+
 
 def _names(text: str) -> tuple[str, ...]:
     return tuple(text.split())
@@ -230,28 +237,37 @@ def load_record(
     Raises:
         DataNotFoundError: The record cannot be found.
         RecordFormatError: The lead does not exist, or a file of the record is damaged or
-            inconsistent (rate outside 50-10000 Hz, signal length, annotations past the end).
+            inconsistent: rate outside 50-10000 Hz, a length or size that does not match, a
+            checksum that does not match, units that are no voltage, missing (NaN) samples or
+            magnitudes beyond 1 V, annotations past the end or out of order.
     """
     import wfdb
 
     stem = Path(name) if Path(name).parent != Path() else find_record(name, data_dir)
+    if not _sibling(stem, ".hea").exists():
+        msg = f"record {stem}: there is no {stem.name}.hea in {stem.parent}; check the path"
+        raise DataNotFoundError(msg, record=name, searched_dirs=(stem.parent,))
     header = _read_header(stem)
     leads = list(header.sig_name)
     channel = _lead_index(stem.name, leads, lead)
     _check_signal_files(stem, header)
     signal_path = stem.parent / header.file_name[channel]
     try:
-        raw = wfdb.rdrecord(str(stem), channels=[channel], physical=True)
-        samples = np.nan_to_num(np.asarray(raw.p_signal[:, 0], dtype=np.float64))
+        raw = wfdb.rdrecord(str(stem), channels=[channel], physical=False)
+        counts = np.asarray(raw.d_signal[:, 0], dtype=np.int64)
+        samples = np.asarray(raw.dac(return_res=64)[:, 0], dtype=np.float64)
     except Exception as error:  # wfdb reports damaged files as ValueError, IndexError, KeyError..
         msg = f"{signal_path}: cannot read the WFDB signal ({_reason(error)}); {_DOWNLOAD_AGAIN}"
         raise RecordFormatError(msg) from error
     if samples.size == 0:
         msg = f"{signal_path}: the signal holds no samples; {_DOWNLOAD_AGAIN}"
         raise RecordFormatError(msg)
-    if (raw.units or ["mV"])[0].lower() == "uv":
-        samples = samples / 1000.0
+    checksums = header.checksum or []
+    if channel < len(checksums) and checksums[channel] is not None:
+        _check_checksum(signal_path, stem, leads[channel], counts, int(checksums[channel]))
+    samples = samples * _MV_PER_UNIT[_unit_of(stem, header, channel)]
     fs_hz = float(raw.fs)
+    _check_samples(signal_path, leads[channel], samples, fs_hz)
     return Record(
         name=stem.name,
         lead=leads[channel],
@@ -309,7 +325,7 @@ def _read_header(stem: Path) -> wfdb.Record:
     if header is None:
         msg = f"{path}: the header file is empty; {_DOWNLOAD_AGAIN}"
         raise RecordFormatError(msg)
-    _check_rate_field(path)
+    _check_record_line(path, stem)
     if isinstance(header, wfdb.MultiRecord):
         msg = f"{path}: a multi-segment record; ecg-stream reads single-segment records only"
         raise RecordFormatError(msg)
@@ -328,6 +344,14 @@ def _read_header(stem: Path) -> wfdb.Record:
             f"{', '.join(sorted(_KNOWN_FORMATS, key=int))}); {_DOWNLOAD_AGAIN}"
         )
         raise RecordFormatError(msg)
+    gains = [float(gain) for gain in header.adc_gain or []]
+    bad_gain = next((gain for gain in gains if not 0 < gain < math.inf), None)
+    if bad_gain is not None:
+        msg = (
+            f"{path}: ADC gain {bad_gain:g} is not a positive number; fix the third field of "
+            "the signal line (GAIN/UNITS, in counts per unit)"
+        )
+        raise RecordFormatError(msg)
     low, high = SUPPORTED_FS_HZ
     fs_hz = header.fs
     if not isinstance(fs_hz, int | float) or not low <= fs_hz <= high:
@@ -339,22 +363,100 @@ def _read_header(stem: Path) -> wfdb.Record:
     return header
 
 
-def _check_rate_field(path: Path) -> None:
-    """Refuse a rate field that is no number (wfdb would silently take 250 Hz)."""
+def _check_record_line(path: Path, stem: Path) -> None:
+    """Check the fields of the header's record line that wfdb would silently replace.
+
+    wfdb takes 250 Hz for a rate it cannot parse (``-360``, ``nan``, ``abc``) and reads the whole
+    signal file for a length it cannot parse (``-5``): both would stream a wrong signal.
+    """
     lines = path.read_text(encoding="ascii", errors="replace").splitlines()
     record_line = next((line for line in lines if line.strip() and line[0] != "#"), "")
     fields = record_line.split()
+    where = "of the header's first line (NAME NSIG FS LENGTH)"
+    name = fields[0].split("/")[0] if fields else ""
+    if name != stem.name:
+        msg = (
+            f"{path}: the header describes record {name!r}, not {stem.name!r}; the file belongs "
+            f"to another record or is damaged: {_DOWNLOAD_AGAIN}"
+        )
+        raise RecordFormatError(msg)
     if len(fields) < 3:
         return  # no rate given: WFDB's documented default, 250 Hz
-    rate = fields[2].split("/")[0].split("(")[0]
+    rate_text = fields[2].split("/")[0].split("(")[0]
     try:
-        float(rate)
+        rate = float(rate_text)
     except ValueError:
-        msg = (
-            f"{path}: sampling rate {rate!r} is not a number; fix the third field of the "
-            "header's first line (NAME NSIG FS LENGTH)"
-        )
+        msg = f"{path}: sampling rate {rate_text!r} is not a number; fix the third field {where}"
         raise RecordFormatError(msg) from None
+    low, high = SUPPORTED_FS_HZ
+    if not low <= rate <= high:  # also NaN
+        msg = (
+            f"{path}: sampling rate {rate_text} Hz is outside {low:g}-{high:g} Hz; fix the "
+            f"third field {where}"
+        )
+        raise RecordFormatError(msg)
+    if len(fields) >= 4 and not fields[3].isdigit():
+        msg = (
+            f"{path}: signal length {fields[3]!r} is not a whole number of samples; fix the "
+            f"fourth field {where}"
+        )
+        raise RecordFormatError(msg)
+
+
+def _unit_of(stem: Path, header: wfdb.Record, channel: int) -> str:
+    """The lead's voltage unit (lower case), refusing units that are no voltage."""
+    units = header.units or []
+    unit = str(units[channel] or "mV") if channel < len(units) else "mV"  # WFDB's default
+    if unit.lower() not in _MV_PER_UNIT:
+        msg = (
+            f"{_sibling(stem, '.hea')}: lead {header.sig_name[channel]!r} is in {unit!r}, not a "
+            "voltage (mV, uV, V); it is no ECG lead: pick another with --lead, or fix the "
+            "signal line's GAIN/UNITS field"
+        )
+        raise RecordFormatError(msg)
+    return unit.lower()
+
+
+def _check_checksum(
+    signal_path: Path, stem: Path, lead: str, counts: IntArray, expected: int
+) -> None:
+    """Compare the lead's 16-bit sum with the header's checksum: the file holds other data."""
+    got = int(counts.sum()) % 65536
+    if got != expected % 65536:
+        msg = (
+            f"{signal_path}: lead {lead!r} does not match its checksum in {stem.name}.hea "
+            f"(sum {got}, header {expected % 65536} mod 65536): the signal file is damaged or "
+            f"belongs to another record; {_DOWNLOAD_AGAIN}"
+        )
+        raise RecordFormatError(msg)
+
+
+def _check_samples(signal_path: Path, lead: str, samples: FloatArray, fs_hz: float) -> None:
+    """Refuse missing samples and magnitudes no body-surface signal reaches.
+
+    A missing sample (WFDB's invalid-sample code) has no value a causal filter could take: a
+    zero would be a step the detector calls a beat, an interpolation would invent signal. No
+    record of the MIT-BIH databases holds one; a record that does is refused, not patched.
+    """
+    missing = np.flatnonzero(~np.isfinite(samples))
+    if missing.size:
+        first, last = int(missing[0]), int(missing[-1])
+        msg = (
+            f"{signal_path}: lead {lead!r} has {missing.size} missing sample(s) (WFDB's "
+            f"invalid-sample code), the first at sample {first} ({first / fs_hz:.2f} s), the "
+            f"last at {last}; ecg-stream streams complete signals only: pick another lead "
+            "(--lead) or cut the record before the gap"
+        )
+        raise RecordFormatError(msg)
+    peak = float(np.max(np.abs(samples)))
+    if peak > MAX_ABS_MV:
+        where = int(np.argmax(np.abs(samples)))
+        msg = (
+            f"{signal_path}: lead {lead!r} reaches {peak:.4g} mV at sample {where}, beyond the "
+            f"{MAX_ABS_MV:g} mV no body-surface signal reaches: the header's gain or units "
+            "(signal line field GAIN/UNITS) are wrong"
+        )
+        raise RecordFormatError(msg)
 
 
 def _check_signal_files(stem: Path, header: wfdb.Record) -> None:
@@ -420,6 +522,14 @@ def _load_annotations(stem: Path, signal_length: int) -> Annotations | None:
             f"{path}: annotation at sample {int(sample[outside][0])} lies outside the signal "
             f"(0..{signal_length - 1}); the annotations belong to another record or are damaged: "
             f"{_DOWNLOAD_AGAIN}"
+        )
+        raise RecordFormatError(msg)
+    backwards = np.flatnonzero(np.diff(sample) < 0)
+    if backwards.size:
+        at = int(backwards[0])
+        msg = (
+            f"{path}: annotations are not in time order (sample {int(sample[at + 1])} follows "
+            f"{int(sample[at])}); the file is damaged: {_DOWNLOAD_AGAIN}"
         )
         raise RecordFormatError(msg)
     kept = [(int(index), symbol) for index, symbol in zip(sample, symbols, strict=True)]

@@ -32,6 +32,48 @@ class BeatClass(Enum):
 BEAT_CLASSES: tuple[BeatClass, ...] = tuple(BeatClass)
 
 
+class SignalIssue(Enum):
+    """Why a beat's signal is unusable (``detector/quality.py``); such a beat is labelled Q."""
+
+    MISSING = "missing"  # NaN samples in the input
+    GAP = "gap"  # samples never arrived (a live source's gap)
+    LEAD_OFF = "lead-off"  # a flat line: electrode off
+    CLIPPED = "clipped"  # runs at the ADC's extreme value
+    NOISE = "noise"  # noise or mains dominate the QRS (low signal-quality index)
+
+
+class SignalState(Enum):
+    """State of a stream's input, announced on the status topic."""
+
+    OK = "ok"
+    NOISY = "noisy"
+    LEAD_OFF = "lead-off"
+    GAP = "gap"
+
+
+@dataclass(frozen=True, slots=True)
+class BeatQuality:
+    """Signal quality of one beat, from causal measures of the signal around it.
+
+    Args:
+        sqi: Signal-quality index in [0, 1]: 1 clean, 0 unusable.
+        issue: Why the beat is unusable, or None when it may be classified.
+    """
+
+    sqi: float
+    issue: SignalIssue | None = None
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.sqi <= 1.0:
+            msg = f"BeatQuality.sqi must lie in [0, 1], got {self.sqi}"
+            raise ValueError(msg)
+
+    @property
+    def usable(self) -> bool:
+        """Whether the beat may be classified."""
+        return self.issue is None
+
+
 @dataclass(frozen=True, slots=True)
 class Chunk:
     """Consecutive samples of one lead, in mV, at the chain's rate.
@@ -134,6 +176,7 @@ class BeatWindow:
         rr: Causal RR features of the beat.
         morphology: The beat's shape relative to the stream's previous beats.
         ready_index: Index one past the last sample the window needs.
+        quality: The beat's signal quality (None: not assessed, taken as usable).
     """
 
     peak: RPeak
@@ -141,6 +184,12 @@ class BeatWindow:
     rr: RRFeatures
     morphology: MorphologyFeatures
     ready_index: int
+    quality: BeatQuality | None = None
+
+    @property
+    def usable(self) -> bool:
+        """Whether the beat may be classified (no quality issue)."""
+        return self.quality is None or self.quality.usable
 
 
 @dataclass(frozen=True, slots=True)

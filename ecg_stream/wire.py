@@ -13,6 +13,7 @@ topic                     QoS  retained  payload
 ``ecg/<stream>/beats``    1    no        one JSON object per labeled beat
 ``ecg/<stream>/samples``  0    no        one JSON object per chunk of filtered samples
 ``ecg/<stream>/status``   1    yes       online/offline; also the publisher's last will
+``ecg/<stream>/raw``      1    no        device input: one JSON object per chunk of raw samples
 ========================  ===  ========  ============================================
 
 Every payload is a UTF-8 JSON object whose first field is the schema version ``"v"``. Decoders
@@ -35,6 +36,7 @@ import base64
 import binascii
 import json
 import math
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, TypeAlias
@@ -44,7 +46,14 @@ import numpy.typing as npt
 
 from ecg_stream.config import SUPPORTED_FS_HZ
 from ecg_stream.errors import ConfigError, PayloadError
-from ecg_stream.types import BEAT_CLASSES, BeatClass, FloatArray, LabeledBeat
+from ecg_stream.types import (
+    BEAT_CLASSES,
+    BeatClass,
+    FloatArray,
+    LabeledBeat,
+    SignalIssue,
+    SignalState,
+)
 
 SCHEMA_VERSION = 1
 """Version of the payload schema; the first field (``"v"``) of every payload."""
@@ -64,8 +73,44 @@ MAX_SAMPLES_PER_MESSAGE = 65_536
 MAX_INDEX = 2**53 - 1
 """Largest sample index on the wire: the largest integer every JSON reader holds exactly."""
 
+MAX_JSON_DEPTH = 16
+"""Deepest nesting of arrays and objects decoded (the contract's payloads nest two levels)."""
+
+MAX_TEXT_CHARS = 256
+"""Longest text field (stream id, record, model, ...) a payload may carry, in characters."""
+
+MAX_TIME_S = MAX_INDEX / SUPPORTED_FS_HZ[0]
+"""Latest time in a record, in s: the largest sample index at the lowest rate."""
+
+MAX_UNIX_TIME_S = 4_102_444_800.0
+"""Latest wall-clock time a payload may carry (2100-01-01 UTC), in s since the Unix epoch."""
+
+MAX_COMPUTE_MS = 86_400_000.0
+"""Longest compute latency a beat may report: one day, in ms."""
+
+MIN_RR_MS = 100.0
+"""Shortest RR interval a beat may carry, in ms (600 bpm; the detector's hold allows 200 ms)."""
+
+MAX_HEART_RATE_BPM = 60_000.0 / MIN_RR_MS
+"""Fastest heart rate a beat may carry, in bpm."""
+
 MAX_SCALE_UV = 1000.0
 """Largest ``scale_uv`` of a ``samples`` message: 1 mV per count."""
+
+RAW_FS_RANGE_HZ = (100.0, 1000.0)
+"""Sampling rates a device may publish on ``raw``, in Hz (the worker resamples to 360 Hz)."""
+
+MAX_RAW_SAMPLES_PER_MESSAGE = 10_000
+"""Most samples one ``raw`` message may carry (10 s at 1000 Hz; devices send about 0.1 s)."""
+
+RAW_GAIN_RANGE = (1.0, 1e6)
+"""Smallest and largest ``gain`` of int16 ``raw`` data, in counts per mV."""
+
+MAX_RAW_ABS_MV = 32_768.0
+"""Largest magnitude of float32 ``raw`` data, in mV (int16 full scale at the smallest gain)."""
+
+MAX_LEAD_CHARS = 32
+"""Longest lead name a ``raw`` message may carry."""
 
 _INT16_MIN, _INT16_MAX = -32768, 32767
 _WILDCARDS = ("+", "#", "\x00")
@@ -80,6 +125,7 @@ class TopicKind(Enum):
     BEATS = "beats"
     SAMPLES = "samples"
     STATUS = "status"
+    RAW = "raw"
 
     @property
     def qos(self) -> int:
@@ -90,6 +136,10 @@ class TopicKind(Enum):
     def retain(self) -> bool:
         """Whether the broker keeps the last message for new subscribers (status only)."""
         return self is TopicKind.STATUS
+
+
+OUTPUT_KINDS: tuple[TopicKind, ...] = (TopicKind.BEATS, TopicKind.SAMPLES, TopicKind.STATUS)
+"""What the chain publishes (:func:`decode`); devices publish ``raw`` (:func:`decode_raw`)."""
 
 
 class StreamState(Enum):
@@ -120,10 +170,17 @@ def check_stream_id(stream: str) -> str:
     Raises:
         ConfigError: It is empty or holds ``/``, ``+``, ``#`` or NUL.
     """
-    if not stream or "/" in stream or any(char in stream for char in _WILDCARDS):
+    if (
+        not stream
+        or "/" in stream
+        or any(char in stream for char in _WILDCARDS)
+        or len(stream) > MAX_TEXT_CHARS
+        or not stream.isprintable()
+    ):
         msg = (
             f"stream id {stream!r} cannot be an MQTT topic level: it must be non-empty, without "
-            "'/', '+', '#'; pass e.g. --stream-id ward3-bed12"
+            f"'/', '+', '#' or control characters, at most {MAX_TEXT_CHARS} characters; pass "
+            "e.g. --stream-id ward3-bed12"
         )
         raise ConfigError(msg)
     return stream
@@ -172,6 +229,19 @@ def subscription_for(prefix: str, stream: str | None, kind: TopicKind | None) ->
     return f"{check_topic_prefix(prefix)}/{level}/{last}"
 
 
+def printable(text: str, limit: int = 120) -> str:
+    r"""``text`` as it may be printed or logged: escaped, at most ``limit`` characters.
+
+    A received topic could otherwise rewrite a terminal line or forge a log line.
+
+    Example:
+        >>> printable("ecg/100/beats"), printable("ecg/a\nb/beats")
+        ('ecg/100/beats', 'ecg/a\\nb/beats')
+    """
+    shown = text if text.isprintable() else repr(text)[1:-1]
+    return shown if len(shown) <= limit else shown[: limit - 3] + "..."
+
+
 def parse_topic(topic: str) -> TopicParts:
     """Split a topic of this contract into prefix, stream id and kind.
 
@@ -180,10 +250,16 @@ def parse_topic(topic: str) -> TopicParts:
     """
     levels = topic.split("/")
     kinds = {kind.value: kind for kind in TopicKind}
+    if not topic.isprintable() or len(levels[-2] if len(levels) > 1 else "") > MAX_TEXT_CHARS:
+        msg = (
+            f"topic {printable(topic)} holds control characters or a stream id longer than "
+            f"{MAX_TEXT_CHARS} characters; no publisher of the contract sends it"
+        )
+        raise PayloadError(msg)
     if len(levels) < 3 or levels[-1] not in kinds or not levels[-2] or not all(levels[:-2]):
         msg = (
-            f"topic {topic!r} is not an ecg-stream topic; expected "
-            "'<prefix>/<stream>/beats', '.../samples' or '.../status'"
+            f"topic {printable(topic)} is not an ecg-stream topic; expected "
+            "'<prefix>/<stream>/beats', '.../samples', '.../status' or '.../raw'"
         )
         raise PayloadError(msg)
     return TopicParts("/".join(levels[:-2]), levels[-2], kinds[levels[-1]])
@@ -207,6 +283,10 @@ class BeatMessage:
         hr_bpm: Instantaneous heart rate ``60000 / rr_ms`` (None with ``rr_ms``).
         compute_ms: From the arrival of the last sample the beat needs to its publication, in ms.
         published_at: Unix time of publication, in s.
+        sqi: Signal-quality index of the beat in [0, 1] (None: not assessed). Optional on the
+            wire (``"sqi"``).
+        sqi_issue: Why the beat's signal is unusable (its label is then Q), or None. Optional on
+            the wire (``"sqi_issue"``, only with ``"sqi"``).
     """
 
     stream: str
@@ -222,6 +302,8 @@ class BeatMessage:
     hr_bpm: float | None
     compute_ms: float
     published_at: float
+    sqi: float | None = None
+    sqi_issue: SignalIssue | None = None
 
     @classmethod
     def from_beat(
@@ -252,6 +334,7 @@ class BeatMessage:
         has_rr = math.isfinite(rr_ms) and rr_ms > 0
         probabilities = tuple(float(p) for p in beat.probabilities)
         label = beat.label
+        quality = beat.window.quality
         return cls(
             stream=stream,
             record=record,
@@ -266,6 +349,8 @@ class BeatMessage:
             hr_bpm=60_000.0 / rr_ms if has_rr else None,
             compute_ms=compute_ms,
             published_at=published_at,
+            sqi=None if quality is None else quality.sqi,
+            sqi_issue=None if quality is None else quality.issue,
         )
 
 
@@ -336,6 +421,10 @@ class StatusMessage:
         fs_hz: Sampling rate of the chain, in Hz.
         model: Name of the classifier model.
         classes: The classes of the probability vectors, in order.
+        ingest: For a stream fed by a device on ``raw`` (``ecg-stream serve``): the worker's
+            counters; None for a replay. Optional on the wire (``"ingest"``).
+        signal: State of the stream's input (ok, noisy, lead-off, gap), or None when not
+            known. Optional on the wire (``"signal"``).
     """
 
     stream: str
@@ -344,21 +433,161 @@ class StatusMessage:
     fs_hz: float
     model: str
     classes: tuple[BeatClass, ...]
+    ingest: IngestStatus | None = None
+    signal: SignalState | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class IngestStatus:
+    """What a ``serve`` worker did with a device's ``raw`` chunks; part of its ``status``.
+
+    Args:
+        worker: Id of the worker holding the stream.
+        device_fs_hz: The device's sampling rate, in Hz.
+        chunks: Chunks processed.
+        samples: Device samples processed.
+        gaps: Chunks that started after a gap (the chain was flushed and restarted).
+        gap_samples: Device samples missing in those gaps.
+        duplicates: Chunks dropped as duplicates or older than the last (QoS 1 redelivery).
+        malformed: Messages on the stream's ``raw`` topic that did not decode.
+        dropped: Chunks dropped because the worker fell behind (each also makes a gap).
+        interleaved: The stream's chunks are being split between workers (a shared
+            subscription that does not keep a topic on one member): no beats are produced.
+    """
+
+    worker: str
+    device_fs_hz: float
+    chunks: int = 0
+    samples: int = 0
+    gaps: int = 0
+    gap_samples: int = 0
+    duplicates: int = 0
+    malformed: int = 0
+    dropped: int = 0
+    interleaved: bool = False
 
 
 WireMessage: TypeAlias = BeatMessage | SamplesMessage | StatusMessage
 
 
-def kind_of(message: WireMessage) -> TopicKind:
+class RawEncoding(Enum):
+    """How the samples of a ``raw`` message are written in ``data`` (base64, little-endian)."""
+
+    INT16 = "int16"  # counts; mV = counts / gain
+    FLOAT32 = "float32"  # mV
+
+
+@dataclass(frozen=True, slots=True)
+class RawMessage:
+    """A chunk of one lead's samples from a device, as published on ``<prefix>/<stream>/raw``.
+
+    Args:
+        stream: Stream id.
+        start_index: Index of the first sample in the device's clock (its own sample counter).
+        fs_hz: The device's sampling rate, in Hz (within :data:`RAW_FS_RANGE_HZ`).
+        encoding: How ``data`` is written.
+        data: The samples: int16 counts (``encoding`` INT16) or float32 mV (FLOAT32).
+        gain: Counts per mV of int16 data; None for float32 data.
+        lead: Lead name (e.g. ``MLII``), if the device says.
+        t0: Unix time of the first sample by the device's clock, in s, if the device says.
+
+    Example:
+        >>> msg = RawMessage.from_counts("bed1", 720, 360.0, np.array([200, -100]), gain=200.0)
+        >>> decode_raw("ecg/bed1/raw", encode(msg)).millivolts().tolist()
+        [1.0, -0.5]
+    """
+
+    stream: str
+    start_index: int
+    fs_hz: float
+    encoding: RawEncoding
+    data: npt.NDArray[np.int16] | npt.NDArray[np.float32] = field(repr=False, compare=False)
+    gain: float | None = None
+    lead: str | None = None
+    t0: float | None = None
+
+    def __post_init__(self) -> None:
+        want = np.int16 if self.encoding is RawEncoding.INT16 else np.float32
+        if self.data.dtype != want or self.data.ndim != 1:
+            got = f"{self.data.dtype} of shape {self.data.shape}"
+            msg = f"RawMessage.data must be 1-D {want.__name__}, got {got}"
+            raise ValueError(msg)
+        if (self.gain is None) != (self.encoding is RawEncoding.FLOAT32):
+            msg = "RawMessage.gain is required for int16 counts and must be None for float32 mV"
+            raise ValueError(msg)
+
+    @classmethod
+    def from_counts(
+        cls,
+        stream: str,
+        start_index: int,
+        fs_hz: float,
+        counts: npt.ArrayLike,
+        *,
+        gain: float,
+        lead: str | None = None,
+        t0: float | None = None,
+    ) -> RawMessage:
+        """Int16 counts with their gain (counts per mV), as an ADC delivers them."""
+        data = np.asarray(counts)
+        if data.size and (data.min() < _INT16_MIN or data.max() > _INT16_MAX):
+            msg = f"counts span {data.min()}..{data.max()}, beyond int16; send float32 mV"
+            raise ValueError(msg)
+        return cls(
+            stream, start_index, fs_hz, RawEncoding.INT16, data.astype(np.int16), gain, lead, t0
+        )
+
+    @classmethod
+    def from_mv(
+        cls,
+        stream: str,
+        start_index: int,
+        fs_hz: float,
+        samples_mv: npt.ArrayLike,
+        *,
+        lead: str | None = None,
+        t0: float | None = None,
+    ) -> RawMessage:
+        """Float32 samples in mV."""
+        data = np.asarray(samples_mv, dtype=np.float32)
+        return cls(stream, start_index, fs_hz, RawEncoding.FLOAT32, data, None, lead, t0)
+
+    @property
+    def end_index(self) -> int:
+        """Index one past the last sample, in the device's clock."""
+        return self.start_index + int(self.data.size)
+
+    def millivolts(self) -> FloatArray:
+        """The samples in mV, as float64 (int16: ``counts / gain``)."""
+        values = self.data.astype(np.float64)
+        return values / self.gain if self.gain is not None else values
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, RawMessage):
+            return NotImplemented
+        mine = (self.stream, self.start_index, self.fs_hz, self.encoding, self.gain, self.lead)
+        theirs = (other.stream, other.start_index, other.fs_hz, other.encoding, other.gain)
+        return (
+            mine == (*theirs, other.lead)
+            and self.t0 == other.t0
+            and np.array_equal(self.data, other.data)
+        )
+
+    __hash__ = None  # type: ignore[assignment]  # holds an array
+
+
+def kind_of(message: WireMessage | RawMessage) -> TopicKind:
     """The topic kind a message is published on."""
     if isinstance(message, BeatMessage):
         return TopicKind.BEATS
     if isinstance(message, SamplesMessage):
         return TopicKind.SAMPLES
+    if isinstance(message, RawMessage):
+        return TopicKind.RAW
     return TopicKind.STATUS
 
 
-def encode(message: WireMessage) -> bytes:
+def encode(message: WireMessage | RawMessage) -> bytes:
     """Encode a message as the UTF-8 JSON payload of its topic.
 
     Raises:
@@ -385,6 +614,10 @@ def encode(message: WireMessage) -> bytes:
             "compute_ms": round(message.compute_ms, 4),
             "published_at": round(message.published_at, 6),
         }
+        if message.sqi is not None:  # optional: absent, the payload is as before the field
+            payload["sqi"] = round(message.sqi, 4)
+            if message.sqi_issue is not None:
+                payload["sqi_issue"] = message.sqi_issue.value
     elif isinstance(message, SamplesMessage):
         payload = {
             "v": SCHEMA_VERSION,
@@ -394,6 +627,8 @@ def encode(message: WireMessage) -> bytes:
             "scale_uv": message.scale_uv,
             "data": base64.b64encode(message.counts.astype("<i2").tobytes()).decode("ascii"),
         }
+    elif isinstance(message, RawMessage):
+        payload = _raw_payload(message)
     else:
         payload = {
             "v": SCHEMA_VERSION,
@@ -404,6 +639,10 @@ def encode(message: WireMessage) -> bytes:
             "model": message.model,
             "classes": [cls.value for cls in message.classes],
         }
+        if message.ingest is not None:
+            payload["ingest"] = _ingest_payload(message.ingest)
+        if message.signal is not None:
+            payload["signal"] = message.signal.value
     try:
         text = json.dumps(payload, allow_nan=False, separators=(",", ":"))
     except ValueError as error:
@@ -420,6 +659,12 @@ def decode(topic: str, payload: bytes | bytearray | str) -> WireMessage:
             ``stream`` differs from the topic's stream level.
     """
     parts = parse_topic(topic)
+    if parts.kind is TopicKind.RAW:
+        msg = (
+            f"{topic}: a raw topic carries device input, not chain output; decode it with "
+            "decode_raw (subscribe to the beats, samples and status topics only)"
+        )
+        raise PayloadError(msg)
     message: WireMessage
     if parts.kind is TopicKind.BEATS:
         message = decode_beat(payload)
@@ -456,21 +701,64 @@ def decode_beat(payload: bytes | bytearray | str) -> BeatMessage:
             f"{probabilities[label.index]}"
         )
         raise PayloadError(msg)
+    rr_ms, hr_bpm = _rr_and_heart_rate(fields)
+    sqi, sqi_issue = _quality(fields, label)
     return BeatMessage(
         stream=fields.text("stream"),
         record=fields.text("record"),
         sample=fields.integer("sample"),
         chain_sample=fields.integer("chain_sample"),
-        time_s=fields.number("time_s", 0.0),
-        r_wall_time=fields.number("r_wall_time", 0.0),
+        time_s=fields.number("time_s", 0.0, MAX_TIME_S),
+        r_wall_time=fields.number("r_wall_time", 0.0, MAX_UNIX_TIME_S),
         label=label,
         confidence=confidence,
         probabilities=probabilities,  # type: ignore[arg-type]  # one per class
-        rr_ms=fields.optional_number("rr_ms", positive=True),
-        hr_bpm=fields.optional_number("hr_bpm", positive=True),
-        compute_ms=fields.number("compute_ms", 0.0),
-        published_at=fields.number("published_at", 0.0),
+        rr_ms=rr_ms,
+        hr_bpm=hr_bpm,
+        compute_ms=fields.number("compute_ms", 0.0, MAX_COMPUTE_MS),
+        published_at=fields.number("published_at", 0.0, MAX_UNIX_TIME_S),
+        sqi=sqi,
+        sqi_issue=sqi_issue,
     )
+
+
+def _quality(fields: _Fields, label: BeatClass) -> tuple[float | None, SignalIssue | None]:
+    """``sqi`` and ``sqi_issue``: optional; an issue needs an ``sqi`` and a Q label."""
+    sqi = None if fields.obj.get("sqi") is None else fields.number("sqi", 0.0, 1.0)
+    if fields.obj.get("sqi_issue") is None:
+        return sqi, None
+    issues = {issue.value: issue for issue in SignalIssue}
+    text = fields.text("sqi_issue")
+    if text not in issues:
+        msg = f"beats payload: 'sqi_issue' is {_shown(text)}, expected one of {list(issues)}"
+        raise PayloadError(msg)
+    if sqi is None or label is not BeatClass.Q:
+        msg = (
+            f"beats payload: 'sqi_issue' {text!r} comes with label {label.value!r} and sqi "
+            f"{sqi}; an unusable beat carries an 'sqi' and label 'Q'"
+        )
+        raise PayloadError(msg)
+    return sqi, issues[text]
+
+
+def _rr_and_heart_rate(fields: _Fields) -> tuple[float | None, float | None]:
+    """``rr_ms`` and ``hr_bpm``: both null (a stream's first beat) or both set, and agreeing."""
+    rr_ms = fields.optional_number("rr_ms", MIN_RR_MS, MAX_TIME_S * 1000.0)
+    hr_bpm = fields.optional_number("hr_bpm", 0.0, MAX_HEART_RATE_BPM, positive=True)
+    if (rr_ms is None) != (hr_bpm is None):
+        msg = f"beats payload: 'rr_ms' is {rr_ms} but 'hr_bpm' {hr_bpm}: both null or neither"
+        raise PayloadError(msg)
+    if (
+        rr_ms is not None
+        and hr_bpm is not None  # each rounded on the wire: to 0.001 ms and 0.001 bpm
+        and not math.isclose(hr_bpm, 60_000.0 / rr_ms, rel_tol=1e-3, abs_tol=1e-3)
+    ):
+        msg = (
+            f"beats payload: 'hr_bpm' {hr_bpm} is not 60000 / 'rr_ms' {rr_ms} "
+            f"({60_000.0 / rr_ms:.3f})"
+        )
+        raise PayloadError(msg)
+    return rr_ms, hr_bpm
 
 
 def decode_samples(payload: bytes | bytearray | str) -> SamplesMessage:
@@ -530,7 +818,159 @@ def decode_status(payload: bytes | bytearray | str) -> StatusMessage:
         fs_hz=fields.number("fs_hz", *SUPPORTED_FS_HZ),
         model=fields.text("model"),
         classes=tuple(known[name] for name in names),
+        ingest=_decode_ingest(fields.obj.get("ingest")),
+        signal=_decode_signal(fields),
     )
+
+
+def _decode_signal(fields: _Fields) -> SignalState | None:
+    if fields.obj.get("signal") is None:
+        return None
+    text = fields.text("signal")
+    states = {state.value: state for state in SignalState}
+    if text not in states:
+        msg = f"status payload: 'signal' is {_shown(text)}, expected one of {list(states)}"
+        raise PayloadError(msg)
+    return states[text]
+
+
+def _ingest_payload(ingest: IngestStatus) -> _Payload:
+    return {
+        "worker": ingest.worker,
+        "device_fs_hz": ingest.device_fs_hz,
+        "chunks": ingest.chunks,
+        "samples": ingest.samples,
+        "gaps": ingest.gaps,
+        "gap_samples": ingest.gap_samples,
+        "duplicates": ingest.duplicates,
+        "malformed": ingest.malformed,
+        "dropped": ingest.dropped,
+        "interleaved": ingest.interleaved,
+    }
+
+
+def _decode_ingest(obj: object) -> IngestStatus | None:
+    if obj is None:
+        return None
+    if not isinstance(obj, dict):
+        msg = f"status payload: 'ingest' is {_shown(obj)}, expected an object or null"
+        raise PayloadError(msg)
+    fields = _Fields(obj, TopicKind.STATUS, parent="ingest")
+    interleaved = obj.get("interleaved", False)
+    if not isinstance(interleaved, bool):
+        msg = f"status payload: 'ingest.interleaved' is {_shown(interleaved)}, expected a boolean"
+        raise PayloadError(msg)
+    counters = ("chunks", "samples", "gaps", "gap_samples", "duplicates", "malformed", "dropped")
+    return IngestStatus(
+        worker=fields.text("worker"),
+        device_fs_hz=fields.number("device_fs_hz", *RAW_FS_RANGE_HZ),
+        interleaved=interleaved,
+        **{name: fields.integer(name) for name in counters},
+    )
+
+
+def _raw_payload(message: RawMessage) -> _Payload:
+    dtype = "<i2" if message.encoding is RawEncoding.INT16 else "<f4"
+    payload: _Payload = {
+        "v": SCHEMA_VERSION,
+        "stream": message.stream,
+        "start_index": message.start_index,
+        "fs_hz": message.fs_hz,
+        "encoding": message.encoding.value,
+    }
+    if message.gain is not None:
+        payload["gain"] = message.gain
+    payload["data"] = base64.b64encode(message.data.astype(dtype).tobytes()).decode("ascii")
+    if message.lead is not None:
+        payload["lead"] = message.lead
+    if message.t0 is not None:
+        payload["t0"] = round(message.t0, 6)
+    return payload
+
+
+def decode_raw(topic: str, payload: bytes | bytearray | str) -> RawMessage:
+    """Decode and validate a device's ``raw`` payload received on ``topic``.
+
+    Raises:
+        PayloadError: The topic is no ``raw`` topic, the payload does not follow the contract,
+            or its ``stream`` differs from the topic's stream level.
+    """
+    parts = parse_topic(topic)
+    if parts.kind is not TopicKind.RAW:
+        msg = f"{topic}: decode_raw reads '<prefix>/<stream>/raw' topics; use decode"
+        raise PayloadError(msg)
+    fields = _Fields(_load(payload, TopicKind.RAW), TopicKind.RAW)
+    stream = fields.text("stream")
+    if stream != parts.stream:
+        msg = f"{topic}: payload says stream {stream!r}, the topic {parts.stream!r}"
+        raise PayloadError(msg)
+    start_index = fields.integer("start_index")
+    fs_hz = fields.number("fs_hz", *RAW_FS_RANGE_HZ)
+    encoding_text = fields.text("encoding")
+    encodings = {encoding.value: encoding for encoding in RawEncoding}
+    if encoding_text not in encodings:
+        msg = (
+            f"raw payload: 'encoding' is {_shown(encoding_text)}, expected one of {list(encodings)}"
+        )
+        raise PayloadError(msg)
+    encoding = encodings[encoding_text]
+    gain: float | None = None
+    if encoding is RawEncoding.INT16:
+        gain = fields.number("gain", *RAW_GAIN_RANGE)
+    elif fields.obj.get("gain") is not None:
+        msg = "raw payload: 'gain' is for int16 counts; float32 'data' is in mV, send no gain"
+        raise PayloadError(msg)
+    raw = _base64_field(fields, "data")
+    itemsize = 2 if encoding is RawEncoding.INT16 else 4
+    if len(raw) % itemsize:
+        msg = (
+            f"raw payload: 'data' holds {len(raw)} bytes, not a whole number of "
+            f"{encoding.value} samples ({itemsize} bytes each)"
+        )
+        raise PayloadError(msg)
+    count = len(raw) // itemsize
+    if not 1 <= count <= MAX_RAW_SAMPLES_PER_MESSAGE:
+        msg = (
+            f"raw payload: 'data' holds {count} samples, expected 1 to "
+            f"{MAX_RAW_SAMPLES_PER_MESSAGE}; send long stretches in several chunks"
+        )
+        raise PayloadError(msg)
+    if start_index + count > MAX_INDEX:
+        msg = f"raw payload: 'start_index' {start_index} + {count} samples passes {MAX_INDEX}"
+        raise PayloadError(msg)
+    data: npt.NDArray[np.int16] | npt.NDArray[np.float32]
+    if encoding is RawEncoding.INT16:
+        data = np.frombuffer(raw, dtype="<i2").astype(np.int16)
+    else:
+        data = np.frombuffer(raw, dtype="<f4").astype(np.float32)
+        with np.errstate(invalid="ignore"):
+            bad = ~(np.abs(data) <= MAX_RAW_ABS_MV)  # also NaN
+        if bad.any():
+            first = int(np.argmax(bad))
+            msg = (
+                f"raw payload: float32 sample {first} is {data[first]}, expected a finite "
+                f"value within +-{MAX_RAW_ABS_MV:g} mV"
+            )
+            raise PayloadError(msg)
+    lead = None
+    if fields.obj.get("lead") is not None:
+        lead = fields.text("lead")
+        if len(lead) > MAX_LEAD_CHARS:
+            msg = (
+                f"raw payload: 'lead' is {len(lead)} characters, expected at most {MAX_LEAD_CHARS}"
+            )
+            raise PayloadError(msg)
+    t0 = None if fields.obj.get("t0") is None else fields.number("t0", 0.0)
+    return RawMessage(stream, start_index, fs_hz, encoding, data, gain, lead, t0)
+
+
+def _base64_field(fields: _Fields, name: str) -> bytes:
+    text = fields.get(name, str)
+    try:
+        return base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError) as error:
+        msg = f"{fields.kind.value} payload: {name!r} is not valid base64 ({error})"
+        raise PayloadError(msg) from error
 
 
 class _NonFiniteNumberError(ValueError):
@@ -557,6 +997,13 @@ def _load(payload: bytes | bytearray | str, kind: TopicKind) -> _Payload:
         msg = (
             f"{kind.value} payload is {len(payload)} bytes, more than the {MAX_PAYLOAD_BYTES} "
             f"any message of the contract takes; got {_preview(payload)}"
+        )
+        raise PayloadError(msg)
+    depth = _nesting_depth(payload)
+    if depth > MAX_JSON_DEPTH:
+        msg = (
+            f"{kind.value} payload nests arrays or objects too deeply ({depth} levels, at most "
+            f"{MAX_JSON_DEPTH}), expected a flat JSON object; got {_preview(payload)}"
         )
         raise PayloadError(msg)
     try:
@@ -588,6 +1035,30 @@ def _load(payload: bytes | bytearray | str, kind: TopicKind) -> _Payload:
         )
         raise PayloadError(msg)
     return obj
+
+
+def _nesting_depth(payload: bytes | bytearray | str) -> int:
+    """How deep arrays and objects nest in JSON text, brackets inside strings not counted.
+
+    Linear and in numpy, so ``json.loads`` (which recurses once per level) never meets more
+    than :data:`MAX_JSON_DEPTH` levels. In text that is no valid JSON the count may be off past
+    the first error, but the parser stops there too.
+    """
+    if isinstance(payload, str):
+        payload = payload.encode("utf-8", errors="surrogatepass")
+    chars = np.frombuffer(payload, dtype=np.uint8)
+    opening = (chars == ord("[")) | (chars == ord("{"))
+    if np.count_nonzero(opening) <= MAX_JSON_DEPTH:
+        return int(np.count_nonzero(opening))  # a bound, and the common case
+    index = np.arange(chars.size)
+    # a quote is escaped when an odd number of backslashes comes right before it
+    last_other = np.maximum.accumulate(np.where(chars == ord("\\"), -1, index))
+    backslashes_before = index - 1 - np.concatenate(([-1], last_other[:-1]))
+    quotes = (chars == ord('"')) & (backslashes_before % 2 == 0)
+    inside = np.cumsum(quotes) % 2 == 1
+    closing = (chars == ord("]")) | (chars == ord("}"))
+    steps = np.where(inside, 0, opening.astype(np.int64) - closing)
+    return int(np.cumsum(steps).max(initial=0))
 
 
 def _preview(payload: bytes | bytearray | str, limit: int = 60) -> str:
@@ -638,6 +1109,18 @@ class _Fields:
         if not value:
             msg = f"{self.kind.value} payload: {self._name(name)!r} is empty"
             raise PayloadError(msg)
+        if len(value) > MAX_TEXT_CHARS:
+            msg = (
+                f"{self.kind.value} payload: {self._name(name)!r} is {len(value)} characters, "
+                f"expected at most {MAX_TEXT_CHARS}"
+            )
+            raise PayloadError(msg)
+        if not value.isprintable():  # control characters would rewrite a terminal or a log
+            msg = (
+                f"{self.kind.value} payload: {self._name(name)!r} is {_shown(value)}, which "
+                "holds control or other non-printable characters"
+            )
+            raise PayloadError(msg)
         return value
 
     def integer(self, name: str) -> int:
@@ -677,10 +1160,12 @@ class _Fields:
             raise PayloadError(msg)
         return value
 
-    def optional_number(self, name: str, *, positive: bool) -> float | None:
+    def optional_number(
+        self, name: str, low: float, high: float = math.inf, *, positive: bool = False
+    ) -> float | None:
         if self.obj.get(name, ...) is None:
             return None
-        return self.number(name, 0.0, positive=positive)
+        return self.number(name, low, high, positive=positive)
 
     def beat_class(self, name: str) -> BeatClass:
         value = self.text(name)
@@ -692,3 +1177,46 @@ class _Fields:
             )
             raise PayloadError(msg)
         return known[value]
+
+
+DEDUPLICATION_CAPACITY = 65_536
+"""Beat identities a :class:`BeatDeduplicator` remembers: hours of beats of dozens of streams."""
+
+
+class BeatDeduplicator:
+    """Recognise a beat delivered again (beats are delivered at least once), in bounded memory.
+
+    A beat is identified by its stream and ``chain_sample``, within one run of the stream: a
+    redelivery (the broker's, after a reconnection, or the publisher's own re-send of a beat
+    whose acknowledgement was lost) repeats ``r_wall_time`` too, while a stream started again
+    (its ``chain_sample`` counting from 0 once more) has other wall times.
+
+    Args:
+        capacity: Most recent beat identities remembered.
+
+    Attributes:
+        duplicates: Beats recognised as delivered before.
+    """
+
+    def __init__(self, capacity: int = DEDUPLICATION_CAPACITY) -> None:
+        if capacity < 1:
+            msg = f"capacity={capacity} must be >= 1 (beat identities remembered)"
+            raise ConfigError(msg)
+        self.capacity = capacity
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget every beat seen."""
+        self.duplicates = 0
+        self._seen: OrderedDict[tuple[str, int, float], None] = OrderedDict()
+
+    def is_new(self, message: BeatMessage) -> bool:
+        """Whether ``message`` is a beat not seen before; remembers it (counts it if not)."""
+        key = (message.stream, message.chain_sample, message.r_wall_time)
+        if key in self._seen:
+            self.duplicates += 1
+            return False
+        self._seen[key] = None
+        if len(self._seen) > self.capacity:
+            self._seen.popitem(last=False)
+        return True

@@ -1,12 +1,17 @@
 from __future__ import annotations
 
+import argparse
+import ast
 import csv
+import re
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
 import wfdb
 
+from ecg_stream import cli
 from ecg_stream.cli import main
 from ecg_stream.records import DATA_ENV
 from tests.stream.helpers import MqttBroker
@@ -21,17 +26,20 @@ def test_analyze_writes_one_row_per_beat(
     assert rows[0] == [
         *("sample", "time_s", "rr_ms", "label", "confidence"),
         *("p_N", "p_S", "p_V", "p_F", "p_Q"),
+        *("sqi", "sqi_issue"),
     ]
     assert 2270 <= len(rows) - 1 <= 2280
     assert {row[3] for row in rows[1:]} <= {"N", "S", "V", "F", "Q"}
-    assert all(abs(sum(map(float, row[5:])) - 1) < 1e-3 for row in rows[1:])
+    assert all(abs(sum(map(float, row[5:10])) - 1) < 1e-3 for row in rows[1:])
+    # signal quality: every beat of record 100 is usable
+    assert all(0.0 <= float(row[10]) <= 1.0 and not row[11] for row in rows[1:])
     assert "x real time" in capsys.readouterr().out
 
 
 def test_analyze_without_model_writes_detections_only(data_dir: Path, tmp_path: Path) -> None:
     argv = ["analyze", "100", "--data-dir", str(data_dir), "--out-dir", str(tmp_path)]
     assert main([*argv, "--no-classify"]) == 0
-    assert (tmp_path / "100.csv").read_text().splitlines()[0] == "sample,time_s,rr_ms"
+    assert (tmp_path / "100.csv").read_text().splitlines()[0] == "sample,time_s,rr_ms,sqi,sqi_issue"
 
 
 def test_evaluate_needs_detector_or_classifier(capsys: pytest.CaptureFixture[str]) -> None:
@@ -138,7 +146,7 @@ def test_corrupt_annotations_stop_only_the_commands_that_need_them(
     atr.write_bytes(np.random.default_rng(13).bytes(4000))
     out = tmp_path / "out"
     assert main(["analyze", str(short_record), "--no-classify", "--out-dir", str(out)]) == 0
-    assert (out / "short.csv").read_text().startswith("sample,time_s,rr_ms\n")
+    assert (out / "short.csv").read_text().startswith("sample,time_s,rr_ms,sqi,sqi_issue\n")
     capsys.readouterr()
     assert main(["evaluate", "--detector", str(short_record)]) == 2
     assert f"{atr}: cannot read the WFDB annotations" in one_line_error(capsys, "evaluate")
@@ -179,3 +187,119 @@ def test_missing_model_is_refused_before_records_load(
 ) -> None:
     assert main(["replay", "no-such-record", "--model", str(tmp_path / "none.onnx")]) == 2
     assert "none.onnx does not exist" in one_line_error(capsys, "replay")
+
+
+def damage_signal_byte(stem: Path) -> None:
+    data = bytearray(stem.with_suffix(".dat").read_bytes())
+    data[1000] ^= 0xFF
+    stem.with_suffix(".dat").write_bytes(bytes(data))
+
+
+def damage_with_gap(stem: Path) -> None:
+    raw = wfdb.rdrecord(str(stem))
+    signals = raw.p_signal.copy()
+    signals[100:110, 0] = np.nan
+    wfdb.wrsamp(
+        stem.name,
+        fs=raw.fs,
+        units=raw.units,
+        sig_name=raw.sig_name,
+        p_signal=signals,
+        fmt=["16", "16"],
+        write_dir=str(stem.parent),
+    )
+
+
+def damage_header(record_line: str, units: str = "mV") -> Callable[[Path], None]:
+    def damage(stem: Path) -> None:
+        lines = stem.with_suffix(".hea").read_text().splitlines()
+        signals = [line.replace("/mV", f"/{units}") for line in lines[1:]]
+        stem.with_suffix(".hea").write_text("\n".join([record_line, *signals]) + "\n")
+
+    return damage
+
+
+BAD_FILES: dict[str, tuple[Callable[[Path], None], str, str]] = {
+    "checksum": (damage_signal_byte, ".dat", "does not match its checksum in short.hea"),
+    "missing-samples": (damage_with_gap, ".dat", "has 10 missing sample(s)"),
+    "rate-1hz": (damage_header("short 2 1 3600"), ".hea", "sampling rate 1 Hz is outside"),
+    "length-lie": (damage_header("short 2 360 3500"), ".dat", "the file is longer or the head"),
+    "units": (damage_header("short 2 360 3600", "mmHg"), ".hea", "'mmHg', not a voltage"),
+}
+
+
+def command_lines(stem: Path, out: Path, noise_dir: Path) -> dict[str, list[str]]:
+    record, noise = str(stem), ["--data-dir", str(noise_dir), "--noise", "em", "--snr", "12"]
+    return {
+        "analyze": ["analyze", record, "--out-dir", str(out)],
+        "analyze-no-classify": ["analyze", record, "--no-classify", "--out-dir", str(out)],
+        "evaluate-detector": ["evaluate", "--detector", record],
+        "evaluate-classifier": ["evaluate", "--classifier", record, "--out-dir", str(out)],
+        "replay": ["replay", record, "--speed", "max", "--quiet", "--broker", "mqtt://127.0.0.1:9"],
+        "dataset": ["dataset", str(out / "beats.npz"), record],
+        "stress": ["stress", record, *noise, "--json", str(out / "stress.json")],
+    }
+
+
+@pytest.mark.parametrize("damage", list(BAD_FILES))
+@pytest.mark.parametrize(
+    "command", list(command_lines(Path("x"), Path("o"), Path("n"))), ids=lambda name: name
+)
+def test_every_command_refuses_a_bad_file_in_one_line(
+    short_record: Path,
+    data_dir: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    damage: str,
+    command: str,
+) -> None:
+    """Issue 13: each class of damaged file, each command that reads records: exit 2, one line
+    naming the file and the fault, nothing written, no traceback."""
+    noise_dir = data_dir.parent / "nstdb-noise"
+    if command == "stress" and not (noise_dir / "em.hea").is_file():
+        pytest.skip(f"the noise record em is not in {noise_dir}")
+    make_damage, suffix, fault = BAD_FILES[damage]
+    make_damage(short_record)
+    out = tmp_path / "out"
+    argv = command_lines(short_record, out, noise_dir)[command]
+    assert main(argv) == 2
+    err = one_line_error(capsys, argv[0])
+    assert f"{short_record}{suffix}: " in err
+    assert fault in err
+    assert not out.exists() or not any(out.iterdir())
+
+
+def test_card_is_a_subcommand_and_a_missing_run_is_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["card", "--run", str(tmp_path / "run"), "--out-dir", str(tmp_path)]) == 2
+    err = one_line_error(capsys, "card")
+    assert f"{tmp_path / 'run' / 'cv.json'} does not exist; ecg-stream train" in err
+    with pytest.raises(SystemExit):
+        main(["card", "--run", str(tmp_path), "--compare", "no-label"])
+    assert "give LABEL=RUN_DIR" in capsys.readouterr().err
+
+
+def option_strings(parser: argparse.ArgumentParser) -> set[str]:
+    """Every --option of a parser and of its subcommands."""
+    found = {s for action in parser._actions for s in action.option_strings}
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for subparser in action.choices.values():
+                found |= option_strings(subparser)
+    return found
+
+
+def test_messages_name_only_options_that_exist() -> None:
+    """Every ``--flag`` in a string of the package is an option of some command (issue 12)."""
+    package = Path(cli.__file__).parent
+    named: dict[str, str] = {}
+    for path in package.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Constant) and isinstance(node.value, str):
+                for flag in re.findall(r"(?<![\w-])--[a-z][a-z0-9-]*", node.value):
+                    named.setdefault(flag, path.name)
+    benchmark_options = {"--models"}  # benchmarks/classifier_cost.py, quoted by the model card
+    known = option_strings(cli._build_parser()) | benchmark_options
+    unknown = {flag: where for flag, where in named.items() if flag not in known}
+    assert not unknown, unknown

@@ -3,11 +3,19 @@
 from __future__ import annotations
 
 import doctest
+import ssl
+from pathlib import Path
 
 import pytest
 
 import ecg_stream.config as config_module
-from ecg_stream.config import MQTT_PASSWORD_ENV, MQTT_USERNAME_ENV, MqttConfig
+from ecg_stream.config import (
+    MQTT_CA_FILE_ENV,
+    MQTT_PASSWORD_ENV,
+    MQTT_PASSWORD_FILE_ENV,
+    MQTT_USERNAME_ENV,
+    MqttConfig,
+)
 from ecg_stream.errors import ConfigError
 
 
@@ -59,3 +67,60 @@ def test_config_doctests_pass() -> None:
     result = doctest.testmod(config_module)
     assert result.attempted > 0
     assert result.failed == 0
+
+
+def test_password_file_gives_its_first_line(tmp_path: Path) -> None:
+    secret = tmp_path / "mqtt-password"
+    secret.write_text("s3cret with spaces\nignored\n")
+    env = {MQTT_USERNAME_ENV: "ward3", MQTT_PASSWORD_FILE_ENV: str(secret)}
+    config = MqttConfig.from_url("mqtt://broker.example", environ=env)
+    assert config.password == "s3cret with spaces"
+    assert "s3cret" not in repr(config)
+
+
+@pytest.mark.parametrize(
+    ("setup", "match"),
+    [
+        ("both", "both \\$ECG_STREAM_MQTT_PASSWORD and \\$ECG_STREAM_MQTT_PASSWORD_FILE are set"),
+        ("missing", "cannot read the password file .*missing \\(No such file or directory\\)"),
+        ("empty", "the password file .*empty-file is empty"),
+    ],
+)
+def test_bad_password_files_are_refused_without_showing_a_password(
+    tmp_path: Path, setup: str, match: str
+) -> None:
+    (tmp_path / "empty-file").write_text("\n")
+    path = {"both": tmp_path / "empty-file", "missing": tmp_path / "missing"}.get(
+        setup, tmp_path / "empty-file"
+    )
+    env = {MQTT_USERNAME_ENV: "ward3", MQTT_PASSWORD_FILE_ENV: str(path)}
+    if setup == "both":
+        env[MQTT_PASSWORD_ENV] = "s3cret"
+    with pytest.raises(ConfigError, match=match) as caught:
+        MqttConfig.from_url("mqtt://broker.example", environ=env)
+    assert "s3cret" not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("url", "ca", "match"),
+    [
+        ("mqtt://broker.example", "ca.pem", "names a CA file for mqtt://broker.example:1883, a"),
+        ("mqtts://broker.example", "missing.pem", "cannot load CA certificates from .*missing"),
+        ("mqtts://broker.example", "not-pem.txt", "cannot load CA certificates .*no certificate"),
+    ],
+)
+def test_bad_ca_files_are_refused_before_connecting(
+    tmp_path: Path, url: str, ca: str, match: str
+) -> None:
+    (tmp_path / "not-pem.txt").write_text("hello\n")
+    (tmp_path / "ca.pem").write_text("hello\n")
+    with pytest.raises(ConfigError, match=match):
+        MqttConfig.from_url(url, environ={MQTT_CA_FILE_ENV: str(tmp_path / ca)})
+
+
+def test_tls_context_verifies_certificates_and_host_names() -> None:
+    context = MqttConfig.from_url("mqtts://broker.example", environ={}).tls_context()
+    assert context is not None
+    assert context.verify_mode is ssl.CERT_REQUIRED
+    assert context.check_hostname
+    assert MqttConfig.from_url("mqtt://broker.example", environ={}).tls_context() is None

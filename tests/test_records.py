@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import struct
 from collections.abc import Callable
 from pathlib import Path
 
@@ -133,6 +134,26 @@ def annotate(stem: Path, samples: list[int]) -> None:
     wfdb.wrann(stem.name, "atr", np.array(samples), symbols, write_dir=str(stem.parent))
 
 
+def randomize(path: Path) -> None:
+    path.write_bytes(np.random.default_rng(2).bytes(path.stat().st_size))
+
+
+def flip_byte(path: Path, offset: int) -> None:
+    data = bytearray(path.read_bytes())
+    data[offset] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
+def annotate_backwards(stem: Path) -> None:
+    """Annotations at 100, then 10: wfdb writes none out of order, so patch its SKIP word."""
+    annotate(stem, [100, 5000])  # 4900 samples on: a SKIP (type 59) with a 32-bit interval
+    data = bytearray(stem.with_suffix(".atr").read_bytes())
+    skip = data.find(b"\x00\xec")
+    interval = -90 & 0xFFFF_FFFF  # PDP-11 order: high 16-bit word first, each little-endian
+    data[skip + 2 : skip + 6] = struct.pack("<HH", interval >> 16, interval & 0xFFFF)
+    stem.with_suffix(".atr").write_bytes(bytes(data))
+
+
 DAMAGES: list[tuple[str, Callable[[Path], object], str, str]] = [
     ("empty-hea", lambda s: s.with_suffix(".hea").write_bytes(b""), ".hea", "file is empty"),
     ("blank-hea", lambda s: write_header(s, "", ""), ".hea", "cannot read the WFDB header"),
@@ -201,6 +222,57 @@ DAMAGES: list[tuple[str, Callable[[Path], object], str, str]] = [
         ".atr",
         "annotation at sample 650001 lies outside the signal \\(0..649999\\)",
     ),
+    # Headers that lie: wfdb would silently stream another rate, length or scale.
+    ("rate-1hz", lambda s: write_header(s, "100 2 1 650000"), ".hea", "rate 1 Hz is outside 50-"),
+    ("rate-negative", lambda s: write_header(s, "100 2 -360 650000"), ".hea", "-360 Hz is out"),
+    ("rate-nan", lambda s: write_header(s, "100 2 nan 650000"), ".hea", "rate nan Hz is outside"),
+    ("rate-inf", lambda s: write_header(s, "100 2 inf 650000"), ".hea", "rate inf Hz is outside"),
+    (
+        "length-negative",
+        lambda s: write_header(s, "100 2 360 -5"),
+        ".hea",
+        "signal length '-5' is not a whole number of samples",
+    ),
+    ("length-text", lambda s: write_header(s, "100 2 360 many"), ".hea", "length 'many' is not"),
+    (
+        "other-record",
+        lambda s: write_header(s, "101 2 360 650000"),
+        ".hea",
+        "the header describes record '101', not '100'",
+    ),
+    (
+        "gain-negative",
+        lambda s: write_header(s, "100 2 360 650000", SIGNAL_LINES.replace(" 200 ", " -200 ")),
+        ".hea",
+        "ADC gain -200 is not a positive number",
+    ),
+    (
+        "units-mmhg",
+        lambda s: write_header(s, "100 2 360 650000", SIGNAL_LINES.replace(" 200 ", " 200/mmHg ")),
+        ".hea",
+        "lead 'MLII' is in 'mmHg', not a voltage",
+    ),
+    (
+        "units-volt",
+        lambda s: write_header(s, "100 2 360 650000", SIGNAL_LINES.replace(" 200 ", " 200/V ")),
+        ".dat",
+        "lead 'MLII' reaches 2715 mV at sample 546792, beyond the 1000 mV",
+    ),
+    (
+        "gain-tiny",
+        lambda s: write_header(s, "100 2 360 650000", SIGNAL_LINES.replace(" 200 ", " 1e-300 ")),
+        ".dat",
+        "reaches 5.43e\\+302 mV",
+    ),
+    # Signal files that hold other data than the header describes, at the right size.
+    ("random-dat", lambda s: randomize(s.with_suffix(".dat")), ".dat", "does not match its checks"),
+    ("one-byte-dat", lambda s: flip_byte(s.with_suffix(".dat"), 300_000), ".dat", "checksum"),
+    (
+        "atr-out-of-order",
+        lambda s: annotate_backwards(s),
+        ".atr",
+        "annotations are not in time order \\(sample 10 follows 100\\)",
+    ),
 ]
 
 
@@ -246,3 +318,44 @@ def test_svdb_860_ends_one_sample_after_its_last_annotation(data_dir: Path) -> N
 def test_a_header_without_length_reads_the_whole_signal(record_copy: Path) -> None:
     write_header(record_copy, "100 2 360")
     assert load_record(str(record_copy)).samples.size == 650_000
+
+
+def write_lead_with_gap(stem: Path) -> None:
+    """Two leads at 360 Hz in format 16; lead 'V1' misses samples 100-109 (NaN when written)."""
+    lead_ii = np.sin(2 * np.pi * np.arange(3600) / 360.0)
+    lead_v1 = lead_ii.copy()
+    lead_v1[100:110] = np.nan
+    wfdb.wrsamp(
+        stem.name,
+        fs=360,
+        units=["mV", "mV"],
+        sig_name=["II", "V1"],
+        p_signal=np.column_stack([lead_ii, lead_v1]),
+        fmt=["16", "16"],
+        write_dir=str(stem.parent),
+    )
+
+
+def test_missing_samples_are_refused_not_zeroed(tmp_path: Path) -> None:
+    """A NaN (WFDB's invalid-sample code) is refused with where it lies; no lead is patched."""
+    stem = tmp_path / "gap"
+    write_lead_with_gap(stem)
+    with pytest.raises(RecordFormatError) as caught:
+        load_record(str(stem), lead="V1")
+    assert str(caught.value) == (
+        f"{stem}.dat: lead 'V1' has 10 missing sample(s) (WFDB's invalid-sample code), the "
+        "first at sample 100 (0.28 s), the last at 109; ecg-stream streams complete signals "
+        "only: pick another lead (--lead) or cut the record before the gap"
+    )
+    assert np.isfinite(load_record(str(stem), lead="II").samples).all()
+
+
+def test_a_missing_path_stem_is_data_not_found(tmp_path: Path) -> None:
+    with pytest.raises(DataNotFoundError, match=r"there is no nothing\.hea in"):
+        load_record(str(tmp_path / "nothing"))
+
+
+def test_every_real_record_passes_the_checks(data_dir: Path) -> None:
+    """The checks refuse no record of the databases: checksums, units and ranges all hold."""
+    for name in ("100", "207", "232"):
+        assert load_record(name, data_dir, annotations=False).samples.size == 650_000

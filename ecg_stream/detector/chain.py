@@ -1,14 +1,21 @@
-"""The streaming chain: filter, R-peak detector and segmenter, one chunk at a time."""
+"""The streaming chain: quality scan, filter, R-peak detector and segmenter, chunk by chunk."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
+import numpy.typing as npt
+
 from ecg_stream.config import ChainConfig
 from ecg_stream.detector.filter import CausalBandpass
+from ecg_stream.detector.quality import SignalQuality
 from ecg_stream.detector.rpeak import RPeakDetector
 from ecg_stream.detector.segment import BeatSegmenter
-from ecg_stream.types import BeatWindow, Chunk
+from ecg_stream.types import BeatWindow, Chunk, FloatArray, RPeak, SignalState
+
+RESTART_REFRACTORY_S = 0.2
+"""After a restart, an R peak this close to the last one emitted is the same QRS seen again."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,15 +32,24 @@ class Extracted:
 
 
 class BeatExtractor:
-    """Filter -> R-peak detector -> segmenter: raw chunks in, beat windows out.
+    """Quality scan -> filter -> R-peak detector -> segmenter: raw chunks in, beat windows out.
+
+    The filter, detector and segmenter run over one *segment* of usable input at a time. NaN
+    samples and a lead-off (a flat line) end the segment: the beats it holds are flushed, the
+    stopped samples come out of the filter as zeros, and a fresh filter, detector and segmenter
+    start at the first usable sample after them, so no NaN reaches the filter state and no RR
+    interval spans the fault. Every window carries its signal quality (``detector/quality.py``).
+    On input without such faults there is one segment and the windows are those of the bare
+    filter, detector and segmenter.
 
     Args:
         config: The chain's configuration.
 
     Attributes:
-        bandpass: The causal filter stage.
-        detector: The R-peak detector stage.
-        segmenter: The windowing stage.
+        bandpass: The causal filter stage (of the current segment).
+        detector: The R-peak detector stage (of the current segment).
+        segmenter: The windowing stage (of the current segment).
+        quality: The signal-quality stage (over the whole stream).
 
     Example:
         >>> import numpy as np
@@ -48,14 +64,25 @@ class BeatExtractor:
         self.bandpass = CausalBandpass.from_config(config)
         self.detector = RPeakDetector(fs_hz=config.fs_hz)
         self.segmenter = BeatSegmenter(config)
-        self._next_index = 0
+        self.quality = SignalQuality(config)
+        self._refractory = round(RESTART_REFRACTORY_S * config.fs_hz)
+        self.reset()
 
     def reset(self) -> None:
         """Forget all past input."""
         self.bandpass.reset()
         self.detector.reset()
         self.segmenter.reset()
+        self.quality.reset()
         self._next_index = 0
+        self._segment_start: int | None = 0  # None while stopped (NaN, lead-off)
+        self._last_peak_index: int | None = None  # newest R peak found
+        self._fence_index: int | None = None  # a restarted segment's peaks must come after it
+
+    @property
+    def state(self) -> SignalState:
+        """The state of the input at the newest sample (for the status topic)."""
+        return self.quality.state
 
     def process(self, chunk: Chunk) -> Extracted:
         """Run one chunk through the chain; chunks must be consecutive."""
@@ -66,14 +93,77 @@ class BeatExtractor:
             )
             raise ValueError(msg)
         self._next_index = chunk.end_index
-        filtered = self.bandpass.process(chunk.samples)
-        windows = self.segmenter.process(filtered, self.detector.process(filtered))
-        return Extracted(
-            filtered=Chunk(chunk.start_index, filtered, chunk.arrival_s), windows=tuple(windows)
-        )
+        stopped = self.quality.scan(chunk)
+        if not stopped.any() and self._segment_start == 0:  # the common case: one segment
+            filtered = self.bandpass.process(chunk.samples)
+            windows = self._noted(self.segmenter.process(filtered, self.detector.process(filtered)))
+        else:
+            filtered, windows = self._process_segments(chunk, stopped)
+        out = Chunk(chunk.start_index, filtered, chunk.arrival_s)
+        return Extracted(filtered=out, windows=self.quality.assess(out, tuple(windows)))
 
     def flush(self) -> tuple[BeatWindow, ...]:
         """The stream has ended: return the beats still held back, then start afresh."""
-        windows = tuple(self.segmenter.flush(self.detector.flush()))
+        windows = self._end_segment()
+        assessed = self.quality.assess(Chunk(self._next_index, np.empty(0)), tuple(windows))
         self.reset()
+        return assessed
+
+    def _process_segments(
+        self, chunk: Chunk, stopped: npt.NDArray[np.bool_]
+    ) -> tuple[FloatArray, list[BeatWindow]]:
+        """Feed the usable parts of ``chunk`` to their segments; zeros where stopped."""
+        filtered = np.zeros(chunk.samples.size)
+        windows: list[BeatWindow] = []
+        edges = np.flatnonzero(np.diff(stopped.astype(np.int8))) + 1
+        for first, stop in zip(
+            np.concatenate([[0], edges]), np.concatenate([edges, [stopped.size]]), strict=True
+        ):
+            index = chunk.start_index + int(first)
+            if stopped[first]:
+                windows += self._end_segment()
+                continue
+            if self._segment_start is None:  # usable again: a fresh segment from here
+                self.bandpass.reset()
+                self.detector.reset()
+                self.segmenter.reset()
+                self._segment_start = index
+                self.quality.restart(index)
+                if self._last_peak_index is not None:
+                    self._fence_index = self._last_peak_index + self._refractory
+            part = self.bandpass.process(chunk.samples[first:stop])
+            filtered[first:stop] = part
+            peaks = self.detector.process(part)
+            windows += self._shifted(self.segmenter.process(part, peaks))
+        return filtered, windows
+
+    def _end_segment(self) -> list[BeatWindow]:
+        """Flush the current segment's detector and segmenter (nothing if stopped)."""
+        if self._segment_start is None:
+            return []
+        windows = self._shifted(self.segmenter.flush(self.detector.flush()))
+        self._segment_start = None
+        return windows
+
+    def _shifted(self, windows: list[BeatWindow]) -> list[BeatWindow]:
+        """Windows of the current segment, indices moved to the stream's clock."""
+        offset = self._segment_start or 0
+        if offset:
+            windows = [
+                BeatWindow(
+                    peak=RPeak(w.peak.index + offset, w.peak.decided_index + offset),
+                    samples=w.samples,
+                    rr=w.rr,
+                    morphology=w.morphology,
+                    ready_index=w.ready_index + offset,
+                )
+                for w in windows
+            ]
+        if self._fence_index is not None:  # the same QRS, cut by a fault and found again
+            windows = [w for w in windows if w.peak.index > self._fence_index]
+        return self._noted(windows)
+
+    def _noted(self, windows: list[BeatWindow]) -> list[BeatWindow]:
+        if windows:
+            self._last_peak_index = windows[-1].peak.index
         return windows

@@ -6,7 +6,6 @@ file is written only once onnxruntime reproduces the Keras probabilities on real
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -17,11 +16,12 @@ import numpy as np
 import onnxruntime
 
 from ecg_stream.config import ChainConfig
+from ecg_stream.documents import write_json
 from ecg_stream.errors import ConfigError, MissingExtraError, ModelContractError
 from ecg_stream.model.calibration import PROBABILITY_FLOOR, choose_calibration
 from ecg_stream.model.classifier import RR_INPUT, WINDOW_INPUT, ModelContract
 from ecg_stream.model.dataset import TRAIN_EXTRA, BeatDataset, build_dataset, project_version
-from ecg_stream.model.train import CV_FILE, FINAL_MODEL, FOLD_DIR, OOF_FILE
+from ecg_stream.model.run import CalibrationSummary, CvSummary, RunDir
 from ecg_stream.records import DataDirs
 
 logger = logging.getLogger(__name__)
@@ -32,13 +32,6 @@ PARITY_MAX_WINDOWS = 2000
 PARITY_TOLERANCE = 1e-4
 """Largest allowed |Keras - onnxruntime| difference of any class probability."""
 BATCH_DIM = "batch"
-RUN_SUMMARY = "training.json"
-"""Summary that ``model/train.py`` writes into a run directory (protocol, records)."""
-CV_SUMMARY = CV_FILE
-CALIBRATION_FILE = "calibration.json"
-"""The calibration variants fitted on a cross-validation run's out-of-fold predictions."""
-BEST_CHECKPOINT = "best.keras"
-"""Checkpoint with the lowest validation loss that ``model/train.py`` keeps in a run."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,7 +58,7 @@ def export_model(
     out_path: Path,
     *,
     model_name: str = "beat_lstm",
-    checkpoint: str = BEST_CHECKPOINT,
+    checkpoint: str | None = None,
     config: ChainConfig | None = None,
     parity_records: Sequence[str] | None = None,
     data_dir: DataDirs = None,
@@ -81,7 +74,8 @@ def export_model(
         run_dir: Directory of a ``model/train.py`` run (single or cross-validation).
         out_path: Where to write the ``.onnx`` file.
         model_name: Name written into the contract.
-        checkpoint: Checkpoint file inside a single run's ``run_dir``.
+        checkpoint: Checkpoint file inside a single run's ``run_dir`` (default: the one with
+            the lowest validation loss, ``best.keras``).
         config: The chain's configuration (default ``ChainConfig()``).
         parity_records: Records whose windows are compared (default: the run's validation
             records, or a cross-validation run's first two records); they must yield at
@@ -96,31 +90,32 @@ def export_model(
     """
     config = config or ChainConfig()
     tf, tf2onnx, onnx = _train_extra()
-    if (run_dir / CV_SUMMARY).is_file():
-        summary = json.loads((run_dir / CV_SUMMARY).read_text())
-        keras_model = _ensemble(tf.keras, run_dir, summary, config.window_samples)
-        training_records = " ".join(summary["settings"]["records"])
-        validation_records = f"{summary['k']}-fold cross-validation over the training records"
-        default_parity = tuple(summary["settings"]["records"][:2])
+    run = RunDir(run_dir)
+    if run.is_cv:
+        cv = run.read_cv()
+        settings = cv.settings
+        keras_model = _ensemble(tf.keras, run, cv, config.window_samples)
+        training_records = " ".join(settings.records)
+        validation_records = f"{cv.k}-fold cross-validation over the training records"
+        default_parity = settings.records[:2]
     else:
-        summary = _read_summary(run_dir)
-        keras_path = run_dir / checkpoint
+        summary = run.read_summary()
+        settings = summary.settings
+        keras_path = run.best_model if checkpoint is None else run_dir / checkpoint
         if not keras_path.is_file():
             msg = f"{keras_path} does not exist; train first (ecg-stream train {run_dir})"
             raise ConfigError(msg)
         keras_model = tf.keras.models.load_model(keras_path)
-        training_records = " ".join(summary["train_records"])
-        validation_records = " ".join(summary["validation_records"])
-        default_parity = tuple(summary["validation_records"])
-    settings = summary["settings"]
-    features = tuple(settings["features"])
-    channels = tuple(settings.get("channels", ["beat"]))
+        training_records = " ".join(summary.train_records)
+        validation_records = " ".join(summary.validation_records)
+        default_parity = tuple(summary.validation_records)
+    features, channels = settings.features, settings.channels
     contract = ModelContract.for_chain(
         config,
         model_name=model_name,
         features=features,
         channels=channels,
-        training_protocol=str(settings["protocol"]),
+        training_protocol=settings.protocol.value,
         training_records=training_records,
         validation_records=validation_records,
         project_version=project_version(),
@@ -179,27 +174,25 @@ def export_model(
     )
 
 
-def _ensemble(keras: Any, run_dir: Path, summary: dict[str, Any], window_samples: int) -> Any:
+def _ensemble(keras: Any, run: RunDir, cv: CvSummary, window_samples: int) -> Any:
     """The fold models' averaged probabilities, calibrated, as one Keras model.
 
     The calibration (``softmax((log p + bias) / temperature)``) is chosen on the pooled
     out-of-fold predictions and recorded in ``calibration.json``.
     """
-    with np.load(run_dir / OOF_FILE) as oof:
+    with np.load(run.oof_file) as oof:
         calibration, figures = choose_calibration(oof["probabilities"], oof["labels"], oof["folds"])
-    (run_dir / CALIBRATION_FILE).write_text(
-        json.dumps({"chosen": calibration.name, "variants": figures}, indent=2) + "\n"
-    )
-    settings = summary["settings"]
-    window = keras.Input(shape=(window_samples, len(settings["channels"])), name=WINDOW_INPUT)
+    write_json(CalibrationSummary(calibration.name, figures), run.calibration_file)
+    settings = cv.settings
+    window = keras.Input(shape=(window_samples, len(settings.channels)), name=WINDOW_INPUT)
     inputs = [window]
-    if settings["features"]:
-        inputs.append(keras.Input(shape=(len(settings["features"]),), name=RR_INPUT))
+    if settings.features:
+        inputs.append(keras.Input(shape=(len(settings.features),), name=RR_INPUT))
     outputs = []
-    for index in range(summary["k"]):
-        path = run_dir / FOLD_DIR.format(index=index) / FINAL_MODEL
+    for index in range(cv.k):
+        path = run.fold(index).final_model
         if not path.is_file():
-            msg = f"{path} does not exist; finish the run (ecg-stream train {run_dir} --cv ...)"
+            msg = f"{path} does not exist; finish the run (ecg-stream train {run} --cv {cv.k})"
             raise ConfigError(msg)
         member = keras.models.load_model(path)
         member.name = f"fold_{index}"
@@ -216,15 +209,6 @@ def _ensemble(keras: Any, run_dir: Path, summary: dict[str, Any], window_samples
         ]
     )
     return keras.Model(inputs=inputs, outputs=calibrated, name="beat_lstm_ensemble")
-
-
-def _read_summary(run_dir: Path) -> dict[str, Any]:
-    path = run_dir / RUN_SUMMARY
-    if not path.is_file():
-        msg = f"{path} does not exist; {run_dir} is not a finished training run (ecg-stream train)"
-        raise ConfigError(msg)
-    summary: dict[str, Any] = json.loads(path.read_text())
-    return summary
 
 
 def _parity_windows(dataset: BeatDataset) -> BeatDataset:

@@ -3,26 +3,41 @@
 Every figure comes from files that commands write: ``cv.json`` and ``calibration.json`` of
 cross-validation runs (``ecg-stream train --cv``, ``ecg-stream export``) and
 ``classification.json`` of the one DS2 evaluation (``ecg-stream evaluate --classifier``, into
-``<shipped run>/eval_ds2/``). The card lists the commands that re-make them.
+``<shipped run>/eval_ds2/``). The card lists the commands that re-make them. The JSON form is
+:class:`ModelCard`; the command line is ``ecg-stream card``:
 
-    python -m ecg_stream.model.card --run runs/lean --compare "no template=runs/lean_notemplate"
+    ecg-stream card --run runs/lean --compare "no template=runs/lean_notemplate"
 """
 
 from __future__ import annotations
 
-import argparse
-import json
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
+import msgspec
 import numpy as np
 
+from ecg_stream.documents import read_json, write_json
 from ecg_stream.errors import ConfigError
+from ecg_stream.evaluation.figures import (
+    CLASSIFICATION_FILE,
+    ClassificationDocument,
+    Ec57Figures,
+    ScoreFigures,
+    SpanFigures,
+)
 from ecg_stream.model.calibration import MAX_F_CALLS_PER_F_BEAT, score_of
 from ecg_stream.model.classifier import ModelContract, default_model_path
-from ecg_stream.model.report import score_json
+from ecg_stream.model.run import (
+    Architecture,
+    CalibrationSummary,
+    CvSummary,
+    IntraTest,
+    RunDir,
+    TrainSettings,
+)
 from ecg_stream.records import DS1
 from ecg_stream.types import BEAT_CLASSES, BeatClass
 
@@ -34,8 +49,112 @@ TARGETS: tuple[tuple[str, str, str, float], ...] = (
     ("N", "se", "N Se", 0.97),
 )
 """Issue 10's targets on DS2 (inter-patient, whole record): (class, figure, label, minimum)."""
-DS2_EVALUATION = "eval_ds2"
-CALIBRATION_FILE = "calibration.json"
+CARD_MARKDOWN = "MODEL_CARD.md"
+CARD_JSON = "model_card.json"
+
+
+class ModelFacts(msgspec.Struct):
+    """The shipped file: its name, size and contract (``metadata_props`` but the version)."""
+
+    name: str
+    path: str
+    size_bytes: int
+    contract: dict[str, str]
+
+
+class CvEntry(msgspec.Struct, omit_defaults=True):
+    """A cross-validation run on the card: settings, cost, pooled out-of-fold figures.
+
+    Args:
+        label: What sets the run apart (``shipped`` for the shipped model's run).
+        run_dir: Its run directory.
+        model: ``stacked LSTM`` or the tree baseline.
+        settings: Its training settings.
+        k: Number of folds.
+        folds_scored: Folds with a model.
+        train_seconds: Wall time of every fold's epochs, in s.
+        out_of_fold: Pooled out-of-fold figures.
+        records: Per record, its out-of-fold figures (the shipped run only).
+    """
+
+    label: str
+    run_dir: str
+    model: str
+    settings: TrainSettings
+    k: int
+    folds_scored: list[int]
+    train_seconds: float
+    out_of_fold: ScoreFigures
+    records: dict[str, ScoreFigures] | None = None
+
+    @classmethod
+    def of(cls, label: str, run: RunDir, cv: CvSummary) -> CvEntry:
+        """The entry of a run whose ``cv.json`` is ``cv``."""
+        return cls(
+            label=label,
+            run_dir=str(run),
+            model=cv.model,
+            settings=cv.settings,
+            k=cv.k,
+            folds_scored=cv.scored_folds,
+            train_seconds=cv.train_seconds,
+            out_of_fold=cv.out_of_fold,
+        )
+
+
+class Ds2Figures(msgspec.Struct):
+    """The one DS2 evaluation of the shipped model, both spans (``classification.json``)."""
+
+    whole_record: SpanFigures
+    ec57: SpanFigures
+
+
+class IntraFigures(msgspec.Struct):
+    """The secondary intra-patient run: settings, cost and held-out accuracy."""
+
+    settings: TrainSettings
+    epochs_run: int
+    train_seconds: float
+    test: IntraTest | None
+
+
+class Target(msgspec.Struct):
+    """One of the targets on DS2: the minimum, what the model got, whether it is met."""
+
+    label: str
+    minimum: float
+    got: float | None
+    met: bool
+
+
+class ModelCard(msgspec.Struct):
+    """``model_card.json``: every figure of the card, and the commands that re-make them.
+
+    Args:
+        model: The shipped file.
+        training_device: Where the fold models were trained, in words.
+        training_data: What they were trained from, in words.
+        cross_validation: The shipped model's run, with per-record figures.
+        calibration: The calibration variants and the one shipped.
+        compared: The other runs (ablations, the tree baseline).
+        ds2: The DS2 evaluation.
+        ds2_evaluations: How many times any model was evaluated on DS2.
+        intra_patient_secondary: The intra-patient figure, or None.
+        targets_ds2_whole_record: The targets and whether the model meets them.
+        commands: Shell lines that re-make every figure.
+    """
+
+    model: ModelFacts
+    training_device: str
+    training_data: str
+    cross_validation: CvEntry
+    calibration: CalibrationSummary
+    compared: list[CvEntry]
+    ds2: Ds2Figures
+    ds2_evaluations: int
+    intra_patient_secondary: IntraFigures | None
+    targets_ds2_whole_record: list[Target]
+    commands: list[str]
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,7 +199,7 @@ def write_model_card(inputs: CardInputs, out_dir: Path) -> tuple[Path, Path]:
     """Write ``MODEL_CARD.md`` and ``model_card.json`` into ``out_dir``; return both paths.
 
     Raises:
-        ConfigError: A file the card needs does not exist.
+        ConfigError: A file the card needs does not exist or is unreadable.
     """
     import onnx
 
@@ -91,91 +210,82 @@ def write_model_card(inputs: CardInputs, out_dir: Path) -> tuple[Path, Path]:
     contract = ModelContract.from_metadata(
         {prop.key: prop.value for prop in model.metadata_props}, inputs.model_path.name
     )
-    shipped = _cv_entry(CvRun("shipped", inputs.run_dir))
-    shipped["records"] = _read(inputs.run_dir / "cv.json")["records"]
-    compared = [_cv_entry(run) for run in inputs.compared]
-    evaluation = _read(inputs.run_dir / DS2_EVALUATION / "classification.json")
-    gross = evaluation["whole_record"]["gross"]
-    card = {
-        "model": {
-            "name": contract.model_name,
-            "path": inputs.model_path.name,
-            "size_bytes": inputs.model_path.stat().st_size,
-            "contract": {
+    run = RunDir(inputs.run_dir)
+    shipped_cv = run.read_cv()
+    shipped = msgspec.structs.replace(
+        CvEntry.of("shipped", run, shipped_cv), records=shipped_cv.records
+    )
+    evaluation = read_json(
+        run.ds2_evaluation / CLASSIFICATION_FILE,
+        ClassificationDocument,
+        made_by=f"ecg-stream evaluate --classifier DS2 --out-dir {run.ds2_evaluation}",
+    )
+    card = ModelCard(
+        model=ModelFacts(
+            name=contract.model_name,
+            path=inputs.model_path.name,
+            size_bytes=inputs.model_path.stat().st_size,
+            contract={
                 key: value
                 for key, value in contract.to_metadata().items()
                 if key != "contract_version"
             },
-        },
-        "training_device": inputs.training_device,
-        "training_data": inputs.training_data,
-        "cross_validation": shipped,
-        "calibration": _read(inputs.run_dir / CALIBRATION_FILE),
-        "compared": compared,
-        "ds2": {span: evaluation[span] for span in ("whole_record", "ec57")},
-        "ds2_evaluations": inputs.ds2_evaluations,
-        "intra_patient_secondary": None
-        if inputs.intra_dir is None
-        else _intra(inputs.intra_dir / "training.json"),
-        "targets_ds2_whole_record": _targets(gross),
-        "commands": _commands(inputs),
-    }
+        ),
+        training_device=inputs.training_device,
+        training_data=inputs.training_data,
+        cross_validation=shipped,
+        calibration=run.read_calibration(),
+        compared=[
+            CvEntry.of(entry.label, RunDir(entry.run_dir), RunDir(entry.run_dir).read_cv())
+            for entry in inputs.compared
+        ],
+        ds2=Ds2Figures(whole_record=evaluation.whole_record, ec57=evaluation.ec57),
+        ds2_evaluations=inputs.ds2_evaluations,
+        intra_patient_secondary=None if inputs.intra_dir is None else _intra(inputs.intra_dir),
+        targets_ds2_whole_record=_targets(evaluation.whole_record.gross),
+        commands=_commands(inputs),
+    )
     out_dir.mkdir(parents=True, exist_ok=True)
-    markdown, card_json = out_dir / "MODEL_CARD.md", out_dir / "model_card.json"
-    card_json.write_text(json.dumps(card, indent=2) + "\n")
-    markdown.write_text(_markdown(card, evaluation))
+    markdown, card_json = out_dir / CARD_MARKDOWN, out_dir / CARD_JSON
+    write_json(card, card_json)
+    markdown.write_text(_markdown(card))
     return markdown, card_json
 
 
-def _cv_entry(run: CvRun) -> dict[str, Any]:
-    """A run's settings, cost and pooled out-of-fold figures."""
-    cv = _read(run.run_dir / "cv.json")
-    return {
-        "label": run.label,
-        "run_dir": str(run.run_dir),
-        "model": cv.get("model", "stacked LSTM"),
-        "settings": cv["settings"],
-        "k": cv["k"],
-        "folds_scored": cv.get("folds_scored", list(range(cv["k"]))),
-        "train_seconds": cv["train_seconds"],
-        "out_of_fold": cv["out_of_fold"],
-    }
-
-
-def _intra(path: Path) -> dict[str, Any]:
-    training = _read(path)
-    return {
-        "settings": training["settings"],
-        "epochs_run": training["epochs_run"],
-        "train_seconds": training["train_seconds"],
-        "test": training["test"],
-    }
+def _intra(run_dir: Path) -> IntraFigures:
+    training = RunDir(run_dir).read_summary()
+    return IntraFigures(
+        settings=training.settings,
+        epochs_run=training.epochs_run,
+        train_seconds=training.train_seconds,
+        test=training.test,
+    )
 
 
 def _restricted(
     run_dir: Path, *, folds: Sequence[int] | None = None, records: Sequence[str] | None = None
-) -> dict[str, Any]:
+) -> ScoreFigures:
     """Pooled out-of-fold figures of a run restricted to some of its folds or records."""
-    with np.load(run_dir / "oof.npz") as oof:
+    with np.load(RunDir(run_dir).oof_file) as oof:
         kept = oof["folds"] >= 0
         if folds is not None:
             kept &= np.isin(oof["folds"], list(folds))
         if records is not None:
             kept &= np.isin(oof["records"], list(records))
-        return score_json(score_of(oof["labels"][kept], oof["probabilities"][kept]))
+        return ScoreFigures.of(score_of(oof["labels"][kept], oof["probabilities"][kept]))
 
 
-def _markdown(card: dict[str, Any], evaluation: dict[str, Any]) -> str:
-    model, cv = card["model"], card["cross_validation"]
-    contract, settings = model["contract"], cv["settings"]
-    calibration = card["calibration"]
-    chosen = calibration["variants"][calibration["chosen"]]
+def _markdown(card: ModelCard) -> str:
+    model, cv = card.model, card.cross_validation
+    contract, settings = model.contract, cv.settings
+    calibration = card.calibration
+    chosen = calibration.variants[calibration.chosen]
     lines = [
-        f"# Model card: {model['name']}",
+        f"# Model card: {model.name}",
         "",
-        f"Beat classifier of ecg-stream: the ensemble of the {cv['k']} fold models of a "
-        f"patient-grouped {cv['k']}-fold cross-validation, their probabilities averaged inside "
-        f"one ONNX graph, then calibrated. Each member is the `{settings['arch']}` stacked LSTM "
+        f"Beat classifier of ecg-stream: the ensemble of the {cv.k} fold models of a "
+        f"patient-grouped {cv.k}-fold cross-validation, their probabilities averaged inside "
+        f"one ONNX graph, then calibrated. Each member is the `{settings.arch.value}` stacked LSTM "
         "(two strided 1-D convolutions shorten the 250-sample window to 63 steps, then LSTM 64 "
         "-> LSTM 32, the per-beat features joined, Dense 64 -> 32 -> 5 softmax). Inputs: the "
         f"window channels `{contract['window_channels']}` "
@@ -184,35 +294,35 @@ def _markdown(card: dict[str, Any], evaluation: dict[str, Any]) -> str:
         f"{contract['band_hz']} Hz, {contract['normalisation']}; the template is the median of "
         "the stream's recent non-premature beats) and the causal per-beat features "
         f"`{contract['rr_features']}`. Output: probabilities of the AAMI classes "
-        f"{contract['class_names']}. ONNX opset 17, {model['size_bytes'] / 1e6:.2f} MB, "
+        f"{contract['class_names']}. ONNX opset 17, {model.size_bytes / 1e6:.2f} MB, "
         f"ecg-stream {contract['project_version']}.",
         "",
         "Figures follow the project's evaluation protocol (docs/protocol.md): 150 ms one-to-one "
         "matching, paced records 102 104 107 217 excluded, e and j counted as N. "
-        f"**DS2 was evaluated {card['ds2_evaluations']} time(s) in this model's development**, "
+        f"**DS2 was evaluated {card.ds2_evaluations} time(s) in this model's development**, "
         "once for the model shipped here, after every choice was made on cross-validation.",
         "",
         "## Training pool and cross-validation",
         "",
-        f"- Pool: {len(settings['records'])} patients, DS1 (22 MIT-BIH records) and 39 records "
+        f"- Pool: {len(settings.records)} patients, DS1 (22 MIT-BIH records) and 39 records "
         "of the MIT-BIH Supraventricular Arrhythmia Database (resampled from 128 to 360 Hz). "
         "The other 39 SVDB records are an external test nobody tunes on; DS2 is test-only.",
-        f"- {cv['k']} folds of whole records, balanced so that each holds its share of S, V "
+        f"- {cv.k} folds of whole records, balanced so that each holds its share of S, V "
         "and N beats (`folds.json` in the run directory). Each fold model trained "
-        f"{settings['epochs']} epochs on a cosine learning-rate schedule, without early "
+        f"{settings.epochs} epochs on a cosine learning-rate schedule, without early "
         "stopping, so held-out records steer nothing; every choice below rests on the pooled "
         "out-of-fold predictions.",
-        f"- Per epoch, at most {settings['max_per_record_class']} beats per record and class "
+        f"- Per epoch, at most {settings.max_per_record_class} beats per record and class "
         "(patient-balanced sampling, drawn anew each epoch), square-root balanced class "
         "weights; augmentation "
         + (
             "on: real noise (NSTDB bw, em, ma) at 6-24 dB SNR on half the beats, R-peak "
             "jitter of +-3 samples, time stretch of +-8 %."
-            if settings["augment"]
+            if settings.augment
             else "off."
         ),
-        f"- Training cost: {cv['train_seconds'] / 60:.1f} min for the {cv['k']} folds "
-        f"({card['training_device']}), from {card['training_data']}; the out-of-fold "
+        f"- Training cost: {cv.train_seconds / 60:.1f} min for the {cv.k} folds "
+        f"({card.training_device}), from {card.training_data}; the out-of-fold "
         "figures are on every matched beat of the held-out records.",
         "",
         "### Pooled out-of-fold figures (matched beats of the pool, whole records)",
@@ -220,28 +330,28 @@ def _markdown(card: dict[str, Any], evaluation: dict[str, Any]) -> str:
         "| model | N Se/+P % | S Se/+P % | V Se/+P % | F Se/+P % | beats called F (F beats) "
         "| accuracy % | macro F1 | training min |",
         "|---|---|---|---|---|---|---|---|---|",
-        _cv_row("**shipped** (before calibration)", cv, cv["out_of_fold"]),
-        *(_cv_row(entry["label"], entry, entry["out_of_fold"]) for entry in card["compared"]),
+        _cv_row("**shipped** (before calibration)", cv, cv.out_of_fold),
+        *(_cv_row(entry.label, entry, entry.out_of_fold) for entry in card.compared),
         "",
     ]
     full = [
         entry
-        for entry in [cv, *card["compared"]]
-        if len(entry["folds_scored"]) == entry["k"]
-        and len(entry["settings"]["records"]) == len(settings["records"])
+        for entry in [cv, *card.compared]
+        if len(entry.folds_scored) == entry.k
+        and len(entry.settings.records) == len(settings.records)
     ]
-    for entry in card["compared"]:
-        folds, records = entry["folds_scored"], entry["settings"]["records"]
-        if len(folds) < entry["k"]:
-            restriction: dict[str, Any] = {"folds": folds}
+    for entry in card.compared:
+        folds, records = entry.folds_scored, entry.settings.records
+        if len(folds) < entry.k:
+            kept_folds, kept_records = folds, None
             title = (
-                f"{entry['label']} finished folds {', '.join(str(f + 1) for f in folds)} of "
-                f"{entry['k']} only; every complete run on those folds' records:"
+                f"{entry.label} finished folds {', '.join(str(f + 1) for f in folds)} of "
+                f"{entry.k} only; every complete run on those folds' records:"
             )
-        elif len(records) < len(settings["records"]):
-            restriction = {"records": records}
+        elif len(records) < len(settings.records):
+            kept_folds, kept_records = None, records
             title = (
-                f"{entry['label']} holds {len(records)} of the pool's records; out-of-fold "
+                f"{entry.label} holds {len(records)} of the pool's records; out-of-fold "
                 "figures on those records alone (each model tested on records it never saw):"
             )
         else:
@@ -254,13 +364,13 @@ def _markdown(card: dict[str, Any], evaluation: dict[str, Any]) -> str:
             "|---|---|---|---|---|---|---|---|---|",
             *(
                 _cv_row(
-                    "shipped" if other is cv else other["label"],
+                    "shipped" if other is cv else other.label,
                     other,
-                    _restricted(Path(other["run_dir"]), **restriction),
+                    _restricted(Path(other.run_dir), folds=kept_folds, records=kept_records),
                 )
                 for other in full
             ),
-            _cv_row(entry["label"], entry, entry["out_of_fold"]),
+            _cv_row(entry.label, entry, entry.out_of_fold),
             "",
         ]
     lines += [
@@ -274,9 +384,9 @@ def _markdown(card: dict[str, Any], evaluation: dict[str, Any]) -> str:
         "| ECE % |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
-    for name, figures in calibration["variants"].items():
+    for name, figures in calibration.variants.items():
         bias = ", ".join(f"{figures[f'bias_{c}']:+.2f}" for c in ("S", "V", "F", "Q"))
-        marker = " (**shipped**)" if name == calibration["chosen"] else ""
+        marker = " (**shipped**)" if name == calibration.chosen else ""
         lines.append(
             f"| {name}{marker} | {figures['temperature']:.2f} | {bias} | "
             f"{figures['macro_f1']:.3f} | {_pct(figures['se_N'])} | "
@@ -286,71 +396,71 @@ def _markdown(card: dict[str, Any], evaluation: dict[str, Any]) -> str:
         )
     lines += [
         "",
-        f"Shipped: `{calibration['chosen']}` (best out-of-fold macro F1 {chosen['macro_f1']:.3f}).",
+        f"Shipped: `{calibration.chosen}` (best out-of-fold macro F1 {chosen['macro_f1']:.3f}).",
         "",
     ]
-    for span in ("whole_record", "ec57"):
-        lines += _class_table(f"DS2 (inter-patient), {evaluation[span]['title']}", evaluation[span])
-    lines += _record_table(evaluation["whole_record"]["records"])
-    gross = evaluation["whole_record"]["gross"]
-    f_calls = int(np.array(gross["confusion"])[:, BeatClass.F.index].sum())
-    f_beats = gross["classes"]["F"]["reference_beats"]
+    for span in (card.ds2.whole_record, card.ds2.ec57):
+        lines += _class_table(f"DS2 (inter-patient), {span.title}", span)
+    lines += _record_table(card.ds2.whole_record.records)
+    gross = card.ds2.whole_record.gross
+    f_calls = int(np.array(gross.confusion)[:, BeatClass.F.index].sum())
+    f_beats = gross.classes["F"].reference_beats
     lines += [
         "## Targets (DS2, whole record)",
         "",
         "| target | minimum | got | met |",
         "|---|---|---|---|",
     ]
-    for target in card["targets_ds2_whole_record"]:
-        got = "n/a" if target["got"] is None else f"{100 * target['got']:.1f} %"
+    for target in card.targets_ds2_whole_record:
+        got = "n/a" if target.got is None else f"{100 * target.got:.1f} %"
         lines.append(
-            f"| {target['label']} | {100 * target['minimum']:.0f} % | {got} | "
-            f"{'yes' if target['met'] else 'no'} |"
+            f"| {target.label} | {100 * target.minimum:.0f} % | {got} | "
+            f"{'yes' if target.met else 'no'} |"
         )
     lines += [
         f"| beats called F | <= {MAX_F_CALLS_PER_F_BEAT:g} x {f_beats} F beats | {f_calls} | "
         f"{'yes' if f_calls <= MAX_F_CALLS_PER_F_BEAT * f_beats else 'no'} |",
         "",
-        *_intra_lines(card["intra_patient_secondary"]),
+        *_intra_lines(card.intra_patient_secondary),
         "## Commands that re-make every figure",
         "",
         "From the repository root, with `D` a directory holding the MIT-BIH (`mitdb/`), SVDB "
         "(`svdb/`) and NSTDB noise (`nstdb-noise/`) records:",
         "",
         "```sh",
-        *card["commands"],
+        *card.commands,
         "```",
         "",
     ]
     return "\n".join(lines)
 
 
-def _intra_lines(intra: dict[str, Any] | None) -> list[str]:
-    if intra is None:
+def _intra_lines(intra: IntraFigures | None) -> list[str]:
+    if intra is None or intra.test is None:
         return []
-    settings = intra["settings"]
+    settings = intra.settings
     return [
         "## Intra-patient figure (secondary, not comparable with the above)",
         "",
         f"Random beat split of DS1 + DS2 (beats of one patient on both sides: only to compare "
-        f"with published claims that use it). One `{settings['arch']}` model with the shipped "
-        f"inputs, early stopping on a random 10 % of beats, {intra['epochs_run']} epochs: "
-        f"accuracy **{100 * intra['test']['accuracy']:.2f} %** on {intra['test']['beats']} "
+        f"with published claims that use it). One `{settings.arch.value}` model with the shipped "
+        f"inputs, early stopping on a random 10 % of beats, {intra.epochs_run} epochs: "
+        f"accuracy **{100 * intra.test.accuracy:.2f} %** on {intra.test.beats} "
         "test beats.",
         "",
     ]
 
 
-def _cv_row(label: str, entry: dict[str, Any], figures: dict[str, Any]) -> str:
-    classes = figures["classes"]
-    f_calls = int(np.array(figures["confusion"])[:, BeatClass.F.index].sum())
+def _cv_row(label: str, entry: CvEntry, figures: ScoreFigures) -> str:
+    classes = figures.classes
+    f_calls = int(np.array(figures.confusion)[:, BeatClass.F.index].sum())
     cells = [
         label,
-        *(f"{_pct(classes[c]['se'])}/{_pct(classes[c]['pp'])}" for c in ("N", "S", "V", "F")),
-        f"{f_calls} ({classes['F']['reference_beats']})",
-        _pct(figures["accuracy"]),
-        f"{figures['macro_f1']:.3f}",
-        f"{entry['train_seconds'] / 60:.1f}",
+        *(f"{_pct(classes[c].se)}/{_pct(classes[c].pp)}" for c in ("N", "S", "V", "F")),
+        f"{f_calls} ({classes['F'].reference_beats})",
+        _pct(figures.accuracy),
+        f"{figures.macro_f1:.3f}",
+        f"{entry.train_seconds / 60:.1f}",
     ]
     return "| " + " | ".join(cells) + " |"
 
@@ -375,24 +485,24 @@ def _commands(inputs: CardInputs) -> list[str]:
         "# folds where the GPU is (the capped file and folds.json travel), score them here",
     ]
     for run_dir in (inputs.run_dir, *(entry.run_dir for entry in inputs.compared)):
-        cv = _read(run_dir / "cv.json")
-        flags = f"--cv {cv['k']} --data-dir $D/nstdb-noise{_flags(cv)}"
+        cv = RunDir(run_dir).read_cv()
+        flags = f"--cv {cv.k} --data-dir $D/nstdb-noise{_flags(cv)}"
         name = _relative(run_dir)
-        if cv.get("model", "").startswith("gradient"):
+        if cv.is_baseline:
             commands.append(f"ecg-stream train {name} {flags} --dataset runs/pool.npz")
             continue
         commands += [
             f"ecg-stream train {name} {flags} --dataset runs/pool.npz --score-only",
             f"KERAS_BACKEND=jax ecg-stream train {name} {flags} --dataset runs/pool-cap600.npz",
             f"ecg-stream train {name} {flags} --dataset runs/pool.npz"
-            + (" --score-only" if len(cv.get("folds_scored", range(cv["k"]))) < cv["k"] else ""),
+            + (" --score-only" if len(cv.scored_folds) < cv.k else ""),
         ]
     commands += [
         *([] if inputs.intra_dir is None else [_intra_command(inputs.intra_dir)]),
         f"ecg-stream export {run} {_relative(inputs.model_path)} --data-dir $D/mitdb",
         f"ecg-stream evaluate --classifier DS2{model} --data-dir $D/mitdb "
-        f"--out-dir {run}/{DS2_EVALUATION}",
-        "python -m ecg_stream.model.card --run "
+        f"--out-dir {_relative(RunDir(inputs.run_dir).ds2_evaluation)}",
+        "ecg-stream card --run "
         + str(run)
         + "".join(f' --compare "{e.label}={_relative(e.run_dir)}"' for e in inputs.compared)
         + f' --device "{inputs.training_device}" --training-data "{inputs.training_data}"'
@@ -404,31 +514,31 @@ def _commands(inputs: CardInputs) -> list[str]:
 
 
 def _intra_command(run_dir: Path) -> str:
-    settings = _read(run_dir / "training.json")["settings"]
-    augment = "" if settings["augment"] else " --no-augment"
+    settings = RunDir(run_dir).read_summary().settings
+    augment = "" if settings.augment else " --no-augment"
     return (
         f"ecg-stream train {_relative(run_dir)} --protocol intra-patient --arch "
-        f"{settings['arch']}{augment} --epochs {settings['epochs']} --data-dir $D/mitdb"
+        f"{settings.arch.value}{augment} --epochs {settings.epochs} --data-dir $D/mitdb"
     )
 
 
-def _flags(cv: dict[str, Any]) -> str:
-    settings, flags = cv["settings"], []
-    if cv.get("model", "").startswith("gradient"):
+def _flags(cv: CvSummary) -> str:
+    settings, flags = cv.settings, []
+    if cv.is_baseline:
         flags.append("--baseline")
-    if settings["arch"] != "lean":
-        flags.append(f"--arch {settings['arch']}")
-    if settings["channels"] == ["beat"]:
+    if settings.arch is not Architecture.LEAN:
+        flags.append(f"--arch {settings.arch.value}")
+    if settings.channels == ("beat",):
         flags.append("--no-template")
-    if not settings["augment"]:
+    if not settings.augment:
         flags.append("--no-augment")
-    if set(settings["records"]) == set(DS1):
+    if set(settings.records) == set(DS1):
         flags.append("--records DS1")
     return "".join(f" {flag}" for flag in flags)
 
 
-def _class_table(title: str, span: dict[str, Any]) -> list[str]:
-    gross, average = span["gross"], span["average"]
+def _class_table(title: str, span: SpanFigures) -> list[str]:
+    gross, average = span.gross, span.average
     lines = [
         f"## {title}",
         "",
@@ -436,30 +546,27 @@ def _class_table(title: str, span: dict[str, Any]) -> list[str]:
         "|---|---|---|---|",
     ]
     for beat_class in BEAT_CLASSES:
-        figures = gross["classes"][beat_class.value]
+        figures = gross.classes[beat_class.value]
         lines.append(
-            f"| {beat_class.value} | {figures['reference_beats']} | {_pct(figures['se'])} | "
-            f"{_pct(figures['pp'])} |"
+            f"| {beat_class.value} | {figures.reference_beats} | {_pct(figures.se)} | "
+            f"{_pct(figures.pp)} |"
         )
     lines += [
         "",
-        f"Accuracy {_pct(gross['accuracy'])} %, macro F1 {gross['macro_f1']:.3f} "
-        f"({gross['matched_beats']} matched beats, {gross['missed_reference_beats']} reference "
-        f"beats missed by the detector, {gross['unmatched_detections']} unmatched detections).",
+        f"Accuracy {_pct(gross.accuracy)} %, macro F1 {gross.macro_f1:.3f} "
+        f"({gross.matched_beats} matched beats, {gross.missed_reference_beats} reference "
+        f"beats missed by the detector, {gross.unmatched_detections} unmatched detections).",
         "",
         "| EC57 | Se % | +P % | FPR % |",
         "|---|---|---|---|",
     ]
     for name, key in (("VEB", "veb"), ("SVEB", "sveb")):
-        lines.append(
-            f"| {name} gross | {_pct(gross[key]['se'])} | {_pct(gross[key]['pp'])} | "
-            f"{_pct(gross[key]['fpr'])} |"
-        )
-        lines.append(
-            f"| {name} average | {_pct(average[key]['se'])} | {_pct(average[key]['pp'])} | "
-            f"{_pct(average[key]['fpr'])} |"
-        )
-    confusion = gross["confusion"]
+        for kind, figures_of in (("gross", gross), ("average", average)):
+            ec57: Ec57Figures = getattr(figures_of, key)
+            lines.append(
+                f"| {name} {kind} | {_pct(ec57.se)} | {_pct(ec57.pp)} | {_pct(ec57.fpr)} |"
+            )
+    confusion = gross.confusion
     names = [c.value for c in BEAT_CLASSES]
     lines += [
         "",
@@ -476,7 +583,7 @@ def _class_table(title: str, span: dict[str, Any]) -> list[str]:
     return lines
 
 
-def _record_table(records: list[dict[str, Any]]) -> list[str]:
+def _record_table(records: list[ScoreFigures]) -> list[str]:
     lines = [
         "## DS2 per record (whole record)",
         "",
@@ -485,81 +592,29 @@ def _record_table(records: list[dict[str, Any]]) -> list[str]:
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for record in records:
-        classes = record["classes"]
+        classes = record.classes
         lines.append(
-            f"| {record['record']} | {record['matched_beats']} | {_pct(record['accuracy'])} | "
-            f"{classes['V']['reference_beats']} | {_pct(record['veb']['se'])} | "
-            f"{_pct(record['veb']['pp'])} | {classes['S']['reference_beats']} | "
-            f"{_pct(record['sveb']['se'])} | {_pct(record['sveb']['pp'])} |"
+            f"| {record.record} | {record.matched_beats} | {_pct(record.accuracy)} | "
+            f"{classes['V'].reference_beats} | {_pct(record.veb.se)} | "
+            f"{_pct(record.veb.pp)} | {classes['S'].reference_beats} | "
+            f"{_pct(record.sveb.se)} | {_pct(record.sveb.pp)} |"
         )
     return [*lines, ""]
 
 
-def _targets(gross: dict[str, Any]) -> list[dict[str, Any]]:
+def _targets(gross: ScoreFigures) -> list[Target]:
     targets = []
     for beat_class, figure, label, minimum in TARGETS:
-        got = gross["classes"][beat_class][figure]
-        targets.append(
-            {
-                "label": label,
-                "minimum": minimum,
-                "got": got,
-                "met": got is not None and got >= minimum,
-            }
-        )
+        got: float | None = getattr(gross.classes[beat_class], figure)
+        targets.append(Target(label, minimum, got, got is not None and got >= minimum))
     return targets
-
-
-def _read(path: Path) -> dict[str, Any]:
-    if not path.is_file():
-        msg = f"{path} does not exist; run the command that writes it (see this module's docstring)"
-        raise ConfigError(msg)
-    loaded: dict[str, Any] = json.loads(path.read_text())
-    return loaded
 
 
 def _pct(value: float | None) -> str:
     return "n/a" if value is None else f"{100 * value:.2f}"
 
 
-def _compared_run(text: str) -> CvRun:
-    label, separator, path = text.partition("=")
-    if not separator or not label or not path:
-        msg = f"--compare {text!r}: give LABEL=RUN_DIR, e.g. 'no template=runs/lean_notemplate'"
-        raise argparse.ArgumentTypeError(msg)
-    return CvRun(label, Path(path))
+if __name__ == "__main__":  # the command line of cards written before ``ecg-stream card``
+    from ecg_stream.cli import main
 
-
-def main(argv: Sequence[str] | None = None) -> None:
-    """Write the shipped model's card into the package's assets (or ``--out-dir``)."""
-    parser = argparse.ArgumentParser(prog="python -m ecg_stream.model.card", description=__doc__)
-    parser.add_argument("--run", type=Path, required=True, help="the shipped model's CV run")
-    parser.add_argument(
-        "--compare", type=_compared_run, action="append", default=[], help="LABEL=RUN_DIR"
-    )
-    parser.add_argument("--model", type=Path, default=default_model_path())
-    parser.add_argument("--ds2-evaluations", type=int, default=1)
-    parser.add_argument(
-        "--device", default="2 shared CPU cores", help="where the fold models were trained"
-    )
-    parser.add_argument(
-        "--training-data", default="every beat of the pool", help="what the folds trained on"
-    )
-    parser.add_argument("--intra", type=Path, help="an intra-patient run (secondary figure)")
-    parser.add_argument("--out-dir", type=Path, default=default_model_path().parent)
-    args = parser.parse_args(argv)
-    inputs = CardInputs(
-        args.model,
-        args.run,
-        tuple(args.compare),
-        args.ds2_evaluations,
-        args.device,
-        args.training_data,
-        args.intra,
-    )
-    for path in write_model_card(inputs, args.out_dir):
-        print(f"wrote {path}")
-
-
-if __name__ == "__main__":
-    main()
+    sys.exit(main(["card", *sys.argv[1:]]))

@@ -189,25 +189,15 @@ class ModelContract:
         Raises:
             ModelContractError: Naming the first differing field, both values and the fix.
         """
-        wanted: list[tuple[str, object, object, str]] = [
-            ("class_names", tuple(c.value for c in BEAT_CLASSES), self.class_names, ""),
-            ("fs_hz", config.fs_hz, self.fs_hz, ""),
-            ("band_hz", config.band_hz, self.band_hz, ""),
-            ("notch_hz", config.notch_hz, self.notch_hz, ""),
-            (
-                "window_before_samples",
-                config.window_before_samples,
-                self.window_before_samples,
-                "--window-before",
-            ),
-            (
-                "window_after_samples",
-                config.window_after_samples,
-                self.window_after_samples,
-                "--window-after",
-            ),
-            ("normalisation", NORMALISATION, self.normalisation, ""),
-            ("rr_mean_beats", config.rr_mean_beats, self.rr_mean_beats, ""),
+        wanted: list[tuple[str, object, object]] = [
+            ("class_names", tuple(c.value for c in BEAT_CLASSES), self.class_names),
+            ("fs_hz", config.fs_hz, self.fs_hz),
+            ("band_hz", config.band_hz, self.band_hz),
+            ("notch_hz", config.notch_hz, self.notch_hz),
+            ("window_before_samples", config.window_before_samples, self.window_before_samples),
+            ("window_after_samples", config.window_after_samples, self.window_after_samples),
+            ("normalisation", NORMALISATION, self.normalisation),
+            ("rr_mean_beats", config.rr_mean_beats, self.rr_mean_beats),
         ]
         unknown = unknown_features(self.rr_features)
         if unknown:
@@ -225,12 +215,12 @@ class ModelContract:
                 "re-export the model with this version"
             )
             raise ModelContractError(msg)
-        for field_name, chain_value, model_value, option in wanted:
+        # no command line sets the chain (its one home is ChainConfig): the fix is the model
+        for field_name, chain_value, model_value in wanted:
             if chain_value != model_value:
-                fix = f"run with {option} {model_value} or " if option else ""
                 msg = (
                     f"{source}: contract field {field_name!r} is {model_value!r}, "
-                    f"the chain uses {chain_value!r}; {fix}re-export the model for this chain "
+                    f"the chain uses {chain_value!r}; re-export the model for this chain "
                     "(ecg-stream train + export)"
                 )
                 raise ModelContractError(msg)
@@ -329,11 +319,20 @@ class OnnxBeatClassifier:
         return np.concatenate(parts).astype(np.float64)
 
     def classify(self, windows: Sequence[BeatWindow]) -> list[LabeledBeat]:
-        """Label each window with its class probabilities, in input order."""
-        probabilities = self.predict_proba(windows)
+        """Label each window with its class probabilities, in input order.
+
+        A window whose signal is unusable (``window.usable`` False: lead-off, clipping, NaN,
+        gap, noise) is not shown to the model: it is labelled Q (unclassifiable, AAMI) with
+        probability 1, and its quality says why. ``predict_proba`` is the ungated model.
+        """
+        usable = [window for window in windows if window.usable]
+        probabilities = iter(self.predict_proba(usable))
         return [
-            LabeledBeat(window=window, probabilities=_five(row))
-            for window, row in zip(windows, probabilities, strict=True)
+            LabeledBeat(
+                window=window,
+                probabilities=_five(next(probabilities)) if window.usable else UNCLASSIFIABLE,
+            )
+            for window in windows
         ]
 
     def _run(self, windows: Sequence[BeatWindow]) -> npt.NDArray[np.float32]:
@@ -355,6 +354,10 @@ class OnnxBeatClassifier:
             ).astype(np.float32)
         (probabilities,) = self._session.run(None, feeds)
         return np.asarray(probabilities, dtype=np.float32)
+
+
+UNCLASSIFIABLE: Final = (0.0, 0.0, 0.0, 0.0, 1.0)
+"""Probabilities given to a beat whose signal is unusable: Q, unclassifiable."""
 
 
 def default_model_path() -> Path:

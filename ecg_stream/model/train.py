@@ -14,27 +14,22 @@ predictions are the figures every choice is made on.
 from __future__ import annotations
 
 import csv
-import json
 import logging
 import math
 import time
-from dataclasses import asdict, dataclass
-from enum import Enum
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import numpy as np
 import numpy.typing as npt
 
 from ecg_stream.config import ChainConfig
-from ecg_stream.detector.segment import (
-    FEATURE_NAMES,
-    WINDOW_CHANNELS,
-    unknown_channels,
-    unknown_features,
-)
+from ecg_stream.documents import read_json, write_json
 from ecg_stream.errors import ConfigError, MissingExtraError
 from ecg_stream.evaluation import ClassScore
+from ecg_stream.evaluation.figures import ScoreFigures
 from ecg_stream.model.augment import BeatAugmenter, NoiseBank
 from ecg_stream.model.baseline import fit_predict_baseline
 from ecg_stream.model.calibration import score_of
@@ -45,7 +40,19 @@ from ecg_stream.model.dataset import (
     patient_balanced_sample,
 )
 from ecg_stream.model.folds import record_folds
-from ecg_stream.records import DS1, DS2, PACED, POOL, DataDirs
+from ecg_stream.model.run import (
+    Architecture,
+    CvSummary,
+    FoldsFile,
+    FoldSummary,
+    IntraTest,
+    Protocol,
+    RunDir,
+    RunSettings,
+    TrainingSummary,
+    TrainSettings,
+)
+from ecg_stream.records import DS1, DS2, PACED, DataDirs
 from ecg_stream.types import BEAT_CLASSES, IntArray
 
 logger = logging.getLogger(__name__)
@@ -63,117 +70,6 @@ MAX_CLASS_WEIGHT = 10.0
 DROPOUT_RATE = 0.2
 FINAL_LEARNING_RATE_FRACTION = 0.05
 """A cross-validation fold's cosine schedule ends at this fraction of the initial rate."""
-BEST_MODEL = "best.keras"
-LAST_MODEL = "last.keras"
-FINAL_MODEL = "final.keras"
-TRAINING_LOG = "training_log.csv"
-SETTINGS_FILE = "settings.json"
-RESULT_FILE = "training.json"
-CV_FILE = "cv.json"
-"""Pooled out-of-fold figures of a cross-validation run, in its run directory."""
-OOF_FILE = "oof.npz"
-"""Out-of-fold probabilities, labels and records of a cross-validation run."""
-FOLD_DIR = "fold-{index}"
-FOLDS_FILE = "folds.json"
-"""The records of each fold of a cross-validation run, in its run directory."""
-
-
-class Protocol(Enum):
-    """How beats are split between training and evaluation (docs/protocol.md)."""
-
-    INTER_PATIENT = "inter-patient"
-    """Train on the pool (DS1 + SVDB training records); DS2 is the test set."""
-    INTRA_PATIENT = "intra-patient"
-    """Random beat split over DS1 + DS2: only to compare with published intra-patient claims."""
-
-
-class Architecture(Enum):
-    """The network behind the classifier."""
-
-    REFERENCE = "reference"
-    """LSTM 128 -> 64 -> 32 over all 250 samples: the network this project started from."""
-    LEAN = "lean"
-    """Two strided convolutions shorten the window to 63 steps, then LSTM 64 -> 32."""
-
-
-@dataclass(frozen=True, slots=True)
-class TrainSettings:
-    """Everything that decides a training run; a resumed run must use the same.
-
-    Args:
-        protocol: The data split.
-        records: The inter-patient training pool (records never split between folds).
-        arch: The network.
-        channels: Window channels (``WINDOW_CHANNELS``) of the first input, in order.
-        features: Per-beat features (``FEATURE_NAMES``) the model takes as its second
-            input, in order; empty for a window-only model (the ablation).
-        max_per_class: Training beats drawn per class and epoch at most.
-        max_per_record_class: Beats drawn per record, class and epoch at most, so that no
-            single patient dominates a class (patient-balanced sampling).
-        augment: Add real noise, R-peak jitter and time stretch to the beat channel.
-        epochs: Number of epochs (a maximum where early stopping applies).
-        batch_size: Mini-batch size.
-        learning_rate: Initial Adam learning rate.
-        patience: Epochs without validation-loss improvement before a single run stops.
-        seed: Seed of sampling, splits, augmentation and Keras.
-    """
-
-    protocol: Protocol
-    records: tuple[str, ...] = POOL
-    arch: Architecture = Architecture.LEAN
-    channels: tuple[str, ...] = WINDOW_CHANNELS
-    features: tuple[str, ...] = FEATURE_NAMES
-    max_per_class: int = 12_000
-    max_per_record_class: int = 600
-    augment: bool = True
-    epochs: int = 16
-    batch_size: int = 256
-    learning_rate: float = 2e-3
-    patience: int = 6
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        sizes = (self.max_per_class, self.max_per_record_class, self.epochs, self.batch_size)
-        if min(sizes) < 1:
-            msg = (
-                f"max_per_class={self.max_per_class}, max_per_record_class="
-                f"{self.max_per_record_class}, epochs={self.epochs} and "
-                f"batch_size={self.batch_size} must all be >= 1"
-            )
-            raise ConfigError(msg)
-        unknown = unknown_features(self.features)
-        if unknown or len(set(self.features)) != len(self.features):
-            msg = (
-                f"features {list(self.features)} must be distinct names from "
-                f"{', '.join(FEATURE_NAMES)}"
-            )
-            raise ConfigError(msg)
-        if (
-            unknown_channels(self.channels)
-            or not self.channels
-            or self.channels[0] != "beat"
-            or len(set(self.channels)) != len(self.channels)
-        ):
-            msg = (
-                f"channels {list(self.channels)} must start with 'beat' and be distinct names "
-                f"from {', '.join(WINDOW_CHANNELS)}"
-            )
-            raise ConfigError(msg)
-        if not self.records:
-            msg = "the training pool is empty; give records (e.g. pool, DS1)"
-            raise ConfigError(msg)
-        if not 0.0 < self.learning_rate < 1.0:
-            msg = f"learning_rate={self.learning_rate} must lie in (0, 1), e.g. 1e-3"
-            raise ConfigError(msg)
-
-    def to_json(self) -> dict[str, Any]:
-        """Plain JSON form (enums by their values)."""
-        settings = asdict(self)
-        settings["protocol"] = self.protocol.value
-        settings["arch"] = self.arch.value
-        for name in ("records", "channels", "features"):
-            settings[name] = list(getattr(self, name))
-        return settings
 
 
 @dataclass(frozen=True, slots=True)
@@ -413,13 +309,14 @@ def train_model(
     """
     config = config or ChainConfig()
     _set_threads(threads)
+    run = RunDir(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    _check_settings(out_dir, settings, config)
+    _check_settings(run, RunSettings(settings, config))
     if splits is None:
         splits = split_dataset(settings, config, data_dir=data_dir, cache_dir=cache_dir)
     augmenter = _augmenter(settings, config, data_dir)
-    weights = _fit(out_dir, settings, config, splits, augmenter, stop_early=True, verbose=verbose)
-    return _summarise(out_dir, settings, config, splits, weights)
+    weights = _fit(run, settings, config, splits, augmenter, stop_early=True, verbose=verbose)
+    return _summarise(run, settings, config, splits, weights)
 
 
 def cross_validate(
@@ -468,18 +365,19 @@ def cross_validate(
         raise ConfigError(msg)
     config = config or ChainConfig()
     _set_threads(threads)
+    run = RunDir(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    _check_settings(out_dir, settings, config, extra={"cv_folds": k, "baseline": baseline})
+    _check_settings(run, RunSettings(settings, config, cv_folds=k, baseline=baseline))
     if dataset is None:
         dataset = build_dataset(settings.records, config, data_dir=data_dir, cache_dir=cache_dir)
     names = tuple(str(name) for name in np.unique(dataset.records))
-    folds = _folds(out_dir, dataset, names, k)
+    folds = _folds(run, dataset, names, k)
     augmenter = None if baseline else _augmenter(settings, config, data_dir)
     probabilities = np.zeros((len(dataset), len(BEAT_CLASSES)), dtype=np.float32)
     fold_of_beat = np.full(len(dataset), -1, dtype=np.int64)
-    fold_summaries: list[dict[str, Any]] = []
+    fold_summaries: list[FoldSummary] = []
     for index, held_out in enumerate(folds):
-        fold_dir = out_dir / FOLD_DIR.format(index=index)
+        fold_run = run.fold(index)
         train_records = tuple(name for name in names if name not in held_out)
         splits = DatasetSplits(
             train=dataset.of_records(train_records),
@@ -501,32 +399,34 @@ def cross_validate(
             )
             train_seconds, losses = time.perf_counter() - started, []
         else:
-            if not (fold_dir / FINAL_MODEL).is_file():
+            if not fold_run.final_model.is_file():
                 if not train_missing:
-                    logger.info("cv: fold %d has no %s; not scored", index + 1, FINAL_MODEL)
+                    logger.info(
+                        "cv: fold %d has no %s; not scored", index + 1, fold_run.final_model
+                    )
                     continue
-                fold_dir.mkdir(parents=True, exist_ok=True)
+                fold_run.path.mkdir(parents=True, exist_ok=True)
                 _fit(
-                    fold_dir, settings, config, splits, augmenter, stop_early=False, verbose=verbose
+                    fold_run, settings, config, splits, augmenter, stop_early=False, verbose=verbose
                 )
             probabilities[mask] = predict_keras(
-                fold_dir / FINAL_MODEL, splits.validation, settings.channels, settings.features
+                fold_run.final_model, splits.validation, settings.channels, settings.features
             )
-            rows = _read_log(fold_dir / TRAINING_LOG)
+            rows = _read_log(fold_run.log_file)
             train_seconds = sum(float(row["epoch_seconds"]) for row in rows)
             losses = [float(row["val_loss"]) for row in rows]
         fold_of_beat[mask] = index
         fold_summaries.append(
-            {
-                "held_out": list(held_out),
-                "held_out_counts": _counts(splits.validation),
-                "epochs_run": len(losses),
-                "train_seconds": train_seconds,
-                "validation_loss_per_epoch": losses,
-            }
+            FoldSummary(
+                held_out=list(held_out),
+                held_out_counts=_counts(splits.validation),
+                epochs_run=len(losses),
+                train_seconds=train_seconds,
+                validation_loss_per_epoch=losses,
+            )
         )
     return _summarise_cv(
-        out_dir,
+        run,
         settings,
         config,
         dataset,
@@ -539,15 +439,16 @@ def cross_validate(
 
 
 def _folds(
-    out_dir: Path, dataset: BeatDataset, names: tuple[str, ...], k: int
+    run: RunDir, dataset: BeatDataset, names: tuple[str, ...], k: int
 ) -> tuple[tuple[str, ...], ...]:
     """The run's folds: from ``folds.json`` if it exists, else balanced anew and written there.
 
     A resumed run, or one trained elsewhere on a subsample, keeps the folds it started with.
     """
-    path = out_dir / FOLDS_FILE
+    path = run.folds_file
     if path.is_file():
-        folds = tuple(tuple(fold) for fold in json.loads(path.read_text())["folds"])
+        stored = read_json(path, FoldsFile, made_by=f"ecg-stream train {run} --cv {k}")
+        folds = tuple(tuple(fold) for fold in stored.folds)
         if len(folds) != k or sorted(name for fold in folds for name in fold) != sorted(names):
             msg = (
                 f"{path} holds {len(folds)} folds of other records than this --cv {k} run's "
@@ -556,7 +457,7 @@ def _folds(
             raise ConfigError(msg)
         return folds
     folds = record_folds({name: dataset.of_records([name]).class_counts() for name in names}, k)
-    path.write_text(json.dumps({"k": k, "folds": [list(fold) for fold in folds]}, indent=2) + "\n")
+    write_json(FoldsFile(k, [list(fold) for fold in folds]), path)
     return folds
 
 
@@ -580,7 +481,7 @@ def predict_keras(
 
 
 def _fit(
-    out_dir: Path,
+    run: RunDir,
     settings: TrainSettings,
     config: ChainConfig,
     splits: DatasetSplits,
@@ -589,9 +490,9 @@ def _fit(
     stop_early: bool,
     verbose: int,
 ) -> dict[int, float]:
-    """Fit one model in ``out_dir``; returns the class weights it used."""
+    """Fit one model in ``run``; returns the class weights it used."""
     keras = _keras()
-    log_path, last_path = out_dir / TRAINING_LOG, out_dir / LAST_MODEL
+    log_path, last_path = run.log_file, run.last_model
     initial_epoch = _logged_epochs(log_path) if last_path.is_file() else 0
     batches = _batches(keras, splits.train, settings, augmenter, initial_epoch)
     logger.info(
@@ -607,7 +508,7 @@ def _fit(
     callbacks = [_epoch_timer(keras)]
     if stop_early:
         callbacks += [
-            keras.callbacks.ModelCheckpoint(out_dir / BEST_MODEL, save_best_only=True),
+            keras.callbacks.ModelCheckpoint(run.best_model, save_best_only=True),
             keras.callbacks.EarlyStopping(patience=settings.patience),
             keras.callbacks.ReduceLROnPlateau(factor=0.5, patience=max(1, settings.patience // 3)),
         ]
@@ -646,82 +547,77 @@ def _fit(
             callbacks=callbacks,
             verbose=verbose,
         )
-    model.save(out_dir / FINAL_MODEL)
+    model.save(run.final_model)
     return dict(batches.weights)
 
 
 def _summarise(
-    out_dir: Path,
+    run: RunDir,
     settings: TrainSettings,
     config: ChainConfig,
     splits: DatasetSplits,
     weights: dict[int, float],
 ) -> TrainResult:
-    rows = _read_log(out_dir / TRAINING_LOG)
+    rows = _read_log(run.log_file)
     validation_losses = [float(row["val_loss"]) for row in rows]
-    test_accuracy: float | None = None
-    test_summary: dict[str, Any] | None = None
+    test: IntraTest | None = None
     if splits.test is not None:
         probabilities = predict_keras(
-            out_dir / BEST_MODEL, splits.test, settings.channels, settings.features
+            run.best_model, splits.test, settings.channels, settings.features
         )
         score = score_of(splits.test.labels, probabilities)
-        test_accuracy = score.accuracy
-        test_summary = {
-            "note": "intra-patient random beat split: beats of one patient on both sides",
-            "beats": len(splits.test),
-            "accuracy": test_accuracy,
-            "confusion": score.confusion.tolist(),
-        }
+        test = IntraTest(
+            note="intra-patient random beat split: beats of one patient on both sides",
+            beats=len(splits.test),
+            accuracy=score.accuracy,
+            confusion=score.confusion.tolist(),
+        )
     train_seconds = sum(float(row["epoch_seconds"]) for row in rows)
     best_loss = min(validation_losses) if validation_losses else math.nan
-    result = {
-        "settings": settings.to_json(),
-        "chain_config": asdict(config),
-        "train_records": list(splits.train_records),
-        "validation_records": list(splits.validation_records),
-        "train_counts": _counts(splits.train),
-        "validation_counts": _counts(splits.validation),
-        "class_weights": {BEAT_CLASSES[i].value: w for i, w in weights.items()},
-        "unmatched_detections": int(sum(splits.train.unmatched_detections)),
-        "dataset_cache_key": splits.train.cache_key,
-        "epochs_run": len(rows),
-        "train_seconds": train_seconds,
-        "best_validation_loss": best_loss,
-        "best_epoch": int(np.argmin(validation_losses)) + 1 if validation_losses else 0,
-        "test": test_summary,
-    }
-    result_path = out_dir / RESULT_FILE
-    result_path.write_text(json.dumps(result, indent=2) + "\n")
+    summary = TrainingSummary(
+        settings=settings,
+        chain_config=config,
+        train_records=list(splits.train_records),
+        validation_records=list(splits.validation_records),
+        train_counts=_counts(splits.train),
+        validation_counts=_counts(splits.validation),
+        class_weights={BEAT_CLASSES[i].value: w for i, w in weights.items()},
+        unmatched_detections=int(sum(splits.train.unmatched_detections)),
+        dataset_cache_key=splits.train.cache_key,
+        epochs_run=len(rows),
+        train_seconds=train_seconds,
+        best_validation_loss=best_loss if validation_losses else None,
+        best_epoch=int(np.argmin(validation_losses)) + 1 if validation_losses else 0,
+        test=test,
+    )
+    write_json(summary, run.summary_file)
     return TrainResult(
-        out_dir=out_dir,
-        best_model_path=out_dir / BEST_MODEL,
-        final_model_path=out_dir / FINAL_MODEL,
-        log_path=out_dir / TRAINING_LOG,
-        result_path=result_path,
+        out_dir=run.path,
+        best_model_path=run.best_model,
+        final_model_path=run.final_model,
+        log_path=run.log_file,
+        result_path=run.summary_file,
         epochs_run=len(rows),
         train_seconds=train_seconds,
         best_validation_loss=best_loss,
-        test_accuracy=test_accuracy,
+        test_accuracy=None if test is None else test.accuracy,
     )
 
 
 def _summarise_cv(
-    out_dir: Path,
+    run: RunDir,
     settings: TrainSettings,
     config: ChainConfig,
     dataset: BeatDataset,
     folds: tuple[tuple[str, ...], ...],
     probabilities: npt.NDArray[np.float32],
     fold_of_beat: IntArray,
-    fold_summaries: list[dict[str, Any]],
+    fold_summaries: list[FoldSummary],
     *,
     baseline: bool,
 ) -> CrossValidationResult:
-    from ecg_stream.model.report import score_json
-
     np.savez_compressed(
-        out_dir / OOF_FILE,
+        run.oof_file,
         probabilities=probabilities,
         labels=dataset.labels,
         records=dataset.records,
@@ -730,41 +626,40 @@ def _summarise_cv(
     scored = fold_of_beat >= 0
     score = score_of(dataset.labels[scored], probabilities[scored])
     per_record = {
-        name: score_json(score_of(dataset.labels[mask], probabilities[mask]))
+        str(name): ScoreFigures.of(score_of(dataset.labels[mask], probabilities[mask]))
         for name in np.unique(dataset.records[scored])
         for mask in [dataset.records == name]
     }
-    train_seconds = sum(fold["train_seconds"] for fold in fold_summaries)
-    result = {
-        "note": "pooled out-of-fold figures on matched beats (whole records per fold)",
-        "model": "gradient-boosted trees (baseline)" if baseline else "stacked LSTM",
-        "settings": settings.to_json(),
-        "chain_config": asdict(config),
-        "k": len(folds),
-        "folds_scored": [index for index in range(len(folds)) if (fold_of_beat == index).any()],
-        "folds": fold_summaries,
-        "dataset_cache_key": dataset.cache_key,
-        "pool_counts": _counts(dataset),
-        "train_seconds": train_seconds,
-        "out_of_fold": score_json(score),
-        "out_of_fold_loss_per_epoch": _pooled_loss_per_epoch(fold_summaries),
-        "records": per_record,
-    }
-    result_path = out_dir / CV_FILE
-    result_path.write_text(json.dumps(result, indent=2) + "\n")
+    train_seconds = sum(fold.train_seconds for fold in fold_summaries)
+    summary = CvSummary(
+        note="pooled out-of-fold figures on matched beats (whole records per fold)",
+        model="gradient-boosted trees (baseline)" if baseline else "stacked LSTM",
+        settings=settings,
+        chain_config=config,
+        k=len(folds),
+        folds_scored=[index for index in range(len(folds)) if (fold_of_beat == index).any()],
+        folds=fold_summaries,
+        dataset_cache_key=dataset.cache_key,
+        pool_counts=_counts(dataset),
+        train_seconds=train_seconds,
+        out_of_fold=ScoreFigures.of(score),
+        out_of_fold_loss_per_epoch=_pooled_loss_per_epoch(fold_summaries),
+        records=per_record,
+    )
+    write_json(summary, run.cv_file)
     return CrossValidationResult(
-        out_dir=out_dir,
+        out_dir=run.path,
         folds=folds,
         score=score,
         train_seconds=train_seconds,
-        result_path=result_path,
+        result_path=run.cv_file,
     )
 
 
-def _pooled_loss_per_epoch(fold_summaries: list[dict[str, Any]]) -> list[float]:
+def _pooled_loss_per_epoch(fold_summaries: list[FoldSummary]) -> list[float]:
     """Beat-weighted mean of the held-out folds' loss after each epoch (monitoring only)."""
-    curves = [fold["validation_loss_per_epoch"] for fold in fold_summaries]
-    sizes = [sum(fold["held_out_counts"].values()) for fold in fold_summaries]
+    curves = [fold.validation_loss_per_epoch for fold in fold_summaries]
+    sizes = [sum(fold.held_out_counts.values()) for fold in fold_summaries]
     epochs = min((len(curve) for curve in curves), default=0)
     return [
         sum(curve[epoch] * size for curve, size in zip(curves, sizes, strict=True)) / sum(sizes)
@@ -835,29 +730,25 @@ def _batches(
     return PatientBalancedBatches()
 
 
-def _check_settings(
-    out_dir: Path,
-    settings: TrainSettings,
-    config: ChainConfig,
-    extra: dict[str, Any] | None = None,
-) -> None:
+def _check_settings(run: RunDir, wanted: RunSettings) -> None:
     """Refuse to resume a run made with other settings (``epochs`` may grow); record them."""
-    wanted = {"settings": settings.to_json(), "chain_config": asdict(config), **(extra or {})}
-    wanted = json.loads(json.dumps(wanted))  # tuples become lists, as when read back
-    path = out_dir / SETTINGS_FILE
-    if path.is_file() and any(out_dir.glob("**/" + LAST_MODEL)):
-        stored = json.loads(path.read_text())
+    path = run.settings_file
+    if path.is_file() and any(run.path.glob("**/" + run.last_model.name)):
+        stored = read_json(path, RunSettings, made_by=f"ecg-stream train {run}")
         if _without_epochs(stored) != _without_epochs(wanted):
             msg = (
-                f"{out_dir} holds a run with settings {stored}, not {wanted}; "
-                "give another output directory or delete that one to start afresh"
+                f"{run} holds a run with settings {msgspec.to_builtins(stored)}, not "
+                f"{msgspec.to_builtins(wanted)}; give another output directory or delete that "
+                "one to start afresh"
             )
             raise ConfigError(msg)
-    path.write_text(json.dumps(wanted, indent=2) + "\n")
+    write_json(wanted, path)
 
 
-def _without_epochs(description: dict[str, Any]) -> dict[str, Any]:
-    return {**description, "settings": {**description["settings"], "epochs": None}}
+def _without_epochs(description: RunSettings) -> RunSettings:
+    return msgspec.structs.replace(
+        description, settings=msgspec.structs.replace(description.settings, epochs=1)
+    )
 
 
 def _read_log(path: Path) -> list[dict[str, str]]:

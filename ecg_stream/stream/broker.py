@@ -1,29 +1,33 @@
 """An embedded MQTT broker (amqtt) on loopback, and finding the broker a replay should use.
 
 The embedded broker makes ``ecg-stream replay`` work on a machine with no MQTT broker installed.
-It runs in the replay's own event loop and is bound to loopback only. For many streams or
-subscribers on other machines use a real broker (mosquitto, or a cluster: EMQX, HiveMQ,
-VerneMQ) with ``--broker mqtt://host:port``.
+It runs in the replay's own event loop and is bound to loopback only. ``ecg-stream broker`` may
+listen on other addresses only with a password file: anonymous clients are then refused. For
+many streams or subscribers on other machines use a real broker (mosquitto, or a cluster: EMQX,
+HiveMQ, VerneMQ) with ``--broker mqtts://host:port``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import errno
+import ipaddress
 import logging
 import socket
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import replace
 from enum import Enum
+from pathlib import Path
 from types import TracebackType
 from typing import Any
 
 import aiomqtt
 
 from ecg_stream.config import MqttConfig
-from ecg_stream.errors import BrokerError
-from ecg_stream.stream.transport import make_client, unique_identifier
+from ecg_stream.errors import BrokerError, ConfigError
+from ecg_stream.stream.publisher import BEAT_BUFFER_SIZE
+from ecg_stream.stream.transport import connect_session, unique_identifier
 
 logger = logging.getLogger(__name__)
 
@@ -32,6 +36,53 @@ DEFAULT_BROKER_URL = "mqtt://localhost:1883"
 
 LOOPBACK = "127.0.0.1"
 _ANONYMOUS_PLUGIN = "amqtt.plugins.authentication.AnonymousAuthPlugin"
+_FILE_AUTH_PLUGIN = "amqtt.plugins.authentication.FileAuthPlugin"
+_HASH_PREFIXES = ("$argon2", "$2b$", "$2a$", "$2y$")
+"""Password hashes amqtt verifies: Argon2 and bcrypt (pwdlib)."""
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` names this machine only (127.0.0.0/8, ::1, or a name resolving there)."""
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        pass
+    try:
+        addresses = {info[4][0] for info in socket.getaddrinfo(host, None)}
+    except OSError:
+        return False  # unresolvable: the bind fails anyway
+    return bool(addresses) and all(ipaddress.ip_address(a).is_loopback for a in addresses)
+
+
+def check_password_file(path: Path) -> int:
+    """Check an amqtt password file (``user:hash`` lines, Argon2 or bcrypt); return its users.
+
+    Raises:
+        ConfigError: The file cannot be read, or a line is no ``user:hash`` (the message gives
+            the line number, never the line).
+    """
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as error:
+        reason = getattr(error, "strerror", None) or "not UTF-8 text"
+        msg = f"--password-file {path}: cannot read it ({reason})"
+        raise ConfigError(msg) from None
+    users = 0
+    for number, line in enumerate(lines, start=1):
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        user, _, password_hash = line.strip().partition(":")
+        if not user or not password_hash.startswith(_HASH_PREFIXES):
+            msg = (
+                f"--password-file {path}, line {number}: expected USER:HASH with an Argon2 or "
+                "bcrypt hash (README, Security, shows how to make one)"
+            )
+            raise ConfigError(msg)
+        users += 1
+    if not users:
+        msg = f"--password-file {path} holds no user; add USER:HASH lines"
+        raise ConfigError(msg)
+    return users
 
 
 class BrokerState(Enum):
@@ -45,19 +96,37 @@ class BrokerState(Enum):
 class EmbeddedBroker:
     """An amqtt MQTT 3.1.1 broker in this event loop; an async context manager.
 
-    Anonymous clients are allowed, so it binds to loopback by default: only local processes
-    can reach it.
+    Without a password file anonymous clients are allowed, so it listens on loopback only: only
+    local processes can reach it. With one, only its users may connect, on any address.
 
     Args:
         host: Address to listen on.
         port: TCP port to listen on (0: a free one, see :attr:`port` once started).
+        password_file: ``user:hash`` lines (Argon2 or bcrypt), or None for anonymous access.
+
+    Raises:
+        ConfigError: ``host`` is not loopback and no password file is given, or the password
+            file is unusable.
 
     Attributes:
         state: Lifecycle state.
     """
 
-    def __init__(self, host: str = LOOPBACK, port: int = 1883) -> None:
+    def __init__(
+        self, host: str = LOOPBACK, port: int = 1883, password_file: Path | None = None
+    ) -> None:
+        if password_file is None and not is_loopback(host):
+            msg = (
+                f"refusing to listen on {host}: without a password file the embedded broker "
+                "lets anyone connect, so it listens on loopback only (127.0.0.1, ::1, "
+                "localhost); to serve other machines pass --password-file FILE, or run "
+                "mosquitto with TLS and passwords (README, Security)"
+            )
+            raise ConfigError(msg)
+        if password_file is not None:
+            check_password_file(password_file)
         self.host, self.requested_port = host, port
+        self.password_file = password_file
         self.state = BrokerState.NEW
         self._broker: Any = None  # amqtt.broker.Broker, imported on start (untyped package)
         self._port = port
@@ -80,10 +149,15 @@ class EmbeddedBroker:
         from amqtt.errors import BrokerError as AmqttBrokerError
 
         port = self.requested_port or _free_port(self.host)
+        # One authentication plugin, no $SYS publisher, no packet logging.
+        plugins = (
+            {_ANONYMOUS_PLUGIN: {"allow_anonymous": True}}
+            if self.password_file is None
+            else {_FILE_AUTH_PLUGIN: {"password_file": str(self.password_file)}}
+        )
         config = {
             "listeners": {"default": {"type": "tcp", "bind": f"{self.host}:{port}"}},
-            # Only anonymous access: no $SYS publisher, no packet logging.
-            "plugins": {_ANONYMOUS_PLUGIN: {"allow_anonymous": True}},
+            "plugins": plugins,
         }
         broker = Broker(config)
         amqtt_logger = logging.getLogger("amqtt.broker")
@@ -138,16 +212,27 @@ def _free_port(host: str) -> int:
 
 async def probe_broker(config: MqttConfig, timeout_s: float = 1.5) -> bool:
     """Whether an MQTT broker accepts a connection at ``config`` within ``timeout_s``."""
-    client = make_client(
-        replace(config, connect_timeout_s=timeout_s),
-        identifier=unique_identifier("ecg-stream-probe"),
-    )
+    return await probe_protocol(config, timeout_s) is not None
+
+
+async def probe_protocol(config: MqttConfig, timeout_s: float = 1.5) -> bool | None:
+    """Whether the broker at ``config`` speaks MQTT 5 (True), only 3.1.1 (False), or is absent.
+
+    The probe's session expires at once: it leaves nothing behind on the broker.
+    """
+    probe = replace(config, connect_timeout_s=timeout_s)
     try:
-        async with asyncio.timeout(timeout_s):
-            async with client:
-                return True
+        async with asyncio.timeout(3 * timeout_s), AsyncExitStack() as stack:
+            _client, mqtt5 = await connect_session(
+                stack,
+                probe,
+                identifier=unique_identifier("ecg-stream-probe"),
+                persistent=True,
+                session_expiry_s=0,
+            )
+            return mqtt5
     except (aiomqtt.MqttError, TimeoutError, OSError):
-        return False
+        return None
 
 
 @asynccontextmanager
@@ -171,9 +256,18 @@ async def broker_for(
         yield MqttConfig.from_url(url, topic_prefix)
         return
     config = MqttConfig.from_url(default_url, topic_prefix)
-    if await probe_broker(config):
-        say(f"using the MQTT broker at {config.url}")
-        yield config
+    mqtt5 = await probe_protocol(config)
+    if mqtt5 is not None:
+        if mqtt5:
+            say(f"using the MQTT broker at {config.url}")
+        else:  # amqtt: another replay's embedded broker (or `ecg-stream broker`)
+            say(
+                f"using the MQTT broker at {config.url}, an MQTT 3.1.1 broker: the embedded "
+                "broker of another replay (or `ecg-stream broker`), which stops when that "
+                f"replay ends; beats are then held (up to {BEAT_BUFFER_SIZE} per stream) while "
+                "this replay reconnects, and those never delivered are counted as lost"
+            )
+        yield replace(config, mqtt5=mqtt5)
         return
     async with AsyncExitStack() as stack:
         try:
@@ -190,21 +284,32 @@ async def broker_for(
             f"no MQTT broker at {config.url}: started an embedded one (amqtt) at {broker.url} "
             "for this run; subscribe there while it runs"
         )
-        yield replace(config, host=LOOPBACK)
+        yield replace(config, host=LOOPBACK, mqtt5=False)  # amqtt speaks MQTT 3.1.1
 
 
-async def run_broker(host: str, port: int, say: Callable[[str], None]) -> None:
+async def run_broker(
+    host: str, port: int, say: Callable[[str], None], password_file: Path | None = None
+) -> None:
     """Serve an embedded broker until cancelled (Ctrl-C); ``ecg-stream broker``.
 
     Raises:
         BrokerError: The broker cannot listen on ``host:port``.
+        ConfigError: A non-loopback ``host`` without a password file, or a bad password file.
     """
-    async with EmbeddedBroker(host, port) as broker:
-        say(f"embedded MQTT broker (amqtt) listening on {broker.url}; Ctrl-C stops it")
+    async with EmbeddedBroker(host, port, password_file) as broker:
+        access = "anonymous" if password_file is None else f"users of {password_file} only"
+        say(f"embedded MQTT broker (amqtt) listening on {broker.url} ({access}); Ctrl-C stops it")
+        if not is_loopback(host):
+            say(
+                "no TLS: user names, passwords and ECGs cross the network in clear text; keep "
+                "it to a trusted network, or run mosquitto with TLS (README, Security)"
+            )
         await asyncio.Event().wait()
 
 
-def broker_main(host: str, port: int, say: Callable[[str], None]) -> int:
+def broker_main(
+    host: str, port: int, say: Callable[[str], None], password_file: Path | None = None
+) -> int:
     """Serve :func:`run_broker` until Ctrl-C or SIGTERM; ``ecg-stream broker``.
 
     Returns:
@@ -212,6 +317,6 @@ def broker_main(host: str, port: int, say: Callable[[str], None]) -> int:
     """
     from ecg_stream.stream.runner import run_until_stopped
 
-    run_until_stopped(run_broker(host, port, say))
+    run_until_stopped(run_broker(host, port, say, password_file))
     say("embedded MQTT broker stopped")
     return 0

@@ -7,9 +7,10 @@ one event-loop turn in one ONNX call, and its :class:`BeatPublisher` publishes s
 through a bounded queue. No thread per stream and no session per beat: one ONNX session serves
 every stream, and the event loop only waits on clocks and sockets.
 
-At a finite ``--speed`` the source is real time, so a full publish queue drops (counted); at
-``--speed max`` nothing is real time, so the stream waits for the queue instead and nothing is
-dropped.
+At a finite ``--speed`` the source is real time, so a full publish queue drops (counted): the
+display ``samples`` long before beats, which have a buffer of their own for over 10 minutes of
+broker outage; at ``--speed max`` nothing is real time, so the stream waits for the queue
+instead and nothing is dropped.
 """
 
 from __future__ import annotations
@@ -29,10 +30,18 @@ from ecg_stream.config import CHAIN_FS_HZ, ChainConfig, MqttConfig
 from ecg_stream.errors import ConfigError, EcgStreamError
 from ecg_stream.records import DataDirs, Record
 from ecg_stream.stream.batcher import ClassifierLike, InferenceBatcher
-from ecg_stream.stream.publisher import BeatPublisher, PublisherStats
+from ecg_stream.stream.publisher import SAMPLES_QUEUE_SIZE, BeatPublisher, PublisherStats
 from ecg_stream.stream.replay import ReplaySource
 from ecg_stream.stream.stats import DurationHistogram
-from ecg_stream.types import BEAT_CLASSES, BeatClass, BeatWindow, Chunk, FloatArray, LabeledBeat
+from ecg_stream.types import (
+    BEAT_CLASSES,
+    BeatClass,
+    BeatWindow,
+    Chunk,
+    FloatArray,
+    LabeledBeat,
+    SignalState,
+)
 from ecg_stream.wire import (
     BeatMessage,
     SamplesMessage,
@@ -86,6 +95,10 @@ class ExtractorLike(Protocol):
 
     def flush(self) -> tuple[BeatWindow, ...]:
         """The stream ended: the windows still held back."""
+
+    @property
+    def state(self) -> SignalState:
+        """The state of the input at the newest sample (ok, noisy, lead-off, gap)."""
 
 
 class PipelineLike(Protocol):
@@ -173,6 +186,11 @@ class ReplaySummary:
         """Messages dropped by every publisher."""
         return sum(report.publisher.dropped_total for report in self.streams)
 
+    @property
+    def beats_lost(self) -> int:
+        """Beats that never reached the broker, every stream."""
+        return sum(report.publisher.dropped[TopicKind.BEATS] for report in self.streams)
+
     def compute(self) -> DurationHistogram:
         """Compute latency of every stream's published beats."""
         merged = DurationHistogram()
@@ -197,6 +215,7 @@ class ReplaySummary:
             compute = report.publisher.compute.summary()
             dropped = report.publisher.dropped
             reconnects = report.publisher.reconnects
+            republished = report.publisher.republished
             lines += [
                 f"  stream {report.stream_id} (record {report.record}): "
                 f"{sum(report.beats.values())} beats: {counts}",
@@ -204,7 +223,8 @@ class ReplaySummary:
                 f"dropped {sum(dropped.values())} (beats {dropped[TopicKind.BEATS]}, samples "
                 f"{dropped[TopicKind.SAMPLES]}); {report.signal_s:.1f} s of signal at "
                 f"{report.speed_factor:.0f}x real time"
-                + (f"; {reconnects} reconnects" if reconnects else ""),
+                + (f"; {reconnects} reconnects" if reconnects else "")
+                + (f", {republished} re-sent" if republished else ""),
             ]
         compute, pacing = self.compute().summary(), self.pacing().summary()
         lines.append(f"  compute latency (chunk arrival -> publish): {compute}")
@@ -220,7 +240,7 @@ class ReplaySummary:
                 f"  inference: {self.inference_calls} calls for {self.inference_windows} beats "
                 f"(mean batch {self.inference_windows / self.inference_calls:.1f})"
             )
-        lines.append(f"  dropped: {self.total_dropped}")
+        lines.append(f"  dropped: {self.total_dropped}; beats lost: {self.beats_lost}")
         return "\n".join(lines)
 
 
@@ -240,7 +260,7 @@ class LiveReplay:
             speed, ``MAX_SPEED_CHUNK_S`` at ``math.inf``; results do not depend on it).
         samples_s: Signal per ``samples`` message, in s (default: one message per chunk);
             longer messages mean fewer publishes per stream, and a coarser monitor trace.
-        queue_size: Publish queue length per stream.
+        queue_size: Length of each stream's ``samples`` queue (beats have their own buffer).
         publish_samples: Also publish the filtered samples (``samples`` topic).
         clock: Monotonic clock, in s.
         wall_clock: Unix time, in s.
@@ -258,7 +278,7 @@ class LiveReplay:
         say: Say | None = None,
         chunk_s: float | None = None,
         samples_s: float | None = None,
-        queue_size: int = 1000,
+        queue_size: int = SAMPLES_QUEUE_SIZE,
         publish_samples: bool = True,
         clock: Clock = time.monotonic,
         wall_clock: Clock = time.time,
@@ -362,6 +382,11 @@ class LiveReplay:
                     for beat in beats:  # beats first: they are the latency-critical part
                         message = self._describe(spec, beat, start_wall, report)
                         await self._emit(publisher, message, chunk.arrival_s, lossless)
+                    state = extractor.state
+                    if state is not (status.signal or SignalState.OK):
+                        # the input's state changed (retained): a clean stream never says it
+                        status = replace(status, signal=state)
+                        await self._emit(publisher, status, chunk.arrival_s, lossless)
                     if self.publish_samples and (display := samples.add(output.filtered)):
                         await self._emit(publisher, display, chunk.arrival_s, lossless)
                 unlabeled = extractor.flush()

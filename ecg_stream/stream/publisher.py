@@ -1,12 +1,23 @@
-"""Publish one stream's messages to an MQTT broker, through a bounded queue, surviving reconnects.
+"""Publish one stream's messages to an MQTT broker, through bounded queues, surviving reconnects.
 
 One :class:`BeatPublisher` owns one MQTT connection for one stream, so the broker can announce
 that stream's death: the connection's last will is the stream's ``offline`` status (retained),
 and every (re)connection first publishes ``online`` (retained). The stream's task hands messages
 over with :meth:`BeatPublisher.submit` (never waits; a full queue drops the message and counts
 it) or :meth:`BeatPublisher.put` (waits for room: lossless back-pressure for replays faster than
-real time). A named background task publishes them in order, stamping each beat's compute
-latency and publication time just before it is encoded.
+real time). A named background task publishes them, stamping each beat's compute latency and
+publication time just before it is encoded.
+
+Beats are the data, samples only display: beats (and status updates) wait in a buffer of their
+own, large enough for :data:`BEAT_BUFFER_SIZE` beats (over 10 minutes of a fast heart), and go
+first; samples have a smaller queue and are what is dropped when something must go. A beat is
+published at QoS 1 on a persistent session and leaves the buffer only once the broker has
+acknowledged it: one whose connection drops first is published again on the next connection
+(the broker may then hold it twice; subscribers drop the duplicate). A broker acknowledges a
+message before it writes it to disk (mosquitto: every ``autosave_interval``), so a broker that
+crashes may lose beats it acknowledged just before: after a lost connection the publisher also
+publishes again the beats acknowledged in the last :data:`RESEND_WINDOW_S`. Whatever never
+reaches the broker is counted in :class:`PublisherStats`.
 """
 
 from __future__ import annotations
@@ -17,6 +28,7 @@ import logging
 import math
 import random
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from enum import Enum
@@ -28,7 +40,14 @@ from ecg_stream import wire
 from ecg_stream.config import Backoff, MqttConfig
 from ecg_stream.errors import BrokerError, ConfigError
 from ecg_stream.stream.stats import DurationHistogram
-from ecg_stream.stream.transport import Reconnect, ReconnectingSession
+from ecg_stream.stream.transport import (
+    RECONNECT_BACKOFF,
+    Reconnect,
+    ReconnectingSession,
+    link_lost,
+    publish_acknowledged,
+    unique_identifier,
+)
 from ecg_stream.stream.transport import client_identifier as client_identifier  # bench.py
 from ecg_stream.stream.transport import make_client as make_client  # bench.py
 from ecg_stream.wire import BeatMessage, StatusMessage, StreamState, TopicKind, WireMessage
@@ -36,6 +55,18 @@ from ecg_stream.wire import BeatMessage, StatusMessage, StreamState, TopicKind, 
 logger = logging.getLogger(__name__)
 
 Clock = Callable[[], float]
+
+BEAT_BUFFER_SIZE = 2000
+"""Beats (and status updates) a publisher holds while the broker is away: 10 minutes at 200
+bpm. Beyond it, new beats are dropped and counted."""
+
+RESEND_WINDOW_S = 5.0
+"""After a lost connection, beats the broker acknowledged this recently (monotonic clock, s)
+before the loss are published again: a crashed broker may not have saved them yet."""
+
+SAMPLES_QUEUE_SIZE = 100
+"""Display messages (``samples``) a publisher holds: 10 s of 100 ms chunks. Beyond it, new ones
+are dropped and counted."""
 
 
 class PublisherState(Enum):
@@ -52,14 +83,19 @@ class PublisherStats:
     """What a publisher did, for the summary.
 
     Args:
-        published: Messages handed to the broker, per topic kind.
-        dropped: Messages dropped (queue full, or undelivered at shutdown), per topic kind.
+        published: Messages the broker took (acknowledged, for QoS 1), per topic kind.
+        dropped: Messages that never reached the broker, per topic kind: refused by a full
+            queue, a QoS 0 message whose connection dropped, or left undelivered at shutdown.
+        republished: Beats and status updates published again after a lost connection: the
+            one in flight, and beats acknowledged in the last :data:`RESEND_WINDOW_S` (the
+            broker may hold them twice).
         reconnects: Successful reconnections after a lost connection.
         compute: Compute latency of the published beats, in ms.
     """
 
     published: dict[TopicKind, int] = field(default_factory=lambda: dict.fromkeys(TopicKind, 0))
     dropped: dict[TopicKind, int] = field(default_factory=lambda: dict.fromkeys(TopicKind, 0))
+    republished: int = 0
     reconnects: int = 0
     compute: DurationHistogram = field(default_factory=DurationHistogram)
 
@@ -73,6 +109,7 @@ class PublisherStats:
 class _Outgoing:
     message: WireMessage
     arrival_s: float
+    again: bool = False  # acknowledged once already, published again after a lost connection
 
 
 class BeatPublisher:
@@ -82,10 +119,14 @@ class BeatPublisher:
     retained ``online`` status; leaving, also on Ctrl-C (cancellation), publishes what is queued,
     then the retained ``offline`` status, then disconnects, within ``drain_timeout_s``.
 
+    The connection is a persistent session (MQTT 5: clean start off, a session expiry) under
+    one client id for the publisher's life, ``ecg-stream-<stream>-<random>``.
+
     Args:
         config: Broker and topic prefix.
         status: The stream's status (its ``state`` is replaced by online/offline).
-        queue_size: Messages the queue holds before :meth:`submit` drops.
+        queue_size: ``samples`` messages held before :meth:`submit` drops new ones.
+        beat_buffer_size: Beats and status updates held before :meth:`submit` drops new ones.
         backoff: Reconnect delays.
         drain_timeout_s: How long leaving may take to publish what is queued, in s.
         clock: Monotonic clock (the one chunk arrival times were read from), in s.
@@ -102,19 +143,21 @@ class BeatPublisher:
         config: MqttConfig,
         status: StatusMessage,
         *,
-        queue_size: int = 1000,
+        queue_size: int = SAMPLES_QUEUE_SIZE,
+        beat_buffer_size: int = BEAT_BUFFER_SIZE,
         backoff: Backoff | None = None,
         drain_timeout_s: float = 10.0,
         clock: Clock = time.monotonic,
         wall_clock: Clock = time.time,
         rng: random.Random | None = None,
     ) -> None:
-        if queue_size < 1:
-            msg = f"queue_size={queue_size} must be >= 1"
+        if queue_size < 1 or beat_buffer_size < 1:
+            msg = f"queue_size={queue_size} and beat_buffer_size={beat_buffer_size} must be >= 1"
             raise ConfigError(msg)
         self.config, self.status = config, status
         self.queue_size, self.drain_timeout_s = queue_size, drain_timeout_s
-        self.backoff = backoff or Backoff()
+        self.beat_buffer_size = beat_buffer_size
+        self.backoff = backoff or RECONNECT_BACKOFF
         self.clock, self.wall_clock = clock, wall_clock
         self.rng = rng or random.Random()  # jitter, not cryptography
         self.stream = status.stream
@@ -126,6 +169,8 @@ class BeatPublisher:
         self._session = ReconnectingSession(
             config,
             client_prefix=f"ecg-stream-{self.stream}",
+            client_id=unique_identifier(f"ecg-stream-{self.stream}"),
+            persistent=True,
             backoff=self.backoff,
             rng=self.rng,
             will=aiomqtt.Will(
@@ -137,13 +182,20 @@ class BeatPublisher:
             on_connect=self._announce,
             on_retry=self._report_lost,
         )
-        # None in the queue tells the worker to finish: what precedes it is published first.
-        self._queue: asyncio.Queue[_Outgoing | None] = asyncio.Queue(maxsize=queue_size)
-        self._in_flight: _Outgoing | None = None  # taken from the queue, not yet acknowledged
+        # Beats and status updates (reliable, first), samples (display, dropped first).
+        self._reliable: deque[_Outgoing] = deque()
+        self._display: deque[_Outgoing] = deque()
+        self._ready = asyncio.Event()  # set when there is something to publish, or to stop
+        self._room = asyncio.Event()  # set when a message left a queue
+        self._stopping = False  # once set and the queues are empty, the worker finishes
+        self._in_flight: _Outgoing | None = None  # taken from a queue, not yet acknowledged
+        # Beats the broker acknowledged, with the clock time of the acknowledgement: re-sent
+        # after a lost connection if recent (the broker may have crashed before saving them).
+        self._acknowledged: deque[tuple[float, _Outgoing]] = deque(maxlen=beat_buffer_size)
         self._tasks = contextlib.AsyncExitStack()  # the task group running the worker
         self._worker: asyncio.Task[None] | None = None
         self._first_connection: asyncio.Future[None] | None = None
-        self._warned_drop = False
+        self._warned_drop: set[TopicKind] = set()
 
     @property
     def connected(self) -> bool:
@@ -182,16 +234,19 @@ class BeatPublisher:
             return
         self.state = PublisherState.CLOSING
         assert self._worker is not None  # set on enter
+        self._stopping = True
+        self._ready.set()
         try:
             async with asyncio.timeout(self.drain_timeout_s):
-                await self._queue.put(None)
                 await asyncio.shield(self._worker)
         except TimeoutError:
             logger.warning(
-                "stream %s: gave up publishing after %.1f s; %d queued messages not delivered",
+                "stream %s: gave up publishing after %.1f s; %d beats and %d samples messages "
+                "not delivered (counted as dropped)",
                 self.stream,
                 self.drain_timeout_s,
-                self._queue.qsize(),
+                len(self._reliable) + (self._in_flight is not None),
+                len(self._display),
             )
             self._worker.cancel()
         finally:
@@ -201,13 +256,25 @@ class BeatPublisher:
             self.state = PublisherState.CLOSED
 
     def _count_undelivered(self) -> None:
-        leftovers: list[_Outgoing | None] = [self._in_flight]
-        while not self._queue.empty():
-            leftovers.append(self._queue.get_nowait())
+        leftovers = [*self._reliable, *self._display]
+        if self._in_flight is not None:
+            leftovers.append(self._in_flight)
         for item in leftovers:
-            if item is not None:
+            if not item.again:  # the broker acknowledged those once: not counted as lost
                 self.stats.dropped[wire.kind_of(item.message)] += 1
+        self._reliable.clear()
+        self._display.clear()
         self._in_flight = None
+
+    @property
+    def queued(self) -> int:
+        """Messages waiting to be published (both queues and the one in flight)."""
+        return len(self._reliable) + len(self._display) + (self._in_flight is not None)
+
+    def _queue_of(self, kind: TopicKind) -> tuple[deque[_Outgoing], int]:
+        if kind is TopicKind.SAMPLES:
+            return self._display, self.queue_size
+        return self._reliable, self.beat_buffer_size
 
     def _check_message(self, message: WireMessage, arrival_s: float) -> None:
         if self.state is not PublisherState.OPEN:
@@ -231,26 +298,34 @@ class BeatPublisher:
             Whether the message was queued.
         """
         self._check_message(message, arrival_s)
-        try:
-            self._queue.put_nowait(_Outgoing(message, arrival_s))
-        except asyncio.QueueFull:
-            kind = wire.kind_of(message)
+        kind = wire.kind_of(message)
+        queue, size = self._queue_of(kind)
+        if len(queue) >= size:
             self.stats.dropped[kind] += 1
-            if not self._warned_drop:
-                self._warned_drop = True
+            if kind not in self._warned_drop:
+                self._warned_drop.add(kind)
                 logger.warning(
-                    "stream %s: publish queue full (%d messages, broker slow or away); dropping "
-                    "new messages, counted in the summary",
+                    "stream %s: %s queue full (%d messages, broker slow or away); dropping new "
+                    "ones, counted in the summary",
                     self.stream,
-                    self.queue_size,
+                    "samples" if kind is TopicKind.SAMPLES else "beat",
+                    size,
                 )
             return False
+        queue.append(_Outgoing(message, arrival_s))
+        self._ready.set()
         return True
 
     async def put(self, message: WireMessage, arrival_s: float = math.nan) -> None:
         """Queue a message, waiting for room (back-pressure instead of drops)."""
         self._check_message(message, arrival_s)
-        await self._queue.put(_Outgoing(message, arrival_s))
+        queue, size = self._queue_of(wire.kind_of(message))
+        while len(queue) >= size:
+            self._room.clear()
+            await self._room.wait()
+            self._check_message(message, arrival_s)
+        queue.append(_Outgoing(message, arrival_s))
+        self._ready.set()
 
     async def _run(self) -> None:
         """Connect, publish until told to stop, reconnect with backoff when the link drops."""
@@ -291,21 +366,77 @@ class BeatPublisher:
         )
 
     async def _publish_status(self, client: aiomqtt.Client, state: StreamState) -> None:
-        await client.publish(
-            self.topics[TopicKind.STATUS], self._status_payload(state), qos=1, retain=True
+        await publish_acknowledged(
+            client, self.topics[TopicKind.STATUS], self._status_payload(state), qos=1, retain=True
         )
         self.stats.published[TopicKind.STATUS] += 1
 
+    async def _next(self, client: aiomqtt.Client) -> _Outgoing | None:
+        """The next message to publish, beats first; None once stopping and both are empty.
+
+        Raises:
+            aiomqtt.MqttError: The link dropped while there was nothing to publish.
+        """
+        lost = link_lost(client)
+        while True:
+            for queue in (self._reliable, self._display):
+                if queue:
+                    item = queue.popleft()
+                    self._room.set()
+                    return item
+            if self._stopping:
+                return None
+            self._ready.clear()
+            ready = asyncio.ensure_future(self._ready.wait())
+            try:  # an idle publisher notices a lost link at once, not at its next message
+                await asyncio.wait((ready, lost), return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                ready.cancel()
+            if lost.done() and not self._ready.is_set():
+                if not lost.cancelled():
+                    lost.exception()  # retrieved: the reconnection reports it
+                msg = "the connection was lost"
+                raise aiomqtt.MqttError(msg)
+
     async def _pump(self, client: aiomqtt.Client) -> None:
-        """Publish queued messages in order until the stop mark; keep a failed one for retry."""
+        """Publish until stopping with empty queues; a beat not acknowledged is kept for retry."""
         while True:
             if self._in_flight is None:
-                item = await self._queue.get()
-                if item is None:
+                try:
+                    self._in_flight = await self._next(client)
+                except aiomqtt.MqttError:
+                    self._requeue_recent()
+                    raise
+                if self._in_flight is None:
                     return
-                self._in_flight = item
-            await self._publish(client, self._in_flight)
+            item = self._in_flight
+            kind = wire.kind_of(item.message)
+            try:
+                await self._publish(client, item)
+            except aiomqtt.MqttError:
+                self._in_flight = None
+                if kind is TopicKind.SAMPLES:  # QoS 0, display: not worth a retry
+                    self.stats.dropped[kind] += 1
+                else:  # the broker may have it or not: publish it again on the next link
+                    self._reliable.appendleft(item)
+                    self.stats.republished += 1
+                self._requeue_recent()
+                raise
             self._in_flight = None
+            if kind is TopicKind.BEATS:
+                self._acknowledged.append((self.clock(), item))
+
+    def _requeue_recent(self) -> None:
+        """The link dropped: queue again, first, the beats acknowledged in the resend window."""
+        since_s = self.clock() - RESEND_WINDOW_S
+        recent = [
+            replace(item, again=True)
+            for acknowledged_s, item in self._acknowledged
+            if acknowledged_s >= since_s
+        ]
+        self._acknowledged.clear()
+        self._reliable.extendleft(reversed(recent))  # may exceed the buffer's size for a while
+        self.stats.republished += len(recent)
 
     async def _publish(self, client: aiomqtt.Client, item: _Outgoing) -> None:
         message = item.message
@@ -314,7 +445,11 @@ class BeatPublisher:
         if isinstance(message, BeatMessage):
             compute_ms = (self.clock() - item.arrival_s) * 1000.0
             message = replace(message, compute_ms=compute_ms, published_at=self.wall_clock())
-        await client.publish(self.topics[kind], wire.encode(message), qos=kind.qos, retain=False)
+        elif isinstance(message, StatusMessage):  # an update (e.g. ingest counters): the
+            self.status = message  # reconnect announcement and the offline status carry it
+        await publish_acknowledged(
+            client, self.topics[kind], wire.encode(message), qos=kind.qos, retain=kind.retain
+        )
         self.stats.published[kind] += 1
         if kind is TopicKind.BEATS:
             self.stats.compute.add(compute_ms)

@@ -13,6 +13,11 @@ receives; a user's own service can start from the same few lines::
 For a pool of consumers sharing the work, pass ``shared_group``: the subscription becomes
 ``$share/<group>/ecg/+/beats`` and the broker (MQTT 5 brokers and mosquitto >= 2) hands each
 message to one member of the group.
+
+Beats are delivered at least once: the subscriber keeps a persistent session (MQTT 5, clean
+start off, a session expiry; with ``client_id`` also across restarts of the process), so the
+broker queues what is published while it is away, and it drops a beat delivered twice
+(:class:`~ecg_stream.wire.BeatDeduplicator`), counting it in ``duplicates``.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ import contextlib
 import logging
 import random
 import time
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from enum import Enum
 from types import TracebackType
 from typing import Any
@@ -32,19 +37,31 @@ from ecg_stream import wire
 from ecg_stream.config import Backoff, MqttConfig
 from ecg_stream.errors import BrokerError, PayloadError
 from ecg_stream.stream.transport import (
+    RECONNECT_BACKOFF,
+    ConnectRefusedError,
     Reconnect,
     ReconnectingSession,
-    make_client,
+    connect_session,
     payloads,
     subscribe,
     unique_identifier,
 )
-from ecg_stream.wire import BeatMessage, SamplesMessage, StatusMessage, TopicKind, WireMessage
+from ecg_stream.wire import (
+    BeatDeduplicator,
+    BeatMessage,
+    SamplesMessage,
+    StatusMessage,
+    TopicKind,
+    WireMessage,
+)
 
 logger = logging.getLogger(__name__)
 
 CLIENT_PREFIX = "ecg-stream-sub"
-"""Client ids of subscribers start with this (a random part follows)."""
+"""Client ids of subscribers start with this (a random part follows) unless one is given."""
+
+MessageHandler = Callable[[str, WireMessage], bool | None]
+"""Takes each valid, new message; returns True to stop receiving."""
 
 
 class SubscriberState(Enum):
@@ -65,11 +82,18 @@ class WireSubscriber:
         shared_group: Join the shared subscription ``$share/<group>/...`` (a consumer pool).
         on_malformed: Called with the topic and the error of each malformed message (default:
             a logged warning); the message is skipped either way.
+        client_id: MQTT client id, the name of the broker's session for this subscriber: give
+            the same one to a restarted subscriber and it receives what was published while it
+            was away (up to the broker's limits and :data:`~ecg_stream.stream.transport.\
+SESSION_EXPIRY_S`). Default: ``ecg-stream-sub-<random>``, kept across reconnections.
+        backoff: Reconnect delays of :meth:`follow`.
 
     Attributes:
         state: Lifecycle state.
-        received: Valid messages yielded.
+        received: Valid messages yielded (duplicates not counted).
         malformed: Malformed messages skipped.
+        duplicates: Beats delivered again (after a reconnection) and skipped.
+        reconnects: Connections after the first (:meth:`follow`).
     """
 
     def __init__(
@@ -80,8 +104,12 @@ class WireSubscriber:
         kinds: Iterable[TopicKind] = (TopicKind.BEATS, TopicKind.STATUS),
         shared_group: str | None = None,
         on_malformed: Callable[[str, PayloadError], None] | None = None,
+        client_id: str | None = None,
+        backoff: Backoff | None = None,
     ) -> None:
         self.config, self.stream, self.kinds = config, stream, tuple(kinds)
+        self.client_id = client_id if client_id is not None else unique_identifier(CLIENT_PREFIX)
+        self.backoff = backoff or RECONNECT_BACKOFF
         self.shared_group = shared_group
         self.on_malformed = on_malformed or _log_malformed
         self.filters = [
@@ -93,6 +121,8 @@ class WireSubscriber:
         self.state = SubscriberState.NEW
         self.received = 0
         self.malformed = 0
+        self.reconnects = 0
+        self._beats = BeatDeduplicator()
         self._client: aiomqtt.Client | None = None
         self._connection = contextlib.AsyncExitStack()  # the client, once connected
 
@@ -100,9 +130,10 @@ class WireSubscriber:
         if self.state is not SubscriberState.NEW:
             msg = f"cannot enter a subscriber that is {self.state.value}: create a new one"
             raise RuntimeError(msg)
-        client = make_client(self.config, identifier=unique_identifier(CLIENT_PREFIX))
         try:
-            await self._connection.enter_async_context(client)
+            client, _mqtt5 = await connect_session(
+                self._connection, self.config, identifier=self.client_id, persistent=True
+            )
         except aiomqtt.MqttError as error:
             self.state = SubscriberState.CLOSED
             raise BrokerError(_unreachable(self.config, error)) from error
@@ -124,6 +155,64 @@ class WireSubscriber:
         if self.state is not SubscriberState.OPEN:
             return
         await self._close()
+
+    @property
+    def duplicates(self) -> int:
+        """Beats delivered again and skipped."""
+        return self._beats.duplicates
+
+    async def follow(
+        self,
+        handle: MessageHandler,
+        *,
+        on_connect: Callable[[], Awaitable[None] | None] | None = None,
+        on_retry: Callable[[Reconnect], None] | None = None,
+    ) -> None:
+        """Give each valid, new message to ``handle`` until it returns True; survive the broker.
+
+        Not entered: each connection resumes this subscriber's session, subscribes again and
+        receives what the broker queued meanwhile; when the broker goes away it reconnects
+        with capped, jittered backoff (``on_retry`` hears of each wait).
+
+        Args:
+            handle: Takes ``(topic, message)``; True stops.
+            on_connect: Called after each (re)subscription.
+            on_retry: Called before each reconnection wait.
+
+        Raises:
+            BrokerError: The broker cannot be reached at the first connection.
+            RuntimeError: The subscriber is entered (its connection holds the same client id).
+        """
+        if self.state is not SubscriberState.NEW:
+            msg = f"cannot follow with a subscriber that is {self.state.value}: create a new one"
+            raise RuntimeError(msg)
+
+        async def subscribed(client: aiomqtt.Client) -> None:
+            await subscribe(client, self.filters)
+            if session.connections:
+                self.reconnects += 1
+            if on_connect is not None and (pending := on_connect()) is not None:
+                await pending
+
+        async def listen(client: aiomqtt.Client) -> None:
+            async for topic, message in self.decode_each(payloads(client)):
+                if handle(topic, message):
+                    return
+
+        session = ReconnectingSession(
+            self.config,
+            client_prefix=CLIENT_PREFIX,
+            client_id=self.client_id,
+            persistent=True,
+            backoff=self.backoff,
+            rng=random.Random(),  # jitter, not cryptography
+            on_connect=subscribed,
+            on_retry=on_retry,
+        )
+        try:
+            await session.run(listen)
+        except aiomqtt.MqttError as error:  # the first connection failed: not retried
+            raise BrokerError(_unreachable(self.config, error)) from error
 
     async def _close(self) -> None:
         self.state = SubscriberState.CLOSED
@@ -152,6 +241,7 @@ class WireSubscriber:
 
         :meth:`messages` runs it on this subscriber's own connection; :func:`run_subscribe`
         on each connection of a :class:`~ecg_stream.stream.transport.ReconnectingSession`.
+        A beat delivered again is skipped and counted in :attr:`duplicates`.
         """
         async for topic, payload in received:
             try:
@@ -160,11 +250,15 @@ class WireSubscriber:
                 self.malformed += 1
                 self.on_malformed(topic, error)
                 continue
+            if isinstance(message, BeatMessage) and not self._beats.is_new(message):
+                continue  # delivered again after a reconnection: counted in duplicates
             self.received += 1
             yield topic, message
 
 
 def _unreachable(config: MqttConfig, error: aiomqtt.MqttError) -> str:
+    if isinstance(error, ConnectRefusedError):  # it answered: starting one is no fix
+        return f"cannot connect to the MQTT broker at {config.url}: {error}"
     return (
         f"cannot connect to the MQTT broker at {config.url} ({error}); "
         "check --broker, or start one (mosquitto, or `ecg-stream broker`)"
@@ -176,7 +270,7 @@ def _lost(config: MqttConfig, error: aiomqtt.MqttError) -> str:
 
 
 def _log_malformed(topic: str, error: PayloadError) -> None:
-    logger.warning("skipped a malformed message on %s: %s", topic, error)
+    logger.warning("skipped a malformed message on %s: %s", wire.printable(topic), error)
 
 
 def format_message(message: WireMessage, received_at: float) -> str:
@@ -215,12 +309,14 @@ async def run_subscribe(
     stream: str | None = None,
     samples: bool = False,
     shared_group: str | None = None,
+    client_id: str | None = None,
     limit: int | None = None,
     wall_clock: Callable[[], float] = time.time,
 ) -> int:
     """Print received messages until cancelled (Ctrl-C) or ``limit``; ``ecg-stream subscribe``.
 
-    Reconnects with backoff when the broker goes away after the first connection.
+    Reconnects with backoff when the broker goes away after the first connection, resuming its
+    persistent session; a beat delivered twice is printed once.
 
     Args:
         config: Broker and topic prefix.
@@ -228,6 +324,7 @@ async def run_subscribe(
         stream: One stream id, or None for every stream.
         samples: Also print one line per samples message.
         shared_group: Join a shared subscription group.
+        client_id: MQTT client id (its session outlives this process); default a random one.
         limit: Stop after this many valid messages.
         wall_clock: Unix time, in s.
 
@@ -239,45 +336,37 @@ async def run_subscribe(
     """
     kinds = [TopicKind.BEATS, TopicKind.STATUS] + ([TopicKind.SAMPLES] if samples else [])
     where = "every stream" if stream is None else f"stream {stream}"
-    # Not entered: its filters and decoding serve each connection of the session.
     subscriber = WireSubscriber(
         config,
         stream=stream,
         kinds=kinds,
         shared_group=shared_group,
-        on_malformed=lambda topic, error: say(f"skipped malformed message on {topic}: {error}"),
+        client_id=client_id,
+        on_malformed=lambda topic, error: say(
+            f"skipped malformed message on {wire.printable(topic)}: {error}"
+        ),
     )
     received = 0
 
-    async def announce(client: aiomqtt.Client) -> None:
-        await subscribe(client, subscriber.filters)
+    def announce() -> None:
         say(f"subscribed to {where} at {config.url} ({', '.join(subscriber.filters)})")
 
-    async def listen(client: aiomqtt.Client) -> int:
+    def show(_topic: str, message: WireMessage) -> bool:
         nonlocal received
-        async for _topic, message in subscriber.decode_each(payloads(client)):
-            say(format_message(message, wall_clock()))
-            received += 1
-            if limit is not None and received >= limit:
-                break
-        return received
+        say(format_message(message, wall_clock()))
+        received += 1
+        return limit is not None and received >= limit
 
     def report(retry: Reconnect) -> None:
         problem = (_unreachable if retry.while_connecting else _lost)(config, retry.error)
         say(f"{problem}; reconnecting in {retry.delay_s:.1f} s")
 
-    session = ReconnectingSession(
-        config,
-        client_prefix=CLIENT_PREFIX,
-        backoff=Backoff(),
-        rng=random.Random(),  # jitter, not cryptography
-        on_connect=announce,
-        on_retry=report,
-    )
     try:
-        return await session.run(listen)
-    except aiomqtt.MqttError as error:  # the first connection failed: not retried
-        raise BrokerError(_unreachable(config, error)) from error
+        await subscriber.follow(show, on_connect=announce, on_retry=report)
+    finally:
+        if subscriber.duplicates:
+            say(f"{subscriber.duplicates} beats delivered twice (after reconnections), shown once")
+    return received
 
 
 def subscribe_main(config: MqttConfig, say: Callable[[str], None], **options: Any) -> int:

@@ -1,12 +1,14 @@
 """The one MQTT transport below the stream and viewer edges: clients, reconnects, subscriptions.
 
 Every MQTT connection ecg-stream makes is built here: :func:`make_client` (TLS with the system's
-CAs for ``mqtts://``, credentials as :class:`~ecg_stream.config.MqttConfig` read them from the
-environment, no Nagle), :class:`ReconnectingSession` (keeps one connection up for a piece of
-work, reconnecting with capped, jittered exponential backoff) and :func:`subscribe` /
-:func:`payloads` (the subscribe loop). The publisher, the reference subscriber and the
-monitor's subscriber use it. It imports only L0, aiomqtt and tenacity: the viewer may import
-this module, and nothing else of ``stream/``.
+CAs or $ECG_STREAM_MQTT_CA_FILE's for ``mqtts://``, credentials as
+:class:`~ecg_stream.config.MqttConfig` read them from the environment, no Nagle),
+:func:`connect` (a refused login or an untrusted certificate becomes a
+:class:`ConnectRefusedError` that says what to fix), :class:`ReconnectingSession` (keeps one
+connection up for a piece of work, reconnecting with capped, jittered exponential backoff) and
+:func:`subscribe` / :func:`payloads` (the subscribe loop). The publisher, the reference
+subscriber and the monitor's subscriber use it. It imports only L0, aiomqtt and tenacity: the
+viewer may import this module, and nothing else of ``stream/``.
 """
 
 from __future__ import annotations
@@ -19,23 +21,194 @@ import secrets
 import socket
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
-from dataclasses import dataclass
-from typing import TypeVar
+from dataclasses import dataclass, replace
+from typing import Any, TypeVar
 
 import aiomqtt
 import tenacity
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
-from ecg_stream.config import Backoff, MqttConfig
+from ecg_stream.config import (
+    MQTT_CA_FILE_ENV,
+    MQTT_PASSWORD_ENV,
+    MQTT_PASSWORD_FILE_ENV,
+    MQTT_USERNAME_ENV,
+    Backoff,
+    MqttConfig,
+)
 
 T = TypeVar("T")
 
 ClientHook = Callable[[aiomqtt.Client], Awaitable[None]]
 
+MQTT_LOGGER = logging.getLogger("ecg_stream.mqtt")
+"""paho's logger. Its errors ("failed to receive on socket") repeat what the caller reports in
+one line, so without a logging configuration they are not printed (a NullHandler)."""
+MQTT_LOGGER.addHandler(logging.NullHandler())
+
+SESSION_EXPIRY_S = 3600
+"""How long the broker keeps a persistent session after its client went away, in s (MQTT 5):
+its subscriptions and the QoS 1 messages queued for it, up to the broker's limits."""
+
+RECONNECT_BACKOFF = Backoff(initial_s=0.5, max_s=4.0)
+"""Reconnect delays of live publishers and subscribers: a broker back after an outage is found
+within 2-4 s (a longer ceiling lets one miss a broker that is up again, and its beats wait)."""
+
+MQTT5_CONNECT_TIMEOUT_S = 2.0
+"""Longest wait for the answer to an MQTT 5 CONNECT before trying MQTT 3.1.1: a 3.1.1-only
+broker (amqtt) does not answer one at all."""
+
+_REFUSED_LOGIN_CODES = {4, 5, 134, 135}
+"""CONNACK codes of a refused login: MQTT 3.1.1 (bad user name or password, not authorised)
+and MQTT 5 (0x86, 0x87)."""
+
+
+class ConnectRefusedError(aiomqtt.MqttError):
+    """The broker was reached but the connection was refused: its login or its TLS certificate.
+
+    Trying again does not help; the message says what to change.
+    """
+
+
+def explain_connect_error(config: MqttConfig, error: aiomqtt.MqttError) -> aiomqtt.MqttError:
+    """Explain a failed connection: a refused login or TLS failure says what to fix.
+
+    Returns a :class:`ConnectRefusedError` when the cause is the login or TLS, and ``error``
+    itself otherwise (unreachable, timeout). The message never holds the password.
+    """
+    code = getattr(error, "rc", None)
+    if isinstance(error, aiomqtt.MqttCodeError) and getattr(code, "value", code) in (
+        _REFUSED_LOGIN_CODES
+    ):
+        if config.username is None:
+            fix = (
+                f"it needs a user name and password: set ${MQTT_USERNAME_ENV} and "
+                f"${MQTT_PASSWORD_ENV} (or ${MQTT_PASSWORD_FILE_ENV})"
+            )
+        else:
+            fix = (
+                f"check ${MQTT_USERNAME_ENV} and the password (${MQTT_PASSWORD_ENV} or "
+                f"${MQTT_PASSWORD_FILE_ENV}), and the broker's ACL"
+            )
+        return ConnectRefusedError(f"the broker refused the login ({error}): {fix}")
+    cause = error.__cause__ or error.__context__  # aiomqtt raises its error `from None`
+    if isinstance(cause, ssl.SSLCertVerificationError):
+        reason = cause.verify_message or str(cause)
+        if "mismatch" in reason.lower():
+            fix = f"connect by a name the certificate holds, not {config.host!r}"
+        else:
+            fix = f"set ${MQTT_CA_FILE_ENV} to the PEM file of the CA that signed it"
+        return ConnectRefusedError(f"the broker's TLS certificate is not trusted ({reason}): {fix}")
+    if isinstance(cause, ssl.SSLError):
+        reason = " ".join(str(cause).split())
+        return ConnectRefusedError(
+            f"the TLS handshake failed ({reason}): is {config.port} a TLS listener? (mqtts:// "
+            "connects with TLS, mqtt:// without)"
+        )
+    return error
+
+
+async def connect(
+    stack: contextlib.AsyncExitStack, client: aiomqtt.Client, config: MqttConfig
+) -> None:
+    """Connect ``client`` inside ``stack``.
+
+    Raises:
+        ConnectRefusedError: The broker refused the login or its certificate is not trusted.
+        aiomqtt.MqttError: The broker cannot be reached.
+    """
+    try:
+        await stack.enter_async_context(client)
+    except aiomqtt.MqttError as error:
+        # aiomqtt leaves the socket of an unanswered CONNECT open (amqtt never answers an
+        # MQTT 5 one): close it, or it leaks until the client is collected
+        client._client._sock_close()  # private: aiomqtt 2.x has no public way
+        explained = explain_connect_error(config, error)
+        if explained is error:
+            raise
+        raise explained from None  # the cause holds nothing more; a traceback stays short
+
+
+async def connect_session(
+    stack: contextlib.AsyncExitStack,
+    config: MqttConfig,
+    *,
+    identifier: str,
+    will: aiomqtt.Will | None = None,
+    persistent: bool = False,
+    probe_mqtt5: bool = True,
+    session_expiry_s: int = SESSION_EXPIRY_S,
+) -> tuple[aiomqtt.Client, bool]:
+    """Connect a client inside ``stack``; a persistent one falls back to MQTT 3.1.1 if need be.
+
+    With ``persistent``, ``config.mqtt5`` and ``probe_mqtt5`` (no link was up yet), an MQTT 5
+    CONNECT that gets no answer within :data:`MQTT5_CONNECT_TIMEOUT_S`, or a refusal of the
+    protocol version, is followed by an MQTT 3.1.1 one.
+
+    Returns:
+        The connected client, and whether it speaks MQTT 5 (False for a 3.1.1 broker).
+
+    Raises:
+        ConnectRefusedError: The broker refused the login or its certificate is not trusted.
+        aiomqtt.MqttError: The broker cannot be reached.
+    """
+    mqtt5 = persistent and config.mqtt5
+    probing = mqtt5 and probe_mqtt5
+    first = config
+    if probing:  # a 3.1.1-only broker never answers an MQTT 5 CONNECT: do not wait long
+        timeout_s = min(config.connect_timeout_s, MQTT5_CONNECT_TIMEOUT_S)
+        first = replace(config, connect_timeout_s=timeout_s)
+    options: dict[str, Any] = {
+        "will": will,
+        "persistent": persistent,
+        "session_expiry_s": session_expiry_s,
+    }
+    client = make_client(first, identifier=identifier, **options)
+    try:
+        await connect(stack, client, config)
+    except ConnectRefusedError:
+        raise
+    except aiomqtt.MqttError as error:
+        if not (probing and _unanswered_mqtt5(error)):
+            raise
+        mqtt5 = False
+        older = replace(config, mqtt5=False)
+        client = make_client(older, identifier=identifier, **options)
+        await connect(stack, client, config)
+    return client, mqtt5 if persistent else config.mqtt5
+
 
 def make_client(
-    config: MqttConfig, *, identifier: str, will: aiomqtt.Will | None = None
+    config: MqttConfig,
+    *,
+    identifier: str,
+    will: aiomqtt.Will | None = None,
+    persistent: bool = False,
+    session_expiry_s: int = SESSION_EXPIRY_S,
 ) -> aiomqtt.Client:
-    """An aiomqtt client for ``config`` (TLS with the system's CAs for ``mqtts://``)."""
+    """An aiomqtt client for ``config`` (TLS with the system's CAs for ``mqtts://``).
+
+    Args:
+        config: Broker, credentials, TLS and protocol.
+        identifier: MQTT client id; a persistent session belongs to it.
+        will: Last will.
+        persistent: Resume the broker's session of ``identifier`` (subscriptions, queued QoS 1
+            messages) instead of starting clean: MQTT 5 with clean start off and a session
+            expiry interval, or MQTT 3.1.1 without ``clean_session`` when not ``config.mqtt5``.
+        session_expiry_s: How long the broker keeps the session after a disconnection, in s.
+    """
+    session: dict[str, Any] = {"clean_session": True}
+    if persistent and config.mqtt5:
+        properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+        properties.SessionExpiryInterval = session_expiry_s
+        session = {
+            "protocol": aiomqtt.ProtocolVersion.V5,
+            "clean_start": False,
+            "properties": properties,
+        }
+    elif persistent:
+        session = {"clean_session": False}
     return aiomqtt.Client(
         config.host,
         config.port,
@@ -43,15 +216,77 @@ def make_client(
         password=config.password,
         identifier=identifier,
         will=will,
-        clean_session=True,
         keepalive=config.keepalive_s,
         timeout=config.connect_timeout_s,
-        tls_context=ssl.create_default_context() if config.tls else None,
-        logger=logging.getLogger("ecg_stream.mqtt"),
+        **session,
+        tls_context=config.tls_context(),
+        logger=MQTT_LOGGER,
         # No Nagle: a QoS 1 beat right after a QoS 0 samples message would otherwise wait for
         # the TCP ack of the latter (delayed ack: up to 40 ms) before leaving.
         socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)],
     )
+
+
+def link_lost(client: aiomqtt.Client) -> asyncio.Future[None]:
+    """The future aiomqtt resolves when ``client``'s link ends (with the error if it was lost).
+
+    aiomqtt 2.x keeps it private and never retrieves its error when nobody iterates messages
+    (a publisher): :func:`publish_acknowledged` and :class:`ReconnectingSession` do.
+    """
+    lost: asyncio.Future[None] = client._disconnected  # private: no public handle
+    return lost
+
+
+def _retrieve(future: asyncio.Future[Any]) -> None:
+    """Mark a done future's error as seen (no "Future exception was never retrieved")."""
+    if future.done() and not future.cancelled():
+        future.exception()
+
+
+async def publish_acknowledged(
+    client: aiomqtt.Client, topic: str, payload: bytes, *, qos: int, retain: bool = False
+) -> None:
+    """Publish and wait for the broker's acknowledgement (QoS 1), or for the link to drop.
+
+    aiomqtt waits for a PUBACK until its timeout even when the link is already gone; this
+    returns as soon as either happens, so a lost link is noticed (and the message retried on
+    the next one) at once.
+
+    Raises:
+        aiomqtt.MqttError: The message was refused, or the link ended before it was
+            acknowledged: the broker may or may not have it.
+    """
+    lost = link_lost(client)
+    if lost.done():
+        _retrieve(lost)
+        msg = "the connection was lost before publishing"
+        raise aiomqtt.MqttError(msg)
+    publish = asyncio.ensure_future(client.publish(topic, payload, qos=qos, retain=retain))
+    try:
+        await asyncio.wait((publish, lost), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        if not publish.done():
+            publish.cancel()
+            with contextlib.suppress(asyncio.CancelledError, aiomqtt.MqttError):
+                await publish
+    _retrieve(lost)
+    if not publish.cancelled():
+        error = publish.exception()
+        if error is None:
+            return
+        raise error
+    msg = "the connection was lost before the broker acknowledged the message"
+    raise aiomqtt.MqttError(msg)
+
+
+def _unanswered_mqtt5(error: aiomqtt.MqttError) -> bool:
+    """Whether a failed MQTT 5 CONNECT looks like a broker that speaks only 3.1.1.
+
+    amqtt does not answer it (a timeout); a 3.1.1 broker that answers refuses the protocol
+    version (code 1; 0x84 in MQTT 5 terms).
+    """
+    code = getattr(error, "rc", None)
+    return "timed out" in str(error) or getattr(code, "value", code) in (1, 132)
 
 
 def unique_identifier(prefix: str) -> str:
@@ -94,17 +329,23 @@ class ReconnectingSession:
 
     Args:
         config: Broker, credentials and TLS.
-        client_prefix: Start of each connection's client id (a random part follows).
+        client_prefix: Start of the client id when ``client_id`` is not given (a random part
+            follows).
         backoff: Reconnect delays.
         rng: Randomness for the backoff jitter.
         will: Last will of every connection.
         retry_unreachable: Also retry when no link was ever up (default: raise the error).
         on_connect: Awaited with each connected client before the link counts as up.
         on_retry: Called before each wait.
+        client_id: The client id of every connection (default: ``client_prefix`` and a random
+            part, chosen once: each reconnection resumes the same session).
+        persistent: Resume the broker's session on each reconnection (see :func:`make_client`);
+            with ``config.mqtt5``, a broker that does not answer MQTT 5 gets MQTT 3.1.1.
 
     Attributes:
         connected: Whether a client is connected now.
         connections: Links that came up so far.
+        mqtt5: Whether persistent connections speak MQTT 5 (False once the broker did not).
     """
 
     def __init__(
@@ -118,8 +359,12 @@ class ReconnectingSession:
         retry_unreachable: bool = False,
         on_connect: ClientHook | None = None,
         on_retry: Callable[[Reconnect], None] | None = None,
+        client_id: str | None = None,
+        persistent: bool = False,
     ) -> None:
         self.config, self.client_prefix, self.will = config, client_prefix, will
+        self.client_id = client_id if client_id is not None else unique_identifier(client_prefix)
+        self.persistent, self.mqtt5 = persistent, config.mqtt5
         self.backoff, self.rng = backoff, rng
         self.retry_unreachable = retry_unreachable
         self.on_connect, self.on_retry = on_connect, on_retry
@@ -148,27 +393,41 @@ class ReconnectingSession:
         result: T = await retrying(self._connect_and_run, work)
         return result
 
-    async def _connect_and_run(self, work: Callable[[aiomqtt.Client], Awaitable[T]]) -> T:
-        client = make_client(
-            self.config, identifier=unique_identifier(self.client_prefix), will=self.will
+    async def _connect(self, stack: contextlib.AsyncExitStack) -> aiomqtt.Client:
+        client, self.mqtt5 = await connect_session(
+            stack,
+            replace(self.config, mqtt5=self.mqtt5),
+            identifier=self.client_id,
+            will=self.will,
+            persistent=self.persistent,
+            probe_mqtt5=self.connections == 0,
         )
+        return client
+
+    async def _connect_and_run(self, work: Callable[[aiomqtt.Client], Awaitable[T]]) -> T:
         self._connecting = True
-        async with contextlib.AsyncExitStack() as stack:
-            await stack.enter_async_context(client)
-            self.connected = True
-            try:
-                if self.on_connect is not None:
-                    await self.on_connect(client)
-                self._connecting, self._failures = False, 0
-                self.connections += 1
-                result = await work(client)
-            finally:
-                self.connected = False
-            disconnect = stack.pop_all()
+        client: aiomqtt.Client | None = None
+        try:
+            async with contextlib.AsyncExitStack() as stack:
+                client = await self._connect(stack)
+                self.connected = True
+                try:
+                    if self.on_connect is not None:
+                        await self.on_connect(client)
+                    self._connecting, self._failures = False, 0
+                    self.connections += 1
+                    result = await work(client)
+                finally:
+                    self.connected = False
+                disconnect = stack.pop_all()
+        finally:
+            if client is not None:  # a lost link's error, raised or not, has been seen
+                _retrieve(link_lost(client))
         with contextlib.suppress(
             aiomqtt.MqttError
         ):  # the work is done: a lost goodbye loses nothing
             await disconnect.aclose()
+        _retrieve(link_lost(client))  # the goodbye's own error, if any
         return result
 
     def _should_retry(self, error: BaseException) -> bool:

@@ -92,6 +92,10 @@ class MessageFeed(Protocol):
         """Connection state and counters."""
         ...
 
+    def revive(self) -> bool:
+        """Start the receiving worker again if it died; whether it did."""
+        ...
+
 
 def _letter_symbol(letter: str) -> QtGui.QPainterPath:
     """A scatter symbol drawing ``letter``, centred and scaled to the unit square."""
@@ -502,6 +506,7 @@ class MonitorWindow(QtWidgets.QMainWindow):
     def refresh_text(self) -> None:
         """Update the text panels and the status bar now (the timer does it 4 times a second)."""
         self._info_refreshed_s = time.monotonic()
+        self.feed.revive()  # a dead MQTT worker is started again; the status bar says so
         for stream, tracker in self.trackers.items():
             self.rows[stream].update_info(tracker)
         self._update_status_bar(self.feed.status())
@@ -562,6 +567,14 @@ class MonitorWindow(QtWidgets.QMainWindow):
             f"dropped {status.dropped}",
             f"redraw {frame}",
         ]
+        if status.duplicates:
+            parts.insert(-1, f"duplicates {status.duplicates}")
+        if status.restarts:
+            restarted = (
+                f"MQTT worker died, restarted {status.restarts} "
+                f"time{'s' if status.restarts != 1 else ''}"
+            )
+            parts.insert(1, f'<span style="color:{CLASS_COLOURS[BeatClass.V]}">{restarted}</span>')
         if self.paused:
             parts.insert(0, "<b>PAUSED</b>")
         text = " &middot; ".join(parts)
@@ -601,6 +614,7 @@ def run_monitor(
     duration_s: float = 10.0,
     window_s: float = 10.0,
     background: CoroutineFactory | None = None,
+    client_id: str | None = None,
 ) -> int:
     """Open the monitor on a broker until closed (or Ctrl-C); headless with ``screenshot``.
 
@@ -612,6 +626,7 @@ def run_monitor(
         window_s: Seconds of trace shown.
         background: Makes a coroutine to run in a worker thread meanwhile (a replay); it is
             cancelled when the monitor closes, and the monitor closes if it fails.
+        client_id: MQTT client id of the monitor's session (default: a random one).
 
     Returns:
         The process exit code: 0, or 130 after Ctrl-C.
@@ -627,7 +642,7 @@ def run_monitor(
         # headless: no display needed; set before the QApplication exists, as Qt reads it once
         os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
     app = QtWidgets.QApplication.instance() or QtWidgets.QApplication([])
-    subscriber = Subscriber(config, stream=stream)
+    subscriber = Subscriber(config, stream=stream, client_id=client_id)
     window = MonitorWindow(subscriber, window_s=window_s)
     # an event loop of our own, not app.exec(): quitting the application leaves it closing for
     # good, and a caller (a test, a notebook) may open another window afterwards

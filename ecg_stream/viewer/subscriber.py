@@ -1,4 +1,10 @@
-"""MQTT subscriber for the monitor: aiomqtt in one worker thread, decoded messages in a queue."""
+"""MQTT subscriber for the monitor: aiomqtt in one worker thread, decoded messages in a queue.
+
+The subscriber keeps one persistent MQTT session (one client id for its life, clean start off,
+a session expiry), so beats published while the broker or the worker was away are delivered
+when it is back; a beat delivered twice is dropped and counted. If the worker thread dies (a
+bug), :meth:`Subscriber.revive` starts another on the same session.
+"""
 
 from __future__ import annotations
 
@@ -15,9 +21,23 @@ import aiomqtt
 
 from ecg_stream.config import Backoff, MqttConfig
 from ecg_stream.errors import ConfigError, PayloadError
-from ecg_stream.stream.transport import Reconnect, ReconnectingSession, payloads, subscribe
+from ecg_stream.stream.transport import (
+    Reconnect,
+    ReconnectingSession,
+    payloads,
+    subscribe,
+    unique_identifier,
+)
 from ecg_stream.viewer.background import BackgroundJob
-from ecg_stream.wire import WireMessage, decode, subscription_for
+from ecg_stream.wire import (
+    BeatDeduplicator,
+    BeatMessage,
+    TopicKind,
+    WireMessage,
+    decode,
+    printable,
+    subscription_for,
+)
 
 WallClock = Callable[[], float]
 
@@ -59,6 +79,8 @@ class SubscriberStatus:
         dropped: Decoded messages dropped because the queue was full (oldest first).
         last_problem: The most recent malformed message or connection error, "" if none.
         retry_at_s: Wall-clock time of the next connection attempt (NaN unless waiting for one).
+        duplicates: Beats delivered twice (after a reconnection) and dropped.
+        restarts: Times the worker thread died and was started again.
     """
 
     state: BrokerState
@@ -68,6 +90,8 @@ class SubscriberStatus:
     dropped: int
     last_problem: str
     retry_at_s: float
+    duplicates: int = 0
+    restarts: int = 0
 
 
 class Subscriber:
@@ -87,6 +111,8 @@ class Subscriber:
         backoff_s: First and largest reconnect delay, in s.
         wall_clock: Clock stamping receipt times, in s since the Unix epoch.
         rng: Source of the backoff jitter.
+        client_id: MQTT client id, the name of the broker's session (default:
+            ``ecg-monitor-<random>``, kept for the subscriber's life).
 
     Attributes:
         topic_filter: The MQTT topic filter subscribed to.
@@ -98,9 +124,10 @@ class Subscriber:
         *,
         stream: str | None = None,
         queue_size: int = 4096,
-        backoff_s: tuple[float, float] = (0.5, 10.0),
+        backoff_s: tuple[float, float] = (0.5, 4.0),
         wall_clock: WallClock = time.time,
         rng: random.Random | None = None,
+        client_id: str | None = None,
     ) -> None:
         if queue_size < 1:
             msg = f"queue_size={queue_size} must be >= 1"
@@ -118,20 +145,51 @@ class Subscriber:
         self._lock = threading.Lock()  # guards the queue, the counters and the state
         self._queue: deque[Received] = deque()
         self._state = BrokerState.IDLE
-        self._received = self._malformed = self._dropped = 0
+        self._received = self._malformed = self._dropped = self._restarts = 0
+        self._beats = BeatDeduplicator()
         self._last_problem = ""
         self._retry_at_s = float("nan")
         self._session = ReconnectingSession(
             config,
             client_prefix="ecg-monitor",
+            client_id=client_id if client_id is not None else unique_identifier("ecg-monitor"),
+            persistent=True,
             backoff=self._backoff,
             rng=self.rng,
             retry_unreachable=True,
             on_connect=self._subscribe,
             on_retry=self._report_retry,
         )
+        self._job = self._new_job()
+
+    def _new_job(self) -> BackgroundJob:
         # A crash is a bug: it ends the thread with its traceback, not kept for a caller.
-        self._job = BackgroundJob(self._main, name="ecg-monitor-mqtt", keep_error=False)
+        return BackgroundJob(self._main, name="ecg-monitor-mqtt", keep_error=False)
+
+    @property
+    def client_id(self) -> str:
+        """The MQTT client id: the broker's session of this subscriber."""
+        return self._session.client_id
+
+    def revive(self) -> bool:
+        """Start the worker thread again if it died while running; whether it did.
+
+        The new thread resumes the same broker session, so what was published meanwhile still
+        arrives (within the broker's limits).
+        """
+        with self._lock:
+            if self._state in (BrokerState.IDLE, BrokerState.STOPPED) or not self._job.done:
+                return False
+            self._restarts += 1
+            self._state = BrokerState.CONNECTING
+            self._last_problem = (
+                f"the MQTT worker thread died ({self._last_problem or 'no error given'}); "
+                f"started again ({self._restarts} restarts)"
+            )
+            self._retry_at_s = float("nan")
+            self._job = self._new_job()
+        self._job.start()
+        return True
 
     @property
     def broker(self) -> str:
@@ -153,10 +211,11 @@ class Subscriber:
 
     def stop(self, timeout_s: float = 5.0) -> None:
         """Disconnect and end the worker thread; safe to call more than once."""
-        self._job.stop(timeout_s)
-        with self._lock:
+        with self._lock:  # first: a worker ending now is not revived
             self._state = BrokerState.STOPPED
             self._retry_at_s = float("nan")
+            job = self._job
+        job.stop(timeout_s)
 
     def __enter__(self) -> Subscriber:
         self.start()
@@ -187,6 +246,8 @@ class Subscriber:
                 dropped=self._dropped,
                 last_problem=self._last_problem,
                 retry_at_s=self._retry_at_s,
+                duplicates=self._beats.duplicates,
+                restarts=self._restarts,
             )
 
     def handle(self, topic: str, payload: bytes) -> None:
@@ -196,14 +257,18 @@ class Subscriber:
         messages without a broker (benchmarks).
         """
         receipt_wall_s = self.wall_clock()
+        if topic.endswith(f"/{TopicKind.RAW.value}"):  # devices' input (serve), not for display
+            return
         try:
             message = decode(topic, payload)
         except PayloadError as error:
             with self._lock:
                 self._malformed += 1
-                self._last_problem = f"malformed message on {topic}: {error}"
+                self._last_problem = f"malformed message on {printable(topic)}: {error}"
             return
         with self._lock:
+            if isinstance(message, BeatMessage) and not self._beats.is_new(message):
+                return  # delivered again after a reconnection: counted in duplicates
             if len(self._queue) >= self.queue_size:
                 self._queue.popleft()
                 self._dropped += 1

@@ -113,9 +113,13 @@ def test_contract_mismatch_is_refused_naming_the_field(
         OnnxBeatClassifier(path, CONFIG)
 
 
-def test_window_after_mismatch_names_the_option_to_use(make_model: MakeModel) -> None:
-    with pytest.raises(ModelContractError, match="--window-after 150"):
+def test_window_after_mismatch_names_the_fix_and_no_option_that_does_not_exist(
+    make_model: MakeModel,
+) -> None:
+    with pytest.raises(ModelContractError, match="re-export the model") as caught:
         OnnxBeatClassifier(make_model(window_after_samples="150"), CONFIG)
+    assert "'window_after_samples' is 150" in str(caught.value)
+    assert "--" not in str(caught.value)  # no command line sets the window
 
 
 def test_model_without_contract_is_refused(make_model: MakeModel) -> None:

@@ -11,9 +11,10 @@ import pytest
 from ecg_stream.cli import main
 from ecg_stream.config import ChainConfig
 from ecg_stream.errors import ConfigError
+from ecg_stream.evaluation.classification import evaluate_classifier
 from ecg_stream.export import onnx as export_onnx
 from ecg_stream.model.augment import BeatAugmenter, NoiseBank
-from ecg_stream.model.card import DS2_EVALUATION, CardInputs, CvRun, write_model_card
+from ecg_stream.model.card import CardInputs, CvRun, write_model_card
 from ecg_stream.model.classifier import OnnxBeatClassifier
 from ecg_stream.model.dataset import (
     build_dataset,
@@ -23,7 +24,7 @@ from ecg_stream.model.dataset import (
     stream_record_windows,
 )
 from ecg_stream.model.folds import record_folds
-from ecg_stream.model.report import evaluate_classifier
+from ecg_stream.model.run import RunDir
 from ecg_stream.records import POOL, Record
 from ecg_stream.types import BeatClass
 
@@ -123,7 +124,7 @@ def test_cv_smoke_run_reports_out_of_fold_figures_and_exports_an_ensemble(
         assert classifier.contract.validation_records.startswith("2-fold")
 
     # Record 100 stands in for DS2; the run compares with itself as an "ablation".
-    evaluate_classifier(["100"], path, run / DS2_EVALUATION, data_dir=data_dir)
+    evaluate_classifier(["100"], path, RunDir(run).ds2_evaluation, data_dir=data_dir)
     inputs = CardInputs(path, run, (CvRun("itself", run),), 1, "2 CPU cores (test)")
     markdown, card_json = write_model_card(inputs, tmp_path / "card")
     text = markdown.read_text()

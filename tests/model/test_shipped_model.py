@@ -6,8 +6,13 @@ import numpy as np
 import pytest
 
 from ecg_stream.config import ChainConfig
+from ecg_stream.evaluation import Span
+from ecg_stream.evaluation.classification import (
+    RecordPredictions,
+    classify_record,
+    score_records,
+)
 from ecg_stream.model.classifier import OnnxBeatClassifier, default_model_path
-from ecg_stream.model.report import RecordPredictions, classify_record, score_records
 from ecg_stream.records import Record
 
 ACCURACY_FLOOR_100 = 0.95
@@ -35,5 +40,5 @@ def test_shipped_model_labels_record_100_above_the_floor(record_100: Record) -> 
         np.array([beat.window.peak.index for beat in beats], dtype=np.int64),
         tuple(beat.label for beat in beats),
     )
-    score = score_records([prediction], {"100": record_100.annotations}).gross("whole_record")
+    score = score_records([prediction], {"100": record_100.annotations}).gross(Span.WHOLE_RECORD)
     assert score.score.accuracy >= ACCURACY_FLOOR_100

@@ -11,15 +11,15 @@ import pytest
 
 from ecg_stream.config import ChainConfig
 from ecg_stream.errors import ConfigError, ModelContractError
+from ecg_stream.evaluation import Span
+from ecg_stream.evaluation.classification import evaluate_classifier
 from ecg_stream.export import onnx as export_onnx
 from ecg_stream.model.classifier import OnnxBeatClassifier
 from ecg_stream.model.dataset import build_dataset, stream_record_windows
-from ecg_stream.model.report import evaluate_classifier
+from ecg_stream.model.run import Protocol, TrainSettings
 from ecg_stream.model.train import (
     DatasetSplits,
-    Protocol,
     TrainResult,
-    TrainSettings,
     balanced_subsample,
     class_weights,
     train_model,
@@ -114,7 +114,7 @@ def test_export_checks_parity_then_classifies_end_to_end(
     report = evaluate_classifier(
         ["100"], path, tmp_path / "eval", data_dir=data_dir, training_log=smoke_run.log_path
     )
-    assert report.gross("whole_record").score.confusion.sum() > 2000
+    assert report.gross(Span.WHOLE_RECORD).score.confusion.sum() > 2000
     for name in ("classification.json", "confusion.png", "sample_beats.png", "training.png"):
         assert (tmp_path / "eval" / name).stat().st_size > 0
     assert (tmp_path / "eval" / "raw_vs_filtered.png").is_file()

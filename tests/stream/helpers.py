@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import getpass
 import math
 import os
 import shutil
@@ -36,6 +37,7 @@ from ecg_stream.types import (
     RRFeatures,
 )
 from ecg_stream.wire import (
+    OUTPUT_KINDS,
     BeatMessage,
     SamplesMessage,
     StatusMessage,
@@ -107,19 +109,32 @@ class MqttBroker:
         directory: Where the configuration and log files go.
         port: TCP port on 127.0.0.1.
         kind: Which broker to run.
+        persistent: mosquitto keeps sessions and queued messages on disk (in ``directory``),
+            saved every second, as README (Brokers, no-loss deployment) asks.
     """
 
-    def __init__(self, directory: Path, port: int, kind: BrokerKind) -> None:
+    def __init__(
+        self, directory: Path, port: int, kind: BrokerKind, *, persistent: bool = False
+    ) -> None:
         self.port, self.kind = port, kind
         self.config_path = directory / f"{kind.value}-{port}.conf"
         self.log_path = directory / f"{kind.value}-{port}.log"
         # max_queued_messages 0: a subscriber that lags behind a replay at --speed max must not
         # lose QoS 1 messages to mosquitto's default per-client queue limit (1000); amqtt's
         # queues are unbounded.
+        persistence = (
+            f"persistence true\npersistence_location {directory}/\nautosave_interval 1\n"
+            "max_inflight_messages 0\n"
+            if persistent
+            else "persistence false\n"
+        )
         self.config_path.write_text(
+            # started as root, mosquitto becomes user `mosquitto`, who cannot write in a
+            # private temporary directory: stay who we are (ignored when not root)
+            f"user {getpass.getuser()}\n"
             f"listener {port} 127.0.0.1\n"
             "allow_anonymous true\n"
-            "persistence false\n"
+            f"{persistence}"
             "max_queued_messages 0\n"
             f"log_dest file {self.log_path}\n"
         )
@@ -154,6 +169,14 @@ class MqttBroker:
                     f"{self.kind.value} did not start on port {self.port}: {log_text[-2000:]}"
                 )
             time.sleep(0.02)
+
+    def kill(self) -> None:
+        """SIGKILL: a crash, nothing saved since the last autosave, no goodbye to clients."""
+        if self.process is None:
+            return
+        self.process.kill()
+        self.process.wait()
+        self.process = None
 
     def stop(self) -> None:
         if self.process is None:
@@ -245,7 +268,7 @@ async def collect_until(
     done: Callable[[Collector], bool],
     *,
     stream: str | None = None,
-    kinds: tuple[TopicKind, ...] = tuple(TopicKind),
+    kinds: tuple[TopicKind, ...] = OUTPUT_KINDS,
 ) -> None:
     """Subscribe (sets ``collector.ready`` once subscribed) and collect until ``done``."""
     subscriber = WireSubscriber(

@@ -165,6 +165,7 @@ def test_subscribe_command_survives_a_retained_malformed_status(mqtt_broker: Mqt
     skipped = [line for line in lines if line.startswith("skipped malformed message")]
     assert skipped == [
         f"skipped malformed message on {status_topic}: status payload nests arrays or objects "
-        f"too deeply to parse, expected a flat JSON object; got {NESTED_ARRAYS[:60]!r}..."
+        f"too deeply ({NESTED_ARRAYS.count(b'[')} levels, at most {wire.MAX_JSON_DEPTH}), "
+        f"expected a flat JSON object; got {NESTED_ARRAYS[:60]!r}..."
     ]
     assert lines[-1].startswith("retained-garbage      2.000 s  N 0.90")  # the beat

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from ecg_stream.cli import main
-from ecg_stream.model.stress import add_noise, noisy_mask, qrs_power
+from ecg_stream.evaluation.stress import add_noise, noisy_mask, qrs_power
 from ecg_stream.records import Record, load_record
 
 

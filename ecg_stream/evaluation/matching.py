@@ -1,8 +1,9 @@
-"""The evaluation protocol (docs/protocol.md) in code: matching and scores."""
+"""The evaluation protocol (docs/protocol.md) in code: scoring spans, matching and scores."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import Enum
 
 import numpy as np
 import numpy.typing as npt
@@ -12,6 +13,35 @@ from ecg_stream.types import BEAT_CLASSES, BeatClass, IntArray
 MATCH_TOLERANCE_S = 0.150
 EC57_LEARNING_S = 300.0
 """EC57 scoring span ignores the first 5 minutes (the learning period), as bxb does."""
+
+
+class Span(Enum):
+    """The two scoring spans, both reported (docs/protocol.md).
+
+    The value is the span's key in ``classification.json``; the detection report keeps its
+    shorter key ``whole`` for the whole record (``evaluation/detection.py``).
+    """
+
+    WHOLE_RECORD = "whole_record"
+    """The whole record: the primary, stricter figure."""
+    EC57 = "ec57"
+    """From minute 5 on: EC57's learning period is not scored."""
+
+    @property
+    def title(self) -> str:
+        """The span in words, as tables and reports head it."""
+        if self is Span.WHOLE_RECORD:
+            return "whole record"
+        return f"EC57 span (from {EC57_LEARNING_S / 60:g} min)"
+
+    def start_index(self, fs_hz: float) -> int:
+        """First scored sample index at ``fs_hz``, in Hz.
+
+        Example:
+            >>> Span.EC57.start_index(360.0), Span.WHOLE_RECORD.start_index(360.0)
+            (108000, 0)
+        """
+        return round(EC57_LEARNING_S * fs_hz) if self is Span.EC57 else 0
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 
 from ecg_stream.errors import ConfigError, RecordFormatError
-from ecg_stream.model.report import (
+from ecg_stream.evaluation import Span
+from ecg_stream.evaluation.classification import (
     RecordPredictions,
-    format_table,
     read_predictions_csv,
     score_records,
 )
@@ -29,7 +29,7 @@ def perfect(annotations: Annotations) -> RecordPredictions:
 
 def test_perfect_labels_score_one_in_both_spans(annotations_100: Annotations) -> None:
     report = score_records([perfect(annotations_100)], {"100": annotations_100})
-    whole, ec57 = report.gross("whole_record").score, report.gross("ec57").score
+    whole, ec57 = report.gross(Span.WHOLE_RECORD).score, report.gross(Span.EC57).score
     assert whole.accuracy == 1.0
     assert whole.sensitivity(BeatClass.S) == 1.0
     assert whole.ec57(BeatClass.V) == (1.0, 1.0, 0.0)
@@ -44,14 +44,15 @@ def test_errors_land_in_the_right_cells(annotations_100: Annotations) -> None:
     samples = np.append(annotations_100.beat_indices, 649_000)  # one extra detection
     prediction = RecordPredictions("100", 360.0, samples, (*labels, BeatClass.V))
     report = score_records([prediction], {"100": annotations_100})
-    gross = report.gross("whole_record")
+    gross = report.gross(Span.WHOLE_RECORD)
     assert gross.score.confusion[BeatClass.S.index, BeatClass.N.index] == 1
     assert gross.unmatched_detections == 1
-    figures = report.to_json()
-    json.dumps(figures, allow_nan=False)  # undefined ratios are null, not NaN
+    text = report.to_json()
+    assert "NaN" not in text  # undefined ratios are null
+    figures = json.loads(text)
     assert figures["whole_record"]["records"][0]["classes"]["S"]["reference_beats"] == 33
     assert figures["whole_record"]["average"]["sveb"]["se"] == pytest.approx(32 / 33)
-    assert "SVEB: Se 96.97 %" in format_table(report, "whole_record")
+    assert "SVEB: Se 96.97 %" in report.format_table(Span.WHOLE_RECORD)
 
 
 def test_record_without_annotations_is_refused(annotations_100: Annotations) -> None:

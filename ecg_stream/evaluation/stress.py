@@ -5,30 +5,34 @@ offset) is added to a record's lead: clean for the first 5 minutes, then on for 
 off for 2, alternately, to the end. The SNR is ``10 log10(S / N)``, ``S`` the median squared
 peak-to-peak amplitude of the clean record's QRS complexes over 8 (as for a sinusoid), ``N`` the
 variance of the scaled noise. Records go through the streaming path and are scored over the
-whole record and over the noisy segments alone (docs/protocol.md).
+whole record and over the noisy segments alone (docs/protocol.md). The report's JSON form is
+:class:`StressReport` itself.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, replace
+from dataclasses import replace
+from enum import Enum
 from pathlib import Path
-from typing import Any
 
+import msgspec
 import numpy as np
 import numpy.typing as npt
 
 from ecg_stream.config import CHAIN_FS_HZ, ChainConfig
+from ecg_stream.documents import encode_json
 from ecg_stream.errors import ConfigError
-from ecg_stream.model.classifier import OnnxBeatClassifier
-from ecg_stream.model.report import (
+from ecg_stream.evaluation.classification import (
     RecordPredictions,
     classify_record,
     record_predictions,
     score_records,
 )
+from ecg_stream.evaluation.matching import Span
+from ecg_stream.model.classifier import OnnxBeatClassifier
 from ecg_stream.records import Annotations, DataDirs, Record, load_record
-from ecg_stream.types import BeatClass, FloatArray
+from ecg_stream.types import BEAT_CLASSES, BeatClass, FloatArray
 
 BoolArray = npt.NDArray[np.bool_]
 
@@ -42,13 +46,23 @@ SNR_LEVELS_DB = (24.0, 18.0, 12.0, 6.0, 0.0, -6.0)
 NOISE_NAMES = ("bw", "em", "ma")
 
 
-@dataclass(frozen=True, slots=True)
-class StressFigures:
+class StressSpan(Enum):
+    """What a row of the stress test scores; the value is written."""
+
+    WHOLE_RECORD = "whole"
+    """The whole records (as :attr:`Span.WHOLE_RECORD`)."""
+    NOISY = "noisy"
+    """The segments where the noise is on, alone."""
+
+
+class StressFigures(msgspec.Struct, frozen=True):
     """Detection and V/S figures of the records at one noise level, in one span.
+
+    NaN (no beat of a class) is written as null.
 
     Args:
         snr_db: The noise level, in dB (None: the clean records).
-        span: ``whole`` (whole records) or ``noisy`` (the noisy segments alone).
+        span: Whole records or the noisy segments alone.
         beats: Reference beats scored.
         detection_se: QRS sensitivity.
         detection_pp: QRS positive predictivity.
@@ -56,10 +70,14 @@ class StressFigures:
         v_pp: V positive predictivity.
         s_se: S sensitivity.
         s_pp: S positive predictivity.
+        v_se_gated: V sensitivity when beats flagged by the signal-quality index are Q.
+        v_pp_gated: V positive predictivity over the beats not flagged.
+        flagged: Share of the detected beats flagged unusable.
+        flagged_clean: Share of the detected beats in noise-free stretches flagged unusable.
     """
 
     snr_db: float | None
-    span: str
+    span: StressSpan
     beats: int
     detection_se: float
     detection_pp: float
@@ -67,6 +85,10 @@ class StressFigures:
     v_pp: float
     s_se: float
     s_pp: float
+    v_se_gated: float = float("nan")
+    v_pp_gated: float = float("nan")
+    flagged: float = float("nan")
+    flagged_clean: float = float("nan")
 
 
 def noisy_mask(n_samples: int, fs_hz: float) -> BoolArray:
@@ -121,7 +143,7 @@ def stress_test(
     *,
     data_dir: DataDirs = None,
     seed: int = 0,
-) -> list[StressFigures]:
+) -> StressReport:
     """Clean figures, then each noise level's, whole record and noisy segments alone.
 
     Raises:
@@ -142,17 +164,63 @@ def stress_test(
         for snr_db in (None, *snr_levels):
             rng = np.random.default_rng(seed)
             noisy = [r if snr_db is None else add_noise(r, noise, snr_db, rng) for r in clean]
-            predictions = [
-                record_predictions(record, classify_record(record, classifier, config))
-                for record in noisy
-            ]
-            rows.extend(_figures(snr_db, span, noisy, predictions) for span in ("whole", "noisy"))
-    return rows
+            both = [_ungated_and_gated(record, classifier, config) for record in noisy]
+            for span in StressSpan:
+                row = _figures(snr_db, span, noisy, [ungated for ungated, _, _ in both])
+                gated = _figures(snr_db, span, noisy, [gated for _, gated, _ in both])
+                rows.append(
+                    msgspec.structs.replace(
+                        row,
+                        v_se_gated=gated.v_se,
+                        v_pp_gated=gated.v_pp,
+                        **_flagged_shares(span, noisy, both),
+                    )
+                )
+    return StressReport(noise_name, rows)
+
+
+def _ungated_and_gated(
+    record: Record, classifier: OnnxBeatClassifier, config: ChainConfig
+) -> tuple[RecordPredictions, RecordPredictions, BoolArray]:
+    """A record's labels ungated and gated (unusable beats Q), and which beats are usable."""
+    beats = classify_record(record, classifier, config)  # gated, as live beats are
+    windows = [beat.window for beat in beats]
+    usable = np.array([window.usable for window in windows], dtype=bool)
+    probabilities = classifier.predict_proba([replace(w, quality=None) for w in windows])
+    labels = tuple(BEAT_CLASSES[int(k)] for k in np.argmax(probabilities, axis=1))
+    gated = record_predictions(record, beats)
+    ungated = RecordPredictions(gated.record, gated.fs_hz, gated.samples, labels)
+    assert all(g is BeatClass.Q for g, ok in zip(gated.labels, usable, strict=True) if not ok)
+    return ungated, gated, usable
+
+
+def _flagged_shares(
+    span: StressSpan,
+    records: Sequence[Record],
+    predictions: Sequence[tuple[RecordPredictions, RecordPredictions, BoolArray]],
+) -> dict[str, float]:
+    """Shares of detected beats flagged: in the span, and in its noise-free stretches."""
+    flagged = in_span = flagged_clean = clean = 0
+    for record, (_, prediction, usable) in zip(records, predictions, strict=True):
+        on = noisy_mask(round(record.samples.size * record.fs_hz / CHAIN_FS_HZ), record.fs_hz)
+        noisy = on[np.minimum(prediction.samples, on.size - 1)]
+        keep = noisy if span is StressSpan.NOISY else np.ones_like(noisy)
+        unusable = ~usable
+        flagged += int(np.count_nonzero(unusable & keep))
+        in_span += int(np.count_nonzero(keep))
+        flagged_clean += int(np.count_nonzero(unusable & ~noisy))
+        clean += int(np.count_nonzero(~noisy))
+    return {
+        "flagged": flagged / max(in_span, 1),
+        "flagged_clean": flagged_clean / clean
+        if span is StressSpan.WHOLE_RECORD and clean
+        else float("nan"),
+    }
 
 
 def _figures(
     snr_db: float | None,
-    span: str,
+    span: StressSpan,
     records: Sequence[Record],
     predictions: Sequence[RecordPredictions],
 ) -> StressFigures:
@@ -161,7 +229,7 @@ def _figures(
     for record, prediction in zip(records, predictions, strict=True):
         assert record.annotations is not None  # add_noise and load_record checked
         reference = record.annotations
-        if span == "noisy":
+        if span is StressSpan.NOISY:
             on = noisy_mask(round(record.samples.size * record.fs_hz / CHAIN_FS_HZ), record.fs_hz)
             ref_in = on[np.minimum(reference.beat_indices, on.size - 1)]
             det_in = on[np.minimum(prediction.samples, on.size - 1)]
@@ -178,7 +246,7 @@ def _figures(
             )
         annotations[record.name] = reference
         kept.append(prediction)
-    gross = score_records(kept, annotations).gross("whole_record")
+    gross = score_records(kept, annotations).gross(Span.WHOLE_RECORD)
     score = gross.score
     matched, missed = int(score.confusion.sum()), int(score.missed.sum())
     return StressFigures(
@@ -194,31 +262,35 @@ def _figures(
     )
 
 
-def format_stress_table(noise_name: str, rows: Sequence[StressFigures]) -> str:
-    """Markdown table: one row per level and span."""
-    lines = [
-        "| noise | SNR dB | span | beats | QRS Se % | QRS +P % | V Se % | V +P % | S Se % "
-        "| S +P % |",
-        "|---|---|---|---|---|---|---|---|---|---|",
-    ]
-    for row in rows:
-        level = "clean" if row.snr_db is None else f"{row.snr_db:g}"
-        cells = [row.detection_se, row.detection_pp, row.v_se, row.v_pp, row.s_se, row.s_pp]
-        lines.append(
-            f"| {noise_name} | {level} | {row.span} | {row.beats} | "
-            + " | ".join("n/a" if np.isnan(c) else f"{100 * c:.1f}" for c in cells)
-            + " |"
-        )
-    return "\n".join(lines)
+class StressReport(msgspec.Struct):
+    """The figures of a stress test: one row per noise level and span.
 
+    Args:
+        noise: The noise record, ``bw``, ``em`` or ``ma``.
+        rows: Clean figures first, then each level's, whole records and noisy segments.
+    """
 
-def stress_json(noise_name: str, rows: Sequence[StressFigures]) -> dict[str, Any]:
-    """The figures as JSON (NaN as null)."""
+    noise: str
+    rows: list[StressFigures]
 
-    def clean(value: Any) -> Any:
-        return None if isinstance(value, float) and np.isnan(value) else value
+    def to_json(self) -> str:
+        """The report as JSON text (NaN as null)."""
+        return encode_json(self)
 
-    return {
-        "noise": noise_name,
-        "rows": [{key: clean(value) for key, value in asdict(row).items()} for row in rows],
-    }
+    def format_table(self) -> str:
+        """Markdown table: one row per level and span."""
+        lines = [
+            "| noise | SNR dB | span | beats | QRS Se % | QRS +P % | V Se % | V +P % | S Se % "
+            "| S +P % | gated V Se % | gated V +P % | flagged % | flagged in clean % |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        ]
+        for row in self.rows:
+            level = "clean" if row.snr_db is None else f"{row.snr_db:g}"
+            cells = [row.detection_se, row.detection_pp, row.v_se, row.v_pp, row.s_se, row.s_pp]
+            cells += [row.v_se_gated, row.v_pp_gated, row.flagged, row.flagged_clean]
+            lines.append(
+                f"| {self.noise} | {level} | {row.span.value} | {row.beats} | "
+                + " | ".join("n/a" if np.isnan(c) else f"{100 * c:.1f}" for c in cells)
+                + " |"
+            )
+        return "\n".join(lines)

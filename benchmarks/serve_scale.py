@@ -1,0 +1,173 @@
+"""How many real-time devices one ``ecg-stream serve`` process keeps up with.
+
+For each N in ``--streams``: a mosquitto of its own on loopback, one ``serve`` process (the
+shipped model, ``--quiet``), N simulated devices at 360 Hz publishing 100 ms chunks in real
+time (``ecg-stream device``, spread over ``--device-procs`` other processes), and a subscriber
+here that receives every beat and status. Printed per N: beats received against the beats the
+chain finds offline (nothing lost), the worker's ingest counters (gaps, duplicates, chunks
+dropped: nothing dropped), compute latency (chunk arrival -> beat published, as the worker
+stamps it) and end-to-end latency (-> received here) at p50/p95/p99/max, and the worker's CPU.
+
+    python benchmarks/serve_scale.py --data-dir ../shared/data/mitdb --streams 4 --duration-s 20
+    python benchmarks/serve_scale.py --streams 8 16 32 64 128 --duration-s 60   # the curve
+
+Not a test: figures depend on the machine and its load (run it on a quiet one).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ecg_stream.analysis import detect_record
+from ecg_stream.config import ChainConfig, MqttConfig
+from ecg_stream.records import load_record
+from ecg_stream.stream.bench import mosquitto
+from ecg_stream.stream.subscriber import WireSubscriber
+from ecg_stream.wire import BeatMessage, StatusMessage, StreamState, TopicKind
+
+IDLE_TIMEOUT_S = 2.0
+
+
+@dataclass
+class Received:
+    beats: dict[str, int] = field(default_factory=dict)
+    compute_ms: list[float] = field(default_factory=list)
+    e2e_ms: list[float] = field(default_factory=list)
+    final: dict[str, StatusMessage] = field(default_factory=dict)
+
+
+def percentiles(values: list[float]) -> str:
+    if not values:
+        return "-"
+    p50, p95, p99 = np.percentile(values, [50, 95, 99])
+    return f"{p50:7.2f} {p95:7.2f} {p99:7.2f} {max(values):8.2f}"
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far, in s (NaN without /proc)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return math.nan
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def collect(
+    mqtt: MqttConfig, ids: list[str], received: Received, ready: asyncio.Event
+) -> None:
+    subscriber = WireSubscriber(mqtt, kinds=(TopicKind.BEATS, TopicKind.STATUS))
+    async with subscriber:
+        ready.set()
+        async for _topic, message in subscriber.messages():
+            if isinstance(message, BeatMessage):
+                received.beats[message.stream] = received.beats.get(message.stream, 0) + 1
+                received.compute_ms.append(message.compute_ms)
+                hop_ms = (time.time() - message.published_at) * 1000.0
+                received.e2e_ms.append(message.compute_ms + hop_ms)
+            elif isinstance(message, StatusMessage) and message.state is StreamState.OFFLINE:
+                received.final[message.stream] = message
+                if all(stream in received.final for stream in ids):
+                    return
+
+
+def start(command: list[str]) -> subprocess.Popen[str]:
+    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+async def scale_point(args: argparse.Namespace, streams: int, expected: int) -> str:
+    with mosquitto(topic_prefix="scale") as mqtt:
+        url = f"mqtt://{mqtt.host}:{mqtt.port}"
+        cli = [sys.executable, "-m", "ecg_stream.cli"]
+        serve = start(
+            [
+                *cli,
+                "serve",
+                "--broker",
+                url,
+                "--topic-prefix",
+                "scale",
+                "--quiet",
+                "--idle-timeout-s",
+                str(IDLE_TIMEOUT_S),
+            ]
+        )
+        assert serve.stdout is not None
+        if "serving" not in serve.stdout.readline():
+            serve.kill()
+            return f"{streams:>5}  serve did not start"
+        ids = [f"dev{k}" for k in range(streams)]
+        received, ready = Received(), asyncio.Event()
+        listen = asyncio.create_task(collect(mqtt, ids, received, ready))
+        await ready.wait()
+        cpu_before, wall_before = cpu_seconds(serve.pid), time.monotonic()
+        procs = []
+        for part in np.array_split(np.array(ids), min(args.device_procs, streams)):
+            command = [*cli, "device", *[args.record] * len(part), "--broker", url]
+            command += ["--topic-prefix", "scale", "--duration-s", str(args.duration_s)]
+            command += [arg for stream in part for arg in ("--stream-id", str(stream))]
+            command += [arg for d in args.data_dir or [] for arg in ("--data-dir", str(d))]
+            procs.append(start(command))
+        for proc in procs:
+            await asyncio.to_thread(proc.wait)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(listen, timeout=IDLE_TIMEOUT_S + 30.0)
+        cpu_s, wall_s = cpu_seconds(serve.pid) - cpu_before, time.monotonic() - wall_before
+        serve.send_signal(signal.SIGTERM)
+        summary, _ = await asyncio.to_thread(serve.communicate, None, 30)
+    beats = sum(received.beats.values())
+    ingest = [s.ingest for s in received.final.values() if s.ingest is not None]
+    gaps = sum(i.gaps for i in ingest)
+    duplicates = sum(i.duplicates for i in ingest)
+    dropped = sum(i.dropped for i in ingest)
+    publish_dropped = sum(
+        int(line.rsplit("publish dropped", 1)[1])
+        for line in summary.splitlines()
+        if "publish dropped" in line
+    )
+    return (
+        f"{streams:>5} {beats:>7}/{expected * streams:<7} {gaps:>4} {duplicates:>4} "
+        f"{dropped + publish_dropped:>4}  {percentiles(received.compute_ms)}   "
+        f"{percentiles(received.e2e_ms)}   {100 * cpu_s / wall_s:5.1f}%"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--streams", type=int, nargs="+", default=[4], help="device counts")
+    parser.add_argument("--duration-s", type=float, default=20.0, help="signal per device, s")
+    parser.add_argument("--record", default="100", help="record every device publishes")
+    parser.add_argument("--data-dir", type=Path, action="append", help="WFDB directory")
+    parser.add_argument("--device-procs", type=int, default=4, help="device processes")
+    args = parser.parse_args()
+    record = load_record(args.record, args.data_dir, annotations=False)
+    part = record.__class__(
+        record.name, record.lead, record.fs_hz, record.samples[: round(args.duration_s * 360)]
+    )
+    expected = len(detect_record(part, ChainConfig(), 1.0).windows)
+    print(
+        f"serve scale: record {args.record}, {args.duration_s:g} s per device at 360 Hz, 100 ms "
+        f"chunks, real time, mosquitto on loopback, {os.cpu_count()} CPUs, load average "
+        f"{os.getloadavg()[0]:.1f}"
+    )
+    print(
+        "devices   beats/expected gaps dups drop  compute ms p50 p95 p99 max"
+        "          end-to-end ms p50 p95 p99 max        serve CPU"
+    )
+    for streams in args.streams:
+        print(asyncio.run(scale_point(args, streams, expected)), flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,332 @@
+"""One device's ``raw`` chunks into the chain: sequencing, resampling to 360 Hz, device clock.
+
+:class:`IngestSession` is pure and synchronous (no asyncio, no clock: arrival times are passed
+in), so ``serve`` only wires it to MQTT. Per chunk it decides the chunk's fate from its first
+index in the device's clock:
+
+- the next expected index: processed;
+- later than expected: a **gap**. The chain is told: the samples it holds are flushed (the
+  resampler's tail, then the extractor's held-back beats), and a fresh chain starts at the new
+  index, so no beat is invented across the gap and none before it is lost (a stretch between
+  two gaps shorter than one beat window, 250 samples at 360 Hz, holds no whole beat and
+  gives none);
+- earlier, wholly seen already: a **duplicate** (QoS 1 redelivery, or an older chunk), dropped
+  and counted; a chunk that overlaps the end of what was processed has its new samples
+  processed and counts as a duplicate too;
+- another sampling rate than the session's: the chain restarts as after a gap.
+
+Chunks at 360 Hz go to the chain as they are (the same samples, hence the same beats, as
+``replay`` and ``analyze``); other rates go through a streaming resampler
+(``soxr.ResampleStream``, state kept between chunks, its delay compensated), and beat indices
+are mapped back to the device's clock.
+
+A stream whose chunks keep arriving after gaps of whole chunks is being split between workers
+(a shared subscription that hands a topic's messages round-robin to several members): the
+session says so (``interleaved``), drops what it receives instead of classifying fragments,
+and starts afresh once it receives the stream's chunks consecutively again.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from dataclasses import dataclass
+from enum import Enum
+
+import numpy as np
+import soxr
+
+from ecg_stream.config import CHAIN_FS_HZ, ChainConfig
+from ecg_stream.detector.chain import BeatExtractor
+from ecg_stream.types import BeatWindow, Chunk, FloatArray, SignalIssue
+from ecg_stream.wire import IngestStatus, RawMessage
+
+RESAMPLER_QUALITY = "LQ"
+"""``soxr`` quality of the resampler: libsoxr's 16-bit ``LQ`` keeps the ECG band (< 100 Hz)
+flat and holds back the least signal of its linear-phase qualities (``MQ``/``HQ`` buffer 2-4 s
+of input at 100-250 Hz)."""
+
+INTERLEAVE_WINDOW_CHUNKS = 12
+"""Chunks over which the gap pattern of interleaved delivery is looked for."""
+
+INTERLEAVE_MIN_GAPS = 4
+"""Gaps of whole chunks within that window that mean the stream is split between workers."""
+
+INTERLEAVE_MAX_MISSING_CHUNKS = 8
+"""Largest gap, in chunks, that counts towards that pattern (more is an outage, not a split)."""
+
+RECOVER_CHUNKS = 20
+"""Consecutive chunks after which an interleaved stream is taken up again, afresh."""
+
+
+class ChunkFate(Enum):
+    """What a session did with a chunk."""
+
+    PROCESSED = "processed"
+    AFTER_GAP = "after_gap"  # processed, by a fresh chain (gap or new rate)
+    DUPLICATE = "duplicate"  # dropped: seen already
+    INTERLEAVED = "interleaved"  # dropped: the stream is split between workers
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceWindow:
+    """A beat window with its R peak in the device's clock and in the stream's chain clock.
+
+    Args:
+        window: The window, as the extractor cut it (indices of its own chain run).
+        sample_index: R-peak index in the device's clock.
+        chain_index: R-peak index at 360 Hz, from the device's index 0.
+        fs_hz: The device's sampling rate when the beat was recorded, in Hz.
+    """
+
+    window: BeatWindow
+    sample_index: int
+    chain_index: int
+    fs_hz: float
+
+
+@dataclass(frozen=True, slots=True)
+class Ingested:
+    """What one chunk (or the end of a session) yields.
+
+    Args:
+        fate: What was done with the chunk.
+        windows: Beat windows completed, in R-peak order (a gap flushes the old chain first).
+        filtered: Filtered samples at 360 Hz in the stream's chain clock, one chunk per chain
+            run touched (none, one, or the old run's tail and the new run's start).
+    """
+
+    fate: ChunkFate
+    windows: tuple[DeviceWindow, ...] = ()
+    filtered: tuple[Chunk, ...] = ()
+
+
+class _ChainRun:
+    """Consecutive samples of one rate from ``origin_index`` on: one resampler, one extractor."""
+
+    def __init__(self, config: ChainConfig, fs_hz: float, origin_index: int) -> None:
+        self.fs_hz, self.origin_index = fs_hz, origin_index
+        self.window_samples = config.window_samples
+        self.chain_origin = round(origin_index * CHAIN_FS_HZ / fs_hz)
+        self.extractor = BeatExtractor(config)
+        self.resampler = (
+            None
+            if fs_hz == CHAIN_FS_HZ
+            else soxr.ResampleStream(
+                fs_hz, CHAIN_FS_HZ, 1, dtype="float64", quality=RESAMPLER_QUALITY
+            )
+        )
+        self.chain_samples = 0  # samples given to the extractor so far
+
+    def feed(self, samples_mv: FloatArray, arrival_s: float, *, last: bool = False) -> Ingested:
+        if self.resampler is None:
+            resampled = samples_mv
+        else:
+            resampled = np.asarray(
+                self.resampler.resample_chunk(np.ascontiguousarray(samples_mv), last=last),
+                dtype=np.float64,
+            )
+        if resampled.size == 0:
+            return Ingested(ChunkFate.PROCESSED)
+        out = self.extractor.process(Chunk(self.chain_samples, resampled, arrival_s))
+        self.chain_samples += resampled.size
+        filtered = Chunk(
+            self.chain_origin + out.filtered.start_index, out.filtered.samples, arrival_s
+        )
+        return Ingested(ChunkFate.PROCESSED, self._mapped(out.windows), (filtered,))
+
+    def mark_gap(self, *, after: bool) -> None:
+        """A gap follows the samples fed so far, or precedes the first: beats touching it are Q."""
+        at = self.chain_samples if after else 0
+        first, last = (at, at + self.window_samples) if after else (at - self.window_samples, at)
+        self.extractor.quality.add_stretch(first, last, SignalIssue.GAP)
+
+    def finish(self, arrival_s: float) -> Ingested:
+        """The run ended: the resampler's tail through the chain, then the held-back beats.
+
+        A run shorter than one beat window cannot hold a whole beat: what its detector held
+        is dropped, not padded into beats (fragments of a stream split between workers).
+        """
+        tail = Ingested(ChunkFate.PROCESSED)
+        if self.resampler is not None:
+            tail = self.feed(np.zeros(0), arrival_s, last=True)
+        flushed = self._mapped(self.extractor.flush())
+        if self.chain_samples < self.window_samples:
+            flushed = ()
+        return Ingested(ChunkFate.PROCESSED, tail.windows + flushed, tail.filtered)
+
+    def _mapped(self, windows: tuple[BeatWindow, ...]) -> tuple[DeviceWindow, ...]:
+        ratio = self.fs_hz / CHAIN_FS_HZ
+        return tuple(
+            DeviceWindow(
+                window=window,
+                sample_index=self.origin_index + round(window.peak.index * ratio),
+                chain_index=self.chain_origin + window.peak.index,
+                fs_hz=self.fs_hz,
+            )
+            for window in windows
+        )
+
+
+class IngestSession:
+    """One device stream as a worker holds it: raw chunks in, beat windows in device time out.
+
+    Args:
+        stream_id: The stream.
+        config: The chain's configuration.
+        worker: Id of the worker holding the session (reported on ``status``).
+
+    Attributes:
+        fs_hz: The device's sampling rate (NaN before the first chunk).
+        lead: The lead name the device gave, if any.
+        next_index: Device index the next chunk should start at (None before the first).
+        interleaved: The stream's chunks are being split between workers.
+
+    Example:
+        >>> session = IngestSession("bed1", ChainConfig(), worker="w1")
+        >>> msg = RawMessage.from_counts("bed1", 0, 250.0, np.zeros(25, np.int16), gain=200.0)
+        >>> session.process(msg, arrival_s=0.0, arrival_wall_s=1.7e9).fate
+        <ChunkFate.PROCESSED: 'processed'>
+        >>> later = RawMessage.from_counts("bed1", 50, 250.0, np.zeros(25, np.int16), gain=200.0)
+        >>> session.process(later, 0.1, 1.7e9).fate, session.status().gap_samples
+        (<ChunkFate.AFTER_GAP: 'after_gap'>, 25)
+        >>> session.process(msg, 0.2, 1.7e9).fate  # redelivered
+        <ChunkFate.DUPLICATE: 'duplicate'>
+    """
+
+    def __init__(self, stream_id: str, config: ChainConfig, worker: str) -> None:
+        self.stream_id, self.config, self.worker = stream_id, config, worker
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget everything: the session is new."""
+        self.fs_hz = math.nan
+        self.lead: str | None = None
+        self.next_index: int | None = None
+        self.interleaved = False
+        self._run: _ChainRun | None = None
+        self._counts = dict.fromkeys(
+            ("chunks", "samples", "gaps", "gap_samples", "duplicates", "malformed", "dropped"), 0
+        )
+        self._whole_chunk_gaps: deque[bool] = deque(maxlen=INTERLEAVE_WINDOW_CHUNKS)
+        self._consecutive_chunks = 0  # while interleaved: chunks received without a gap
+        self._last_chunk_samples = 0
+        self._wall_anchor: tuple[int, float] | None = None  # (device index, Unix time)
+
+    def count_malformed(self) -> None:
+        """A message on the stream's ``raw`` topic did not decode."""
+        self._counts["malformed"] += 1
+
+    def count_dropped(self) -> None:
+        """The worker dropped one of the stream's chunks (it fell behind)."""
+        self._counts["dropped"] += 1
+
+    def status(self) -> IngestStatus:
+        """The counters, as published on the stream's ``status`` topic."""
+        fs_hz = self.fs_hz if math.isfinite(self.fs_hz) else CHAIN_FS_HZ
+        return IngestStatus(
+            worker=self.worker, device_fs_hz=fs_hz, interleaved=self.interleaved, **self._counts
+        )
+
+    def wall_time(self, sample_index: int) -> float:
+        """Unix time of a device sample: from the device's ``t0``, else from chunk arrival."""
+        if self._wall_anchor is None or not math.isfinite(self.fs_hz):
+            return math.nan
+        index, wall_s = self._wall_anchor
+        return wall_s + (sample_index - index) / self.fs_hz
+
+    def process(self, message: RawMessage, arrival_s: float, arrival_wall_s: float) -> Ingested:
+        """Sequence one chunk and run its new samples through the chain.
+
+        Args:
+            message: The chunk (decoded and validated by :func:`ecg_stream.wire.decode_raw`).
+            arrival_s: Monotonic clock reading at its arrival, in s.
+            arrival_wall_s: Unix time at its arrival, in s (anchors beat times when the device
+                sends no ``t0``).
+
+        Raises:
+            ValueError: The message belongs to another stream.
+        """
+        if message.stream != self.stream_id:
+            msg = f"chunk of stream {message.stream!r} given to the session of {self.stream_id!r}"
+            raise ValueError(msg)
+        samples_mv = message.millivolts()
+        start, end = message.start_index, message.end_index
+        flushed = Ingested(ChunkFate.PROCESSED)
+        fate = ChunkFate.PROCESSED
+        if self.next_index is not None and message.fs_hz == self.fs_hz:
+            if end <= self.next_index:
+                self._counts["duplicates"] += 1
+                return Ingested(ChunkFate.DUPLICATE)
+            if start < self.next_index:  # overlaps what was processed: keep the new part
+                self._counts["duplicates"] += 1
+                samples_mv = samples_mv[self.next_index - start :]
+                start = self.next_index
+        gap = self.next_index is not None and (
+            start != self.next_index or message.fs_hz != self.fs_hz
+        )
+        if gap:
+            assert self.next_index is not None  # a gap follows a chunk
+            missing = max(start - self.next_index, 0)
+            self._counts["gaps"] += 1
+            self._counts["gap_samples"] += missing
+            self._note_gap(missing)
+            if self.interleaved or self._became_interleaved():
+                self._run = None  # fragments: nothing of them is worth a beat
+                self.next_index, self._last_chunk_samples = end, end - start
+                return Ingested(ChunkFate.INTERLEAVED)
+            if self._run is not None:
+                self._run.mark_gap(after=True)  # beats cut short by the gap are Q ("gap")
+                flushed = self._run.finish(arrival_s)
+            self._run = None
+            fate = ChunkFate.AFTER_GAP
+        else:
+            self._whole_chunk_gaps.append(False)
+            if self.interleaved:
+                self._consecutive_chunks += 1
+                self.next_index, self._last_chunk_samples = end, end - start
+                if self._consecutive_chunks < RECOVER_CHUNKS:
+                    return Ingested(ChunkFate.INTERLEAVED)
+                self.interleaved = False  # one worker has it again: start afresh
+                self._whole_chunk_gaps.clear()
+                fate = ChunkFate.AFTER_GAP
+        if self._run is None:
+            self._run = _ChainRun(self.config, message.fs_hz, start)
+            if fate is ChunkFate.AFTER_GAP:
+                self._run.mark_gap(after=False)
+            self.fs_hz = message.fs_hz
+        if message.lead is not None:
+            self.lead = message.lead
+        if message.t0 is not None:
+            self._wall_anchor = (message.start_index, message.t0)
+        elif self._wall_anchor is None or fate is ChunkFate.AFTER_GAP:
+            self._wall_anchor = (end, arrival_wall_s)  # the last sample arrived just now
+        self.next_index, self._last_chunk_samples = end, end - start
+        self._counts["chunks"] += 1
+        self._counts["samples"] += end - start
+        out = self._run.feed(samples_mv, arrival_s)
+        return Ingested(fate, flushed.windows + out.windows, flushed.filtered + out.filtered)
+
+    def finish(self, arrival_s: float) -> Ingested:
+        """The session ends (device idle, worker stopping): flush what the chain holds."""
+        run, self._run = self._run, None
+        if run is None:
+            return Ingested(ChunkFate.PROCESSED)
+        return run.finish(arrival_s)
+
+    def _note_gap(self, missing: int) -> None:
+        chunk = self._last_chunk_samples
+        whole = (
+            chunk > 0
+            and missing > 0
+            and missing % chunk == 0
+            and missing // chunk <= INTERLEAVE_MAX_MISSING_CHUNKS
+        )
+        self._whole_chunk_gaps.append(whole)
+        self._consecutive_chunks = 0
+
+    def _became_interleaved(self) -> bool:
+        if sum(self._whole_chunk_gaps) < INTERLEAVE_MIN_GAPS:
+            return False
+        self.interleaved = True
+        return True

@@ -1,0 +1,396 @@
+"""``serve`` and ``device`` end to end through a real mosquitto: raw in, beats out."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Callable, Coroutine, Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from ecg_stream.analysis import detect_record
+from ecg_stream.cli import main
+from ecg_stream.config import ChainConfig, MqttConfig
+from ecg_stream.records import Record, resample_to_chain
+from ecg_stream.stream.batcher import ClassifierLike
+from ecg_stream.stream.device import DeviceSignal, load_device_signal, publish_device
+from ecg_stream.stream.serve import ServeSummary, ServeWorker, Shard
+from ecg_stream.stream.transport import make_client
+from ecg_stream.types import LabeledBeat
+from ecg_stream.wire import (
+    BeatMessage,
+    RawMessage,
+    StatusMessage,
+    StreamState,
+    TopicKind,
+    encode,
+    topic_for,
+)
+from tests.stream.helpers import Collector, MqttBroker, RuleClassifier, collect_until, run
+
+CONFIG = ChainConfig()
+IDLE_S = 0.5
+
+
+async def serve_devices(
+    mqtt: MqttConfig,
+    classifier: ClassifierLike,
+    devices: Sequence[tuple[str, DeviceSignal]],
+    *,
+    workers: Sequence[dict[str, Any]] = ({},),
+    done: Callable[[Collector], bool] | None = None,
+    publish: Callable[[MqttConfig], Coroutine[Any, Any, None]] | None = None,
+) -> tuple[Collector, list[ServeSummary]]:
+    """Start workers and a subscriber, publish the devices (at --speed max), collect until every
+    stream is offline (the workers' idle timeout) or ``done``; then stop the workers."""
+    ids = [stream_id for stream_id, _ in devices]
+    collector = Collector()
+    finished = done or (lambda c: all(c.offline_seen(i) for i in ids))
+    listen = asyncio.create_task(
+        collect_until(mqtt, collector, finished, kinds=(TopicKind.BEATS, TopicKind.STATUS))
+    )
+    await collector.ready.wait()
+    summaries = [ServeSummary() for _ in workers]
+    serving = []
+    for k, options in enumerate(workers):
+        worker = ServeWorker(
+            classifier,
+            "rule",
+            mqtt,
+            config=CONFIG,
+            idle_timeout_s=IDLE_S,
+            worker_id=f"w{k}",
+            summary=summaries[k],
+            **options,
+        )
+        serving.append(asyncio.create_task(worker.run()))
+        await worker.wait_subscribed()
+    async with asyncio.TaskGroup() as group:
+        for stream_id, device in devices:
+            group.create_task(publish_device(mqtt, stream_id, device, speed=math.inf, chunk_s=0.1))
+        if publish is not None:
+            group.create_task(publish(mqtt))
+    await listen
+    assert not any(task.done() for task in serving)  # nothing above stopped a worker
+    for task in serving:
+        task.cancel()
+    await asyncio.gather(*serving, return_exceptions=True)
+    return collector, summaries
+
+
+def analyzed(device: DeviceSignal, classifier: ClassifierLike) -> list[LabeledBeat]:
+    """``analyze``'s beats of the signal the device publishes (indices at the chain's rate)."""
+    record = Record("d", "MLII", device.fs_hz, resample_to_chain(device.millivolts(), device.fs_hz))
+    return classifier.classify(detect_record(record, CONFIG, 1.0).windows)
+
+
+def beats_of(collector: Collector, stream_id: str) -> list[BeatMessage]:
+    return [beat for beat in collector.beats if beat.stream == stream_id]
+
+
+def statuses_of(collector: Collector, stream_id: str) -> list[StatusMessage]:
+    return [status for status in collector.statuses if status.stream == stream_id]
+
+
+def prefix_config(broker: MqttBroker, prefix: str) -> MqttConfig:
+    return replace(broker.config, topic_prefix=prefix)
+
+
+def shipped_model() -> Path:
+    from ecg_stream.model.classifier import default_model_path
+
+    path = default_model_path()
+    if not path.is_file():
+        pytest.skip(f"the shipped model {path} is not there")
+    return path
+
+
+@pytest.mark.mqtt
+def test_device_and_serve_give_the_beats_of_analyze(
+    mqtt_broker: MqttBroker, data_dir: Path
+) -> None:
+    """Same chain, same model: a 360 Hz device through a worker equals ``analyze``."""
+    from ecg_stream.model.classifier import OnnxBeatClassifier
+
+    device = load_device_signal("100", data_dir, duration_s=180.0)
+    assert device.gain == 200.0
+    assert device.values.dtype == np.int16
+    with OnnxBeatClassifier(shipped_model(), CONFIG) as classifier:
+        record = Record("100", "MLII", 360.0, device.millivolts())
+        expected = classifier.classify(detect_record(record, CONFIG, 1.0).windows)
+        mqtt = prefix_config(mqtt_broker, "test-serve-analyze")
+        collector, (summary,) = run(
+            serve_devices(mqtt, classifier, [("100", device)]), timeout_s=120
+        )
+    got = beats_of(collector, "100")
+    assert len(expected) > 200
+    assert [b.sample for b in got] == [e.window.peak.index for e in expected]
+    assert [b.chain_sample for b in got] == [e.window.peak.index for e in expected]
+    assert [b.label for b in got] == [e.label for e in expected]
+    for message, beat in zip(got, expected, strict=True):
+        assert message.probabilities == pytest.approx(beat.probabilities, abs=1e-5)
+        assert message.time_s == pytest.approx(message.sample / 360.0, abs=1e-6)
+    states = [s.state for s in statuses_of(collector, "100")]
+    assert states[0] is StreamState.ONLINE
+    assert states[-1] is StreamState.OFFLINE
+    final = statuses_of(collector, "100")[-1].ingest
+    assert final is not None
+    assert (final.gaps, final.duplicates, final.malformed, final.dropped) == (0, 0, 0, 0)
+    assert final.samples == device.values.size
+    assert summary.streams["100"].publisher.dropped_total == 0
+    assert collector.malformed == []
+
+
+@pytest.mark.mqtt
+def test_250_and_500_hz_devices_give_the_beats_of_the_same_signal(
+    mqtt_broker: MqttBroker, data_dir: Path
+) -> None:
+    classifier = RuleClassifier()
+    devices = [
+        (f"fs{fs:g}", load_device_signal("100", data_dir, fs_hz=fs, duration_s=120.0))
+        for fs in (250.0, 500.0)
+    ]
+    mqtt = prefix_config(mqtt_broker, "test-serve-rates")
+    collector, _ = run(serve_devices(mqtt, classifier, devices))
+    for stream_id, device in devices:
+        record = Record("d", "MLII", device.fs_hz, np.zeros(0))
+        expected = [
+            record.to_record_index(b.window.peak.index) for b in analyzed(device, classifier)
+        ]
+        got = [b.sample for b in beats_of(collector, stream_id)]
+        assert len(got) == len(expected) > 100
+        assert np.abs(np.subtract(got, expected)).max() <= 1  # one sample at the device rate
+        assert all(
+            b.time_s == pytest.approx(b.sample / device.fs_hz)
+            for b in beats_of(collector, stream_id)
+        )
+        assert statuses_of(collector, stream_id)[-1].ingest.device_fs_hz == device.fs_hz  # type: ignore[union-attr]
+
+
+@pytest.mark.mqtt
+def test_gaps_duplicates_out_of_order_and_malformed_are_counted_never_fatal(
+    mqtt_broker: MqttBroker, data_dir: Path
+) -> None:
+    device = load_device_signal("100", data_dir, duration_s=30.0)
+    mqtt = prefix_config(mqtt_broker, "test-serve-bad")
+    topic = topic_for(mqtt.topic_prefix, "bad", TopicKind.RAW)
+    n = 36
+    starts = list(range(0, device.values.size, n))
+
+    def raw(start: int) -> bytes:
+        return encode(device.message("bad", start, start + n, None))
+
+    async def publish(config: MqttConfig) -> None:
+        order = starts[:100]
+        order += [starts[99], starts[50]]  # QoS 1 redelivery, an older chunk
+        order += [starts[101], starts[100]]  # out of order: a gap, then an older chunk
+        order += starts[130:]  # a gap of 28 chunks
+        malformed = [
+            b"not json",
+            b'{"v":1}',
+            json.dumps({**json.loads(raw(0)), "fs_hz": 50.0}).encode(),
+            json.dumps({**json.loads(raw(0)), "stream": "other"}).encode(),
+            encode(RawMessage.from_mv("bad", 0, 360.0, [0.0]))[:-5],
+            b"[" * 100_000,
+        ]
+        async with make_client(config, identifier="test-bad-device") as client:
+            for k, start in enumerate(order):
+                await client.publish(topic, raw(start), qos=1)
+                if k == 10:
+                    for payload in malformed:
+                        await client.publish(topic, payload, qos=1)
+            await client.publish(f"{config.topic_prefix}/x/y/raw/extra", b"junk", qos=1)
+
+    collector, (summary,) = run(
+        serve_devices(
+            mqtt, RuleClassifier(), [], publish=publish, done=lambda c: c.offline_seen("bad")
+        )
+    )
+    final = statuses_of(collector, "bad")[-1]
+    assert final.state is StreamState.OFFLINE
+    assert final.ingest is not None
+    assert (final.ingest.gaps, final.ingest.gap_samples) == (2, n + 28 * n)
+    assert final.ingest.duplicates == 3
+    assert final.ingest.malformed == 6
+    assert final.ingest.chunks == 100 + 1 + len(starts[130:])  # 101 after its gap
+    assert len(beats_of(collector, "bad")) > 20
+    assert summary.malformed == 6
+
+
+@pytest.mark.mqtt
+def test_an_idle_device_goes_offline_and_comes_back_as_a_new_session(
+    mqtt_broker: MqttBroker, data_dir: Path
+) -> None:
+    device = load_device_signal("100", data_dir, duration_s=20.0)
+    later = replace(device, values=device.values)
+    mqtt = prefix_config(mqtt_broker, "test-serve-idle")
+
+    async def publish(config: MqttConfig) -> None:
+        await publish_device(config, "idle", device, speed=math.inf, chunk_s=0.1)
+        await asyncio.sleep(IDLE_S * 4)  # silent past the timeout: offline, state freed
+        await publish_device(config, "idle", later, speed=math.inf, chunk_s=0.1)
+
+    def back_offline(c: Collector) -> bool:
+        return [s.state for s in statuses_of(c, "idle")].count(StreamState.OFFLINE) >= 2
+
+    collector, (summary,) = run(
+        serve_devices(mqtt, RuleClassifier(), [], publish=publish, done=back_offline)
+    )
+    states = [s.state for s in statuses_of(collector, "idle") if s.ingest is not None]
+    assert states[0] is StreamState.ONLINE
+    assert states.count(StreamState.OFFLINE) == 2
+    assert summary.streams["idle"].sessions == 2
+    # the second session starts afresh at index 0 again: its chunks are not duplicates
+    final = statuses_of(collector, "idle")[-1].ingest
+    assert final is not None
+    assert final.duplicates == 0
+    assert final.chunks == 200
+    half = len(beats_of(collector, "idle")) // 2
+    assert half > 10
+    assert [b.sample for b in beats_of(collector, "idle")][:half] == [
+        b.sample for b in beats_of(collector, "idle")
+    ][half:]
+
+
+@pytest.mark.mqtt
+@pytest.mark.parametrize("workers", [2, 4])
+def test_shard_workers_split_the_streams_and_publish_every_beat_once(
+    mqtt_broker: MqttBroker, data_dir: Path, workers: int
+) -> None:
+    classifier = RuleClassifier()
+    base = load_device_signal("100", data_dir, duration_s=90.0)
+    devices = []
+    for k in range(8):  # eight devices, each a different 15 s of record 100
+        part = base.values[k * 10 * 360 : (k * 10 + 15) * 360]
+        devices.append((f"bed{k}", replace(base, values=part)))
+    mqtt = prefix_config(mqtt_broker, f"test-serve-shard{workers}")
+    shards = [{"shard": Shard(i, workers)} for i in range(workers)]
+    collector, summaries = run(serve_devices(mqtt, classifier, devices, workers=shards))
+    for stream_id, device in devices:
+        owner = next(i for i in range(workers) if Shard(i, workers).owns(stream_id))
+        expected = [b.window.peak.index for b in analyzed(device, classifier)]
+        assert [b.sample for b in beats_of(collector, stream_id)] == expected  # each once
+        holders = {s.ingest.worker for s in statuses_of(collector, stream_id) if s.ingest}
+        assert holders == {f"w{owner}"}
+        for k, summary in enumerate(summaries):
+            assert (stream_id in summary.streams) == (k == owner)
+    assert sum(summary.foreign for summary in summaries) == (workers - 1) * sum(
+        summary.received - summary.foreign for summary in summaries
+    )
+    assert len({owner for owner in range(workers) if summaries[owner].streams}) > 1
+
+
+@pytest.mark.mqtt
+@pytest.mark.mosquitto_only("shared subscriptions ($share/GROUP/...)")
+def test_shared_subscription_round_robin_is_detected_not_classified(
+    mqtt_broker: MqttBroker, data_dir: Path
+) -> None:
+    """mosquitto hands a topic's messages to the group's members in turn: a stream is split."""
+    device = load_device_signal("100", data_dir, duration_s=20.0)
+    mqtt = prefix_config(mqtt_broker, "test-serve-share")
+    group = [{"share_group": "pool"}, {"share_group": "pool"}]
+
+    def both_offline(c: Collector) -> bool:
+        offline = [s for s in statuses_of(c, "rr") if s.state is StreamState.OFFLINE]
+        return len({s.ingest.worker for s in offline if s.ingest}) == 2
+
+    collector, summaries = run(
+        serve_devices(mqtt, RuleClassifier(), [("rr", device)], workers=group, done=both_offline)
+    )
+    assert beats_of(collector, "rr") == []  # no beats from fragments
+    flagged = {
+        s.ingest.worker for s in statuses_of(collector, "rr") if s.ingest and s.ingest.interleaved
+    }
+    assert flagged == {"w0", "w1"}
+    assert all(summary.streams["rr"].ingest.interleaved for summary in summaries)  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["serve", "--shard", "2/2"], "--shard 2/2 is not valid"),
+        (["serve", "--shard", "one/two"], "use I/N"),
+        (["serve", "--broker", "http://localhost:1883"], "scheme 'http'"),
+        (["serve", "--shard", "0/2", "--share", "g"], "not allowed with"),
+        (["device", "100", "--fs", "50"], "--fs 50 Hz is not a device rate"),
+        (["device", "100", "--fs", "2000"], "100 to 1000 Hz"),
+        (["device", "100", "--speed", "fast"], "--speed"),
+        (["device", "/nonexistent/rec999", "--broker", "mqtt://127.0.0.1:9"], "rec999"),
+        (["device", "100", "--broker", "mqtt://a:b@localhost"], "credentials"),
+    ],
+)
+def test_user_mistakes_are_one_line_and_exit_2(
+    argv: list[str], expected: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    try:
+        code = main(argv)
+    except SystemExit as exit_:  # argparse refuses its own way, with status 2
+        code = int(exit_.code or 0)
+    err = capsys.readouterr().err
+    assert code == 2
+    assert expected in err
+    assert "Traceback" not in err
+
+
+@pytest.mark.mqtt
+def test_serve_command_stops_on_sigterm_with_every_stream_offline(
+    mqtt_broker: MqttBroker, data_dir: Path
+) -> None:
+    shipped_model()
+    device = load_device_signal("100", data_dir, duration_s=30.0)
+    mqtt = prefix_config(mqtt_broker, "test-serve-cli")
+    command = [
+        sys.executable,
+        "-m",
+        "ecg_stream.cli",
+        "serve",
+        "--broker",
+        f"mqtt://127.0.0.1:{mqtt_broker.port}",
+        "--topic-prefix",
+        mqtt.topic_prefix,
+        "--quiet",
+    ]
+    process = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=os.environ
+    )
+    assert process.stdout is not None
+    try:
+        assert "serving every stream" in process.stdout.readline()
+        collector = Collector()
+
+        async def scenario() -> None:
+            listen = asyncio.create_task(
+                collect_until(
+                    mqtt,
+                    collector,
+                    lambda c: c.offline_seen("a") and c.offline_seen("b"),
+                    kinds=(TopicKind.BEATS, TopicKind.STATUS),
+                )
+            )
+            await collector.ready.wait()
+            for stream_id in ("a", "b"):
+                await publish_device(mqtt, stream_id, device, speed=math.inf, chunk_s=0.1)
+            await asyncio.sleep(2.0)  # received by now; processed or not, SIGTERM drains it
+            process.send_signal(signal.SIGTERM)
+            await listen
+
+        run(scenario())
+        output, _ = process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 0
+    assert "served 2 streams" in output
+    # the chunks received were processed and flushed: every beat of both devices went out
+    for stream_id in ("a", "b"):
+        assert [s.state for s in statuses_of(collector, stream_id)][-1] is StreamState.OFFLINE
+        assert len(beats_of(collector, stream_id)) > 30
