@@ -19,6 +19,7 @@ from pytestqt.qtbot import QtBot
 from ecg_stream.config import CHAIN_FS_HZ, ChainConfig, MqttConfig
 from ecg_stream.detector.chain import BeatExtractor
 from ecg_stream.errors import DataNotFoundError
+from ecg_stream.model.classifier import UNCLASSIFIABLE
 from ecg_stream.pipeline import PipelineOutput
 from ecg_stream.records import Record, load_record
 from ecg_stream.stream.live import LiveReplay, ReplaySummary, StreamSpec
@@ -46,6 +47,8 @@ class PrematurityClassifier:
 
     @staticmethod
     def label(window: BeatWindow) -> LabeledBeat:
+        if not window.usable:  # the contract: an unusable beat is Q, never V (wire.py checks)
+            return LabeledBeat(window, UNCLASSIFIABLE)
         premature = window.rr.rr_ms < 0.85 * window.rr.local_mean_rr_ms  # False for NaN
         chosen = BeatClass.V if premature else BeatClass.N
         probabilities = tuple(0.9 if cls is chosen else 0.025 for cls in BEAT_CLASSES)
