@@ -38,7 +38,10 @@ from ecg_stream.wire import (
 from tests.stream.helpers import Collector, MqttBroker, RuleClassifier, collect_until, run
 
 CONFIG = ChainConfig()
-IDLE_S = 0.5
+IDLE_S = 2.0
+"""Idle timeout of the workers in these tests. Devices and workers share one event loop here:
+on a loaded machine a device can pause for half a second, which a shorter timeout would take
+for the end of its session (seen once in CI: the last chunk came as a new session)."""
 
 
 async def serve_devices(

@@ -1,0 +1,91 @@
+"""Memory soak: N streams of 30 minutes each through `ecg-stream replay` at high speed.
+
+Starts a mosquitto of its own, runs ``ecg-stream replay`` on N whole records (default 8 DS1
+records, about 30 minutes of signal each) at ``--speed max`` as a subprocess, and reads the
+resident memory of the replay (and its worker processes, with ``--workers``) every
+``--every-s`` seconds from /proc. Prints the RSS trace summary (first reading after start-up,
+at the quarter, half and end, the peak), the slope over the second half, and the replay's
+own summary line (dropped, beats lost). Not a test: run it on a quiet machine.
+
+    python benchmarks/memory_soak.py --data-dir ../shared/data/mitdb
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from ecg_stream.stream.bench import mosquitto
+
+RECORDS = ("100", "101", "103", "105", "106", "108", "109", "111")
+
+
+def rss_mb(pid: int) -> float:
+    """Resident memory of ``pid`` and its children, in MB (0 once it has ended)."""
+    total = 0.0
+    pids = [pid]
+    try:
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        pids += [int(child) for child in children]
+    except OSError:
+        return 0.0
+    for each in pids:
+        try:
+            for line in Path(f"/proc/{each}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1]) / 1024.0
+        except OSError:
+            continue
+    return total
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data-dir", type=Path, action="append", help="WFDB directory")
+    parser.add_argument("--records", nargs="+", default=list(RECORDS), help="one stream each")
+    parser.add_argument("--every-s", type=float, default=2.0, help="RSS sampling period")
+    parser.add_argument("--workers", type=int, default=1, help="replay --workers")
+    args = parser.parse_args()
+    data = [arg for directory in args.data_dir or [] for arg in ("--data-dir", str(directory))]
+    with mosquitto() as mqtt:
+        command = [
+            *(sys.executable, "-m", "ecg_stream.cli", "replay", *args.records, "--speed", "max"),
+            *("--quiet", "--broker", mqtt.url, "--workers", str(args.workers), *data),
+        ]
+        started = time.monotonic()
+        replay = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
+        trace: list[tuple[float, float]] = []
+        while replay.poll() is None:
+            trace.append((time.monotonic() - started, rss_mb(replay.pid)))
+            time.sleep(args.every_s)
+        out = replay.stdout.read() if replay.stdout else ""
+    samples = np.array([mb for _, mb in trace if mb > 0])
+    times = np.array([t for t, mb in trace if mb > 0])
+    if samples.size < 8:
+        print(f"too short a run to judge ({samples.size} readings)\n{out}")
+        return 1
+    half = samples.size // 2
+    slope = np.polyfit(times[half:], samples[half:], 1)[0] * 60.0
+    quarter = [samples[round(q * (samples.size - 1))] for q in (0.1, 0.25, 0.5, 1.0)]
+    print(
+        f"{len(args.records)} streams x 30 min at --speed max, {args.workers} worker(s): "
+        f"{times[-1]:.0f} s wall, {samples.size} RSS readings every {args.every_s:g} s"
+    )
+    print(
+        "RSS MB at 10 % / 25 % / 50 % / end of the run: "
+        + " / ".join(f"{mb:.1f}" for mb in quarter)
+        + f"; peak {samples.max():.1f}; slope over the second half {slope:+.2f} MB/min"
+    )
+    for line in out.splitlines():
+        if line.strip().startswith("dropped"):
+            print(f"replay summary: {line.strip()}")
+    return replay.returncode
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
