@@ -1,15 +1,21 @@
 """How many real-time devices one ``ecg-stream serve`` process keeps up with.
 
 For each N in ``--streams``: a mosquitto of its own on loopback, one ``serve`` process (the
-shipped model, ``--quiet``), N simulated devices at 360 Hz publishing 100 ms chunks in real
-time (``ecg-stream device``, spread over ``--device-procs`` other processes), and a subscriber
-here that receives every beat and status. Printed per N: beats received against the beats the
-chain finds offline (nothing lost), the worker's ingest counters (gaps, duplicates, chunks
-dropped: nothing dropped), compute latency (chunk arrival -> beat published, as the worker
-stamps it) and end-to-end latency (-> received here) at p50/p95/p99/max, and the worker's CPU.
+shipped model, ``--quiet``; or ``--shards K`` processes, ``--shard 0/K`` ...), N simulated
+devices at 360 Hz publishing 100 ms chunks in real time (``ecg-stream device``, spread over
+``--device-procs`` other processes), and a subscriber here that receives every beat and status.
+Printed per N: beats received against the beats the chain finds offline (nothing lost), the
+worker's ingest counters (gaps, duplicates, chunks dropped: nothing dropped), compute latency
+(chunk arrival -> beat published, as the worker stamps it) and end-to-end latency (-> received
+here) at p50/p95/p99/max, the worker's CPU, and its backlog: how long after the last device
+stopped the worker announced the last stream offline (about the idle timeout when it keeps up;
+a worker that falls behind catches up later). A worker still behind after ``--catch-up-s`` is
+stopped (SIGTERM: it labels and publishes what it holds) and the beats it published by then are
+shown beside those received.
 
     python benchmarks/serve_scale.py --data-dir ../shared/data/mitdb --streams 4 --duration-s 20
     python benchmarks/serve_scale.py --streams 8 16 32 64 128 --duration-s 60   # the curve
+    python benchmarks/serve_scale.py --streams 128 --shards 2 --samples-ms 500
 
 Not a test: figures depend on the machine and its load (run it on a quiet one).
 """
@@ -46,6 +52,7 @@ class Received:
     compute_ms: list[float] = field(default_factory=list)
     e2e_ms: list[float] = field(default_factory=list)
     final: dict[str, StatusMessage] = field(default_factory=dict)
+    last_offline_s: float = math.nan
 
 
 def percentiles(values: list[float]) -> str:
@@ -78,6 +85,7 @@ async def collect(
                 received.e2e_ms.append(message.compute_ms + hop_ms)
             elif isinstance(message, StatusMessage) and message.state is StreamState.OFFLINE:
                 received.final[message.stream] = message
+                received.last_offline_s = time.monotonic()
                 if all(stream in received.final for stream in ids):
                     return
 
@@ -90,28 +98,36 @@ async def scale_point(args: argparse.Namespace, streams: int, expected: int) -> 
     with mosquitto(topic_prefix="scale") as mqtt:
         url = f"mqtt://{mqtt.host}:{mqtt.port}"
         cli = [sys.executable, "-m", "ecg_stream.cli"]
-        serve = start(
-            [
-                *cli,
-                "serve",
-                "--broker",
-                url,
-                "--topic-prefix",
-                "scale",
-                "--quiet",
-                "--idle-timeout-s",
-                str(IDLE_TIMEOUT_S),
-            ]
-        )
-        assert serve.stdout is not None
-        if "serving" not in serve.stdout.readline():
-            serve.kill()
-            return f"{streams:>5}  serve did not start"
+        workers = [
+            start(
+                [
+                    *cli,
+                    "serve",
+                    "--broker",
+                    url,
+                    "--topic-prefix",
+                    "scale",
+                    "--quiet",
+                    "--idle-timeout-s",
+                    str(IDLE_TIMEOUT_S),
+                    *(["--shard", f"{k}/{args.shards}"] if args.shards > 1 else []),
+                    *(["--samples-ms", str(args.samples_ms)] if args.samples_ms else []),
+                ]
+            )
+            for k in range(args.shards)
+        ]
+        for worker in workers:
+            assert worker.stdout is not None
+            if "serving" not in worker.stdout.readline():
+                for each in workers:
+                    each.kill()
+                return f"{streams:>5}  serve did not start"
         ids = [f"dev{k}" for k in range(streams)]
         received, ready = Received(), asyncio.Event()
         listen = asyncio.create_task(collect(mqtt, ids, received, ready))
         await ready.wait()
-        cpu_before, wall_before = cpu_seconds(serve.pid), time.monotonic()
+        cpu_before = sum(cpu_seconds(worker.pid) for worker in workers)
+        wall_before = time.monotonic()
         procs = []
         for part in np.array_split(np.array(ids), min(args.device_procs, streams)):
             command = [*cli, "device", *[args.record] * len(part), "--broker", url]
@@ -121,11 +137,23 @@ async def scale_point(args: argparse.Namespace, streams: int, expected: int) -> 
             procs.append(start(command))
         for proc in procs:
             await asyncio.to_thread(proc.wait)
+        devices_done_s = time.monotonic()
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(listen, timeout=IDLE_TIMEOUT_S + 30.0)
-        cpu_s, wall_s = cpu_seconds(serve.pid) - cpu_before, time.monotonic() - wall_before
-        serve.send_signal(signal.SIGTERM)
-        summary, _ = await asyncio.to_thread(serve.communicate, None, 30)
+            await asyncio.wait_for(listen, timeout=IDLE_TIMEOUT_S + args.catch_up_s)
+        cpu_s = sum(cpu_seconds(worker.pid) for worker in workers) - cpu_before
+        wall_s = time.monotonic() - wall_before
+        for worker in workers:
+            worker.send_signal(signal.SIGTERM)
+        outputs = [await asyncio.to_thread(w.communicate, None, 600) for w in workers]
+        summary = "\n".join(output for output, _ in outputs)
+    backlog = (
+        f"{received.last_offline_s - devices_done_s:6.1f} s"
+        if len(received.final) == streams
+        else "behind"
+    )
+    published = sum(
+        int(line.split()[3]) for line in summary.splitlines() if line.startswith("served ")
+    )
     beats = sum(received.beats.values())
     ingest = [s.ingest for s in received.final.values() if s.ingest is not None]
     gaps = sum(i.gaps for i in ingest)
@@ -137,9 +165,9 @@ async def scale_point(args: argparse.Namespace, streams: int, expected: int) -> 
         if "publish dropped" in line
     )
     return (
-        f"{streams:>5} {beats:>7}/{expected * streams:<7} {gaps:>4} {duplicates:>4} "
-        f"{dropped + publish_dropped:>4}  {percentiles(received.compute_ms)}   "
-        f"{percentiles(received.e2e_ms)}   {100 * cpu_s / wall_s:5.1f}%"
+        f"{streams:>5} {beats:>7}/{expected * streams:<7} {published:>7} {gaps:>4} "
+        f"{duplicates:>4} {dropped + publish_dropped:>4}  {percentiles(received.compute_ms)}   "
+        f"{percentiles(received.e2e_ms)}   {100 * cpu_s / wall_s:5.1f}%  {backlog}"
     )
 
 
@@ -150,6 +178,13 @@ def main() -> None:
     parser.add_argument("--record", default="100", help="record every device publishes")
     parser.add_argument("--data-dir", type=Path, action="append", help="WFDB directory")
     parser.add_argument("--device-procs", type=int, default=4, help="device processes")
+    parser.add_argument("--samples-ms", type=float, help="serve --samples-ms (default: per chunk)")
+    parser.add_argument(
+        "--shards", type=int, default=1, help="serve processes, --shard I/N (default: 1)"
+    )
+    parser.add_argument(
+        "--catch-up-s", type=float, default=60.0, help="wait this long for a lagging worker"
+    )
     args = parser.parse_args()
     record = load_record(args.record, args.data_dir, annotations=False)
     part = record.__class__(
@@ -162,8 +197,8 @@ def main() -> None:
         f"{os.getloadavg()[0]:.1f}"
     )
     print(
-        "devices   beats/expected gaps dups drop  compute ms p50 p95 p99 max"
-        "          end-to-end ms p50 p95 p99 max        serve CPU"
+        "devices  received/expected published gaps dups drop  compute ms p50 p95 p99 max"
+        "          end-to-end ms p50 p95 p99 max        serve CPU  backlog"
     )
     for streams in args.streams:
         print(asyncio.run(scale_point(args, streams, expected)), flush=True)

@@ -73,7 +73,7 @@ def detect_record(record: Record, config: ChainConfig, chunk_s: float) -> Detect
     for start in range(0, record.samples.size, chunk_samples):
         chunk = Chunk(start, record.samples[start : start + chunk_samples])
         windows += extractor.process(chunk).windows
-    windows += extractor.flush()
+    windows += extractor.flush().windows
     return DetectionResult(record, tuple(windows), time.perf_counter() - started)
 
 

@@ -312,7 +312,18 @@ def _build_parser() -> argparse.ArgumentParser:
         default=10.0,
         help="a device silent this long goes offline and its state is freed (default: 10)",
     )
-    serve.add_argument("--worker-id", help="names this worker on each stream's status")
+    serve.add_argument(
+        "--worker-id",
+        help="names this worker on each stream's status and its persistent broker session: "
+        "raw chunks sent while it is down wait for it at the broker (default: host-pid, a "
+        "fresh session each start)",
+    )
+    serve.add_argument(
+        "--samples-ms",
+        type=float,
+        help="signal per samples message, in ms (default: one per raw chunk; 500 or 1000 for "
+        "hundreds of devices: fewer publishes, a coarser monitor trace)",
+    )
     serve.add_argument("--model", type=Path, help="ONNX model (default: the shipped one)")
     serve.add_argument("--quiet", action="store_true", help="no line per beat, summary only")
     serve.set_defaults(handler=_serve)
@@ -869,8 +880,11 @@ def _subscribe(args: argparse.Namespace) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
+    from ecg_stream.stream.live import check_samples_s
     from ecg_stream.stream.serve import Shard, serve_main
 
+    samples_s = None if args.samples_ms is None else args.samples_ms / 1e3
+    check_samples_s(samples_s)  # a bad value fails before the model loads
     if args.shard is not None:
         Shard.parse(args.shard)  # a bad value fails before the model loads
     if args.broker is not None:
@@ -886,6 +900,7 @@ def _serve(args: argparse.Namespace) -> int:
         share_group=args.share,
         idle_timeout_s=args.idle_timeout_s,
         worker_id=args.worker_id,
+        samples_s=samples_s,
         model_path=args.model,
         quiet=args.quiet,
     )

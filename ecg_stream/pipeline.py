@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ecg_stream.detector.chain import BeatExtractor
+from ecg_stream.detector.chain import BeatExtractor, Extracted
 from ecg_stream.errors import ModelContractError
 from ecg_stream.model.classifier import OnnxBeatClassifier
 from ecg_stream.types import Chunk, LabeledBeat
@@ -15,7 +15,8 @@ class PipelineOutput:
     """What one chunk yields: its filtered samples and the beats it completed, labelled.
 
     Args:
-        filtered: The chunk after the band-pass, same indices and arrival time.
+        filtered: The chunk after the band-pass, same indices and arrival time (at
+            ``flush()``, an empty chunk at the stream's end).
         beats: Beats whose window completed with this chunk, in R-peak order.
     """
 
@@ -25,6 +26,8 @@ class PipelineOutput:
 
 class BeatPipeline:
     """Beat extractor followed by the classifier; the beats of a chunk are classified in one batch.
+
+    A ``Stage`` of chunks in, ``PipelineOutput`` out.
 
     Args:
         extractor: The streaming chain (filter, R-peak detector, segmenter).
@@ -49,11 +52,12 @@ class BeatPipeline:
 
     def process(self, chunk: Chunk) -> PipelineOutput:
         """Run one chunk through the chain and classify the beats it completed."""
-        extracted = self.extractor.process(chunk)
+        return self._classified(self.extractor.process(chunk))
+
+    def flush(self) -> PipelineOutput:
+        """The stream has ended: classify the beats still held back."""
+        return self._classified(self.extractor.flush())
+
+    def _classified(self, extracted: Extracted) -> PipelineOutput:
         beats = self.classifier.classify(extracted.windows) if extracted.windows else []
         return PipelineOutput(filtered=extracted.filtered, beats=tuple(beats))
-
-    def flush(self) -> tuple[LabeledBeat, ...]:
-        """The stream has ended: classify the beats still held back, then start afresh."""
-        windows = self.extractor.flush()
-        return tuple(self.classifier.classify(windows)) if windows else ()

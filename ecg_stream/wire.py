@@ -16,8 +16,10 @@ topic                     QoS  retained  payload
 ``ecg/<stream>/raw``      1    no        device input: one JSON object per chunk of raw samples
 ========================  ===  ========  ============================================
 
-Every payload is a UTF-8 JSON object whose first field is the schema version ``"v"``. Decoders
-check the version first, then required fields, types and ranges, and raise
+Every payload is a UTF-8 JSON object whose first field is the schema version ``"v"``. Each
+message is a ``msgspec.Struct`` that spells its payload once: fields in payload order, wire
+names, bounds (``msgspec.Meta``), optional fields left out when absent. Decoders check the
+version first, then required fields, types and ranges, and raise
 :class:`~ecg_stream.errors.PayloadError` naming the field; unknown extra fields are ignored, so
 optional fields can be added without a version bump. Whatever the bytes (deep nesting, huge or
 non-finite numbers, absurd values), decoding ends in a message or a ``PayloadError``, never in
@@ -34,17 +36,23 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import json
 import math
+import re
 from collections import OrderedDict
-from dataclasses import dataclass, field
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from enum import Enum
-from typing import Any, TypeAlias
+from typing import Annotated, Any, ClassVar, NamedTuple, TypeAlias, TypeVar, cast
 
+import msgspec
 import numpy as np
 import numpy.typing as npt
+from msgspec import Meta
+from msgspec.structs import force_setattr
 
-from ecg_stream.config import SUPPORTED_FS_HZ
+from ecg_stream.config import CHAIN_FS_HZ, SUPPORTED_FS_HZ
 from ecg_stream.errors import ConfigError, PayloadError
 from ecg_stream.types import (
     BEAT_CLASSES,
@@ -115,8 +123,8 @@ MAX_LEAD_CHARS = 32
 _INT16_MIN, _INT16_MAX = -32768, 32767
 _WILDCARDS = ("+", "#", "\x00")
 _Payload: TypeAlias = dict[str, Any]
-_JSON_TYPE_NAMES = {dict: "object", list: "array", str: "string", int: "integer", float: "number"}
-Int16Array: TypeAlias = npt.NDArray[np.int16]
+_Rounded: TypeAlias = tuple[tuple[str, int], ...]
+_JSON = json.JSONEncoder(allow_nan=False, separators=(",", ":"))
 
 
 class TopicKind(Enum):
@@ -143,10 +151,10 @@ OUTPUT_KINDS: tuple[TopicKind, ...] = (TopicKind.BEATS, TopicKind.SAMPLES, Topic
 
 
 class StreamState(Enum):
-    """State announced on the status topic."""
+    """State announced on the status topic (in the order a refusal lists them)."""
 
-    ONLINE = "online"
     OFFLINE = "offline"
+    ONLINE = "online"
 
 
 @dataclass(frozen=True, slots=True)
@@ -265,8 +273,48 @@ def parse_topic(topic: str) -> TopicParts:
     return TopicParts("/".join(levels[:-2]), levels[-2], kinds[levels[-1]])
 
 
-@dataclass(frozen=True, slots=True)
-class BeatMessage:
+Text: TypeAlias = Annotated[str, Meta(min_length=1, max_length=MAX_TEXT_CHARS)]
+"""A name on the wire (stream id, record, model, ...); also printable (checked on decode)."""
+Index: TypeAlias = Annotated[int, Meta(ge=0, le=MAX_INDEX)]
+"""A sample index or a counter."""
+Unit: TypeAlias = Annotated[float, Meta(ge=0.0, le=1.0, extra={"digits": 6})]
+"""A probability; ``digits``: decimals written on the wire (``round``)."""
+UnixTime: TypeAlias = Annotated[float, Meta(ge=0.0, le=MAX_UNIX_TIME_S, extra={"digits": 6})]
+ChainRate: TypeAlias = Annotated[float, Meta(ge=SUPPORTED_FS_HZ[0], le=SUPPORTED_FS_HZ[1])]
+DeviceRate: TypeAlias = Annotated[float, Meta(ge=RAW_FS_RANGE_HZ[0], le=RAW_FS_RANGE_HZ[1])]
+Int16Array: TypeAlias = npt.NDArray[np.int16]
+
+
+class _WireBytes(np.ndarray):
+    """The bytes of a base64 field as decoded, before its message checks and types them."""
+
+
+class ClassProbabilities(msgspec.Struct, frozen=True):
+    """One probability per class (``"p"`` on the wire); a sequence in ``BEAT_CLASSES`` order."""
+
+    N: Unit
+    S: Unit
+    V: Unit
+    F: Unit
+    Q: Unit
+
+    def __iter__(self) -> Iterator[float]:
+        return iter(msgspec.structs.astuple(self))
+
+    def __len__(self) -> int:
+        return len(BEAT_CLASSES)
+
+    def __getitem__(self, index: int) -> float:
+        value: float = msgspec.structs.astuple(self)[index]
+        return value
+
+
+Sequence.register(ClassProbabilities)
+
+
+class BeatMessage(
+    msgspec.Struct, frozen=True, omit_defaults=True, tag_field="v", tag=SCHEMA_VERSION
+):
     """One labeled beat, as published on ``<prefix>/<stream>/beats``.
 
     Args:
@@ -278,7 +326,8 @@ class BeatMessage:
         r_wall_time: Unix time of the R peak: wall clock at stream start + ``time_s / speed``.
         label: Most probable class.
         confidence: Probability of ``label``.
-        probabilities: One probability per class, in ``BEAT_CLASSES`` order.
+        probabilities: One probability per class, in ``BEAT_CLASSES`` order (``"p"``); a tuple
+            is taken too.
         rr_ms: Interval to the previous beat, in ms (None for a stream's first beat).
         hr_bpm: Instantaneous heart rate ``60000 / rr_ms`` (None with ``rr_ms``).
         compute_ms: From the arrival of the last sample the beat needs to its publication, in ms.
@@ -289,21 +338,26 @@ class BeatMessage:
             the wire (``"sqi_issue"``, only with ``"sqi"``).
     """
 
-    stream: str
-    record: str
-    sample: int
-    chain_sample: int
-    time_s: float
-    r_wall_time: float
+    kind: ClassVar[TopicKind] = TopicKind.BEATS
+    stream: Text
+    record: Text
+    sample: Index
+    chain_sample: Index
+    time_s: Annotated[float, Meta(ge=0.0, le=MAX_TIME_S, extra={"digits": 6})]
+    r_wall_time: UnixTime
     label: BeatClass
-    confidence: float
-    probabilities: tuple[float, float, float, float, float]
-    rr_ms: float | None
-    hr_bpm: float | None
-    compute_ms: float
-    published_at: float
-    sqi: float | None = None
+    confidence: Unit
+    probabilities: ClassProbabilities = msgspec.field(name="p")
+    rr_ms: Annotated[float, Meta(ge=MIN_RR_MS, le=MAX_TIME_S * 1000.0, extra={"digits": 3})] | None
+    hr_bpm: Annotated[float, Meta(gt=0.0, le=MAX_HEART_RATE_BPM, extra={"digits": 3})] | None
+    compute_ms: Annotated[float, Meta(ge=0.0, le=MAX_COMPUTE_MS, extra={"digits": 4})]
+    published_at: UnixTime
+    sqi: Annotated[float, Meta(ge=0.0, le=1.0, extra={"digits": 4})] | None = None
     sqi_issue: SignalIssue | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.probabilities, ClassProbabilities):
+            force_setattr(self, "probabilities", ClassProbabilities(*self.probabilities))
 
     @classmethod
     def from_beat(
@@ -332,7 +386,7 @@ class BeatMessage:
         """
         rr_ms = beat.window.rr.rr_ms
         has_rr = math.isfinite(rr_ms) and rr_ms > 0
-        probabilities = tuple(float(p) for p in beat.probabilities)
+        probabilities = ClassProbabilities(*(float(p) for p in beat.probabilities))
         label = beat.label
         quality = beat.window.quality
         return cls(
@@ -344,7 +398,7 @@ class BeatMessage:
             r_wall_time=r_wall_time,
             label=label,
             confidence=probabilities[label.index],
-            probabilities=probabilities,  # type: ignore[arg-type]  # five, checked by LabeledBeat
+            probabilities=probabilities,
             rr_ms=rr_ms if has_rr else None,
             hr_bpm=60_000.0 / rr_ms if has_rr else None,
             compute_ms=compute_ms,
@@ -353,9 +407,44 @@ class BeatMessage:
             sqi_issue=None if quality is None else quality.issue,
         )
 
+    def _check(self, obj: _Payload) -> None:
+        """What the types cannot say: probabilities sum to 1, RR and heart rate agree."""
+        probabilities = tuple(self.probabilities)
+        total = sum(probabilities)
+        if abs(total - 1.0) > PROBABILITY_SUM_TOLERANCE:
+            msg = f"beats payload: probabilities 'p' sum to {total:.6f}, expected 1"
+            raise PayloadError(msg)
+        chosen = probabilities[self.label.index]
+        if abs(self.confidence - chosen) > PROBABILITY_SUM_TOLERANCE:
+            msg = (
+                f"beats payload: 'confidence' {self.confidence} differs from "
+                f"p[{self.label.value!r}] {chosen}"
+            )
+            raise PayloadError(msg)
+        rr_ms, hr_bpm = self.rr_ms, self.hr_bpm
+        if (rr_ms is None) != (hr_bpm is None):
+            msg = f"beats payload: 'rr_ms' is {rr_ms} but 'hr_bpm' {hr_bpm}: both null or neither"
+            raise PayloadError(msg)
+        if (
+            rr_ms is not None
+            and hr_bpm is not None  # each rounded on the wire: to 0.001 ms and 0.001 bpm
+            and not math.isclose(hr_bpm, 60_000.0 / rr_ms, rel_tol=1e-3, abs_tol=1e-3)
+        ):
+            msg = (
+                f"beats payload: 'hr_bpm' {hr_bpm} is not 60000 / 'rr_ms' {rr_ms} "
+                f"({60_000.0 / rr_ms:.3f})"
+            )
+            raise PayloadError(msg)
+        if self.sqi_issue is not None and (self.sqi is None or self.label is not BeatClass.Q):
+            msg = (
+                f"beats payload: 'sqi_issue' {self.sqi_issue.value!r} comes with label "
+                f"{self.label.value!r} and sqi {self.sqi}; an unusable beat carries an 'sqi' "
+                "and label 'Q'"
+            )
+            raise PayloadError(msg)
 
-@dataclass(frozen=True, slots=True)
-class SamplesMessage:
+
+class SamplesMessage(msgspec.Struct, frozen=True, tag_field="v", tag=SCHEMA_VERSION):
     """A chunk of filtered samples, as published on ``<prefix>/<stream>/samples``.
 
     On the wire ``data`` is base64 of little-endian int16 counts of ``scale_uv`` microvolts.
@@ -366,14 +455,19 @@ class SamplesMessage:
             ``BeatMessage.chain_sample``).
         fs_hz: Sampling rate of the samples, in Hz.
         scale_uv: Microvolts per count.
-        counts: The samples, in counts of ``scale_uv`` microvolts.
+        counts: The samples, in counts of ``scale_uv`` microvolts (``"data"``).
     """
 
-    stream: str
-    start_index: int
-    fs_hz: float
-    scale_uv: float
-    counts: Int16Array = field(repr=False, compare=False)
+    kind: ClassVar[TopicKind] = TopicKind.SAMPLES
+    stream: Text
+    start_index: Index
+    fs_hz: ChainRate
+    scale_uv: Annotated[float, Meta(gt=0.0, le=MAX_SCALE_UV)]
+    counts: Int16Array = msgspec.field(name="data")
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.counts, _WireBytes) and self.counts.dtype != np.int16:
+            force_setattr(self, "counts", self.counts.astype(np.int16))  # as the wire carries them
 
     @classmethod
     def from_mv(
@@ -407,11 +501,58 @@ class SamplesMessage:
             == (other.stream, other.start_index, other.fs_hz, other.scale_uv)
         ) and np.array_equal(self.counts, other.counts)
 
-    __hash__ = None  # type: ignore[assignment]  # holds an array
+    def _check(self, obj: _Payload) -> None:
+        raw = self.counts
+        if raw.size % 2:
+            msg = f"samples payload: 'data' holds {raw.size} bytes, expected int16 pairs (even)"
+            raise PayloadError(msg)
+        if raw.size // 2 > MAX_SAMPLES_PER_MESSAGE:
+            msg = (
+                f"samples payload: 'data' holds {raw.size // 2} samples, expected at most "
+                f"{MAX_SAMPLES_PER_MESSAGE}; publish long stretches in several messages"
+            )
+            raise PayloadError(msg)
+        force_setattr(self, "counts", np.frombuffer(raw, dtype="<i2").astype(np.int16))
 
 
-@dataclass(frozen=True, slots=True)
-class StatusMessage:
+class IngestStatus(msgspec.Struct, frozen=True):
+    """What a ``serve`` worker did with a device's ``raw`` chunks; part of its ``status``.
+
+    Args:
+        worker: Id of the worker holding the stream.
+        device_fs_hz: The device's sampling rate, in Hz.
+        chunks: Chunks processed.
+        samples: Device samples processed.
+        gaps: Chunks that started after a gap (the chain was flushed and restarted).
+        gap_samples: Device samples missing in those gaps.
+        duplicates: Chunks dropped as duplicates or older than the last (QoS 1 redelivery).
+        malformed: Messages on the stream's ``raw`` topic that did not decode.
+        dropped: Chunks dropped because the worker fell behind (each also makes a gap).
+        interleaved: The stream's chunks are being split between workers (a shared
+            subscription that does not keep a topic on one member): no beats are produced.
+            Optional on the wire (false when absent).
+    """
+
+    worker: Text
+    device_fs_hz: DeviceRate
+    chunks: Index
+    samples: Index
+    gaps: Index
+    gap_samples: Index
+    duplicates: Index
+    malformed: Index
+    dropped: Index
+    interleaved: bool = False
+
+    @classmethod
+    def starting(cls, worker: str, device_fs_hz: float) -> IngestStatus:
+        """The counters of a stream not fed yet: all zero."""
+        return cls(worker, device_fs_hz, 0, 0, 0, 0, 0, 0, 0)
+
+
+class StatusMessage(
+    msgspec.Struct, frozen=True, omit_defaults=True, tag_field="v", tag=SCHEMA_VERSION
+):
     """A stream's state, as published (retained) on ``<prefix>/<stream>/status``.
 
     Args:
@@ -427,44 +568,36 @@ class StatusMessage:
             known. Optional on the wire (``"signal"``).
     """
 
-    stream: str
+    kind: ClassVar[TopicKind] = TopicKind.STATUS
+    stream: Text
     state: StreamState
-    record: str
-    fs_hz: float
-    model: str
-    classes: tuple[BeatClass, ...]
+    record: Text
+    fs_hz: ChainRate
+    model: Text
+    classes: Annotated[tuple[BeatClass, ...], Meta(min_length=1)]
     ingest: IngestStatus | None = None
     signal: SignalState | None = None
 
+    @classmethod
+    def online(
+        cls, stream: str, record: str, model: str, ingest: IngestStatus | None = None
+    ) -> StatusMessage:
+        """A stream of the chain (360 Hz, the AAMI classes) coming online."""
+        return cls(
+            stream=stream,
+            state=StreamState.ONLINE,
+            record=record,
+            fs_hz=CHAIN_FS_HZ,
+            model=model,
+            classes=BEAT_CLASSES,
+            ingest=ingest,
+        )
 
-@dataclass(frozen=True, slots=True)
-class IngestStatus:
-    """What a ``serve`` worker did with a device's ``raw`` chunks; part of its ``status``.
-
-    Args:
-        worker: Id of the worker holding the stream.
-        device_fs_hz: The device's sampling rate, in Hz.
-        chunks: Chunks processed.
-        samples: Device samples processed.
-        gaps: Chunks that started after a gap (the chain was flushed and restarted).
-        gap_samples: Device samples missing in those gaps.
-        duplicates: Chunks dropped as duplicates or older than the last (QoS 1 redelivery).
-        malformed: Messages on the stream's ``raw`` topic that did not decode.
-        dropped: Chunks dropped because the worker fell behind (each also makes a gap).
-        interleaved: The stream's chunks are being split between workers (a shared
-            subscription that does not keep a topic on one member): no beats are produced.
-    """
-
-    worker: str
-    device_fs_hz: float
-    chunks: int = 0
-    samples: int = 0
-    gaps: int = 0
-    gap_samples: int = 0
-    duplicates: int = 0
-    malformed: int = 0
-    dropped: int = 0
-    interleaved: bool = False
+    def _check(self, obj: _Payload) -> None:
+        if len(set(self.classes)) != len(self.classes):
+            names = [beat_class.value for beat_class in self.classes]
+            msg = f"status payload: 'classes' {_shown(names)} repeats a class"
+            raise PayloadError(msg)
 
 
 WireMessage: TypeAlias = BeatMessage | SamplesMessage | StatusMessage
@@ -477,8 +610,9 @@ class RawEncoding(Enum):
     FLOAT32 = "float32"  # mV
 
 
-@dataclass(frozen=True, slots=True)
-class RawMessage:
+class RawMessage(
+    msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, tag_field="v", tag=SCHEMA_VERSION
+):
     """A chunk of one lead's samples from a device, as published on ``<prefix>/<stream>/raw``.
 
     Args:
@@ -486,8 +620,8 @@ class RawMessage:
         start_index: Index of the first sample in the device's clock (its own sample counter).
         fs_hz: The device's sampling rate, in Hz (within :data:`RAW_FS_RANGE_HZ`).
         encoding: How ``data`` is written.
-        data: The samples: int16 counts (``encoding`` INT16) or float32 mV (FLOAT32).
         gain: Counts per mV of int16 data; None for float32 data.
+        data: The samples: int16 counts (``encoding`` INT16) or float32 mV (FLOAT32).
         lead: Lead name (e.g. ``MLII``), if the device says.
         t0: Unix time of the first sample by the device's clock, in s, if the device says.
 
@@ -497,16 +631,19 @@ class RawMessage:
         [1.0, -0.5]
     """
 
-    stream: str
-    start_index: int
-    fs_hz: float
+    kind: ClassVar[TopicKind] = TopicKind.RAW
+    stream: Text
+    start_index: Index
+    fs_hz: DeviceRate
     encoding: RawEncoding
-    data: npt.NDArray[np.int16] | npt.NDArray[np.float32] = field(repr=False, compare=False)
-    gain: float | None = None
-    lead: str | None = None
-    t0: float | None = None
+    gain: Annotated[float, Meta(ge=RAW_GAIN_RANGE[0], le=RAW_GAIN_RANGE[1])] | None = None
+    data: npt.NDArray[np.int16 | np.float32]
+    lead: Annotated[str, Meta(min_length=1, max_length=MAX_LEAD_CHARS)] | None = None
+    t0: Annotated[float, Meta(ge=0.0, extra={"digits": 6})] | None = None
 
     def __post_init__(self) -> None:
+        if isinstance(self.data, _WireBytes):
+            return  # typed by _check
         want = np.int16 if self.encoding is RawEncoding.INT16 else np.float32
         if self.data.dtype != want or self.data.ndim != 1:
             got = f"{self.data.dtype} of shape {self.data.shape}"
@@ -534,7 +671,14 @@ class RawMessage:
             msg = f"counts span {data.min()}..{data.max()}, beyond int16; send float32 mV"
             raise ValueError(msg)
         return cls(
-            stream, start_index, fs_hz, RawEncoding.INT16, data.astype(np.int16), gain, lead, t0
+            stream=stream,
+            start_index=start_index,
+            fs_hz=fs_hz,
+            encoding=RawEncoding.INT16,
+            gain=gain,
+            data=data.astype(np.int16),
+            lead=lead,
+            t0=t0,
         )
 
     @classmethod
@@ -550,7 +694,15 @@ class RawMessage:
     ) -> RawMessage:
         """Float32 samples in mV."""
         data = np.asarray(samples_mv, dtype=np.float32)
-        return cls(stream, start_index, fs_hz, RawEncoding.FLOAT32, data, None, lead, t0)
+        return cls(
+            stream=stream,
+            start_index=start_index,
+            fs_hz=fs_hz,
+            encoding=RawEncoding.FLOAT32,
+            data=data,
+            lead=lead,
+            t0=t0,
+        )
 
     @property
     def end_index(self) -> int:
@@ -573,80 +725,70 @@ class RawMessage:
             and np.array_equal(self.data, other.data)
         )
 
-    __hash__ = None  # type: ignore[assignment]  # holds an array
+    def _check(self, obj: _Payload) -> None:
+        """Gain only with int16, whole samples, 1 to 10 000 of them, finite float32 mV."""
+        int16 = self.encoding is RawEncoding.INT16
+        if int16 and self.gain is None:
+            msg = "raw payload: 'gain' is None, expected integer or number"
+            if "gain" not in obj:
+                msg = "raw payload lacks required field 'gain'"
+            raise PayloadError(msg)
+        if not int16 and self.gain is not None:
+            msg = "raw payload: 'gain' is for int16 counts; float32 'data' is in mV, send no gain"
+            raise PayloadError(msg)
+        raw, itemsize = self.data, 2 if int16 else 4
+        if raw.size % itemsize:
+            msg = (
+                f"raw payload: 'data' holds {raw.size} bytes, not a whole number of "
+                f"{self.encoding.value} samples ({itemsize} bytes each)"
+            )
+            raise PayloadError(msg)
+        count = raw.size // itemsize
+        if not 1 <= count <= MAX_RAW_SAMPLES_PER_MESSAGE:
+            msg = (
+                f"raw payload: 'data' holds {count} samples, expected 1 to "
+                f"{MAX_RAW_SAMPLES_PER_MESSAGE}; send long stretches in several chunks"
+            )
+            raise PayloadError(msg)
+        if self.start_index + count > MAX_INDEX:
+            msg = f"raw payload: 'start_index' {self.start_index} + {count} samples passes "
+            msg += str(MAX_INDEX)
+            raise PayloadError(msg)
+        data = np.frombuffer(raw, dtype="<i2" if int16 else "<f4")
+        data = data.astype(np.int16 if int16 else np.float32)
+        if not int16:
+            with np.errstate(invalid="ignore"):
+                bad = ~(np.abs(data) <= MAX_RAW_ABS_MV)  # also NaN
+            if bad.any():
+                first = int(np.argmax(bad))
+                msg = (
+                    f"raw payload: float32 sample {first} is {data[first]}, expected a finite "
+                    f"value within +-{MAX_RAW_ABS_MV:g} mV"
+                )
+                raise PayloadError(msg)
+        force_setattr(self, "data", data)
 
 
 def kind_of(message: WireMessage | RawMessage) -> TopicKind:
     """The topic kind a message is published on."""
-    if isinstance(message, BeatMessage):
-        return TopicKind.BEATS
-    if isinstance(message, SamplesMessage):
-        return TopicKind.SAMPLES
-    if isinstance(message, RawMessage):
-        return TopicKind.RAW
-    return TopicKind.STATUS
+    return message.kind
 
 
 def encode(message: WireMessage | RawMessage) -> bytes:
     """Encode a message as the UTF-8 JSON payload of its topic.
 
+    ``json.dumps`` writes the text: its floats (``1e-06``, ``1e+16``) and its escapes of
+    non-ASCII text are those of contract version 1, byte for byte; msgspec writes others.
+
     Raises:
         PayloadError: A number is NaN or infinite (e.g. a beat not stamped by the publisher).
     """
-    payload: _Payload
-    if isinstance(message, BeatMessage):
-        payload = {
-            "v": SCHEMA_VERSION,
-            "stream": message.stream,
-            "record": message.record,
-            "sample": message.sample,
-            "chain_sample": message.chain_sample,
-            "time_s": round(message.time_s, 6),
-            "r_wall_time": round(message.r_wall_time, 6),
-            "label": message.label.value,
-            "confidence": round(message.confidence, 6),
-            "p": {
-                cls.value: round(p, 6)
-                for cls, p in zip(BEAT_CLASSES, message.probabilities, strict=True)
-            },
-            "rr_ms": None if message.rr_ms is None else round(message.rr_ms, 3),
-            "hr_bpm": None if message.hr_bpm is None else round(message.hr_bpm, 3),
-            "compute_ms": round(message.compute_ms, 4),
-            "published_at": round(message.published_at, 6),
-        }
-        if message.sqi is not None:  # optional: absent, the payload is as before the field
-            payload["sqi"] = round(message.sqi, 4)
-            if message.sqi_issue is not None:
-                payload["sqi_issue"] = message.sqi_issue.value
-    elif isinstance(message, SamplesMessage):
-        payload = {
-            "v": SCHEMA_VERSION,
-            "stream": message.stream,
-            "start_index": message.start_index,
-            "fs_hz": message.fs_hz,
-            "scale_uv": message.scale_uv,
-            "data": base64.b64encode(message.counts.astype("<i2").tobytes()).decode("ascii"),
-        }
-    elif isinstance(message, RawMessage):
-        payload = _raw_payload(message)
-    else:
-        payload = {
-            "v": SCHEMA_VERSION,
-            "stream": message.stream,
-            "state": message.state.value,
-            "record": message.record,
-            "fs_hz": message.fs_hz,
-            "model": message.model,
-            "classes": [cls.value for cls in message.classes],
-        }
-        if message.ingest is not None:
-            payload["ingest"] = _ingest_payload(message.ingest)
-        if message.signal is not None:
-            payload["signal"] = message.signal.value
+    payload = msgspec.to_builtins(message, enc_hook=_to_builtin)
+    _round(payload, type(message))
     try:
-        text = json.dumps(payload, allow_nan=False, separators=(",", ":"))
+        text = _JSON.encode(payload)
     except ValueError as error:
-        msg = f"{kind_of(message).value} message of stream {message.stream!r}: {error}"
+        msg = f"{message.kind.value} message of stream {message.stream!r}: {error}"
         raise PayloadError(msg) from error
     return text.encode("utf-8")
 
@@ -672,10 +814,7 @@ def decode(topic: str, payload: bytes | bytearray | str) -> WireMessage:
         message = decode_samples(payload)
     else:
         message = decode_status(payload)
-    if message.stream != parts.stream:
-        msg = f"{topic}: payload says stream {message.stream!r}, the topic {parts.stream!r}"
-        raise PayloadError(msg)
-    return message
+    return _on_topic(topic, parts, message)
 
 
 def decode_beat(payload: bytes | bytearray | str) -> BeatMessage:
@@ -684,81 +823,7 @@ def decode_beat(payload: bytes | bytearray | str) -> BeatMessage:
     Raises:
         PayloadError: It does not follow the contract.
     """
-    obj = _load(payload, TopicKind.BEATS)
-    fields = _Fields(obj, TopicKind.BEATS)
-    label = fields.beat_class("label")
-    probabilities_obj = fields.get("p", dict)
-    p = _Fields(probabilities_obj, TopicKind.BEATS, parent="p")
-    probabilities = tuple(p.number(cls.value, 0.0, 1.0) for cls in BEAT_CLASSES)
-    total = sum(probabilities)
-    if abs(total - 1.0) > PROBABILITY_SUM_TOLERANCE:
-        msg = f"beats payload: probabilities 'p' sum to {total:.6f}, expected 1"
-        raise PayloadError(msg)
-    confidence = fields.number("confidence", 0.0, 1.0)
-    if abs(confidence - probabilities[label.index]) > PROBABILITY_SUM_TOLERANCE:
-        msg = (
-            f"beats payload: 'confidence' {confidence} differs from p[{label.value!r}] "
-            f"{probabilities[label.index]}"
-        )
-        raise PayloadError(msg)
-    rr_ms, hr_bpm = _rr_and_heart_rate(fields)
-    sqi, sqi_issue = _quality(fields, label)
-    return BeatMessage(
-        stream=fields.text("stream"),
-        record=fields.text("record"),
-        sample=fields.integer("sample"),
-        chain_sample=fields.integer("chain_sample"),
-        time_s=fields.number("time_s", 0.0, MAX_TIME_S),
-        r_wall_time=fields.number("r_wall_time", 0.0, MAX_UNIX_TIME_S),
-        label=label,
-        confidence=confidence,
-        probabilities=probabilities,  # type: ignore[arg-type]  # one per class
-        rr_ms=rr_ms,
-        hr_bpm=hr_bpm,
-        compute_ms=fields.number("compute_ms", 0.0, MAX_COMPUTE_MS),
-        published_at=fields.number("published_at", 0.0, MAX_UNIX_TIME_S),
-        sqi=sqi,
-        sqi_issue=sqi_issue,
-    )
-
-
-def _quality(fields: _Fields, label: BeatClass) -> tuple[float | None, SignalIssue | None]:
-    """``sqi`` and ``sqi_issue``: optional; an issue needs an ``sqi`` and a Q label."""
-    sqi = None if fields.obj.get("sqi") is None else fields.number("sqi", 0.0, 1.0)
-    if fields.obj.get("sqi_issue") is None:
-        return sqi, None
-    issues = {issue.value: issue for issue in SignalIssue}
-    text = fields.text("sqi_issue")
-    if text not in issues:
-        msg = f"beats payload: 'sqi_issue' is {_shown(text)}, expected one of {list(issues)}"
-        raise PayloadError(msg)
-    if sqi is None or label is not BeatClass.Q:
-        msg = (
-            f"beats payload: 'sqi_issue' {text!r} comes with label {label.value!r} and sqi "
-            f"{sqi}; an unusable beat carries an 'sqi' and label 'Q'"
-        )
-        raise PayloadError(msg)
-    return sqi, issues[text]
-
-
-def _rr_and_heart_rate(fields: _Fields) -> tuple[float | None, float | None]:
-    """``rr_ms`` and ``hr_bpm``: both null (a stream's first beat) or both set, and agreeing."""
-    rr_ms = fields.optional_number("rr_ms", MIN_RR_MS, MAX_TIME_S * 1000.0)
-    hr_bpm = fields.optional_number("hr_bpm", 0.0, MAX_HEART_RATE_BPM, positive=True)
-    if (rr_ms is None) != (hr_bpm is None):
-        msg = f"beats payload: 'rr_ms' is {rr_ms} but 'hr_bpm' {hr_bpm}: both null or neither"
-        raise PayloadError(msg)
-    if (
-        rr_ms is not None
-        and hr_bpm is not None  # each rounded on the wire: to 0.001 ms and 0.001 bpm
-        and not math.isclose(hr_bpm, 60_000.0 / rr_ms, rel_tol=1e-3, abs_tol=1e-3)
-    ):
-        msg = (
-            f"beats payload: 'hr_bpm' {hr_bpm} is not 60000 / 'rr_ms' {rr_ms} "
-            f"({60_000.0 / rr_ms:.3f})"
-        )
-        raise PayloadError(msg)
-    return rr_ms, hr_bpm
+    return _decode(payload, BeatMessage)
 
 
 def decode_samples(payload: bytes | bytearray | str) -> SamplesMessage:
@@ -767,28 +832,7 @@ def decode_samples(payload: bytes | bytearray | str) -> SamplesMessage:
     Raises:
         PayloadError: It does not follow the contract.
     """
-    fields = _Fields(_load(payload, TopicKind.SAMPLES), TopicKind.SAMPLES)
-    stream = fields.text("stream")
-    start_index = fields.integer("start_index")
-    fs_hz = fields.number("fs_hz", *SUPPORTED_FS_HZ)
-    scale_uv = fields.number("scale_uv", 0.0, MAX_SCALE_UV, positive=True)
-    data = fields.get("data", str)
-    try:
-        raw = base64.b64decode(data, validate=True)
-    except (binascii.Error, ValueError) as error:
-        msg = f"samples payload: 'data' is not valid base64 ({error})"
-        raise PayloadError(msg) from error
-    if len(raw) % 2:
-        msg = f"samples payload: 'data' holds {len(raw)} bytes, expected int16 pairs (even)"
-        raise PayloadError(msg)
-    if len(raw) // 2 > MAX_SAMPLES_PER_MESSAGE:
-        msg = (
-            f"samples payload: 'data' holds {len(raw) // 2} samples, expected at most "
-            f"{MAX_SAMPLES_PER_MESSAGE}; publish long stretches in several messages"
-        )
-        raise PayloadError(msg)
-    counts = np.frombuffer(raw, dtype="<i2").astype(np.int16)
-    return SamplesMessage(stream, start_index, fs_hz, scale_uv, counts)
+    return _decode(payload, SamplesMessage)
 
 
 def decode_status(payload: bytes | bytearray | str) -> StatusMessage:
@@ -797,95 +841,7 @@ def decode_status(payload: bytes | bytearray | str) -> StatusMessage:
     Raises:
         PayloadError: It does not follow the contract.
     """
-    fields = _Fields(_load(payload, TopicKind.STATUS), TopicKind.STATUS)
-    state_text = fields.text("state")
-    states = {state.value: state for state in StreamState}
-    if state_text not in states:
-        msg = f"status payload: 'state' is {_shown(state_text)}, expected one of {sorted(states)}"
-        raise PayloadError(msg)
-    names = fields.get("classes", list)
-    known = {cls.value: cls for cls in BeatClass}
-    if not names or not all(isinstance(name, str) and name in known for name in names):
-        msg = f"status payload: 'classes' is {_shown(names)}, expected a list of {list(known)}"
-        raise PayloadError(msg)
-    if len(set(names)) != len(names):
-        msg = f"status payload: 'classes' {_shown(names)} repeats a class"
-        raise PayloadError(msg)
-    return StatusMessage(
-        stream=fields.text("stream"),
-        state=states[state_text],
-        record=fields.text("record"),
-        fs_hz=fields.number("fs_hz", *SUPPORTED_FS_HZ),
-        model=fields.text("model"),
-        classes=tuple(known[name] for name in names),
-        ingest=_decode_ingest(fields.obj.get("ingest")),
-        signal=_decode_signal(fields),
-    )
-
-
-def _decode_signal(fields: _Fields) -> SignalState | None:
-    if fields.obj.get("signal") is None:
-        return None
-    text = fields.text("signal")
-    states = {state.value: state for state in SignalState}
-    if text not in states:
-        msg = f"status payload: 'signal' is {_shown(text)}, expected one of {list(states)}"
-        raise PayloadError(msg)
-    return states[text]
-
-
-def _ingest_payload(ingest: IngestStatus) -> _Payload:
-    return {
-        "worker": ingest.worker,
-        "device_fs_hz": ingest.device_fs_hz,
-        "chunks": ingest.chunks,
-        "samples": ingest.samples,
-        "gaps": ingest.gaps,
-        "gap_samples": ingest.gap_samples,
-        "duplicates": ingest.duplicates,
-        "malformed": ingest.malformed,
-        "dropped": ingest.dropped,
-        "interleaved": ingest.interleaved,
-    }
-
-
-def _decode_ingest(obj: object) -> IngestStatus | None:
-    if obj is None:
-        return None
-    if not isinstance(obj, dict):
-        msg = f"status payload: 'ingest' is {_shown(obj)}, expected an object or null"
-        raise PayloadError(msg)
-    fields = _Fields(obj, TopicKind.STATUS, parent="ingest")
-    interleaved = obj.get("interleaved", False)
-    if not isinstance(interleaved, bool):
-        msg = f"status payload: 'ingest.interleaved' is {_shown(interleaved)}, expected a boolean"
-        raise PayloadError(msg)
-    counters = ("chunks", "samples", "gaps", "gap_samples", "duplicates", "malformed", "dropped")
-    return IngestStatus(
-        worker=fields.text("worker"),
-        device_fs_hz=fields.number("device_fs_hz", *RAW_FS_RANGE_HZ),
-        interleaved=interleaved,
-        **{name: fields.integer(name) for name in counters},
-    )
-
-
-def _raw_payload(message: RawMessage) -> _Payload:
-    dtype = "<i2" if message.encoding is RawEncoding.INT16 else "<f4"
-    payload: _Payload = {
-        "v": SCHEMA_VERSION,
-        "stream": message.stream,
-        "start_index": message.start_index,
-        "fs_hz": message.fs_hz,
-        "encoding": message.encoding.value,
-    }
-    if message.gain is not None:
-        payload["gain"] = message.gain
-    payload["data"] = base64.b64encode(message.data.astype(dtype).tobytes()).decode("ascii")
-    if message.lead is not None:
-        payload["lead"] = message.lead
-    if message.t0 is not None:
-        payload["t0"] = round(message.t0, 6)
-    return payload
+    return _decode(payload, StatusMessage)
 
 
 def decode_raw(topic: str, payload: bytes | bytearray | str) -> RawMessage:
@@ -899,100 +855,22 @@ def decode_raw(topic: str, payload: bytes | bytearray | str) -> RawMessage:
     if parts.kind is not TopicKind.RAW:
         msg = f"{topic}: decode_raw reads '<prefix>/<stream>/raw' topics; use decode"
         raise PayloadError(msg)
-    fields = _Fields(_load(payload, TopicKind.RAW), TopicKind.RAW)
-    stream = fields.text("stream")
-    if stream != parts.stream:
-        msg = f"{topic}: payload says stream {stream!r}, the topic {parts.stream!r}"
+    return _on_topic(topic, parts, _decode(payload, RawMessage))
+
+
+_Message = TypeVar("_Message", bound=WireMessage | RawMessage)
+
+
+def _on_topic(topic: str, parts: TopicParts, message: _Message) -> _Message:
+    if message.stream != parts.stream:
+        msg = f"{topic}: payload says stream {message.stream!r}, the topic {parts.stream!r}"
         raise PayloadError(msg)
-    start_index = fields.integer("start_index")
-    fs_hz = fields.number("fs_hz", *RAW_FS_RANGE_HZ)
-    encoding_text = fields.text("encoding")
-    encodings = {encoding.value: encoding for encoding in RawEncoding}
-    if encoding_text not in encodings:
-        msg = (
-            f"raw payload: 'encoding' is {_shown(encoding_text)}, expected one of {list(encodings)}"
-        )
-        raise PayloadError(msg)
-    encoding = encodings[encoding_text]
-    gain: float | None = None
-    if encoding is RawEncoding.INT16:
-        gain = fields.number("gain", *RAW_GAIN_RANGE)
-    elif fields.obj.get("gain") is not None:
-        msg = "raw payload: 'gain' is for int16 counts; float32 'data' is in mV, send no gain"
-        raise PayloadError(msg)
-    raw = _base64_field(fields, "data")
-    itemsize = 2 if encoding is RawEncoding.INT16 else 4
-    if len(raw) % itemsize:
-        msg = (
-            f"raw payload: 'data' holds {len(raw)} bytes, not a whole number of "
-            f"{encoding.value} samples ({itemsize} bytes each)"
-        )
-        raise PayloadError(msg)
-    count = len(raw) // itemsize
-    if not 1 <= count <= MAX_RAW_SAMPLES_PER_MESSAGE:
-        msg = (
-            f"raw payload: 'data' holds {count} samples, expected 1 to "
-            f"{MAX_RAW_SAMPLES_PER_MESSAGE}; send long stretches in several chunks"
-        )
-        raise PayloadError(msg)
-    if start_index + count > MAX_INDEX:
-        msg = f"raw payload: 'start_index' {start_index} + {count} samples passes {MAX_INDEX}"
-        raise PayloadError(msg)
-    data: npt.NDArray[np.int16] | npt.NDArray[np.float32]
-    if encoding is RawEncoding.INT16:
-        data = np.frombuffer(raw, dtype="<i2").astype(np.int16)
-    else:
-        data = np.frombuffer(raw, dtype="<f4").astype(np.float32)
-        with np.errstate(invalid="ignore"):
-            bad = ~(np.abs(data) <= MAX_RAW_ABS_MV)  # also NaN
-        if bad.any():
-            first = int(np.argmax(bad))
-            msg = (
-                f"raw payload: float32 sample {first} is {data[first]}, expected a finite "
-                f"value within +-{MAX_RAW_ABS_MV:g} mV"
-            )
-            raise PayloadError(msg)
-    lead = None
-    if fields.obj.get("lead") is not None:
-        lead = fields.text("lead")
-        if len(lead) > MAX_LEAD_CHARS:
-            msg = (
-                f"raw payload: 'lead' is {len(lead)} characters, expected at most {MAX_LEAD_CHARS}"
-            )
-            raise PayloadError(msg)
-    t0 = None if fields.obj.get("t0") is None else fields.number("t0", 0.0)
-    return RawMessage(stream, start_index, fs_hz, encoding, data, gain, lead, t0)
+    return message
 
 
-def _base64_field(fields: _Fields, name: str) -> bytes:
-    text = fields.get(name, str)
-    try:
-        return base64.b64decode(text, validate=True)
-    except (binascii.Error, ValueError) as error:
-        msg = f"{fields.kind.value} payload: {name!r} is not valid base64 ({error})"
-        raise PayloadError(msg) from error
-
-
-class _NonFiniteNumberError(ValueError):
-    """The JSON text holds NaN, Infinity, or a number beyond the range of a double."""
-
-
-def _reject_constant(name: str) -> None:
-    msg = f"{name} is not a JSON number"
-    raise _NonFiniteNumberError(msg)
-
-
-def _finite_float(text: str) -> float:
-    value = float(text)
-    if not math.isfinite(value):
-        shown = text if len(text) <= 30 else text[:27] + "..."
-        msg = f"{shown} is beyond the range of a double"
-        raise _NonFiniteNumberError(msg)
-    return value
-
-
-def _load(payload: bytes | bytearray | str, kind: TopicKind) -> _Payload:
-    """Parse JSON, check it is an object with the supported schema version first."""
+def _decode(payload: bytes | bytearray | str, schema: type[_Message]) -> _Message:
+    """Bounds, JSON, schema version, then the Struct's fields and its own checks."""
+    kind = schema.kind
     if len(payload) > MAX_PAYLOAD_BYTES:
         msg = (
             f"{kind.value} payload is {len(payload)} bytes, more than the {MAX_PAYLOAD_BYTES} "
@@ -1006,6 +884,24 @@ def _load(payload: bytes | bytearray | str, kind: TopicKind) -> _Payload:
             f"{MAX_JSON_DEPTH}), expected a flat JSON object; got {_preview(payload)}"
         )
         raise PayloadError(msg)
+    try:  # refuses NaN, Infinity and numbers beyond a double, in any field
+        obj = msgspec.json.decode(payload)
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        obj = _load(payload, kind)  # says why, as json does
+    version = obj.get("v") if type(obj) is dict else None
+    if type(version) is not int or version != SCHEMA_VERSION:
+        obj = _load(payload, kind)
+    try:
+        message = msgspec.convert(obj, schema, dec_hook=_from_base64)
+    except msgspec.ValidationError as error:
+        raise PayloadError(_explain(kind, schema, obj, error)) from error
+    _check_texts(kind, message)
+    message._check(obj)
+    return message
+
+
+def _load(payload: bytes | bytearray | str, kind: TopicKind) -> _Payload:
+    """Parse JSON, check it is an object with the supported schema version, or say why not."""
     try:
         text = payload if isinstance(payload, str) else bytes(payload).decode("utf-8")
         obj = json.loads(text, parse_constant=_reject_constant, parse_float=_finite_float)
@@ -1037,19 +933,38 @@ def _load(payload: bytes | bytearray | str, kind: TopicKind) -> _Payload:
     return obj
 
 
+class _NonFiniteNumberError(ValueError):
+    """The JSON text holds NaN, Infinity, or a number beyond the range of a double."""
+
+
+def _reject_constant(name: str) -> None:
+    msg = f"{name} is not a JSON number"
+    raise _NonFiniteNumberError(msg)
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        shown = text if len(text) <= 30 else text[:27] + "..."
+        msg = f"{shown} is beyond the range of a double"
+        raise _NonFiniteNumberError(msg)
+    return value
+
+
 def _nesting_depth(payload: bytes | bytearray | str) -> int:
     """How deep arrays and objects nest in JSON text, brackets inside strings not counted.
 
-    Linear and in numpy, so ``json.loads`` (which recurses once per level) never meets more
-    than :data:`MAX_JSON_DEPTH` levels. In text that is no valid JSON the count may be off past
+    Linear and in numpy, so no parser (each recurses once per level) ever meets more than
+    :data:`MAX_JSON_DEPTH` levels. In text that is no valid JSON the count may be off past
     the first error, but the parser stops there too.
     """
     if isinstance(payload, str):
         payload = payload.encode("utf-8", errors="surrogatepass")
+    opened = payload.count(b"[") + payload.count(b"{")
+    if opened <= MAX_JSON_DEPTH:
+        return opened  # a bound, and the common case
     chars = np.frombuffer(payload, dtype=np.uint8)
     opening = (chars == ord("[")) | (chars == ord("{"))
-    if np.count_nonzero(opening) <= MAX_JSON_DEPTH:
-        return int(np.count_nonzero(opening))  # a bound, and the common case
     index = np.arange(chars.size)
     # a quote is escaped when an odd number of backslashes comes right before it
     last_other = np.maximum.accumulate(np.where(chars == ord("\\"), -1, index))
@@ -1080,103 +995,177 @@ def _shown(value: object, limit: int = 60) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-class _Fields:
-    """Typed, range-checked access to the fields of a decoded JSON object."""
+def _to_builtin(value: object) -> object:
+    """Encode hook: arrays as base64 of little-endian bytes, numpy scalars as such."""
+    if isinstance(value, np.ndarray):
+        data = value.astype(value.dtype.newbyteorder("<")).tobytes()
+        return base64.b64encode(data).decode("ascii")
+    if isinstance(value, np.generic):
+        return value.item()
+    msg = f"{type(value).__name__} has no place on the wire"
+    raise NotImplementedError(msg)
 
-    def __init__(self, obj: _Payload, kind: TopicKind, parent: str | None = None) -> None:
-        self.obj, self.kind, self.parent = obj, kind, parent
 
-    def _name(self, name: str) -> str:
-        return f"{self.parent}.{name}" if self.parent else name
+def _from_base64(schema: type[Any], value: object) -> _WireBytes:
+    """Decode hook of array fields: strictly decoded base64, typed by ``_check``."""
+    if not isinstance(value, str):
+        msg = f"{_shown(value)}, expected string"
+        raise TypeError(msg)
+    try:
+        raw = base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError) as error:
+        msg = f"not valid base64 ({error})"
+        raise ValueError(msg) from error
+    return np.frombuffer(raw, np.uint8).view(_WireBytes)
 
-    def get(self, name: str, expected: type[Any] | tuple[type[Any], ...]) -> Any:
-        if name not in self.obj:
-            msg = f"{self.kind.value} payload lacks required field {self._name(name)!r}"
+
+class _Field(NamedTuple):
+    attribute: str
+    kind: Any  # a msgspec.inspect type; None unwrapped
+    optional: bool
+
+
+@functools.cache
+def _fields(schema: type[msgspec.Struct]) -> dict[str, _Field]:
+    """The fields of a Struct, by wire name."""
+    info = cast(msgspec.inspect.StructType, msgspec.inspect.type_info(schema))
+    fields = {}
+    for field in info.fields:
+        kind, optional = field.type, False
+        if isinstance(kind, msgspec.inspect.UnionType):  # X | None
+            kind = next(t for t in kind.types if not isinstance(t, msgspec.inspect.NoneType))
+            optional = True
+        fields[field.encode_name] = _Field(field.name, kind, optional)
+    return fields
+
+
+@functools.cache
+def _digits(schema: type[msgspec.Struct]) -> tuple[_Rounded, tuple[tuple[str, type[Any]], ...]]:
+    """Wire names of the floats written rounded, with their decimals; Structs holding some."""
+    floats = tuple(
+        (name, field.kind.extra["digits"])
+        for name, field in _fields(schema).items()
+        if isinstance(field.kind, msgspec.inspect.Metadata) and field.kind.extra
+    )
+    structs = tuple(
+        (name, field.kind.cls)
+        for name, field in _fields(schema).items()
+        if isinstance(field.kind, msgspec.inspect.StructType) and any(_digits(field.kind.cls))
+    )
+    return floats, structs
+
+
+@functools.cache
+def _texts(schema: type[msgspec.Struct]) -> tuple[tuple[str, _Field], ...]:
+    """The text fields by wire name, and the Struct fields that hold some."""
+    kinds = msgspec.inspect.StrType | msgspec.inspect.StructType
+    return tuple(
+        (name, field)
+        for name, field in _fields(schema).items()
+        if isinstance(field.kind, kinds)
+        and (not hasattr(field.kind, "cls") or _texts(field.kind.cls))
+    )
+
+
+def _round(payload: _Payload, schema: type[msgspec.Struct]) -> None:
+    """Round the floats of an encoded Struct in place, to the ``digits`` of their ``Meta``."""
+    floats, structs = _digits(schema)
+    for name, digits in floats:
+        value = payload.get(name)
+        if value is not None:
+            payload[name] = round(value, digits)
+    for name, inner in structs:
+        if payload.get(name) is not None:
+            _round(payload[name], inner)
+
+
+def _check_texts(kind: TopicKind, message: msgspec.Struct, parent: str = "") -> None:
+    """Refuse text with control characters: they would rewrite a terminal or a log line."""
+    for name, field in _texts(type(message)):
+        value = getattr(message, field.attribute)
+        if isinstance(value, msgspec.Struct):
+            _check_texts(kind, value, f"{parent}{name}.")
+        elif isinstance(value, str) and not value.isprintable():
+            msg = f"{kind.value} payload: {parent + name!r} is {_problem(field, value)}"
             raise PayloadError(msg)
-        value = self.obj[name]
-        if not isinstance(value, expected) or isinstance(value, bool):
-            wanted = expected if isinstance(expected, tuple) else (expected,)
-            names = " or ".join(_JSON_TYPE_NAMES.get(kind, kind.__name__) for kind in wanted)
-            msg = (
-                f"{self.kind.value} payload: {self._name(name)!r} is {_shown(value)}, "
-                f"expected {names}"
-            )
-            raise PayloadError(msg)
-        return value
 
-    def text(self, name: str) -> str:
-        value: str = self.get(name, str)
+
+_MISSING = re.compile(r"Object missing required field `([^`]+)`")
+_PATH = re.compile(r" - at `\$((?:\.\w+)*)")
+
+
+def _explain(kind: TopicKind, schema: type[msgspec.Struct], obj: _Payload, error: Exception) -> str:
+    """Say what msgspec refused in the contract's words, from the field's type and value."""
+    where = _PATH.search(str(error))
+    path = where.group(1).split(".")[1:] if where else []
+    missing = _MISSING.match(str(error))
+    if missing:
+        name = ".".join([*path, missing.group(1)])
+        return f"{kind.value} payload lacks required field {name!r}"
+    if not path:
+        return f"{kind.value} payload: {error}"
+    value: Any = obj
+    for name in path:
+        field = _fields(schema)[name]
+        value = value[name]
+        if isinstance(field.kind, msgspec.inspect.StructType):
+            schema = field.kind.cls
+    if isinstance(field.kind, msgspec.inspect.CustomType):  # an array: the decode hook said
+        problem = str(error).rpartition(" - at `")[0]
+    else:
+        problem = _problem(field, value)
+    return f"{kind.value} payload: {'.'.join(path)!r} is {problem}"
+
+
+def _problem(field: _Field, value: Any) -> str:
+    """What is wrong with a field's ``value``, in the words of contract version 1."""
+    inspect = msgspec.inspect
+    kind = field.kind.type if isinstance(field.kind, inspect.Metadata) else field.kind
+    if isinstance(kind, inspect.StrType | inspect.EnumType):
+        if not isinstance(value, str):
+            return f"{_shown(value)}, expected string"
         if not value:
-            msg = f"{self.kind.value} payload: {self._name(name)!r} is empty"
-            raise PayloadError(msg)
-        if len(value) > MAX_TEXT_CHARS:
-            msg = (
-                f"{self.kind.value} payload: {self._name(name)!r} is {len(value)} characters, "
-                f"expected at most {MAX_TEXT_CHARS}"
-            )
-            raise PayloadError(msg)
-        if not value.isprintable():  # control characters would rewrite a terminal or a log
-            msg = (
-                f"{self.kind.value} payload: {self._name(name)!r} is {_shown(value)}, which "
-                "holds control or other non-printable characters"
-            )
-            raise PayloadError(msg)
-        return value
-
-    def integer(self, name: str) -> int:
-        value: int = self.get(name, int)
+            return "empty"
+        longest = MAX_TEXT_CHARS if len(value) > MAX_TEXT_CHARS else getattr(kind, "max_length", 0)
+        if longest and len(value) > longest:
+            return f"{len(value)} characters, expected at most {longest}"
+        if not value.isprintable():
+            return f"{_shown(value)}, which holds control or other non-printable characters"
+        known = [member.value for member in getattr(kind, "cls", ())]
+        return f"{_shown(value)}, expected one of {known}"
+    if isinstance(kind, inspect.IntType):
+        if type(value) is not int:
+            return f"{_shown(value)}, expected integer"
         if value < 0:
-            msg = f"{self.kind.value} payload: {self._name(name)!r} is {value}, expected >= 0"
-            raise PayloadError(msg)
-        if value > MAX_INDEX:
-            msg = (
-                f"{self.kind.value} payload: {self._name(name)!r} is {_shown(value)}, expected "
-                f"<= {MAX_INDEX} (2**53 - 1)"
-            )
-            raise PayloadError(msg)
-        return value
+            return f"{value}, expected >= 0"
+        return f"{_shown(value)}, expected <= {MAX_INDEX} (2**53 - 1)"
+    if isinstance(kind, inspect.BoolType):
+        return f"{_shown(value)}, expected a boolean"
+    if isinstance(kind, inspect.StructType):
+        return f"{_shown(value)}, expected {'an object or null' if field.optional else 'object'}"
+    if isinstance(kind, inspect.VarTupleType):  # of BeatClass
+        if not isinstance(value, list):
+            return f"{_shown(value)}, expected array"
+        return f"{_shown(value)}, expected a list of {[member.value for member in BeatClass]}"
+    return _number_problem(cast(inspect.FloatType, kind), value)  # the last kind left
 
-    def number(
-        self, name: str, low: float, high: float = math.inf, *, positive: bool = False
-    ) -> float:
-        raw = self.get(name, (int, float))
-        try:
-            value = float(raw)
-        except OverflowError:  # an integer beyond the range of a double
-            value = math.inf
-        if not math.isfinite(value):
-            msg = (
-                f"{self.kind.value} payload: {self._name(name)!r} is {_shown(raw)}, expected a "
-                "finite number"
-            )
-            raise PayloadError(msg)
-        if not low <= value <= high or (positive and value <= 0):
-            lower = f"> {low:g}" if positive else f">= {low:g}"
-            if math.isinf(high):
-                bound = lower
-            else:
-                bound = f"in ({low:g}, {high:g}]" if positive else f"in [{low:g}, {high:g}]"
-            msg = f"{self.kind.value} payload: {self._name(name)!r} is {value}, expected {bound}"
-            raise PayloadError(msg)
-        return value
 
-    def optional_number(
-        self, name: str, low: float, high: float = math.inf, *, positive: bool = False
-    ) -> float | None:
-        if self.obj.get(name, ...) is None:
-            return None
-        return self.number(name, low, high, positive=positive)
-
-    def beat_class(self, name: str) -> BeatClass:
-        value = self.text(name)
-        known = {cls.value: cls for cls in BeatClass}
-        if value not in known:
-            msg = (
-                f"{self.kind.value} payload: {name!r} is {_shown(value)}, expected one of "
-                f"{list(known)}"
-            )
-            raise PayloadError(msg)
-        return known[value]
+def _number_problem(kind: msgspec.inspect.FloatType, value: Any) -> str:
+    """What is wrong with a number's ``value`` (see :func:`_problem`)."""
+    if type(value) not in (int, float):
+        return f"{_shown(value)}, expected integer or number"
+    try:
+        number = float(value)
+    except OverflowError:  # an integer beyond the range of a double
+        number = math.inf
+    if not math.isfinite(number):
+        return f"{_shown(value)}, expected a finite number"
+    low = kind.ge if kind.gt is None else kind.gt
+    lower = f">= {low:g}" if kind.gt is None else f"> {low:g}"
+    if kind.le is None:
+        return f"{number}, expected {lower}"
+    opening = "[" if kind.gt is None else "("
+    return f"{number}, expected in {opening}{low:g}, {kind.le:g}]"
 
 
 DEDUPLICATION_CAPACITY = 65_536

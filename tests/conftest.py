@@ -15,6 +15,7 @@ from typing import Literal
 
 import numpy as np
 import pytest
+import wfdb
 
 from ecg_stream.records import DATA_ENV, MITDB_RECORDS, Record, find_record, load_record
 from tests.stream.helpers import (
@@ -78,6 +79,25 @@ def data_dir() -> Path:
     # Online without local data: fetch the whole database once into the user cache.
     stems = [find_record(name) for name in MITDB_RECORDS]
     return stems[0].parent
+
+
+@pytest.fixture
+def short_record(data_dir: Path, tmp_path: Path) -> Path:
+    """The first 10 s of record 100 as a WFDB record of its own, with its annotations."""
+    raw = wfdb.rdrecord(str(data_dir / "100"), sampto=3600)
+    wfdb.wrsamp(
+        "short",
+        fs=raw.fs,
+        units=raw.units,
+        sig_name=raw.sig_name,
+        p_signal=raw.p_signal,
+        fmt=["16", "16"],
+        write_dir=str(tmp_path),
+    )
+    annotations = wfdb.rdann(str(data_dir / "100"), "atr", sampto=3599)
+    symbols = np.array(annotations.symbol)
+    wfdb.wrann("short", "atr", annotations.sample, symbols, write_dir=str(tmp_path))
+    return tmp_path / "short"
 
 
 @pytest.fixture(scope="session")

@@ -99,25 +99,6 @@ def test_bad_jobs_is_refused(data_dir: Path, capsys: pytest.CaptureFixture[str])
 # Bad input (issue 13): one line on stderr, exit status 2, never a traceback.
 
 
-@pytest.fixture
-def short_record(data_dir: Path, tmp_path: Path) -> Path:
-    """The first 10 s of record 100 as a WFDB record of its own, with its annotations."""
-    raw = wfdb.rdrecord(str(data_dir / "100"), sampto=3600)
-    wfdb.wrsamp(
-        "short",
-        fs=raw.fs,
-        units=raw.units,
-        sig_name=raw.sig_name,
-        p_signal=raw.p_signal,
-        fmt=["16", "16"],
-        write_dir=str(tmp_path),
-    )
-    annotations = wfdb.rdann(str(data_dir / "100"), "atr", sampto=3599)
-    symbols = np.array(annotations.symbol)
-    wfdb.wrann("short", "atr", annotations.sample, symbols, write_dir=str(tmp_path))
-    return tmp_path / "short"
-
-
 def one_line_error(capsys: pytest.CaptureFixture[str], command: str) -> str:
     err = capsys.readouterr().err
     assert err.count("\n") == 1, err

@@ -7,9 +7,9 @@ import doctest
 import json
 import math
 from collections.abc import Callable
-from dataclasses import replace
 from typing import Any
 
+import msgspec
 import numpy as np
 import pytest
 
@@ -119,7 +119,7 @@ def test_first_beat_has_null_rr_and_heart_rate() -> None:
 
 
 def test_unstamped_beat_does_not_encode() -> None:
-    message = replace(make_beat_message(), compute_ms=math.nan)
+    message = msgspec.structs.replace(make_beat_message(), compute_ms=math.nan)
     with pytest.raises(PayloadError, match="beats message of stream '100'"):
         wire.encode(message)
 
@@ -148,7 +148,7 @@ def test_samples_clip_to_int16_range() -> None:
 
 def test_status_round_trips() -> None:
     for state in StreamState:
-        status = replace(STATUS, state=state)
+        status = msgspec.structs.replace(STATUS, state=state)
         assert wire.decode("site/a/ecg/100/status", wire.encode(status)) == status
 
 

@@ -23,6 +23,7 @@ from ecg_stream.errors import ConfigError, PayloadError
 from ecg_stream.types import BEAT_CLASSES, BeatClass
 from ecg_stream.wire import (
     BeatMessage,
+    ClassProbabilities,
     SamplesMessage,
     StatusMessage,
     StreamState,
@@ -121,7 +122,7 @@ def beat_messages(draw: st.DrawFn, stream: str | None = None) -> BeatMessage:
         r_wall_time=round(draw(st.floats(0.0, wire.MAX_UNIX_TIME_S)), 6),
         label=label,
         confidence=p[label.index],
-        probabilities=p,
+        probabilities=ClassProbabilities(*p),
         rr_ms=rr_ms,
         hr_bpm=None if rr_ms is None else round(60_000.0 / rr_ms, 3),
         compute_ms=round(draw(st.floats(0.0, wire.MAX_COMPUTE_MS)), 4),
@@ -328,7 +329,7 @@ def test_beat_fields_are_bounded_to_physical_ranges(field: str, value: Json, mat
         r_wall_time=1.7e9,
         label=BeatClass.N,
         confidence=0.9,
-        probabilities=(0.9, 0.04, 0.03, 0.02, 0.01),
+        probabilities=ClassProbabilities(0.9, 0.04, 0.03, 0.02, 0.01),
         rr_ms=800.0,
         hr_bpm=75.0,
         compute_ms=1.0,

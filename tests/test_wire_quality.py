@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import replace
 
+import msgspec
 import pytest
 
 from ecg_stream import wire
@@ -84,7 +85,7 @@ def test_bad_quality_is_refused(change: dict[str, object], message: str) -> None
 def test_status_signal_is_optional_and_round_trips() -> None:
     assert "signal" not in json.loads(wire.encode(STATUS))
     for state in SignalState:
-        message = replace(STATUS, signal=state)
+        message = msgspec.structs.replace(STATUS, signal=state)
         assert json.loads(wire.encode(message))["signal"] == state.value
         assert wire.decode("ecg/100/status", wire.encode(message)) == message
     payload = json.loads(wire.encode(STATUS)) | {"signal": "sparkly"}

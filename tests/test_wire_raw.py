@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import base64
 import json
-from dataclasses import replace
 from typing import Any
 
+import msgspec
 import numpy as np
 import pytest
 
@@ -143,9 +143,23 @@ def test_topics_of_the_other_kind_are_refused() -> None:
 
 def test_raw_message_checks_its_arrays() -> None:
     with pytest.raises(ValueError, match="int16"):
-        RawMessage("d", 0, 250.0, RawEncoding.INT16, np.zeros(3, np.float32), 200.0)
+        RawMessage(
+            stream="d",
+            start_index=0,
+            fs_hz=250.0,
+            encoding=RawEncoding.INT16,
+            data=np.zeros(3, np.float32),
+            gain=200.0,
+        )
     with pytest.raises(ValueError, match="gain"):
-        RawMessage("d", 0, 250.0, RawEncoding.FLOAT32, np.zeros(3, np.float32), 200.0)
+        RawMessage(
+            stream="d",
+            start_index=0,
+            fs_hz=250.0,
+            encoding=RawEncoding.FLOAT32,
+            data=np.zeros(3, np.float32),
+            gain=200.0,
+        )
     with pytest.raises(ValueError, match="beyond int16"):
         RawMessage.from_counts("d", 0, 250.0, np.array([40_000]), gain=200.0)
 
@@ -179,7 +193,7 @@ def test_status_with_ingest_round_trip() -> None:
 
 
 def test_status_without_ingest_is_unchanged_on_the_wire() -> None:
-    plain = replace(STATUS, ingest=None)
+    plain = msgspec.structs.replace(STATUS, ingest=None)
     assert "ingest" not in json.loads(wire.encode(plain))
     assert wire.decode("ecg/bed1/status", wire.encode(plain)) == plain
 
@@ -189,8 +203,8 @@ def test_status_without_ingest_is_unchanged_on_the_wire() -> None:
     [
         ([], "'ingest' is"),
         ({"worker": "w", "device_fs_hz": 250.0}, "lacks required field 'ingest.chunks'"),
-        ({**wire._ingest_payload(STATUS.ingest), "gaps": -1}, "ingest.gaps"),  # type: ignore[arg-type]
-        ({**wire._ingest_payload(STATUS.ingest), "interleaved": 1}, "boolean"),  # type: ignore[arg-type]
+        ({**msgspec.to_builtins(STATUS.ingest), "gaps": -1}, "ingest.gaps"),
+        ({**msgspec.to_builtins(STATUS.ingest), "interleaved": 1}, "boolean"),
     ],
 )
 def test_status_ingest_is_validated(ingest: object, expected: str) -> None:

@@ -11,7 +11,8 @@ from ecg_stream.config import ChainConfig
 from ecg_stream.detector.filter import CausalBandpass
 from ecg_stream.detector.quality import SignalQuality
 from ecg_stream.detector.rpeak import RPeakDetector
-from ecg_stream.detector.segment import BeatSegmenter
+from ecg_stream.detector.segment import BeatSegmenter, Detected
+from ecg_stream.detector.stage import ended_error
 from ecg_stream.types import BeatWindow, Chunk, FloatArray, RPeak, SignalState
 
 RESTART_REFRACTORY_S = 0.2
@@ -23,7 +24,8 @@ class Extracted:
     """What one chunk yields: its filtered samples and the beat windows it completed.
 
     Args:
-        filtered: The chunk after the band-pass, same indices and arrival time.
+        filtered: The chunk after the band-pass, same indices and arrival time (at
+            ``flush()``, an empty chunk at the stream's end).
         windows: Windows whose last sample arrived with this chunk, in R-peak order.
     """
 
@@ -40,7 +42,7 @@ class BeatExtractor:
     start at the first usable sample after them, so no NaN reaches the filter state and no RR
     interval spans the fault. Every window carries its signal quality (``detector/quality.py``).
     On input without such faults there is one segment and the windows are those of the bare
-    filter, detector and segmenter.
+    filter, detector and segmenter. A ``Stage`` of chunks in, ``Extracted`` out.
 
     Args:
         config: The chain's configuration.
@@ -78,6 +80,7 @@ class BeatExtractor:
         self._segment_start: int | None = 0  # None while stopped (NaN, lead-off)
         self._last_peak_index: int | None = None  # newest R peak found
         self._fence_index: int | None = None  # a restarted segment's peaks must come after it
+        self._ended = False
 
     @property
     def state(self) -> SignalState:
@@ -86,6 +89,8 @@ class BeatExtractor:
 
     def process(self, chunk: Chunk) -> Extracted:
         """Run one chunk through the chain; chunks must be consecutive."""
+        if self._ended:
+            raise ended_error(self)
         if chunk.start_index != self._next_index:
             msg = (
                 f"chunk starts at sample {chunk.start_index}, expected {self._next_index}: "
@@ -96,18 +101,17 @@ class BeatExtractor:
         stopped = self.quality.scan(chunk)
         if not stopped.any() and self._segment_start == 0:  # the common case: one segment
             filtered = self.bandpass.process(chunk.samples)
-            windows = self._noted(self.segmenter.process(filtered, self.detector.process(filtered)))
+            windows = self._noted(self._segmented(filtered))
         else:
             filtered, windows = self._process_segments(chunk, stopped)
         out = Chunk(chunk.start_index, filtered, chunk.arrival_s)
         return Extracted(filtered=out, windows=self.quality.assess(out, tuple(windows)))
 
-    def flush(self) -> tuple[BeatWindow, ...]:
-        """The stream has ended: return the beats still held back, then start afresh."""
-        windows = self._end_segment()
-        assessed = self.quality.assess(Chunk(self._next_index, np.empty(0)), tuple(windows))
-        self.reset()
-        return assessed
+    def flush(self) -> Extracted:
+        """The stream has ended: the beats still held back, after an empty filtered chunk."""
+        self._ended = True
+        end = Chunk(self._next_index, np.empty(0))
+        return Extracted(filtered=end, windows=self.quality.assess(end, tuple(self._end_segment())))
 
     def _process_segments(
         self, chunk: Chunk, stopped: npt.NDArray[np.bool_]
@@ -133,15 +137,23 @@ class BeatExtractor:
                     self._fence_index = self._last_peak_index + self._refractory
             part = self.bandpass.process(chunk.samples[first:stop])
             filtered[first:stop] = part
-            peaks = self.detector.process(part)
-            windows += self._shifted(self.segmenter.process(part, peaks))
+            windows += self._shifted(self._segmented(part))
         return filtered, windows
 
+    def _segmented(self, filtered: FloatArray) -> list[BeatWindow]:
+        """The current segment's windows completed by its next filtered samples."""
+        return self.segmenter.process(Detected(filtered, tuple(self.detector.process(filtered))))
+
     def _end_segment(self) -> list[BeatWindow]:
-        """Flush the current segment's detector and segmenter (nothing if stopped)."""
+        """Flush the current segment's filter, detector and segmenter (nothing if stopped).
+
+        They stay ended until a usable sample starts a fresh segment.
+        """
         if self._segment_start is None:
             return []
-        windows = self._shifted(self.segmenter.flush(self.detector.flush()))
+        self.bandpass.flush()
+        last = self.segmenter.process(Detected(np.empty(0), tuple(self.detector.flush())))
+        windows = self._shifted(last + self.segmenter.flush())
         self._segment_start = None
         return windows
 

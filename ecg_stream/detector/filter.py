@@ -6,6 +6,7 @@ import numpy as np
 from scipy import signal
 
 from ecg_stream.config import ChainConfig
+from ecg_stream.detector.stage import ended_error
 from ecg_stream.types import FloatArray
 
 NOTCH_QUALITY = 30.0
@@ -37,7 +38,8 @@ class CausalBandpass:
     """Causal Butterworth band-pass whose output does not depend on chunk boundaries.
 
     Second-order sections are designed once; the filter delays carry over from one chunk to
-    the next, so a record fed whole or in pieces gives the same output.
+    the next, so a record fed whole or in pieces gives the same output. A ``Stage`` of
+    sample arrays; it holds no sample back, so ``flush()`` returns an empty array.
 
     Args:
         fs_hz: Sampling rate of the input, in Hz.
@@ -80,11 +82,19 @@ class CausalBandpass:
     def reset(self) -> None:
         """Forget all past input."""
         self._delays: FloatArray | None = None  # set from the first sample
+        self._ended = False
 
     def process(self, chunk: FloatArray) -> FloatArray:
         """Filter the next samples of the stream; returns a new array of the same length."""
+        if self._ended:
+            raise ended_error(self)
         if chunk.size == 0:
             return np.empty(0)
         if self._delays is None:  # steady state at the first sample: no start-up transient
             self._delays = signal.sosfilt_zi(self.sos) * chunk[0]
         return sos_filter(self.sos, chunk, self._delays)
+
+    def flush(self) -> FloatArray:
+        """The stream has ended: nothing is held back (an empty array)."""
+        self._ended = True
+        return np.empty(0)

@@ -114,6 +114,8 @@ class SignalQuality:
     ``scan`` takes each raw chunk before the filter and says where the chain must stop (NaN
     samples, a lead-off); ``assess`` takes the chain's filtered chunk and the beat windows it
     completed and returns the windows with their quality. Results do not depend on chunking.
+    Not a ``Stage``: the chain calls it on both sides of the filter, so its state is checked
+    with the chain's (``tests/test_conformance.py``).
 
     Args:
         config: The chain's configuration (rate and window geometry).

@@ -10,6 +10,7 @@ import numpy as np
 from scipy import signal
 
 from ecg_stream.detector.filter import sos_filter
+from ecg_stream.detector.stage import ended_error
 from ecg_stream.errors import ConfigError
 from ecg_stream.types import FloatArray, RPeak
 
@@ -56,6 +57,7 @@ class RPeakDetector:
     which itself lies at most ``R_SEARCH_BEFORE_S`` after the R peak, so at most
     ``decision_delay_samples`` after it. Search-back detections come later (at most 1.5 RR
     after the previous beat); the first beats wait for the ``LEARNING_S`` learning period.
+    A ``Stage`` of filtered sample arrays in, lists of R peaks out.
 
     Args:
         fs_hz: Sampling rate of the filtered input, in Hz.
@@ -126,6 +128,7 @@ class RPeakDetector:
         self._last_qrs_index: int | None = None
         self._last_qrs_slope = 0.0
         self._search_back: _Candidate | None = None  # best noise peak since the last QRS
+        self._ended = False
 
     @property
     def _learned(self) -> bool:
@@ -133,6 +136,8 @@ class RPeakDetector:
 
     def process(self, chunk: FloatArray) -> list[RPeak]:
         """Take the next filtered samples; return the R peaks decided by their arrival."""
+        if self._ended:
+            raise ended_error(self)
         if chunk.size == 0:
             return []
         if not self._started:  # steady state at the first sample, as the band-pass does
@@ -155,14 +160,14 @@ class RPeakDetector:
 
     def flush(self) -> list[RPeak]:
         """The stream has ended: decide on everything still held and return it."""
-        if not self._started:
+        ended, self._ended = self._ended, True
+        if ended or not self._started:
             return []
         end_index = self._history_start + self._feature.size
         # Zeros after the end let the last peaks complete their hold.
         self._append(np.zeros(self._hold), np.zeros(self._hold), np.zeros(self._hold))
         peaks = self._handle_candidates(final_before=end_index)
         peaks += self._learn_or_search_back(now_index=end_index - 1, ending=True)
-        self.reset()
         # Decisions on the zero padding were in fact made at the end of the stream.
         return [RPeak(p.index, min(p.decided_index, end_index)) for p in peaks]
 

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
 from ecg_stream.config import ChainConfig
+from ecg_stream.detector.stage import ended_error
 from ecg_stream.errors import ConfigError
 from ecg_stream.types import BeatWindow, FloatArray, MorphologyFeatures, RPeak, RRFeatures
 
@@ -130,7 +132,8 @@ class MorphologyTracker:
     A patient's own dominant beat is the reference: a bundle-branch-block patient's wide
     normal beats match their template, while an ectopic beat stands out in shape and size.
     Premature beats are compared but never join the template, so even when ectopic beats
-    are as frequent as normal ones the template keeps the normal shape.
+    are as frequent as normal ones the template keeps the normal shape. Not a ``Stage``: one
+    whole window in, its features out, called by ``BeatSegmenter`` for each window it cuts.
 
     Args:
         config: Window geometry; the QRS span is centred on the window's R peak.
@@ -139,10 +142,10 @@ class MorphologyTracker:
     Example:
         >>> tracker = MorphologyTracker(ChainConfig())
         >>> beat = np.sin(np.linspace(0, 6, 250))
-        >>> tracker.process(beat).amplitude_ratio, tracker.process(2 * beat, premature=True)
+        >>> tracker.measure(beat).amplitude_ratio, tracker.measure(2 * beat, premature=True)
         (1.0, MorphologyFeatures(template_correlation=1.0, amplitude_ratio=2.0, \
 qrs_width_ratio=1.0))
-        >>> tracker.process(beat).amplitude_ratio
+        >>> tracker.measure(beat).amplitude_ratio
         1.0
     """
 
@@ -163,7 +166,7 @@ qrs_width_ratio=1.0))
         self._recent_shapes: deque[FloatArray] = deque(maxlen=self.template_beats)
         self._recent_amplitudes: deque[float] = deque(maxlen=self.template_beats)
 
-    def process(self, samples: FloatArray, *, premature: bool = False) -> MorphologyFeatures:
+    def measure(self, samples: FloatArray, *, premature: bool = False) -> MorphologyFeatures:
         """Features of the next beat window, which then joins the template unless premature."""
         shape = normalise_window(samples)
         qrs = samples[self._qrs]
@@ -198,13 +201,33 @@ qrs_width_ratio=1.0))
         return int(np.count_nonzero(deviation > QRS_WIDTH_LEVEL * peak)) if peak > 1e-9 else 0
 
 
+@dataclass(frozen=True, slots=True)
+class Detected:
+    """The segmenter's input: the next filtered samples and the R peaks decided on them.
+
+    Args:
+        samples: The next filtered samples of the stream, in mV (empty at the stream's end).
+        peaks: R peaks the detector decided on the arrival of ``samples``, in index order; a
+            peak may lie in earlier samples.
+    """
+
+    samples: FloatArray
+    peaks: tuple[RPeak, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.samples.ndim != 1:
+            msg = f"Detected.samples must be 1-D, got shape {self.samples.shape}"
+            raise ValueError(msg)
+
+
 class BeatSegmenter:
     """Cut a fixed window of filtered signal around each R peak as soon as it is complete.
 
     The last ``history_s`` of filtered samples are kept; R peaks arrive from the
     detector, possibly late (search-back). A window is emitted once its last sample has
     arrived. Windows that reach before the stream start are padded with the first sample;
-    at ``flush()`` windows that reach past the end are padded with the last.
+    at ``flush()`` windows that reach past the end are padded with the last. A ``Stage`` of
+    ``Detected`` chunks in, lists of beat windows out.
 
     Args:
         config: Window geometry and RR settings.
@@ -212,7 +235,7 @@ class BeatSegmenter:
 
     Example:
         >>> segmenter = BeatSegmenter(ChainConfig())
-        >>> windows = segmenter.process(np.zeros(1000), [RPeak(index=400, decided_index=500)])
+        >>> windows = segmenter.process(Detected(np.zeros(1000), (RPeak(400, decided_index=500),)))
         >>> windows[0].samples.shape, windows[0].ready_index
         ((250,), 560)
     """
@@ -240,26 +263,27 @@ class BeatSegmenter:
         self._long_rr_ms: deque[float] = deque(maxlen=LONG_RR_MEAN_BEATS)
         self._robust_rr_ms: deque[float] = deque(maxlen=ROBUST_RR_BEATS)
         self._morphology.reset()
+        self._ended = False
 
-    def process(self, filtered: FloatArray, peaks: list[RPeak]) -> list[BeatWindow]:
-        """Take the next filtered samples and newly detected peaks; return complete windows."""
+    def process(self, chunk: Detected) -> list[BeatWindow]:
+        """Take the next filtered samples and the peaks decided on them; return complete windows."""
+        if self._ended:
+            raise ended_error(self)
+        filtered = chunk.samples
         if filtered.size and self._first_sample is None:
             self._first_sample = float(filtered[0])
         self._recent = np.concatenate([self._recent, filtered])
         self._end_index += filtered.size
-        for peak in peaks:
+        for peak in chunk.peaks:
             self._waiting.append((peak, self._rr_features(peak)))
         windows = self._emit(final=False)
         self._recent = self._recent[-self._capacity :]
         return windows
 
-    def flush(self, peaks: list[RPeak]) -> list[BeatWindow]:
-        """The stream has ended: take the last peaks and emit every window, edge-padded."""
-        for peak in peaks:
-            self._waiting.append((peak, self._rr_features(peak)))
-        windows = self._emit(final=True)
-        self.reset()
-        return windows
+    def flush(self) -> list[BeatWindow]:
+        """The stream has ended: emit every window still waiting, edge-padded."""
+        self._ended = True
+        return self._emit(final=True)
 
     def _rr_features(self, peak: RPeak) -> RRFeatures:
         if self._previous_peak_index is None:
@@ -297,7 +321,7 @@ class BeatSegmenter:
                     peak=peak,
                     samples=samples,
                     rr=rr,
-                    morphology=self._morphology.process(samples, premature=_is_premature(rr)),
+                    morphology=self._morphology.measure(samples, premature=_is_premature(rr)),
                     ready_index=ready_index,
                 )
             )

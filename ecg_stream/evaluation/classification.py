@@ -212,7 +212,7 @@ def classify_record(
     for start in range(0, record.samples.size, REPORT_CHUNK_SAMPLES):
         chunk = Chunk(start, record.samples[start : start + REPORT_CHUNK_SAMPLES])
         beats.extend(pipeline.process(chunk).beats)
-    beats.extend(pipeline.flush())
+    beats.extend(pipeline.flush().beats)
     return tuple(beats)
 
 

@@ -8,12 +8,12 @@ classifier refuses a model whose contract does not match the chain it will be fe
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Final
+from typing import Any, Final, get_args, get_origin
 
+import msgspec
 import numpy as np
 import numpy.typing as npt
 import onnxruntime
@@ -39,9 +39,11 @@ MAX_BATCH: Final = 512
 """Windows per onnxruntime call: bounds memory when a whole record is classified at once."""
 
 
-@dataclass(frozen=True, slots=True)
-class ModelContract:
+class ModelContract(msgspec.Struct, frozen=True, kw_only=True):
     """What a model expects of the chain, as stored in the ONNX ``metadata_props``.
+
+    Each field is one ``metadata_props`` key, in this order after ``contract_version``; its
+    value is text (numbers as ``repr``, tuples joined by ``,``, None as ``none``).
 
     Args:
         model_name: Name of the model.
@@ -57,7 +59,8 @@ class ModelContract:
             so that models exported before the shape features were added still load.
         rr_mean_beats: Past RR intervals in the local mean RR.
         window_channels: Channels (``WINDOW_CHANNELS``) of the ``window`` input, in order;
-            a model exported before the template channel existed has ``beat`` alone.
+            a model exported before the template channel existed has ``beat`` alone (and no
+            key).
         training_protocol: ``inter-patient`` or ``intra-patient``.
         training_records: Records the model was trained on (space-separated).
         validation_records: Records used for early stopping (space-separated).
@@ -74,7 +77,7 @@ class ModelContract:
     normalisation: str
     rr_features: tuple[str, ...]
     rr_mean_beats: int
-    window_channels: tuple[str, ...]
+    window_channels: tuple[str, ...] = ("beat",)
     training_protocol: str
     training_records: str
     validation_records: str
@@ -95,16 +98,9 @@ class ModelContract:
     ) -> ModelContract:
         """The contract of a model trained on windows of the chain ``config``."""
         return cls(
+            **_set_by_chain(config),
             model_name=model_name,
-            class_names=tuple(beat_class.value for beat_class in BEAT_CLASSES),
-            fs_hz=config.fs_hz,
-            band_hz=config.band_hz,
-            notch_hz=config.notch_hz,
-            window_before_samples=config.window_before_samples,
-            window_after_samples=config.window_after_samples,
-            normalisation=NORMALISATION,
             rr_features=features,
-            rr_mean_beats=config.rr_mean_beats,
             window_channels=channels,
             training_protocol=training_protocol,
             training_records=training_records,
@@ -114,23 +110,9 @@ class ModelContract:
 
     def to_metadata(self) -> dict[str, str]:
         """The contract as ONNX ``metadata_props`` (string keys and values)."""
-        return {
-            "contract_version": CONTRACT_VERSION,
-            "model_name": self.model_name,
-            "class_names": ",".join(self.class_names),
-            "fs_hz": repr(self.fs_hz),
-            "band_hz": ",".join(repr(edge) for edge in self.band_hz),
-            "notch_hz": "none" if self.notch_hz is None else repr(self.notch_hz),
-            "window_before_samples": str(self.window_before_samples),
-            "window_after_samples": str(self.window_after_samples),
-            "normalisation": self.normalisation,
-            "rr_features": ",".join(self.rr_features),
-            "rr_mean_beats": str(self.rr_mean_beats),
-            "window_channels": ",".join(self.window_channels),
-            "training_protocol": self.training_protocol,
-            "training_records": self.training_records,
-            "validation_records": self.validation_records,
-            "project_version": self.project_version,
+        values = msgspec.structs.asdict(self)
+        return {"contract_version": CONTRACT_VERSION} | {
+            key: _metadata_text(value) for key, value in values.items()
         }
 
     @classmethod
@@ -151,35 +133,26 @@ class ModelContract:
                 f"{CONTRACT_VERSION!r}; re-export the model with `ecg-stream export`"
             )
             raise ModelContractError(msg)
+        values: dict[str, object] = {}
+        for field in msgspec.structs.fields(cls):
+            text = metadata.get(field.name)
+            if text is None and field.required:
+                msg = (
+                    f"{source}: contract field {field.name!r} is missing from metadata_props; "
+                    "re-export the model with `ecg-stream export`"
+                )
+                raise ModelContractError(msg)
+            if text is None:
+                continue
+            if get_origin(field.type) is tuple:
+                values[field.name] = [item for item in text.split(",") if item]
+            elif text == "none" and type(None) in get_args(field.type):
+                values[field.name] = None
+            else:
+                values[field.name] = text
         try:
-            notch = metadata["notch_hz"]
-            low, high = (float(edge) for edge in metadata["band_hz"].split(","))
-            return cls(
-                model_name=metadata["model_name"],
-                class_names=tuple(metadata["class_names"].split(",")),
-                fs_hz=float(metadata["fs_hz"]),
-                band_hz=(low, high),
-                notch_hz=None if notch == "none" else float(notch),
-                window_before_samples=int(metadata["window_before_samples"]),
-                window_after_samples=int(metadata["window_after_samples"]),
-                normalisation=metadata["normalisation"],
-                rr_features=tuple(name for name in metadata["rr_features"].split(",") if name),
-                rr_mean_beats=int(metadata["rr_mean_beats"]),
-                window_channels=tuple(
-                    name for name in metadata.get("window_channels", "beat").split(",") if name
-                ),
-                training_protocol=metadata["training_protocol"],
-                training_records=metadata["training_records"],
-                validation_records=metadata["validation_records"],
-                project_version=metadata["project_version"],
-            )
-        except KeyError as error:
-            msg = (
-                f"{source}: contract field {error.args[0]!r} is missing from metadata_props; "
-                "re-export the model with `ecg-stream export`"
-            )
-            raise ModelContractError(msg) from error
-        except ValueError as error:
+            return msgspec.convert(values, cls, strict=False)  # text to numbers
+        except msgspec.ValidationError as error:
             msg = f"{source}: unreadable contract in metadata_props ({error}); re-export it"
             raise ModelContractError(msg) from error
 
@@ -189,16 +162,6 @@ class ModelContract:
         Raises:
             ModelContractError: Naming the first differing field, both values and the fix.
         """
-        wanted: list[tuple[str, object, object]] = [
-            ("class_names", tuple(c.value for c in BEAT_CLASSES), self.class_names),
-            ("fs_hz", config.fs_hz, self.fs_hz),
-            ("band_hz", config.band_hz, self.band_hz),
-            ("notch_hz", config.notch_hz, self.notch_hz),
-            ("window_before_samples", config.window_before_samples, self.window_before_samples),
-            ("window_after_samples", config.window_after_samples, self.window_after_samples),
-            ("normalisation", NORMALISATION, self.normalisation),
-            ("rr_mean_beats", config.rr_mean_beats, self.rr_mean_beats),
-        ]
         unknown = unknown_features(self.rr_features)
         if unknown:
             msg = (
@@ -216,7 +179,8 @@ class ModelContract:
             )
             raise ModelContractError(msg)
         # no command line sets the chain (its one home is ChainConfig): the fix is the model
-        for field_name, chain_value, model_value in wanted:
+        for field_name, chain_value in _set_by_chain(config).items():
+            model_value = getattr(self, field_name)
             if chain_value != model_value:
                 msg = (
                     f"{source}: contract field {field_name!r} is {model_value!r}, "
@@ -224,6 +188,29 @@ class ModelContract:
                     "(ecg-stream train + export)"
                 )
                 raise ModelContractError(msg)
+
+
+def _set_by_chain(config: ChainConfig) -> dict[str, Any]:
+    """The contract fields the chain ``config`` and this runtime decide, in contract order."""
+    return {
+        "class_names": tuple(beat_class.value for beat_class in BEAT_CLASSES),
+        "fs_hz": config.fs_hz,
+        "band_hz": config.band_hz,
+        "notch_hz": config.notch_hz,
+        "window_before_samples": config.window_before_samples,
+        "window_after_samples": config.window_after_samples,
+        "normalisation": NORMALISATION,
+        "rr_mean_beats": config.rr_mean_beats,
+    }
+
+
+def _metadata_text(value: object) -> str:
+    """A contract value as ``metadata_props`` text: floats by ``repr``, tuples joined by ``,``."""
+    if value is None:
+        return "none"
+    if isinstance(value, tuple):
+        return ",".join(_metadata_text(item) for item in value)
+    return repr(value) if isinstance(value, float) else str(value)
 
 
 class ClassifierState(Enum):

@@ -249,7 +249,7 @@ def stream_record_windows(
     for start in range(0, samples.size, chunk_samples):
         chunk = Chunk(start_index=start, samples=samples[start : start + chunk_samples])
         windows.extend(extractor.process(chunk).windows)
-    windows.extend(extractor.flush())
+    windows.extend(extractor.flush().windows)
     return windows
 
 

@@ -1,7 +1,7 @@
 """The latency benchmark: where a label's time goes, and how many streams a machine holds.
 
 ``ecg-stream bench`` and ``benchmarks/latency.py`` run :func:`bench_main`. It measures, on a real
-record, with the words of PROTOCOL.md:
+record, in the latency vocabulary of ``docs/protocol.md``:
 
 - compute latency per stage for every beat (filter + detector, window + features, inference,
   serialisation + publish), and end to end up to a real MQTT subscriber (in this process,
@@ -36,11 +36,13 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Final
 
+import msgspec
 import numpy as np
 
 from ecg_stream import wire
 from ecg_stream.config import CHAIN_FS_HZ, ChainConfig, MqttConfig
 from ecg_stream.detector.chain import BeatExtractor
+from ecg_stream.detector.segment import Detected
 from ecg_stream.errors import BrokerError, ConfigError
 from ecg_stream.model.classifier import OnnxBeatClassifier, default_model_path
 from ecg_stream.model.dataset import stream_record_windows
@@ -268,7 +270,7 @@ async def measure_stages(
                 r_wall_time=start_wall + time_s,
             )
             encode_s = clock()
-            message = replace(
+            message = msgspec.structs.replace(
                 message, compute_ms=(encode_s - arrival_s) * 1000.0, published_at=time.time()
             )
             payload = wire.encode(message)
@@ -309,7 +311,7 @@ async def measure_stages(
             filtered = extractor.bandpass.process(chunk.samples)
             peaks = extractor.detector.process(filtered)
             detected_s = clock()
-            windows = extractor.segmenter.process(filtered, peaks)
+            windows = extractor.segmenter.process(Detected(filtered, tuple(peaks)))
             windowed_s = clock()
             stages = (detected_s - arrival_s, windowed_s - detected_s)
             filtered_chunk = Chunk(chunk.start_index, filtered)
@@ -317,7 +319,8 @@ async def measure_stages(
         arrival_s = clock()  # the end of the stream releases the beats held back
         peaks = extractor.detector.flush()
         detected_s = clock()
-        windows = extractor.segmenter.flush(peaks)
+        segmenter = extractor.segmenter
+        windows = segmenter.process(Detected(np.empty(0), tuple(peaks))) + segmenter.flush()
         windowed_s = clock()
         stages = (detected_s - arrival_s, windowed_s - detected_s)
         await publish(client, arrival_s, record.samples.size, None, windows, stages)

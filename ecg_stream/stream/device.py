@@ -202,11 +202,14 @@ async def publish_device(
     *,
     speed: float,
     chunk_s: float,
+    start_delay_s: float = 0.0,
     report: DeviceReport | None = None,
     clock: Clock = time.monotonic,
     wall_clock: Clock = time.time,
 ) -> DeviceReport:
     """Publish one device's lead on ``<prefix>/<stream_id>/raw``, paced, QoS 1.
+
+    The device connects, waits ``start_delay_s``, then sends its first chunk.
 
     Raises:
         BrokerError: The broker cannot be reached.
@@ -221,6 +224,7 @@ async def publish_device(
     client = make_client(mqtt, identifier=unique_identifier(f"ecg-device-{stream_id}"))
     try:
         async with client:
+            await asyncio.sleep(start_delay_s)
             start_wall = math.nan
             async for chunk in source:
                 if math.isnan(start_wall):
@@ -297,11 +301,19 @@ async def run_devices(
         f"{d.name} ({d.lead}, {d.fs_hz:g} Hz) as {i}" for i, d in zip(ids, devices, strict=True)
     )
     say(f"device: publishing {names} {rate} to {mqtt.url} under {topic_prefix}/<stream>/raw")
+    # Real devices are not synchronised: their chunks fall due spread over a chunk period
+    period_s = 0.0 if math.isinf(speed) else chunk_ms / 1000.0 / speed
     async with asyncio.TaskGroup() as group:
-        for stream_id, device, report in zip(ids, devices, reports, strict=True):
+        for k, (stream_id, device, report) in enumerate(zip(ids, devices, reports, strict=True)):
             group.create_task(
                 publish_device(
-                    mqtt, stream_id, device, speed=speed, chunk_s=chunk_ms / 1000.0, report=report
+                    mqtt,
+                    stream_id,
+                    device,
+                    speed=speed,
+                    chunk_s=chunk_ms / 1000.0,
+                    start_delay_s=k * period_s / len(ids),
+                    report=report,
                 ),
                 name=f"device-{stream_id}",
             )

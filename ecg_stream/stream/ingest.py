@@ -150,7 +150,7 @@ class _ChainRun:
         tail = Ingested(ChunkFate.PROCESSED)
         if self.resampler is not None:
             tail = self.feed(np.zeros(0), arrival_s, last=True)
-        flushed = self._mapped(self.extractor.flush())
+        flushed = self._mapped(self.extractor.flush().windows)
         if self.chain_samples < self.window_samples:
             flushed = ()
         return Ingested(ChunkFate.PROCESSED, tail.windows + flushed, tail.filtered)

@@ -24,9 +24,11 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+import msgspec
 import numpy as np
 
 from ecg_stream.config import CHAIN_FS_HZ, ChainConfig, MqttConfig
+from ecg_stream.detector.stage import Stage
 from ecg_stream.errors import ConfigError, EcgStreamError
 from ecg_stream.records import DataDirs, Record
 from ecg_stream.stream.batcher import ClassifierLike, InferenceBatcher
@@ -46,7 +48,6 @@ from ecg_stream.wire import (
     BeatMessage,
     SamplesMessage,
     StatusMessage,
-    StreamState,
     TopicKind,
     WireMessage,
     check_stream_id,
@@ -87,14 +88,8 @@ class ExtractionLike(Protocol):
         """Beat windows this chunk completed, in R-peak order."""
 
 
-class ExtractorLike(Protocol):
+class ExtractorLike(Stage[Chunk, ExtractionLike], Protocol):
     """A stream's chain up to the beat windows (``ecg_stream.detector.chain.BeatExtractor``)."""
-
-    def process(self, chunk: Chunk) -> ExtractionLike:
-        """Filter, detect and window one chunk."""
-
-    def flush(self) -> tuple[BeatWindow, ...]:
-        """The stream ended: the windows still held back."""
 
     @property
     def state(self) -> SignalState:
@@ -343,14 +338,7 @@ class LiveReplay:
         )
         extractor = pipeline.extractor
         unlabeled: tuple[BeatWindow, ...] = ()  # extracted, not yet back from the batcher
-        status = StatusMessage(
-            stream=spec.stream_id,
-            state=StreamState.ONLINE,
-            record=record.name,
-            fs_hz=CHAIN_FS_HZ,
-            model=self.model_name,
-            classes=BEAT_CLASSES,
-        )
+        status = StatusMessage.online(spec.stream_id, record.name, self.model_name)
         publisher = BeatPublisher(
             self.mqtt,
             status,
@@ -385,16 +373,16 @@ class LiveReplay:
                     state = extractor.state
                     if state is not (status.signal or SignalState.OK):
                         # the input's state changed (retained): a clean stream never says it
-                        status = replace(status, signal=state)
+                        status = msgspec.structs.replace(status, signal=state)
                         await self._emit(publisher, status, chunk.arrival_s, lossless)
-                    if self.publish_samples and (display := samples.add(output.filtered)):
+                    for display in samples.add(output.filtered) if self.publish_samples else ():
                         await self._emit(publisher, display, chunk.arrival_s, lossless)
-                unlabeled = extractor.flush()
+                unlabeled = extractor.flush().windows
                 flushed = await batcher.classify(unlabeled)
                 unlabeled = ()
             except asyncio.CancelledError:
                 # Ctrl-C: the last beats go out too, labeled here (the loop is stopping)
-                rest = unlabeled + extractor.flush()
+                rest = unlabeled + extractor.flush().windows
                 for beat in pipeline.classifier.classify(rest) if rest else ():
                     publisher.submit(self._describe(spec, beat, start_wall, report), self.clock())
                 raise
@@ -458,7 +446,8 @@ class SamplesCollector:
 
     Args:
         stream_id: The stream.
-        duration_s: Signal per message, in s (a message closes with the chunk that reaches it).
+        duration_s: Signal per message, in s (a message closes with the chunk that reaches it;
+            0: one message per chunk).
     """
 
     def __init__(self, stream_id: str, duration_s: float) -> None:
@@ -468,13 +457,21 @@ class SamplesCollector:
         self._start_index = 0
         self._held = 0
 
-    def add(self, chunk: Chunk) -> SamplesMessage | None:
-        """Hold ``chunk``; return the message it completes, if any."""
+    def add(self, chunk: Chunk) -> tuple[SamplesMessage, ...]:
+        """Hold ``chunk``; return the messages it completes.
+
+        A jump in the sample index (a gap in the input) first closes what was held.
+        """
+        done = () if self._start_index + self._held == chunk.start_index else self._taken()
         if not self._parts:
             self._start_index = chunk.start_index
         self._parts.append(chunk.samples)
         self._held += chunk.samples.size
-        return self.take() if self._held >= self.limit else None
+        return done + self._taken() if self._held >= self.limit else done
+
+    def _taken(self) -> tuple[SamplesMessage, ...]:
+        message = self.take()
+        return () if message is None else (message,)
 
     def take(self) -> SamplesMessage | None:
         """The samples held so far as one message (None if none are held)."""

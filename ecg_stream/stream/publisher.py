@@ -35,6 +35,7 @@ from enum import Enum
 from types import TracebackType
 
 import aiomqtt
+import msgspec
 
 from ecg_stream import wire
 from ecg_stream.config import Backoff, MqttConfig
@@ -203,7 +204,7 @@ class BeatPublisher:
         return self._session.connected
 
     def _status_payload(self, state: StreamState) -> bytes:
-        return wire.encode(replace(self.status, state=state))
+        return wire.encode(msgspec.structs.replace(self.status, state=state))
 
     async def __aenter__(self) -> BeatPublisher:
         if self.state is not PublisherState.NEW:
@@ -444,7 +445,9 @@ class BeatPublisher:
         compute_ms = math.nan
         if isinstance(message, BeatMessage):
             compute_ms = (self.clock() - item.arrival_s) * 1000.0
-            message = replace(message, compute_ms=compute_ms, published_at=self.wall_clock())
+            message = msgspec.structs.replace(
+                message, compute_ms=compute_ms, published_at=self.wall_clock()
+            )
         elif isinstance(message, StatusMessage):  # an update (e.g. ingest counters): the
             self.status = message  # reconnect announcement and the offline status carry it
         await publish_acknowledged(

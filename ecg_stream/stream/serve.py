@@ -36,17 +36,18 @@ import random
 import socket
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import aiomqtt
+import msgspec
 
-from ecg_stream.config import CHAIN_FS_HZ, Backoff, ChainConfig, MqttConfig
+from ecg_stream.config import Backoff, ChainConfig, MqttConfig
 from ecg_stream.errors import BrokerError, ConfigError, PayloadError
 from ecg_stream.stream.batcher import ClassifierLike, InferenceBatcher
 from ecg_stream.stream.ingest import ChunkFate, DeviceWindow, Ingested, IngestSession
-from ecg_stream.stream.live import SAMPLES_SCALE_UV, format_beat_line
+from ecg_stream.stream.live import SamplesCollector, check_samples_s, format_beat_line
 from ecg_stream.stream.publisher import BeatPublisher, PublisherStats
 from ecg_stream.stream.stats import DurationHistogram
 from ecg_stream.stream.transport import Reconnect, ReconnectingSession, payloads, subscribe
@@ -55,9 +56,7 @@ from ecg_stream.wire import (
     BeatMessage,
     IngestStatus,
     RawMessage,
-    SamplesMessage,
     StatusMessage,
-    StreamState,
     TopicKind,
     check_topic_prefix,
     decode_raw,
@@ -259,6 +258,7 @@ class _Stream:
     session: IngestSession
     inbox: asyncio.Queue[_Arrival]
     report: ServedStream
+    samples: SamplesCollector | None
     closed: asyncio.Event = field(default_factory=asyncio.Event)
 
 
@@ -273,12 +273,16 @@ class ServeWorker:
         shard: Keep only this shard's streams (every worker receives every message).
         share_group: Subscribe as a member of ``$share/<group>/``.
         idle_timeout_s: A stream silent this long is flushed, announced offline and freed.
-        worker_id: Names this worker on the status topic (default: host-pid).
+        worker_id: Names this worker on the status topic. Given, it also names the worker's
+            persistent broker session (with the topic prefix): the raw chunks published while
+            the worker is down (a crash, a restart, a lost link) wait for it at the broker, up
+            to the broker's queue limits. Default: host-pid, a fresh session each start.
         say: Where notices and per-beat lines go (None: nowhere).
         beat_lines: Say one line per beat.
         summary: Filled as the worker runs (readable after it stops).
         queue_size: Publish queue length per stream.
         publish_samples: Also publish the filtered samples (``samples`` topic).
+        samples_s: Signal per ``samples`` message, in s (None: one per raw chunk).
         clock: Monotonic clock, in s.
         wall_clock: Unix time, in s.
     """
@@ -299,9 +303,11 @@ class ServeWorker:
         summary: ServeSummary | None = None,
         queue_size: int = 1000,
         publish_samples: bool = True,
+        samples_s: float | None = None,
         clock: Clock = time.monotonic,
         wall_clock: Clock = time.time,
     ) -> None:
+        check_samples_s(samples_s)
         if shard is not None and share_group is not None:
             msg = (
                 "--shard and --share are two ways to split streams between workers; give one "
@@ -325,8 +331,12 @@ class ServeWorker:
         )
         self.shard, self.share_group, self.idle_timeout_s = shard, share_group, idle_timeout_s
         self.worker_id = worker_id or default_worker_id()
+        self.session_id = (
+            None if worker_id is None else f"ecg-stream-serve-{mqtt.topic_prefix}-{worker_id}"
+        )
         self.say, self.beat_lines = say, beat_lines
         self.queue_size, self.publish_samples = queue_size, publish_samples
+        self.samples_s = samples_s
         self.clock, self.wall_clock = clock, wall_clock
         self.summary = summary if summary is not None else ServeSummary()
         topic = subscription_for(mqtt.topic_prefix, None, TopicKind.RAW)
@@ -354,6 +364,8 @@ class ServeWorker:
             rng=random.Random(),  # jitter, not cryptography
             on_connect=self._on_connect,
             on_retry=self._report_lost,
+            client_id=self.session_id,
+            persistent=self.session_id is not None,
         )
         try:
             async with asyncio.TaskGroup() as group:
@@ -432,7 +444,10 @@ class ServeWorker:
         report = self.summary.streams.setdefault(stream_id, ServedStream(stream_id))
         report.sessions += 1
         session = IngestSession(stream_id, self.config, self.worker_id)
-        stream = _Stream(session, asyncio.Queue(maxsize=INBOX_CHUNKS), report)
+        samples = (
+            SamplesCollector(stream_id, self.samples_s or 0.0) if self.publish_samples else None
+        )
+        stream = _Stream(session, asyncio.Queue(maxsize=INBOX_CHUNKS), report, samples)
         self._streams[stream_id] = stream
         assert self._group is not None  # set by run
         previous = self._closing.get(stream_id)
@@ -447,15 +462,8 @@ class ServeWorker:
         stream_id = session.stream_id
         if previous is not None:  # the last session's offline goes out before this online
             await previous.wait()
-        status = StatusMessage(
-            stream=stream_id,
-            state=StreamState.ONLINE,
-            record=stream_id,
-            fs_hz=CHAIN_FS_HZ,
-            model=self.model_name,
-            classes=BEAT_CLASSES,
-            ingest=IngestStatus(worker=self.worker_id, device_fs_hz=fs_hz),
-        )
+        ingest = IngestStatus.starting(self.worker_id, fs_hz)
+        status = StatusMessage.online(stream_id, stream_id, self.model_name, ingest)
         publisher = BeatPublisher(
             self.mqtt,
             status,
@@ -503,7 +511,7 @@ class ServeWorker:
                 if now - last_status_s >= STATUS_INTERVAL_S or (
                     troubled and now - last_status_s >= STATUS_MIN_INTERVAL_S
                 ):
-                    publisher.submit(replace(publisher.status, ingest=current))
+                    publisher.submit(msgspec.structs.replace(publisher.status, ingest=current))
                     last_status_s, published = now, current
             arrival_s = self.clock()
             output = session.finish(arrival_s)
@@ -511,12 +519,14 @@ class ServeWorker:
             beats = await self._batcher.classify([w.window for w in in_flight])
             await self._publish(stream, publisher, in_flight, beats, output, arrival_s)
             in_flight = ()
+            if stream.samples is not None and (rest := stream.samples.take()):
+                await publisher.put(rest, arrival_s)
         except asyncio.CancelledError:
             # Stopping: what was received is processed and published here (the loop is ending)
             self._drain(stream, publisher, in_flight)
             raise
         finally:
-            publisher.status = replace(publisher.status, ingest=session.status())
+            publisher.status = msgspec.structs.replace(publisher.status, ingest=session.status())
 
     def _drain(
         self, stream: _Stream, publisher: BeatPublisher, in_flight: tuple[DeviceWindow, ...]
@@ -552,16 +562,10 @@ class ServeWorker:
         # Lossless: a stream that outruns its broker connection waits; its inbox absorbs it
         for window, beat in zip(windows, beats, strict=True):
             await publisher.put(self._describe(stream, window, beat), arrival_s)
-        if self.publish_samples:
+        if stream.samples is not None:
             for filtered in output.filtered:
-                samples = SamplesMessage.from_mv(
-                    stream.session.stream_id,
-                    filtered.start_index,
-                    CHAIN_FS_HZ,
-                    filtered.samples,
-                    SAMPLES_SCALE_UV,
-                )
-                await publisher.put(samples, arrival_s)
+                for samples in stream.samples.add(filtered):
+                    await publisher.put(samples, arrival_s)
 
     def _describe(self, stream: _Stream, window: DeviceWindow, beat: LabeledBeat) -> BeatMessage:
         session = stream.session
@@ -577,7 +581,7 @@ class ServeWorker:
         stream.report.beats[message.label] += 1
         if self.say is not None and self.beat_lines:
             self.say(format_beat_line(message))
-        return replace(message, chain_sample=window.chain_index)
+        return msgspec.structs.replace(message, chain_sample=window.chain_index)
 
 
 def _trouble(status: IngestStatus) -> tuple[int, int, int, int, bool]:
@@ -605,6 +609,7 @@ async def run_serve(
     share_group: str | None = None,
     idle_timeout_s: float = DEFAULT_IDLE_TIMEOUT_S,
     worker_id: str | None = None,
+    samples_s: float | None = None,
     model_path: Path | None = None,
     quiet: bool = False,
 ) -> ServeSummary:
@@ -619,6 +624,7 @@ async def run_serve(
         share_group: Join the shared subscription ``$share/<group>/...``.
         idle_timeout_s: A stream silent this long goes offline.
         worker_id: Names this worker on the status topic.
+        samples_s: Signal per ``samples`` message, in s (None: one per raw chunk).
         model_path: ONNX model (default: the shipped one).
         quiet: No per-beat lines.
 
@@ -642,6 +648,7 @@ async def run_serve(
             share_group=share_group,
             idle_timeout_s=idle_timeout_s,
             worker_id=worker_id,
+            samples_s=samples_s,
             say=say,
             beat_lines=not quiet,
             summary=summary,

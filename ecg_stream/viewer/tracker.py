@@ -174,8 +174,9 @@ class StreamTracker:
         if mark.rr_ms is not None:
             self._rr_ms.append(mark.rr_ms)
         self._compute_ms.append(message.compute_ms)
-        # PROTOCOL end-to-end: from arrival of the beat's last sample (publish time minus
-        # compute latency) to receipt here; both wall clocks, so only as good as their sync.
+        # end-to-end latency (docs/protocol.md): from arrival of the beat's last sample
+        # (publish time minus compute latency) to receipt here; both wall clocks, so only as
+        # good as their sync.
         arrival_s = message.published_at - message.compute_ms / 1000.0
         self._end_to_end_ms.append((receipt_wall_s - arrival_s) * 1000.0)
         self.revision += 1

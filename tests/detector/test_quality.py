@@ -79,7 +79,7 @@ def stream(samples: FloatArray, classifier: OnnxBeatClassifier, chunk: int = FS)
     for start in range(0, samples.size, chunk):
         beats += pipeline.process(Chunk(start, samples[start : start + chunk])).beats
         states.append(pipeline.extractor.state)
-    return Run(beats + list(pipeline.flush()), states)
+    return Run(beats + list(pipeline.flush().beats), states)
 
 
 def with_fault(record: Record, fault: Fault) -> FloatArray:
@@ -146,7 +146,7 @@ def test_nan_never_reaches_the_filter(record_100: Record) -> None:
         out = extractor.process(Chunk(start, samples[start : start + 36]))
         filtered.append(out.filtered.samples)
         windows += out.windows
-    windows += extractor.flush()
+    windows += extractor.flush().windows
     assert np.isfinite(np.concatenate(filtered)).all()
     assert all(np.isfinite(w.samples).all() for w in windows)
     peaks = [w.peak.index for w in windows]
@@ -166,7 +166,7 @@ def test_faulty_input_does_not_depend_on_chunking(
         for part in parts:
             windows += extractor.process(Chunk(start, part)).windows
             start += part.size
-        return windows + list(extractor.flush())
+        return windows + list(extractor.flush().windows)
 
     edges = np.cumsum(rng.integers(1, 700, size=samples.size))
     whole = run([samples])
@@ -189,7 +189,7 @@ def test_clean_records_are_rarely_flagged(name: str, data_dir: Path) -> None:
     windows: list[BeatWindow] = []
     for start in range(0, record.samples.size, FS):
         windows += extractor.process(Chunk(start, record.samples[start : start + FS])).windows
-    windows += extractor.flush()
+    windows += extractor.flush().windows
     flagged = sum(not w.usable for w in windows)
     assert flagged < 0.01 * len(windows)
 

@@ -11,6 +11,7 @@ from ecg_stream.detector.segment import (
     FEATURE_NAMES,
     PRIOR_RR_MS,
     BeatSegmenter,
+    Detected,
     MorphologyTracker,
     feature_vector,
     normalise_window,
@@ -28,15 +29,15 @@ def peak(index: int) -> RPeak:
 def test_window_is_cut_around_the_peak_once_complete() -> None:
     segmenter = BeatSegmenter(CONFIG)
     ramp = np.arange(2000.0)
-    assert segmenter.process(ramp[:1000], [peak(900)]) == []  # needs samples up to 1059
-    (window,) = segmenter.process(ramp[1000:], [])
+    assert segmenter.process(Detected(ramp[:1000], (peak(900),))) == []  # needs up to 1059
+    (window,) = segmenter.process(Detected(ramp[1000:]))
     np.testing.assert_array_equal(window.samples, ramp[900 - 90 : 900 + 160])
     assert window.ready_index == 1060
 
 
 def test_window_at_stream_start_is_padded_with_first_sample() -> None:
     segmenter = BeatSegmenter(CONFIG)
-    (window,) = segmenter.process(np.arange(1.0, 501.0), [peak(10)])
+    (window,) = segmenter.process(Detected(np.arange(1.0, 501.0), (peak(10),)))
     assert window.samples.size == 250
     np.testing.assert_array_equal(window.samples[:80], 1.0)
     np.testing.assert_array_equal(window.samples[80:], np.arange(1.0, 171.0))
@@ -44,15 +45,16 @@ def test_window_at_stream_start_is_padded_with_first_sample() -> None:
 
 def test_window_at_stream_end_is_padded_on_flush() -> None:
     segmenter = BeatSegmenter(CONFIG)
-    assert segmenter.process(np.arange(1000.0), [peak(950)]) == []
-    (window,) = segmenter.flush([])
+    assert segmenter.process(Detected(np.arange(1000.0), (peak(950),))) == []
+    (window,) = segmenter.flush()
     np.testing.assert_array_equal(window.samples[:140], np.arange(860.0, 1000.0))
     np.testing.assert_array_equal(window.samples[140:], 999.0)
 
 
 def test_rr_features_are_causal() -> None:
     segmenter = BeatSegmenter(ChainConfig(rr_mean_beats=2))
-    windows = segmenter.process(np.zeros(5000), [peak(360), peak(720), peak(900), peak(1620)])
+    peaks = (peak(360), peak(720), peak(900), peak(1620))
+    windows = segmenter.process(Detected(np.zeros(5000), peaks))
     rr = [w.rr for w in windows]
     assert math.isnan(rr[0].rr_ms)
     assert [r.rr_ms for r in rr[1:]] == [1000.0, 500.0, 2000.0]
@@ -62,9 +64,9 @@ def test_rr_features_are_causal() -> None:
 
 def test_late_peak_beyond_history_is_an_error() -> None:
     segmenter = BeatSegmenter(CONFIG, history_s=1.0)
-    segmenter.process(np.zeros(5000), [])
+    segmenter.process(Detected(np.zeros(5000)))
     with pytest.raises(ConfigError, match="raise history_s"):
-        segmenter.process(np.zeros(10), [peak(1000)])
+        segmenter.process(Detected(np.zeros(10), (peak(1000),)))
 
 
 def test_normalisation_is_zero_mean_unit_variance_and_safe_on_flat() -> None:
@@ -91,8 +93,8 @@ def test_first_beat_features_use_the_stated_prior() -> None:
 
 def test_long_mean_rr_covers_more_beats_than_the_local_mean() -> None:
     segmenter = BeatSegmenter(ChainConfig(rr_mean_beats=2))
-    peaks = [peak(index) for index in (360, 720, 1080, 1440, 1620)]
-    last = segmenter.process(np.zeros(5000), peaks)[-1].rr
+    peaks = tuple(peak(index) for index in (360, 720, 1080, 1440, 1620))
+    last = segmenter.process(Detected(np.zeros(5000), peaks))[-1].rr
     assert last.local_mean_rr_ms == pytest.approx(750.0)
     assert last.long_mean_rr_ms == pytest.approx((3 * 1000 + 500) / 4)
 
@@ -100,7 +102,8 @@ def test_long_mean_rr_covers_more_beats_than_the_local_mean() -> None:
 def test_robust_rr_statistics_ignore_a_single_long_pause() -> None:
     segmenter = BeatSegmenter(CONFIG)
     indices = [360 * k for k in range(1, 12)] + [360 * 11 + 1440, 360 * 11 + 1440 + 252]
-    last = segmenter.process(np.zeros(9000), [peak(index) for index in indices])[-1].rr
+    peaks = tuple(peak(index) for index in indices)
+    last = segmenter.process(Detected(np.zeros(9000), peaks))[-1].rr
     assert last.median_rr_ms == pytest.approx(1000.0)  # the 4 s pause does not move it
     assert last.rr_ms / last.median_rr_ms == pytest.approx(0.7)  # premature stands out
     assert last.upper_rr_ms >= last.median_rr_ms
@@ -112,24 +115,24 @@ def test_morphology_compares_a_beat_with_the_median_of_the_previous_ones(
     tracker = MorphologyTracker(CONFIG, template_beats=8)
     time_s = np.arange(250) / CONFIG.fs_hz
     normal = np.exp(-(((time_s - 0.25) / 0.02) ** 2))
-    assert tracker.process(normal) == MorphologyFeatures(1.0, 1.0)  # first beat: typical
+    assert tracker.measure(normal) == MorphologyFeatures(1.0, 1.0)  # first beat: typical
     for _ in range(8):
-        typical = tracker.process(normal + 0.01 * rng.standard_normal(250))
+        typical = tracker.measure(normal + 0.01 * rng.standard_normal(250))
     assert typical.template_correlation > 0.99
     assert typical.amplitude_ratio == pytest.approx(1.0, abs=0.05)
     wide_and_tall = 3 * np.exp(-(((time_s - 0.27) / 0.06) ** 2))
-    ectopic = tracker.process(wide_and_tall)
+    ectopic = tracker.measure(wide_and_tall)
     assert ectopic.template_correlation < 0.8
     assert ectopic.amplitude_ratio == pytest.approx(3.0, rel=0.05)
     assert ectopic.qrs_width_ratio == pytest.approx(3.0, rel=0.2)  # 0.06 s against 0.02 s
     assert typical.qrs_width_ratio == pytest.approx(1.0, abs=0.1)
-    assert tracker.process(1e6 * normal).amplitude_ratio == AMPLITUDE_RATIO_CAP
+    assert tracker.measure(1e6 * normal).amplitude_ratio == AMPLITUDE_RATIO_CAP
 
 
 def test_morphology_of_a_flat_window_is_uncorrelated_not_nan() -> None:
     tracker = MorphologyTracker(CONFIG)
-    tracker.process(np.sin(np.arange(250.0)))
-    flat = tracker.process(np.zeros(250))
+    tracker.measure(np.sin(np.arange(250.0)))
+    flat = tracker.measure(np.zeros(250))
     assert flat == MorphologyFeatures(
         template_correlation=0.0, amplitude_ratio=0.0, qrs_width_ratio=0.0
     )
@@ -143,7 +146,8 @@ def test_premature_beats_never_become_the_template_even_in_bigeminy() -> None:
     for number, index in enumerate(peaks):
         width_s, height = (0.06, 3.0) if number % 2 == 0 else (0.02, 1.0)  # ectopic, normal
         signal += height * np.exp(-(((time_s - index / fs_hz) / width_s) ** 2))
-    windows = BeatSegmenter(CONFIG).process(signal, [peak(int(index)) for index in peaks])
+    detected = Detected(signal, tuple(peak(int(index)) for index in peaks))
+    windows = BeatSegmenter(CONFIG).process(detected)
     late = windows[len(windows) // 2 :]
     ectopic_beats = [w.morphology for w in late if w.rr.rr_ms < 1000.0]
     normal_beats = [w.morphology for w in late if w.rr.rr_ms > 1000.0]

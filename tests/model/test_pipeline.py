@@ -17,6 +17,7 @@ CONFIG = ChainConfig()
 
 
 def run(pipeline: BeatPipeline, samples: np.ndarray, edges: list[int]) -> list[LabeledBeat]:
+    pipeline.reset()  # a new stream: flush() ended the last one
     beats: list[LabeledBeat] = []
     for start, stop in zip([0, *edges], [*edges, samples.size], strict=True):
         out = pipeline.process(Chunk(start, samples[start:stop]))
@@ -24,7 +25,7 @@ def run(pipeline: BeatPipeline, samples: np.ndarray, edges: list[int]) -> list[L
         assert out.filtered.start_index == start
         assert out.filtered.samples.size == stop - start
         beats += out.beats
-    return beats + list(pipeline.flush())
+    return beats + list(pipeline.flush().beats)
 
 
 def test_pipeline_labels_every_window_whatever_the_chunking(

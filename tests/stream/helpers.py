@@ -12,11 +12,12 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Coroutine, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
 from typing import Any, TypeVar
 
+import msgspec
 import numpy as np
 import pytest
 
@@ -289,7 +290,7 @@ def stamped(
     message: BeatMessage, compute_ms: float = 1.5, published_at: float = 1.7e9
 ) -> BeatMessage:
     """A beat as the publisher sends it (compute latency and publication time filled)."""
-    return replace(message, compute_ms=compute_ms, published_at=published_at)
+    return msgspec.structs.replace(message, compute_ms=compute_ms, published_at=published_at)
 
 
 PREMATURE = (0.1, 0.8, 0.05, 0.03, 0.02)
@@ -335,7 +336,7 @@ class RulePipeline:
         return RuleOutput(extracted.filtered, tuple(self.classifier.classify(extracted.windows)))
 
     def flush(self) -> tuple[LabeledBeat, ...]:
-        return tuple(self.classifier.classify(self.extractor.flush()))
+        return tuple(self.classifier.classify(self.extractor.flush().windows))
 
 
 def offline_beats(
@@ -345,5 +346,5 @@ def offline_beats(
     extractor, classifier = pipeline.extractor, pipeline.classifier
     source = ReplaySource(samples, 360.0, speed=math.inf, chunk_s=chunk_s)
     windows = [extractor.process(chunk).windows for chunk in source.chunks()]
-    windows.append(extractor.flush())
+    windows.append(extractor.flush().windows)
     return [beat for part in windows if part for beat in classifier.classify(part)]

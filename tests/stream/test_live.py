@@ -20,11 +20,12 @@ from ecg_stream.stream.live import (
     LiveReplay,
     PipelineLike,
     ReplaySummary,
+    SamplesCollector,
     StreamSpec,
     plan_streams,
     run_replay,
 )
-from ecg_stream.types import LabeledBeat
+from ecg_stream.types import Chunk, LabeledBeat
 from ecg_stream.wire import BeatMessage, StreamState, TopicKind
 from tests.stream.helpers import (
     Collector,
@@ -316,3 +317,22 @@ def test_64_batched_streams_get_the_labels_of_analyze(
     assert summary.total_dropped == 0
     assert summary.inference_windows == beats
     assert summary.inference_calls < beats / 4  # the streams' beats went out in shared calls
+
+
+def test_samples_collector_joins_chunks_and_closes_at_a_jump() -> None:
+    collector = SamplesCollector("s", duration_s=0.2)  # 72 samples at 360 Hz
+    parts = [Chunk(k * 36, np.full(36, 0.001 * k)) for k in range(3)]
+    assert collector.add(parts[0]) == ()
+    (first,) = collector.add(parts[1])
+    assert (first.start_index, first.counts.size) == (0, 72)
+    assert collector.add(parts[2]) == ()
+    (held, jumped) = collector.add(Chunk(1000, np.zeros(80)))  # a gap: what was held closes
+    assert (held.start_index, held.counts.size) == (72, 36)
+    assert (jumped.start_index, jumped.counts.size) == (1000, 80)
+    assert collector.take() is None
+
+
+def test_samples_collector_of_zero_length_sends_every_chunk() -> None:
+    collector = SamplesCollector("s", duration_s=0.0)
+    messages = [m for k in range(3) for m in collector.add(Chunk(k * 36, np.zeros(36)))]
+    assert [m.start_index for m in messages] == [0, 36, 72]

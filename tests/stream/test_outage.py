@@ -10,6 +10,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import aiomqtt
+import msgspec
 import pytest
 
 from ecg_stream import wire
@@ -229,8 +230,9 @@ def test_a_beat_delivered_twice_is_received_once(mqtt_broker: MqttBroker) -> Non
         listen = asyncio.create_task(subscriber.follow(take, on_connect=subscribed.set))
         await subscribed.wait()
         first = stamped(beat_message(stream, 300))
-        again = replace(first, published_at=first.published_at + 5.0)  # re-sent after a drop
-        rerun = replace(first, r_wall_time=first.r_wall_time + 3600.0)  # the stream restarted
+        # re-sent after a drop; then the stream restarted
+        again = msgspec.structs.replace(first, published_at=first.published_at + 5.0)
+        rerun = msgspec.structs.replace(first, r_wall_time=first.r_wall_time + 3600.0)
         topic = wire.topic_for(config.topic_prefix, stream, TopicKind.BEATS)
         async with aiomqtt.Client(config.host, config.port) as client:
             for message in (first, again, first, rerun, stamped(beat_message(stream, 600))):

@@ -22,7 +22,6 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pytest
-import wfdb
 from pwdlib import PasswordHash
 
 from ecg_stream.cli import main
@@ -143,23 +142,6 @@ def secure_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecureBr
     yield SecureBroker(port, ca_file, rogue_ca_file, client_password)
     process.terminate()
     process.wait(timeout=10)
-
-
-@pytest.fixture(scope="module")
-def short_record(data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The first 10 s of record 100 as a record of its own."""
-    directory = tmp_path_factory.mktemp("record")
-    raw = wfdb.rdrecord(str(data_dir / "100"), sampto=3600)
-    wfdb.wrsamp(
-        "short",
-        fs=raw.fs,
-        units=raw.units,
-        sig_name=raw.sig_name,
-        p_signal=raw.p_signal,
-        fmt=["16", "16"],
-        write_dir=str(directory),
-    )
-    return directory / "short"
 
 
 def ecg_stream(*args: str, env: dict[str, str], timeout_s: float = 60) -> tuple[int, str]:

@@ -293,6 +293,58 @@ def test_shard_workers_split_the_streams_and_publish_every_beat_once(
 
 
 @pytest.mark.mqtt
+@pytest.mark.mosquitto_only("queued QoS 1 messages for an absent persistent session")
+def test_a_named_worker_gets_the_chunks_sent_while_it_was_down(
+    mqtt_broker: MqttBroker, data_dir: Path
+) -> None:
+    """``--worker-id`` names a persistent broker session: a restart loses no raw chunk."""
+    device = load_device_signal("100", data_dir, duration_s=12.0)
+    mqtt = prefix_config(mqtt_broker, "test-serve-resume")
+    chunk = 36
+    starts = list(range(0, device.values.size, chunk))
+    before, during = starts[: len(starts) // 2], starts[len(starts) // 2 :]
+
+    async def publish(chunk_starts: list[int]) -> None:
+        topic = topic_for(mqtt.topic_prefix, "bed", TopicKind.RAW)
+        async with make_client(mqtt, identifier="test-serve-resume-device") as client:
+            for start in chunk_starts:
+                message = device.message("bed", start, min(start + chunk, device.values.size), None)
+                await client.publish(topic, encode(message), qos=1)
+
+    async def start(summary: ServeSummary) -> asyncio.Task[ServeSummary]:
+        worker = ServeWorker(
+            RuleClassifier(), "rule", mqtt, config=CONFIG, worker_id="w0", summary=summary
+        )
+        task = asyncio.create_task(worker.run())
+        await worker.wait_subscribed()
+        return task
+
+    async def stop_once_received(task: asyncio.Task[ServeSummary], chunks: int) -> None:
+        async with asyncio.timeout(30.0):
+            while first.received + second.received < chunks:
+                assert not task.done()  # nothing but the test stops a worker
+                await asyncio.sleep(0.05)
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+    first, second = ServeSummary(), ServeSummary()
+
+    async def scenario() -> None:
+        serving = await start(first)
+        await publish(before)
+        await stop_once_received(serving, len(before))
+        await publish(during)  # no worker runs: the broker keeps them for w0's session
+        serving = await start(second)
+        await stop_once_received(serving, len(starts))
+
+    run(scenario())
+    assert (first.received, second.received) == (len(before), len(during))
+    resumed = second.streams["bed"].ingest
+    assert resumed is not None
+    assert (resumed.chunks, resumed.gaps, resumed.duplicates) == (len(during), 0, 0)
+
+
+@pytest.mark.mqtt
 @pytest.mark.mosquitto_only("shared subscriptions ($share/GROUP/...)")
 def test_shared_subscription_round_robin_is_detected_not_classified(
     mqtt_broker: MqttBroker, data_dir: Path

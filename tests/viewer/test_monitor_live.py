@@ -68,7 +68,7 @@ class PrematurityPipeline:
         return PipelineOutput(filtered=extracted.filtered, beats=beats)
 
     def flush(self) -> tuple[LabeledBeat, ...]:
-        return tuple(self.classifier.classify(self.extractor.flush()))
+        return tuple(self.classifier.classify(self.extractor.flush().windows))
 
 
 def first_seconds(data_dir: Path, seconds: float) -> Record:
