@@ -28,7 +28,7 @@ References:
 from __future__ import annotations
 
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import numpy.typing as npt
@@ -263,7 +263,7 @@ class SignalQuality:
         """Take the chain's next filtered chunk; return ``windows`` with their quality."""
         self._filtered = np.concatenate([self._filtered, filtered.samples])
         self._filtered_end = filtered.end_index
-        assessed = tuple(window_with(window, self.quality_of(window)) for window in windows)
+        assessed = tuple(replace(window, quality=self.quality_of(window)) for window in windows)
         self._filtered = self._filtered[-self._kept_samples :]
         return assessed
 
@@ -363,18 +363,6 @@ class SignalQuality:
             and self._context_index(latest) < SQI_USABLE
         )
         return self._context_noisy
-
-
-def window_with(window: BeatWindow, quality: BeatQuality) -> BeatWindow:
-    """``window`` with ``quality`` set."""
-    return BeatWindow(
-        peak=window.peak,
-        samples=window.samples,
-        rr=window.rr,
-        morphology=window.morphology,
-        ready_index=window.ready_index,
-        quality=quality,
-    )
 
 
 def _ramp(value: float, bad: float, good: float) -> float:

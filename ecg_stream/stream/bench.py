@@ -100,14 +100,8 @@ def percentiles(values_ms: Sequence[float]) -> Percentiles:
 
 def percentiles_json(summary: Percentiles) -> dict[str, float]:
     """The summary as a JSON object (NaN is written as null)."""
-    return {
-        "count": summary.count,
-        "mean_ms": summary.mean_ms,
-        "p50_ms": summary.p50_ms,
-        "p95_ms": summary.p95_ms,
-        "p99_ms": summary.p99_ms,
-        "max_ms": summary.max_ms,
-    }
+    fields: dict[str, float] = msgspec.to_builtins(summary)
+    return fields
 
 
 # --- brokers ------------------------------------------------------------------------------------
@@ -444,7 +438,7 @@ class ScalePoint:
         ramp_s: The streams started spread over this wall time, in s.
         wall_s: Wall time of the replay, in s (the slowest worker's).
         compute: Compute latency of every published beat (chunk arrival -> publish).
-        pacing: |chunk arrival - due time| of every chunk.
+        pacing_error: |chunk arrival - due time| of every chunk.
         end_to_end: At the subscriber process (p50/p95/p99/max only; from its histogram).
         cpu_percent: CPU time of the workers over wall time, in % of one core.
         subscriber_cpu_percent: The same for the subscriber process.
@@ -464,7 +458,7 @@ class ScalePoint:
     ramp_s: float
     wall_s: float
     compute: Percentiles
-    pacing: Percentiles
+    pacing_error: Percentiles
     end_to_end: Percentiles
     cpu_percent: float
     subscriber_cpu_percent: float
@@ -536,7 +530,7 @@ async def measure_scale(
         ramp_s=ramp_s,
         wall_s=wall_s,
         compute=summary.compute().summary(),
-        pacing=summary.pacing().summary(),
+        pacing_error=summary.pacing().summary(),
         end_to_end=e2e,
         cpu_percent=100.0 * sum(result.cpu_s for result in results) / wall_s,
         subscriber_cpu_percent=100.0 * received["cpu_s"] / wall_s,
@@ -550,25 +544,7 @@ async def measure_scale(
 
 def scale_json(point: ScalePoint) -> dict[str, Any]:
     """One point of the scale curve as a JSON object."""
-    return {
-        "streams": point.streams,
-        "workers": point.workers,
-        "duration_s": point.duration_s,
-        "samples_s": point.samples_s,
-        "ramp_s": point.ramp_s,
-        "wall_s": point.wall_s,
-        "compute": percentiles_json(point.compute),
-        "pacing_error": percentiles_json(point.pacing),
-        "end_to_end": percentiles_json(point.end_to_end),
-        "cpu_percent": point.cpu_percent,
-        "subscriber_cpu_percent": point.subscriber_cpu_percent,
-        "memory_per_stream_mb": point.memory_per_stream_mb,
-        "memory_growth_mb": point.memory_growth_mb,
-        "beats_published": point.beats_published,
-        "beats_received": point.beats_received,
-        "dropped": point.dropped,
-        "holds": point.holds,
-    }
+    return {**msgspec.to_builtins(point), "holds": point.holds}
 
 
 def streams_per_machine(curve: Sequence[ScalePoint]) -> int:
@@ -807,7 +783,7 @@ def format_report(report: BenchReport) -> str:
             f"messages of {s.samples_s:g} s), ms",
             header,
             _row("compute latency (arrival -> publish)", s.compute),
-            _row("pacing error |arrival - due|", s.pacing),
+            _row("pacing error |arrival - due|", s.pacing_error),
             _row("end to end at a subscriber process", s.end_to_end),
             f"  CPU {s.cpu_percent:.1f} % of a core (subscriber {s.subscriber_cpu_percent:.1f} "
             f"%), memory {s.memory_per_stream_mb:.2f} MB per stream (growth after the first "
