@@ -6,7 +6,8 @@ from ecg_stream.config import CHAIN_FS_HZ, ChainConfig
 from ecg_stream.detector.chain import BeatExtractor, Extracted
 from ecg_stream.detector.filter import CausalBandpass
 from ecg_stream.detector.rpeak import RPeakDetector
-from ecg_stream.detector.segment import BeatSegmenter
+from ecg_stream.detector.segment import BeatSegmenter, Detected
+from ecg_stream.detector.stage import Stage
 from ecg_stream.errors import (
     BrokerError,
     ConfigError,
@@ -46,6 +47,7 @@ __all__ = [
     "Chunk",
     "ConfigError",
     "DataNotFoundError",
+    "Detected",
     "EcgStreamError",
     "Extracted",
     "LabeledBeat",
@@ -57,6 +59,7 @@ __all__ = [
     "RRFeatures",
     "Record",
     "RecordFormatError",
+    "Stage",
     "__version__",
     "load_record",
 ]

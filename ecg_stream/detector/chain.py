@@ -111,7 +111,8 @@ class BeatExtractor:
         """The stream has ended: the beats still held back, after an empty filtered chunk."""
         self._ended = True
         end = Chunk(self._next_index, np.empty(0))
-        return Extracted(filtered=end, windows=self.quality.assess(end, tuple(self._end_segment())))
+        windows = self.quality.assess(end, tuple(self._end_segment()), final=True)
+        return Extracted(filtered=end, windows=windows)
 
     def _process_segments(
         self, chunk: Chunk, stopped: npt.NDArray[np.bool_]

@@ -159,6 +159,12 @@ class SignalQuality:
         self._last_unusable_index: int | None = None  # R peak of the newest noisy beat
         self._context_checked_end = -1  # `_filtered_end` when the context was last measured
         self._context_noisy = False  # what that measurement found
+        self._held: list[BeatWindow] = []  # windows a run of equal samples may still touch
+
+    @property
+    def held(self) -> tuple[BeatWindow, ...]:
+        """Windows waiting for a run of equal samples begun inside them to be judged."""
+        return tuple(self._held)
 
     def restart(self, index: int) -> None:
         """The chain's filter restarts at ``index``: measure no context from before it."""
@@ -259,13 +265,34 @@ class SignalQuality:
             else:
                 self.stretches.append(Stretch(begin, end, issue))
 
-    def assess(self, filtered: Chunk, windows: tuple[BeatWindow, ...]) -> tuple[BeatWindow, ...]:
-        """Take the chain's next filtered chunk; return ``windows`` with their quality."""
+    def assess(
+        self, filtered: Chunk, windows: tuple[BeatWindow, ...], *, final: bool = False
+    ) -> tuple[BeatWindow, ...]:
+        """Take the chain's next filtered chunk and windows; return the settled ones, judged.
+
+        A flat or clipped run is found some samples after it starts, so a window is held (in
+        order) while the run of equal samples at the newest input began inside it and may
+        still turn out to be one: until a sample differs or the run lasts ``LEAD_OFF_S``. Every
+        window is judged with all the faults that touch it, whatever the chunking. ``final``
+        (the stream ended) releases every window.
+        """
         self._filtered = np.concatenate([self._filtered, filtered.samples])
         self._filtered_end = filtered.end_index
-        assessed = tuple(replace(window, quality=self.quality_of(window)) for window in windows)
+        self._held += windows
+        settled = len(self._held)
+        if not final:
+            settled = next(
+                (k for k, window in enumerate(self._held) if self._may_change(window)), settled
+            )
+        ready, self._held = self._held[:settled], self._held[settled:]
+        assessed = tuple(replace(window, quality=self.quality_of(window)) for window in ready)
         self._filtered = self._filtered[-self._kept_samples :]
         return assessed
+
+    def _may_change(self, window: BeatWindow) -> bool:
+        """Whether a run of equal samples begun inside ``window`` is too short to judge yet."""
+        end = window.peak.index + self.config.window_after_samples
+        return self._run_start < end and self._end_index - self._run_start < self._lead_off_samples
 
     def quality_of(self, window: BeatWindow) -> BeatQuality:
         """The quality of a window whose samples up to its end have been seen."""

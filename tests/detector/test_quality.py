@@ -182,6 +182,33 @@ def test_faulty_input_does_not_depend_on_chunking(
     )
 
 
+@pytest.mark.parametrize("name", ["flat", "clipped", "nan"])
+def test_a_fault_that_starts_inside_a_window_is_judged_alike_at_any_chunking(
+    name: str, record_100: Record
+) -> None:
+    """A flat or clipped run is found some samples after it starts: a window it starts in is
+    held until it is, and judged the same whatever later input came in the same chunk."""
+    samples = record_100.samples[: 90 * FS].copy()
+    peaks = [w.peak.index for w in BeatExtractor(CONFIG).process(Chunk(0, samples)).windows]
+    peak = next(p for p in peaks if p > FAULT_START_S * FS)
+    start = peak + 30  # inside the window of this beat
+    span = slice(start, start + 3 * FS)
+    samples[span] = FAULTS[name][0](samples[span], np.random.default_rng(3))
+
+    def issues(chunk: int) -> list[tuple[int, SignalIssue | None]]:
+        extractor = BeatExtractor(CONFIG)
+        windows: list[BeatWindow] = []
+        for first in range(0, samples.size, chunk):
+            windows += extractor.process(Chunk(first, samples[first : first + chunk])).windows
+        windows += extractor.flush().windows
+        return [(w.peak.index, w.quality.issue if w.quality else None) for w in windows]
+
+    judged = issues(36)
+    assert judged == issues(1000) == issues(samples.size)
+    if name != "clipped":  # the amplified lead reaches its rails only at later R peaks
+        assert dict(judged)[peak] is FAULTS[name][1][0]
+
+
 @pytest.mark.parametrize("name", ["100", "119"])
 def test_clean_records_are_rarely_flagged(name: str, data_dir: Path) -> None:
     record = load_record(name, data_dir)
