@@ -23,17 +23,15 @@ import asyncio
 import contextlib
 import signal
 import subprocess
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from serve_scale import device_command, expected_windows, start_serve  # beside this script
 
-from ecg_stream.analysis import detect_record
-from ecg_stream.config import ChainConfig, MqttConfig
+from ecg_stream.config import MqttConfig
 from ecg_stream.evaluation.matching import match_beats
-from ecg_stream.records import Record, load_record
 from ecg_stream.stream.bench import mosquitto
 from ecg_stream.stream.serve import Shard
 from ecg_stream.stream.subscriber import WireSubscriber
@@ -65,14 +63,10 @@ async def collect(mqtt: MqttConfig, seen: dict[str, Seen], ready: asyncio.Event)
 
 
 def start_worker(url: str, shard: Shard, named: bool) -> subprocess.Popen[str]:
-    command = [sys.executable, "-m", "ecg_stream.cli", "serve", "--broker", url]
-    command += ["--topic-prefix", PREFIX, "--shard", str(shard), "--quiet"]
-    command += ["--idle-timeout-s", str(IDLE_TIMEOUT_S)]
-    command += ["--worker-id", f"w{shard.index}"] if named else []
-    worker = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    assert worker.stdout is not None
-    if "serving" not in worker.stdout.readline():
-        worker.kill()
+    options = ["--shard", str(shard), "--idle-timeout-s", str(IDLE_TIMEOUT_S)]
+    options += ["--worker-id", f"w{shard.index}"] if named else []
+    worker = start_serve(url, PREFIX, *options)
+    if worker is None:
         msg = f"serve --shard {shard} did not start"
         raise SystemExit(msg)
     return worker
@@ -89,13 +83,11 @@ async def run(args: argparse.Namespace, expected: np.ndarray) -> None:
         ready = asyncio.Event()
         listen = asyncio.create_task(collect(mqtt, seen, ready))
         await ready.wait()
-        command = [sys.executable, "-m", "ecg_stream.cli", "device", *[args.record] * len(ids)]
-        command += ["--broker", url, "--topic-prefix", PREFIX]
-        command += ["--duration-s", str(args.duration_s)]
-        command += [arg for stream in ids for arg in ("--stream-id", stream)]
-        command += [arg for d in args.data_dir or [] for arg in ("--data-dir", str(d))]
         devices = await asyncio.to_thread(
-            subprocess.Popen, command, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT
+            subprocess.Popen,
+            device_command(args, url, PREFIX, ids),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.STDOUT,
         )
         started = time.monotonic()
         await asyncio.sleep(args.kill_at_s)
@@ -154,12 +146,7 @@ def main() -> None:
     parser.add_argument("--fresh-sessions", action="store_true", help="workers without --worker-id")
     parser.add_argument("--data-dir", type=Path, action="append", help="WFDB directory")
     args = parser.parse_args()
-    record = load_record(args.record, args.data_dir, annotations=False)
-    part = Record(
-        record.name, record.lead, record.fs_hz, record.samples[: round(args.duration_s * 360)]
-    )
-    windows = detect_record(part, ChainConfig(), 1.0).windows
-    expected = np.array([w.peak.index for w in windows], dtype=np.int64)
+    expected = np.array([w.peak.index for w in expected_windows(args)], dtype=np.int64)
     asyncio.run(run(args, expected))
 
 

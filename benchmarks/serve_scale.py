@@ -37,13 +37,15 @@ from pathlib import Path
 import numpy as np
 
 from ecg_stream.analysis import detect_record
-from ecg_stream.config import ChainConfig, MqttConfig
-from ecg_stream.records import load_record
+from ecg_stream.config import CHAIN_FS_HZ, ChainConfig, MqttConfig
+from ecg_stream.records import Record, load_record
 from ecg_stream.stream.bench import mosquitto
 from ecg_stream.stream.subscriber import WireSubscriber
+from ecg_stream.types import BeatWindow
 from ecg_stream.wire import BeatMessage, StatusMessage, StreamState, TopicKind
 
 IDLE_TIMEOUT_S = 2.0
+CLI = [sys.executable, "-m", "ecg_stream.cli"]
 
 
 @dataclass
@@ -94,47 +96,56 @@ def start(command: list[str]) -> subprocess.Popen[str]:
     return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
+def start_serve(url: str, prefix: str, *options: str) -> subprocess.Popen[str] | None:
+    """An ``ecg-stream serve --quiet`` process, once it says it serves (None if it did not)."""
+    worker = start([*CLI, "serve", "--broker", url, "--topic-prefix", prefix, "--quiet", *options])
+    assert worker.stdout is not None
+    if "serving" in worker.stdout.readline():
+        return worker
+    worker.kill()
+    return None
+
+
+def device_command(args: argparse.Namespace, url: str, prefix: str, ids: list[str]) -> list[str]:
+    """``ecg-stream device``: ``--record`` as each of ``ids``, for ``--duration-s``."""
+    command = [*CLI, "device", *[args.record] * len(ids), "--broker", url]
+    command += ["--topic-prefix", prefix, "--duration-s", str(args.duration_s)]
+    command += [arg for stream in ids for arg in ("--stream-id", stream)]
+    return command + [arg for d in args.data_dir or [] for arg in ("--data-dir", str(d))]
+
+
+def expected_windows(args: argparse.Namespace) -> tuple[BeatWindow, ...]:
+    """What the chain finds offline in the signal every device publishes."""
+    record = load_record(args.record, args.data_dir, annotations=False)
+    samples = record.samples[: round(args.duration_s * CHAIN_FS_HZ)]
+    part = Record(record.name, record.lead, record.fs_hz, samples)
+    return tuple(detect_record(part, ChainConfig(), 1.0).windows)
+
+
 async def scale_point(args: argparse.Namespace, streams: int, expected: int) -> str:
     with mosquitto(topic_prefix="scale") as mqtt:
         url = f"mqtt://{mqtt.host}:{mqtt.port}"
-        cli = [sys.executable, "-m", "ecg_stream.cli"]
-        workers = [
-            start(
-                [
-                    *cli,
-                    "serve",
-                    "--broker",
-                    url,
-                    "--topic-prefix",
-                    "scale",
-                    "--quiet",
-                    "--idle-timeout-s",
-                    str(IDLE_TIMEOUT_S),
-                    *(["--shard", f"{k}/{args.shards}"] if args.shards > 1 else []),
-                    *(["--samples-ms", str(args.samples_ms)] if args.samples_ms else []),
-                ]
-            )
-            for k in range(args.shards)
+        options = ["--idle-timeout-s", str(IDLE_TIMEOUT_S)]
+        options += ["--samples-ms", str(args.samples_ms)] if args.samples_ms else []
+        shards = [
+            ["--shard", f"{k}/{args.shards}"] if args.shards > 1 else [] for k in range(args.shards)
         ]
-        for worker in workers:
-            assert worker.stdout is not None
-            if "serving" not in worker.stdout.readline():
-                for each in workers:
-                    each.kill()
-                return f"{streams:>5}  serve did not start"
+        started = [start_serve(url, "scale", *options, *shard) for shard in shards]
+        workers = [worker for worker in started if worker is not None]
+        if len(workers) < len(started):
+            for worker in workers:
+                worker.kill()
+            return f"{streams:>5}  serve did not start"
         ids = [f"dev{k}" for k in range(streams)]
         received, ready = Received(), asyncio.Event()
         listen = asyncio.create_task(collect(mqtt, ids, received, ready))
         await ready.wait()
         cpu_before = sum(cpu_seconds(worker.pid) for worker in workers)
         wall_before = time.monotonic()
-        procs = []
-        for part in np.array_split(np.array(ids), min(args.device_procs, streams)):
-            command = [*cli, "device", *[args.record] * len(part), "--broker", url]
-            command += ["--topic-prefix", "scale", "--duration-s", str(args.duration_s)]
-            command += [arg for stream in part for arg in ("--stream-id", str(stream))]
-            command += [arg for d in args.data_dir or [] for arg in ("--data-dir", str(d))]
-            procs.append(start(command))
+        procs = [
+            start(device_command(args, url, "scale", [str(i) for i in part]))
+            for part in np.array_split(np.array(ids), min(args.device_procs, streams))
+        ]
         for proc in procs:
             await asyncio.to_thread(proc.wait)
         devices_done_s = time.monotonic()
@@ -186,11 +197,7 @@ def main() -> None:
         "--catch-up-s", type=float, default=60.0, help="wait this long for a lagging worker"
     )
     args = parser.parse_args()
-    record = load_record(args.record, args.data_dir, annotations=False)
-    part = record.__class__(
-        record.name, record.lead, record.fs_hz, record.samples[: round(args.duration_s * 360)]
-    )
-    expected = len(detect_record(part, ChainConfig(), 1.0).windows)
+    expected = len(expected_windows(args))
     print(
         f"serve scale: record {args.record}, {args.duration_s:g} s per device at 360 Hz, 100 ms "
         f"chunks, real time, mosquitto on loopback, {os.cpu_count()} CPUs, load average "
