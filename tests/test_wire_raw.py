@@ -14,13 +14,13 @@ from ecg_stream import wire
 from ecg_stream.errors import PayloadError
 from ecg_stream.types import BEAT_CLASSES
 from ecg_stream.wire import (
-    IngestStatus,
     RawEncoding,
     RawMessage,
     StatusMessage,
     StreamState,
     TopicKind,
 )
+from tests.golden.wire_cases import INGEST
 
 RAW = RawMessage.from_counts(
     "bed1",
@@ -171,18 +171,7 @@ STATUS = StatusMessage(
     fs_hz=360.0,
     model="beat_lstm",
     classes=BEAT_CLASSES,
-    ingest=IngestStatus(
-        worker="host-12",
-        device_fs_hz=250.0,
-        chunks=10,
-        samples=250,
-        gaps=1,
-        gap_samples=25,
-        duplicates=2,
-        malformed=3,
-        dropped=0,
-        interleaved=True,
-    ),
+    ingest=INGEST,
 )
 
 
