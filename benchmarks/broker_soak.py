@@ -36,11 +36,11 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ecg_stream.analysis import detect_record
+from ecg_stream.classify.classifier import OnnxBeatClassifier, default_model_path
 from ecg_stream.config import ChainConfig, MqttConfig
-from ecg_stream.model.classifier import OnnxBeatClassifier, default_model_path
+from ecg_stream.live.analysis import detect_record
+from ecg_stream.mqtt.subscriber import WireSubscriber
 from ecg_stream.records import load_record
-from ecg_stream.stream.subscriber import WireSubscriber
 from ecg_stream.types import BeatClass
 from ecg_stream.wire import BeatMessage, StatusMessage, StreamState, WireMessage
 

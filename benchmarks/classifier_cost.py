@@ -2,7 +2,7 @@
 and inference per beat in onnxruntime (1 thread, batch 8) for each ONNX model given.
 
     python benchmarks/classifier_cost.py --dataset runs/pool.npz \
-        --models ecg_stream/model/assets/beat_lstm.onnx \
+        --models ecg_stream/classify/assets/beat_lstm.onnx \
         --keras runs/lean_noaugment/fold-0/final.keras runs/reference/fold-0/final.keras
 
 Training cost is the mean time of ``train_on_batch`` over real windows (both networks, same
@@ -23,13 +23,13 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import numpy as np
 import onnxruntime
 
+from ecg_stream.bench.inference import keras_to_onnx, load_keras
+from ecg_stream.classify.classifier import RR_INPUT, WINDOW_INPUT
 from ecg_stream.config import ChainConfig
 from ecg_stream.detector.segment import FEATURE_NAMES, WINDOW_CHANNELS
-from ecg_stream.model.classifier import RR_INPUT, WINDOW_INPUT
-from ecg_stream.model.dataset import load_dataset
-from ecg_stream.model.run import Architecture
-from ecg_stream.model.train import build_model, model_inputs
-from ecg_stream.stream.bench_inference import keras_to_onnx, load_keras
+from ecg_stream.training.dataset import load_dataset
+from ecg_stream.training.run import Architecture
+from ecg_stream.training.train import build_model, model_inputs
 from ecg_stream.types import BEAT_CLASSES
 
 

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ecg_stream.stream.bench import mosquitto
+from ecg_stream.bench.latency import mosquitto
 
 RECORDS = ("100", "101", "103", "105", "106", "108", "109", "111")
 

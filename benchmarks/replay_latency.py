@@ -22,15 +22,15 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+from ecg_stream.bench.latency import mosquitto, start_subscriber
+from ecg_stream.classify.classifier import OnnxBeatClassifier, default_model_path
+from ecg_stream.classify.pipeline import BeatPipeline
 from ecg_stream.config import ChainConfig, MqttConfig
 from ecg_stream.detector.chain import BeatExtractor
-from ecg_stream.model.classifier import OnnxBeatClassifier, default_model_path
-from ecg_stream.pipeline import BeatPipeline
+from ecg_stream.live.replay import LiveReplay, ReplaySummary, StreamSpec
+from ecg_stream.live.sources import parse_speed
+from ecg_stream.mqtt.broker import EmbeddedBroker
 from ecg_stream.records import load_record
-from ecg_stream.stream.bench import mosquitto, start_subscriber
-from ecg_stream.stream.broker import EmbeddedBroker
-from ecg_stream.stream.live import LiveReplay, ReplaySummary, StreamSpec
-from ecg_stream.stream.replay import parse_speed
 
 ROOT = Path(__file__).resolve().parents[1]
 

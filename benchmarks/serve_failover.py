@@ -30,11 +30,11 @@ from pathlib import Path
 import numpy as np
 from serve_scale import device_command, expected_windows, start_serve  # beside this script
 
+from ecg_stream.bench.latency import mosquitto
 from ecg_stream.config import MqttConfig
 from ecg_stream.evaluation.matching import match_beats
-from ecg_stream.stream.bench import mosquitto
-from ecg_stream.stream.serve import Shard
-from ecg_stream.stream.subscriber import WireSubscriber
+from ecg_stream.live.serve import Shard
+from ecg_stream.mqtt.subscriber import WireSubscriber
 from ecg_stream.wire import BeatMessage, StatusMessage, StreamState, TopicKind
 
 PREFIX = "failover"

@@ -36,11 +36,11 @@ from pathlib import Path
 
 import numpy as np
 
-from ecg_stream.analysis import detect_record
+from ecg_stream.bench.latency import mosquitto
 from ecg_stream.config import CHAIN_FS_HZ, ChainConfig, MqttConfig
+from ecg_stream.live.analysis import detect_record
+from ecg_stream.mqtt.subscriber import WireSubscriber
 from ecg_stream.records import Record, load_record
-from ecg_stream.stream.bench import mosquitto
-from ecg_stream.stream.subscriber import WireSubscriber
 from ecg_stream.types import BeatWindow
 from ecg_stream.wire import BeatMessage, StatusMessage, StreamState, TopicKind
 

@@ -12,8 +12,8 @@ from ecg_stream.detector.segment import FEATURE_NAMES
 from ecg_stream.errors import ConfigError, EcgStreamError
 
 if TYPE_CHECKING:
-    from ecg_stream.model.card import CvRun
     from ecg_stream.records import DataDirs
+    from ecg_stream.training.card import CvRun
 
 EXIT_USER_ERROR = 2
 
@@ -495,7 +495,7 @@ def _add_record_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _analyze(args: argparse.Namespace) -> int:
-    from ecg_stream.analysis import map_records
+    from ecg_stream.live.analysis import map_records
     from ecg_stream.records import expand_record_names
 
     names = expand_record_names(args.records)
@@ -526,8 +526,8 @@ def _analyze_one(
 ) -> tuple[str, int, float, float, float, Path]:
     import time
 
-    from ecg_stream.analysis import detect_record, write_beats_csv
     from ecg_stream.config import ChainConfig
+    from ecg_stream.live.analysis import detect_record, write_beats_csv
     from ecg_stream.records import load_record
 
     config = ChainConfig()
@@ -536,7 +536,7 @@ def _analyze_one(
     labeled = None
     started = time.perf_counter()
     if model is not None:
-        from ecg_stream.model.classifier import OnnxBeatClassifier
+        from ecg_stream.classify.classifier import OnnxBeatClassifier
 
         with OnnxBeatClassifier(model, config) as classifier:
             labeled = classifier.classify(result.windows)
@@ -548,7 +548,7 @@ def _analyze_one(
 
 
 def _default_model() -> Path:
-    from ecg_stream.model.classifier import default_model_path
+    from ecg_stream.classify.classifier import default_model_path
 
     return default_model_path()
 
@@ -598,10 +598,10 @@ def _train(args: argparse.Namespace) -> int:
     import numpy as np
 
     from ecg_stream.evaluation.classification import format_score_table
-    from ecg_stream.model.dataset import load_dataset
-    from ecg_stream.model.run import Architecture, Protocol, TrainSettings
-    from ecg_stream.model.train import cross_validate, train_model
     from ecg_stream.records import expand_record_names
+    from ecg_stream.training.dataset import load_dataset
+    from ecg_stream.training.run import Architecture, Protocol, TrainSettings
+    from ecg_stream.training.train import cross_validate, train_model
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     given: dict[str, Any] = {
@@ -689,8 +689,8 @@ def _dataset(args: argparse.Namespace) -> int:
     import numpy as np
 
     from ecg_stream.config import ChainConfig
-    from ecg_stream.model.dataset import build_dataset, patient_balanced_sample, save_dataset
     from ecg_stream.records import expand_record_names
+    from ecg_stream.training.dataset import build_dataset, patient_balanced_sample, save_dataset
 
     if args.max_per_record_class is not None and args.max_per_record_class < 1:
         msg = f"--max-per-record-class {args.max_per_record_class} must be >= 1"
@@ -715,7 +715,7 @@ def _dataset(args: argparse.Namespace) -> int:
 def _export(args: argparse.Namespace) -> int:
     import logging
 
-    from ecg_stream.export.onnx import export_model
+    from ecg_stream.training.export import export_model
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     result = export_model(args.run_dir, args.out_path, model_name=args.name, data_dir=args.data_dir)
@@ -749,7 +749,7 @@ def _evaluate_detector(args: argparse.Namespace) -> int:
 
 
 def _card(args: argparse.Namespace) -> int:
-    from ecg_stream.model.card import CardInputs, write_model_card
+    from ecg_stream.training.card import CardInputs, write_model_card
 
     _check_model_argument(args.model)
     model = args.model or _default_model()
@@ -769,7 +769,7 @@ def _card(args: argparse.Namespace) -> int:
 
 def _compared_run(text: str) -> CvRun:
     """``--compare LABEL=RUN_DIR``."""
-    from ecg_stream.model.card import CvRun
+    from ecg_stream.training.card import CvRun
 
     label, separator, path = text.partition("=")
     if not separator or not label or not path:
@@ -779,8 +779,8 @@ def _compared_run(text: str) -> CvRun:
 
 
 def _replay(args: argparse.Namespace) -> int:
-    from ecg_stream.stream.live import replay_main
-    from ecg_stream.stream.replay import parse_speed
+    from ecg_stream.live.replay import replay_main
+    from ecg_stream.live.sources import parse_speed
 
     options: dict[str, Any] = {
         "broker_url": args.broker,
@@ -804,8 +804,8 @@ def _replay(args: argparse.Namespace) -> int:
 def _replay_with_monitor(args: argparse.Namespace, speed: float, options: dict[str, Any]) -> int:
     """The replay in a worker thread, the monitor window in this one, on the same broker."""
     from ecg_stream.config import MqttConfig
-    from ecg_stream.stream.broker import DEFAULT_BROKER_URL
-    from ecg_stream.stream.live import ReplaySummary, run_replay
+    from ecg_stream.live.replay import ReplaySummary, run_replay
+    from ecg_stream.mqtt.broker import DEFAULT_BROKER_URL
     from ecg_stream.viewer.monitor import run_monitor
 
     _check_screenshot_arguments(args, needs="")
@@ -832,7 +832,7 @@ def _replay_with_monitor(args: argparse.Namespace, speed: float, options: dict[s
 
 def _monitor(args: argparse.Namespace) -> int:
     from ecg_stream.config import MqttConfig
-    from ecg_stream.stream.broker import DEFAULT_BROKER_URL
+    from ecg_stream.mqtt.broker import DEFAULT_BROKER_URL
     from ecg_stream.viewer.monitor import run_monitor
 
     _check_screenshot_arguments(args, needs="")
@@ -858,15 +858,15 @@ def _check_screenshot_arguments(args: argparse.Namespace, needs: str) -> None:
 
 
 def _broker(args: argparse.Namespace) -> int:
-    from ecg_stream.stream.broker import broker_main
+    from ecg_stream.mqtt.broker import broker_main
 
     return broker_main(args.host, args.port, _say, args.password_file)
 
 
 def _subscribe(args: argparse.Namespace) -> int:
     from ecg_stream.config import MqttConfig
-    from ecg_stream.stream.broker import DEFAULT_BROKER_URL
-    from ecg_stream.stream.subscriber import subscribe_main
+    from ecg_stream.mqtt.broker import DEFAULT_BROKER_URL
+    from ecg_stream.mqtt.subscriber import subscribe_main
 
     config = MqttConfig.from_url(args.broker or DEFAULT_BROKER_URL, args.topic_prefix)
     return subscribe_main(
@@ -880,8 +880,8 @@ def _subscribe(args: argparse.Namespace) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from ecg_stream.stream.live import check_samples_s
-    from ecg_stream.stream.serve import Shard, serve_main
+    from ecg_stream.live.replay import check_samples_s
+    from ecg_stream.live.serve import Shard, serve_main
 
     samples_s = None if args.samples_ms is None else args.samples_ms / 1e3
     check_samples_s(samples_s)  # a bad value fails before the model loads
@@ -907,8 +907,8 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _device(args: argparse.Namespace) -> int:
-    from ecg_stream.stream.device import check_device_rate, device_main
-    from ecg_stream.stream.replay import parse_speed
+    from ecg_stream.live.device import check_device_rate, device_main
+    from ecg_stream.live.sources import parse_speed
 
     speed = parse_speed(args.speed)
     if args.fs is not None:
@@ -934,7 +934,7 @@ def _device(args: argparse.Namespace) -> int:
 
 
 def _bench(args: argparse.Namespace) -> int:
-    from ecg_stream.stream.bench import BenchOptions, bench_main
+    from ecg_stream.bench.latency import BenchOptions, bench_main
 
     _check_model_argument(args.model)
     if args.broker is not None and args.embedded:

@@ -56,6 +56,10 @@ class BrokerError(EcgStreamError):
     """No MQTT broker could be reached or started."""
 
 
+TRAIN_EXTRA = "train"
+"""Optional dependency group of training, export and report pictures."""
+
+
 class MissingExtraError(EcgStreamError):
     """An optional dependency group is not installed."""
 

@@ -18,14 +18,14 @@ from typing import Any, Generic, TypeVar
 import numpy as np
 import pytest
 
+from ecg_stream.classify.classifier import OnnxBeatClassifier, default_model_path
+from ecg_stream.classify.pipeline import BeatPipeline, PipelineOutput
 from ecg_stream.config import ChainConfig
 from ecg_stream.detector.chain import BeatExtractor, Extracted
 from ecg_stream.detector.filter import CausalBandpass
 from ecg_stream.detector.rpeak import RPeakDetector
 from ecg_stream.detector.segment import BeatSegmenter, Detected
 from ecg_stream.detector.stage import Stage
-from ecg_stream.model.classifier import OnnxBeatClassifier, default_model_path
-from ecg_stream.pipeline import BeatPipeline, PipelineOutput
 from ecg_stream.records import Record
 from ecg_stream.types import BeatWindow, Chunk, FloatArray
 

@@ -21,15 +21,19 @@ CORE_MODULES = (
     "ecg_stream.evaluation.figures",
     "ecg_stream.evaluation.detection",
     "ecg_stream.documents",
-    "ecg_stream.analysis",
+    "ecg_stream.live.analysis",
     "ecg_stream.detector.chain",
 )
-OPTIONAL_CORE = ("ecg_stream.wire", "ecg_stream.pipeline", "ecg_stream.model.classifier")
+OPTIONAL_CORE = (
+    "ecg_stream.wire",
+    "ecg_stream.classify.pipeline",
+    "ecg_stream.classify.classifier",
+)
 OFFLINE_WITHOUT_EDGES = (
     "ecg_stream.evaluation.classification",
     "ecg_stream.evaluation.stress",
-    "ecg_stream.model.run",
-    "ecg_stream.model.card",
+    "ecg_stream.training.run",
+    "ecg_stream.training.card",
 )
 """Offline reports and run documents: no TensorFlow until a function needs it, no MQTT, no Qt."""
 PACKAGE = Path(__file__).resolve().parents[1] / "ecg_stream"
@@ -45,7 +49,7 @@ VIEWER_MODULES = (
     "ecg_stream.viewer.subscriber",
     "ecg_stream.viewer.tracker",
 )
-VIEWER_MAY_LOAD_FROM_STREAM = {"ecg_stream.stream", "ecg_stream.stream.transport"}
+VIEWER_MAY_LOAD_FROM_STREAM = {"ecg_stream.stream", "ecg_stream.mqtt.transport"}
 
 
 def modules_after(module: str) -> set[str]:
@@ -90,13 +94,13 @@ def test_the_matching_protocol_imports_only_the_l0_modules() -> None:
 
 
 def test_nothing_in_model_imports_the_pipeline_or_a_streaming_report() -> None:
-    """model/ sits under pipeline.py; the reports that stream records live in evaluation/."""
+    """model/ sits under classify/pipeline.py; the reports that stream records live in evaluation/."""
     for path in (PACKAGE / "model").glob("*.py"):
         imported = imports_of(path) - {"ecg_stream.cli"}  # card's __main__ hands over to the CLI
-        upward = {"ecg_stream.pipeline", *EVALUATION_REPORTS}
+        upward = {"ecg_stream.classify.pipeline", *EVALUATION_REPORTS}
         assert imported.isdisjoint(upward), (path.name, sorted(imported & upward))
 
 
-@pytest.mark.parametrize("module", ["ecg_stream.model.run", "ecg_stream.model.card"])
+@pytest.mark.parametrize("module", ["ecg_stream.training.run", "ecg_stream.training.card"])
 def test_run_documents_and_card_load_without_the_pipeline(module: str) -> None:
-    assert "ecg_stream.pipeline" not in modules_after(module)
+    assert "ecg_stream.classify.pipeline" not in modules_after(module)

@@ -9,8 +9,8 @@ import msgspec
 import pytest
 
 from ecg_stream import wire
+from ecg_stream.classify.classifier import UNCLASSIFIABLE
 from ecg_stream.errors import PayloadError
-from ecg_stream.model.classifier import UNCLASSIFIABLE
 from ecg_stream.types import BeatClass, BeatQuality, LabeledBeat, SignalIssue, SignalState
 from ecg_stream.wire import BeatMessage, StatusMessage
 from tests.test_wire import STATUS, make_beat, make_beat_message

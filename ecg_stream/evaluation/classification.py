@@ -1,8 +1,8 @@
 """Classification report: a classifier's beat classes scored against annotated records.
 
 What ``ecg-stream evaluate --classifier`` runs: records streamed through
-:class:`~ecg_stream.pipeline.BeatPipeline` as live beats are, labelled detections matched to
-the reference beats (docs/protocol.md) and scored in both spans. The report's JSON form,
+:class:`~ecg_stream.classify.pipeline.BeatPipeline` as live beats are, labelled detections matched
+to the reference beats (docs/protocol.md) and scored in both spans. The report's JSON form,
 ``classification.json``, is :class:`~ecg_stream.evaluation.figures.ClassificationDocument`.
 """
 
@@ -15,6 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ecg_stream.classify.classifier import OnnxBeatClassifier
+from ecg_stream.classify.pipeline import BeatPipeline
 from ecg_stream.config import ChainConfig
 from ecg_stream.detector.chain import BeatExtractor
 from ecg_stream.documents import encode_json
@@ -36,8 +38,6 @@ from ecg_stream.evaluation.matching import (
     score_classification,
     scored_mask,
 )
-from ecg_stream.model.classifier import OnnxBeatClassifier
-from ecg_stream.pipeline import BeatPipeline
 from ecg_stream.records import Annotations, DataDirs, Record, load_record
 from ecg_stream.types import BEAT_CLASSES, BeatClass, Chunk, IntArray, LabeledBeat
 

@@ -13,7 +13,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ecg_stream.analysis import detect_record, map_records
 from ecg_stream.config import ChainConfig
 from ecg_stream.documents import encode_json
 from ecg_stream.errors import RecordFormatError
@@ -32,6 +31,7 @@ from ecg_stream.evaluation.matching import (
     score_detection,
     scored_mask,
 )
+from ecg_stream.live.analysis import detect_record, map_records
 from ecg_stream.records import DataDirs, Record, load_record
 from ecg_stream.types import IntArray
 

@@ -15,9 +15,8 @@ import numpy as np
 
 from ecg_stream.config import ChainConfig
 from ecg_stream.detector.chain import BeatExtractor
-from ecg_stream.errors import MissingExtraError
+from ecg_stream.errors import TRAIN_EXTRA, MissingExtraError
 from ecg_stream.evaluation.matching import ClassScore
-from ecg_stream.model.dataset import TRAIN_EXTRA
 from ecg_stream.records import Record
 from ecg_stream.types import BEAT_CLASSES, Chunk, LabeledBeat
 

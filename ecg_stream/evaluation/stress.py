@@ -20,6 +20,7 @@ import msgspec
 import numpy as np
 import numpy.typing as npt
 
+from ecg_stream.classify.classifier import OnnxBeatClassifier
 from ecg_stream.config import CHAIN_FS_HZ, ChainConfig
 from ecg_stream.documents import encode_json
 from ecg_stream.errors import ConfigError
@@ -30,7 +31,6 @@ from ecg_stream.evaluation.classification import (
     score_records,
 )
 from ecg_stream.evaluation.matching import Span
-from ecg_stream.model.classifier import OnnxBeatClassifier
 from ecg_stream.records import Annotations, DataDirs, Record, load_record
 from ecg_stream.types import BEAT_CLASSES, BeatClass, FloatArray
 

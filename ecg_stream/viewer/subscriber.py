@@ -21,7 +21,7 @@ import aiomqtt
 
 from ecg_stream.config import Backoff, MqttConfig
 from ecg_stream.errors import ConfigError, PayloadError
-from ecg_stream.stream.transport import (
+from ecg_stream.mqtt.transport import (
     Reconnect,
     ReconnectingSession,
     payloads,

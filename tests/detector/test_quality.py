@@ -9,11 +9,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from ecg_stream.classify.classifier import OnnxBeatClassifier, default_model_path
+from ecg_stream.classify.pipeline import BeatPipeline
 from ecg_stream.config import ChainConfig
 from ecg_stream.detector.chain import BeatExtractor
 from ecg_stream.detector.quality import SignalQuality
-from ecg_stream.model.classifier import OnnxBeatClassifier, default_model_path
-from ecg_stream.pipeline import BeatPipeline
 from ecg_stream.records import Record, load_record
 from ecg_stream.types import BeatClass, BeatWindow, Chunk, FloatArray, LabeledBeat, SignalIssue
 from ecg_stream.types import SignalState as State

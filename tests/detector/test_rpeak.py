@@ -5,12 +5,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ecg_stream.analysis import detect_record
 from ecg_stream.config import ChainConfig
 from ecg_stream.detector.rpeak import RPeakDetector
 from ecg_stream.errors import ConfigError
 from ecg_stream.evaluation import Span
 from ecg_stream.evaluation.detection import evaluate_detections
+from ecg_stream.live.analysis import detect_record
 from ecg_stream.records import load_record
 
 # Floors a little under what the detector measures (README), whole record, 150 ms matching.

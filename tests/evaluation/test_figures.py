@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
+from ecg_stream.classify.classifier import default_model_path
 from ecg_stream.documents import encode_json, read_json
 from ecg_stream.errors import ConfigError
 from ecg_stream.evaluation.figures import DetectionDocument
-from ecg_stream.model.card import ModelCard
-from ecg_stream.model.classifier import default_model_path
+from ecg_stream.training.card import ModelCard
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -10,10 +10,10 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
+from ecg_stream.classify.classifier import RR_INPUT, WINDOW_INPUT, ModelContract
 from ecg_stream.config import ChainConfig
 from ecg_stream.detector.segment import FEATURE_NAMES
-from ecg_stream.model.classifier import RR_INPUT, WINDOW_INPUT, ModelContract
-from ecg_stream.model.dataset import project_version
+from ecg_stream.training.dataset import project_version
 
 MakeModel = Callable[..., Path]
 

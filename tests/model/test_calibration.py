@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ecg_stream.model.calibration import (
+from ecg_stream.training.calibration import (
     MAX_F_CALLS_PER_F_BEAT,
     Calibration,
     choose_calibration,

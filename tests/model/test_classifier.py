@@ -5,16 +5,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ecg_stream.config import ChainConfig
-from ecg_stream.errors import ConfigError, ModelContractError
-from ecg_stream.model.classifier import (
+from ecg_stream.classify.classifier import (
     ClassifierState,
     ModelContract,
     OnnxBeatClassifier,
     default_model_path,
 )
-from ecg_stream.model.dataset import stream_record_windows
+from ecg_stream.config import ChainConfig
+from ecg_stream.errors import ConfigError, ModelContractError
 from ecg_stream.records import Record
+from ecg_stream.training.dataset import stream_record_windows
 from ecg_stream.types import BEAT_CLASSES, BeatWindow
 from tests.model.conftest import MakeModel, contract_for
 

@@ -7,25 +7,25 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from ecg_stream.export import onnx as export_onnx
 
+from ecg_stream.classify.classifier import OnnxBeatClassifier
 from ecg_stream.cli import main
 from ecg_stream.config import ChainConfig
 from ecg_stream.errors import ConfigError
 from ecg_stream.evaluation.classification import evaluate_classifier
-from ecg_stream.export import onnx as export_onnx
-from ecg_stream.model.augment import BeatAugmenter, NoiseBank
-from ecg_stream.model.card import CardInputs, CvRun, write_model_card
-from ecg_stream.model.classifier import OnnxBeatClassifier
-from ecg_stream.model.dataset import (
+from ecg_stream.records import POOL, Record
+from ecg_stream.training.augment import BeatAugmenter, NoiseBank
+from ecg_stream.training.card import CardInputs, CvRun, write_model_card
+from ecg_stream.training.dataset import (
     build_dataset,
     load_dataset,
     patient_balanced_sample,
     save_dataset,
     stream_record_windows,
 )
-from ecg_stream.model.folds import record_folds
-from ecg_stream.model.run import RunDir
-from ecg_stream.records import POOL, Record
+from ecg_stream.training.folds import record_folds
+from ecg_stream.training.run import RunDir
 from ecg_stream.types import BeatClass
 
 CONFIG = ChainConfig()

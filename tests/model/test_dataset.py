@@ -9,13 +9,13 @@ import pytest
 from ecg_stream.config import ChainConfig
 from ecg_stream.detector.segment import FEATURE_NAMES, feature_vector, normalise_window
 from ecg_stream.errors import ConfigError
-from ecg_stream.model.dataset import (
+from ecg_stream.records import Record
+from ecg_stream.training.dataset import (
     build_dataset,
     dataset_cache_key,
     default_dataset_cache_dir,
     stream_record_windows,
 )
-from ecg_stream.records import Record
 from ecg_stream.types import BeatClass
 
 CONFIG = ChainConfig()

@@ -3,13 +3,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from ecg_stream.classify.classifier import OnnxBeatClassifier
+from ecg_stream.classify.pipeline import BeatPipeline, PipelineOutput
 from ecg_stream.config import ChainConfig
 from ecg_stream.detector.chain import BeatExtractor
 from ecg_stream.errors import ModelContractError
-from ecg_stream.model.classifier import OnnxBeatClassifier
-from ecg_stream.model.dataset import stream_record_windows
-from ecg_stream.pipeline import BeatPipeline, PipelineOutput
 from ecg_stream.records import Record
+from ecg_stream.training.dataset import stream_record_windows
 from ecg_stream.types import Chunk, LabeledBeat
 from tests.model.conftest import MakeModel
 

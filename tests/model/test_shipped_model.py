@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from ecg_stream.classify.classifier import OnnxBeatClassifier, default_model_path
 from ecg_stream.config import ChainConfig
 from ecg_stream.evaluation import Span
 from ecg_stream.evaluation.classification import (
@@ -12,7 +13,6 @@ from ecg_stream.evaluation.classification import (
     classify_record,
     score_records,
 )
-from ecg_stream.model.classifier import OnnxBeatClassifier, default_model_path
 from ecg_stream.records import Record
 
 ACCURACY_FLOOR_100 = 0.95

@@ -8,23 +8,23 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from ecg_stream.export import onnx as export_onnx
 
+from ecg_stream.classify.classifier import OnnxBeatClassifier
 from ecg_stream.config import ChainConfig
 from ecg_stream.errors import ConfigError, ModelContractError
 from ecg_stream.evaluation import Span
 from ecg_stream.evaluation.classification import evaluate_classifier
-from ecg_stream.export import onnx as export_onnx
-from ecg_stream.model.classifier import OnnxBeatClassifier
-from ecg_stream.model.dataset import build_dataset, stream_record_windows
-from ecg_stream.model.run import Protocol, TrainSettings
-from ecg_stream.model.train import (
+from ecg_stream.records import Record
+from ecg_stream.training.dataset import build_dataset, stream_record_windows
+from ecg_stream.training.run import Protocol, TrainSettings
+from ecg_stream.training.train import (
     DatasetSplits,
     TrainResult,
     balanced_subsample,
     class_weights,
     train_model,
 )
-from ecg_stream.records import Record
 
 pytest.importorskip("tensorflow")  # the "train" extra; CI installs it
 

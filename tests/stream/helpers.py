@@ -24,9 +24,9 @@ import pytest
 from ecg_stream.config import ChainConfig, MqttConfig
 from ecg_stream.detector.chain import BeatExtractor
 from ecg_stream.errors import PayloadError
-from ecg_stream.stream.live import PipelineLike
-from ecg_stream.stream.replay import ReplaySource
-from ecg_stream.stream.subscriber import WireSubscriber
+from ecg_stream.live.replay import PipelineLike
+from ecg_stream.live.sources import ReplaySource
+from ecg_stream.mqtt.subscriber import WireSubscriber
 from ecg_stream.types import (
     BEAT_CLASSES,
     BeatWindow,
@@ -75,7 +75,7 @@ class BrokerKind(Enum):
     """The MQTT broker the tests run against."""
 
     MOSQUITTO = "mosquitto"
-    EMBEDDED = "embedded"  # ecg_stream.stream.broker (amqtt), as ``ecg-stream broker`` runs it
+    EMBEDDED = "embedded"  # ecg_stream.mqtt.broker (amqtt), as ``ecg-stream broker`` runs it
 
 
 def mosquitto_executable() -> str | None:
@@ -301,7 +301,7 @@ class RuleClassifier:
     """A deterministic stand-in for the ONNX model: premature beats are S, others N.
 
     Lets the live path be checked beat for beat without the trained model; the tests with the
-    shipped model do the same with :class:`~ecg_stream.model.classifier.OnnxBeatClassifier`.
+    shipped model do the same with :class:`~ecg_stream.classify.classifier.OnnxBeatClassifier`.
     """
 
     name = "rule_based_test_model"

@@ -6,11 +6,11 @@ import asyncio
 
 import pytest
 
-from ecg_stream.analysis import detect_record
+from ecg_stream.classify.batcher import InferenceBatcher
+from ecg_stream.classify.classifier import OnnxBeatClassifier, default_model_path
 from ecg_stream.config import ChainConfig
-from ecg_stream.model.classifier import OnnxBeatClassifier, default_model_path
+from ecg_stream.live.analysis import detect_record
 from ecg_stream.records import Record
-from ecg_stream.stream.batcher import InferenceBatcher
 from ecg_stream.types import BeatWindow, LabeledBeat
 from tests.stream.helpers import run
 

@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
+from ecg_stream.bench.latency import STAGES
 from ecg_stream.cli import main
-from ecg_stream.stream.bench import STAGES
 from tests.stream.helpers import MqttBroker
 
 PERCENTILE_FIELDS = {"count", "mean_ms", "p50_ms", "p95_ms", "p99_ms", "max_ms"}

@@ -9,8 +9,8 @@ import pytest
 
 from ecg_stream.config import MqttConfig
 from ecg_stream.errors import BrokerError
-from ecg_stream.stream.broker import BrokerState, EmbeddedBroker, broker_for, probe_broker
-from ecg_stream.stream.publisher import BeatPublisher
+from ecg_stream.mqtt.broker import BrokerState, EmbeddedBroker, broker_for, probe_broker
+from ecg_stream.mqtt.publisher import BeatPublisher
 from ecg_stream.wire import StreamState
 from tests.stream.helpers import (
     Collector,

@@ -7,19 +7,19 @@ import itertools
 
 import numpy as np
 import pytest
-
-from ecg_stream.analysis import detect_record
-from ecg_stream.config import ChainConfig
-from ecg_stream.records import Record, resample_to_chain
 from ecg_stream.stream import ingest, serve
-from ecg_stream.stream.device import resample_lead
-from ecg_stream.stream.ingest import (
+
+from ecg_stream.config import ChainConfig
+from ecg_stream.live.analysis import detect_record
+from ecg_stream.live.device import resample_lead
+from ecg_stream.live.ingest import (
     INTERLEAVE_MIN_GAPS,
     RECOVER_CHUNKS,
     ChunkFate,
     Ingested,
     IngestSession,
 )
+from ecg_stream.records import Record, resample_to_chain
 from ecg_stream.types import FloatArray
 from ecg_stream.wire import RawMessage
 

@@ -13,9 +13,7 @@ import pytest
 
 from ecg_stream.config import ChainConfig, MqttConfig
 from ecg_stream.errors import ConfigError
-from ecg_stream.records import Record
-from ecg_stream.stream.broker import EmbeddedBroker
-from ecg_stream.stream.live import (
+from ecg_stream.live.replay import (
     MAX_SPEED_CHUNK_S,
     LiveReplay,
     PipelineLike,
@@ -25,6 +23,8 @@ from ecg_stream.stream.live import (
     plan_streams,
     run_replay,
 )
+from ecg_stream.mqtt.broker import EmbeddedBroker
+from ecg_stream.records import Record
 from ecg_stream.types import Chunk, LabeledBeat
 from ecg_stream.wire import BeatMessage, StreamState, TopicKind
 from tests.stream.helpers import (
@@ -189,7 +189,7 @@ def test_stream_ids_default_to_record_names_and_must_be_distinct(record_100: Rec
 
 
 def shipped_model() -> Path:
-    from ecg_stream.model.classifier import default_model_path
+    from ecg_stream.classify.classifier import default_model_path
 
     path = default_model_path()
     if not path.is_file():
@@ -206,9 +206,9 @@ def test_replay_command_whole_record_with_shipped_model(
     mqtt_broker: MqttBroker, record_100: Record, data_dir: Path
 ) -> None:
     """``replay 100 --speed max --broker ...``: every beat the offline pipeline finds, once."""
+    from ecg_stream.classify.classifier import OnnxBeatClassifier
+    from ecg_stream.classify.pipeline import BeatPipeline
     from ecg_stream.detector.chain import BeatExtractor
-    from ecg_stream.model.classifier import OnnxBeatClassifier
-    from ecg_stream.pipeline import BeatPipeline
 
     model = shipped_model()
     config = ChainConfig()
@@ -254,9 +254,9 @@ def test_replay_command_whole_record_with_shipped_model(
 
 @pytest.mark.mqtt
 def test_embedded_broker_with_shipped_model(record_100: Record) -> None:
+    from ecg_stream.classify.classifier import OnnxBeatClassifier
+    from ecg_stream.classify.pipeline import BeatPipeline
     from ecg_stream.detector.chain import BeatExtractor
-    from ecg_stream.model.classifier import OnnxBeatClassifier
-    from ecg_stream.pipeline import BeatPipeline
 
     model = shipped_model()
     record = sliced(record_100, 600.0, 120.0)
@@ -286,10 +286,10 @@ def test_64_batched_streams_get_the_labels_of_analyze(
     mqtt_broker: MqttBroker, data_dir: Path
 ) -> None:
     """64 streams share one classifier (one call per loop turn) and keep analyze's labels."""
-    from ecg_stream.analysis import detect_record
+    from ecg_stream.classify.classifier import OnnxBeatClassifier
+    from ecg_stream.classify.pipeline import BeatPipeline
     from ecg_stream.detector.chain import BeatExtractor
-    from ecg_stream.model.classifier import OnnxBeatClassifier
-    from ecg_stream.pipeline import BeatPipeline
+    from ecg_stream.live.analysis import detect_record
     from ecg_stream.records import load_record
 
     model, config = shipped_model(), ChainConfig()

@@ -14,16 +14,16 @@ import msgspec
 import pytest
 
 from ecg_stream import wire
-from ecg_stream.analysis import detect_record
+from ecg_stream.classify.classifier import OnnxBeatClassifier, default_model_path
+from ecg_stream.classify.pipeline import BeatPipeline
 from ecg_stream.config import Backoff, ChainConfig, MqttConfig
 from ecg_stream.detector.chain import BeatExtractor
-from ecg_stream.model.classifier import OnnxBeatClassifier, default_model_path
-from ecg_stream.pipeline import BeatPipeline
+from ecg_stream.live.analysis import detect_record
+from ecg_stream.live.replay import LiveReplay, PipelineLike, ReplaySummary, StreamSpec
+from ecg_stream.mqtt.broker import EmbeddedBroker, broker_for
+from ecg_stream.mqtt.publisher import BeatPublisher
+from ecg_stream.mqtt.subscriber import WireSubscriber
 from ecg_stream.records import Record
-from ecg_stream.stream.broker import EmbeddedBroker, broker_for
-from ecg_stream.stream.live import LiveReplay, PipelineLike, ReplaySummary, StreamSpec
-from ecg_stream.stream.publisher import BeatPublisher
-from ecg_stream.stream.subscriber import WireSubscriber
 from ecg_stream.types import BeatClass
 from ecg_stream.wire import BeatMessage, StatusMessage, StreamState, TopicKind, WireMessage
 from tests.stream.helpers import (

@@ -16,7 +16,7 @@ import pytest
 from ecg_stream import wire
 from ecg_stream.config import Backoff, MqttConfig
 from ecg_stream.errors import BrokerError, ConfigError
-from ecg_stream.stream.publisher import BeatPublisher, PublisherState
+from ecg_stream.mqtt.publisher import BeatPublisher, PublisherState
 from ecg_stream.wire import StreamState, TopicKind
 from tests.stream.helpers import (
     Collector,
@@ -170,7 +170,7 @@ PUBLISHER_SCRIPT = textwrap.dedent(
     """
     import asyncio, sys
     from ecg_stream.config import MqttConfig
-    from ecg_stream.stream.publisher import BeatPublisher
+    from ecg_stream.mqtt.publisher import BeatPublisher
     from tests.stream.helpers import status_of
 
     async def main():

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from ecg_stream.errors import ConfigError
-from ecg_stream.stream.replay import ReplaySource, parse_speed
+from ecg_stream.live.sources import ReplaySource, parse_speed
 
 
 class FakeClock:

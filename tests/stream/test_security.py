@@ -33,8 +33,8 @@ from ecg_stream.config import (
     MqttConfig,
 )
 from ecg_stream.errors import ConfigError
-from ecg_stream.stream.broker import EmbeddedBroker, is_loopback
-from ecg_stream.stream.transport import ConnectRefusedError, connect, make_client
+from ecg_stream.mqtt.broker import EmbeddedBroker, is_loopback
+from ecg_stream.mqtt.transport import ConnectRefusedError, connect, make_client
 from tests.stream.helpers import free_port, mosquitto_executable, port_open, run
 
 ROOT = Path(__file__).parents[2]

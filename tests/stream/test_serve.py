@@ -17,14 +17,14 @@ from typing import Any
 import numpy as np
 import pytest
 
-from ecg_stream.analysis import detect_record
+from ecg_stream.classify.batcher import ClassifierLike
 from ecg_stream.cli import main
 from ecg_stream.config import ChainConfig, MqttConfig
+from ecg_stream.live.analysis import detect_record
+from ecg_stream.live.device import DeviceSignal, load_device_signal, publish_device
+from ecg_stream.live.serve import ServeSummary, ServeWorker, Shard
+from ecg_stream.mqtt.transport import make_client
 from ecg_stream.records import Record, resample_to_chain
-from ecg_stream.stream.batcher import ClassifierLike
-from ecg_stream.stream.device import DeviceSignal, load_device_signal, publish_device
-from ecg_stream.stream.serve import ServeSummary, ServeWorker, Shard
-from ecg_stream.stream.transport import make_client
 from ecg_stream.types import LabeledBeat
 from ecg_stream.wire import (
     BeatMessage,
@@ -109,7 +109,7 @@ def prefix_config(broker: MqttBroker, prefix: str) -> MqttConfig:
 
 
 def shipped_model() -> Path:
-    from ecg_stream.model.classifier import default_model_path
+    from ecg_stream.classify.classifier import default_model_path
 
     path = default_model_path()
     if not path.is_file():
@@ -122,7 +122,7 @@ def test_device_and_serve_give_the_beats_of_analyze(
     mqtt_broker: MqttBroker, data_dir: Path
 ) -> None:
     """Same chain, same model: a 360 Hz device through a worker equals ``analyze``."""
-    from ecg_stream.model.classifier import OnnxBeatClassifier
+    from ecg_stream.classify.classifier import OnnxBeatClassifier
 
     device = load_device_signal("100", data_dir, duration_s=180.0)
     assert device.gain == 200.0

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from ecg_stream.errors import ConfigError
-from ecg_stream.stream.stats import DurationHistogram
+from ecg_stream.stats import DurationHistogram
 
 
 def test_percentiles_err_high_by_at_most_the_resolution(rng: np.random.Generator) -> None:
@@ -61,7 +61,7 @@ def test_bad_bins_are_refused() -> None:
         DurationHistogram().merge(DurationHistogram(relative_resolution=0.01))
 
 
-@pytest.mark.parametrize("module", ["ecg_stream.stream.stats", "ecg_stream.config"])
+@pytest.mark.parametrize("module", ["ecg_stream.stats", "ecg_stream.config"])
 def test_doctests_pass(module: str) -> None:
     result = doctest.testmod(importlib.import_module(module))
     assert result.attempted > 0

@@ -10,7 +10,7 @@ import pytest
 
 from ecg_stream import wire
 from ecg_stream.errors import PayloadError
-from ecg_stream.stream.subscriber import WireSubscriber, format_message, run_subscribe
+from ecg_stream.mqtt.subscriber import WireSubscriber, format_message, run_subscribe
 from ecg_stream.wire import BeatMessage, TopicKind
 from tests.stream.helpers import (
     Collector,

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from ecg_stream.config import ChainConfig
-from ecg_stream.stream.live import StreamSpec
-from ecg_stream.stream.workers import WorkerJob, merge_results, run_workers, split_streams
+from ecg_stream.live.replay import StreamSpec
+from ecg_stream.live.workers import WorkerJob, merge_results, run_workers, split_streams
 from ecg_stream.wire import StreamState, TopicKind
 from tests.stream.helpers import Collector, MqttBroker, collect_until, run
 from tests.stream.test_live import BATCH_RECORDS, check_stream, shipped_model, sliced
@@ -34,8 +34,8 @@ def test_streams_are_dealt_round_robin_and_no_share_is_empty() -> None:
 def test_streams_over_two_workers_get_the_labels_of_analyze(
     mqtt_broker: MqttBroker, data_dir: Path
 ) -> None:
-    from ecg_stream.analysis import detect_record
-    from ecg_stream.model.classifier import OnnxBeatClassifier
+    from ecg_stream.classify.classifier import OnnxBeatClassifier
+    from ecg_stream.live.analysis import detect_record
     from ecg_stream.records import load_record
 
     model, config = shipped_model(), ChainConfig()
@@ -138,8 +138,8 @@ def test_a_killed_worker_s_streams_go_offline_and_the_others_do_not(
 
 
 def test_merged_results_keep_every_stream_and_count_every_call() -> None:
-    from ecg_stream.stream.live import ReplaySummary, StreamReport
-    from ecg_stream.stream.workers import WorkerResult
+    from ecg_stream.live.replay import ReplaySummary, StreamReport
+    from ecg_stream.live.workers import WorkerResult
 
     first = ReplaySummary([StreamReport("a", "100")], inference_calls=3, inference_windows=5)
     second = ReplaySummary([StreamReport("b", "101")], interrupted=True, inference_calls=2)

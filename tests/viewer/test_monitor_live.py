@@ -16,14 +16,14 @@ import pytest
 from PySide6 import QtGui
 from pytestqt.qtbot import QtBot
 
+from ecg_stream.classify.classifier import UNCLASSIFIABLE
+from ecg_stream.classify.pipeline import PipelineOutput
 from ecg_stream.config import CHAIN_FS_HZ, ChainConfig, MqttConfig
 from ecg_stream.detector.chain import BeatExtractor
 from ecg_stream.errors import DataNotFoundError
-from ecg_stream.model.classifier import UNCLASSIFIABLE
-from ecg_stream.pipeline import PipelineOutput
+from ecg_stream.live.replay import LiveReplay, ReplaySummary, StreamSpec
+from ecg_stream.live.sources import ReplaySource
 from ecg_stream.records import Record, load_record
-from ecg_stream.stream.live import LiveReplay, ReplaySummary, StreamSpec
-from ecg_stream.stream.replay import ReplaySource
 from ecg_stream.types import BEAT_CLASSES, BeatClass, BeatWindow, Chunk, LabeledBeat
 from ecg_stream.viewer.monitor import CLASS_COLOURS, MonitorWindow, run_monitor
 from ecg_stream.viewer.subscriber import BrokerState, Subscriber

@@ -15,7 +15,7 @@ ALLOWED = (
     "ecg_stream.errors",
     "ecg_stream.types",
     "ecg_stream.wire",
-    "ecg_stream.stream.transport",  # the one MQTT transport, shared with the stream edge
+    "ecg_stream.mqtt.transport",  # the one MQTT transport, shared with the stream edge
 )
 
 

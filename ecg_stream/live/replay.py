@@ -27,14 +27,14 @@ from typing import TYPE_CHECKING, Any, Protocol
 import msgspec
 import numpy as np
 
+from ecg_stream.classify.batcher import ClassifierLike, InferenceBatcher
 from ecg_stream.config import CHAIN_FS_HZ, ChainConfig, MqttConfig
 from ecg_stream.detector.stage import Stage
 from ecg_stream.errors import ConfigError, EcgStreamError
+from ecg_stream.live.sources import ReplaySource
+from ecg_stream.mqtt.publisher import SAMPLES_QUEUE_SIZE, BeatPublisher, PublisherStats
 from ecg_stream.records import DataDirs, Record
-from ecg_stream.stream.batcher import ClassifierLike, InferenceBatcher
-from ecg_stream.stream.publisher import SAMPLES_QUEUE_SIZE, BeatPublisher, PublisherStats
-from ecg_stream.stream.replay import ReplaySource
-from ecg_stream.stream.stats import DurationHistogram
+from ecg_stream.stats import DurationHistogram
 from ecg_stream.types import (
     BEAT_CLASSES,
     BeatClass,
@@ -55,7 +55,7 @@ from ecg_stream.wire import (
 )
 
 if TYPE_CHECKING:  # workers.py runs LiveReplay: it imports this module
-    from ecg_stream.stream.workers import WorkerJob
+    from ecg_stream.live.workers import WorkerJob
 
 Clock = Callable[[], float]
 Say = Callable[[str], None]
@@ -97,7 +97,7 @@ class ExtractorLike(Stage[Chunk, ExtractionLike], Protocol):
 
 
 class PipelineLike(Protocol):
-    """The beat pipeline as the live edge uses it (``ecg_stream.pipeline.BeatPipeline``).
+    """The beat pipeline as the live edge uses it (``ecg_stream.classify.pipeline.BeatPipeline``).
 
     The live edge runs the two halves apart: each stream's extractor on its own chunks, and the
     classifier once per event-loop turn for the windows of every stream that shares it.
@@ -557,16 +557,16 @@ async def run_replay(
         model_path: ONNX model (default: the shipped one).
         quiet: No per-beat lines.
         samples_s: Signal per ``samples`` message, in s (None: one per chunk).
-        workers: Processes to spread the streams over (``ecg_stream.stream.workers``).
+        workers: Processes to spread the streams over (``ecg_stream.live.workers``).
 
     Raises:
         EcgStreamError: A record, the model or the broker is not usable.
     """
-    from ecg_stream.model.classifier import OnnxBeatClassifier, default_model_path
-    from ecg_stream.pipeline import BeatPipeline
+    from ecg_stream.classify.classifier import OnnxBeatClassifier, default_model_path
+    from ecg_stream.classify.pipeline import BeatPipeline
+    from ecg_stream.live.workers import WorkerJob, split_streams
+    from ecg_stream.mqtt.broker import broker_for
     from ecg_stream.records import load_record
-    from ecg_stream.stream.broker import broker_for
-    from ecg_stream.stream.workers import WorkerJob, split_streams
 
     check_topic_prefix(topic_prefix)
     check_samples_s(samples_s)
@@ -619,7 +619,7 @@ async def _replay_in_workers(
     jobs: Sequence[WorkerJob], say: Say, summary: ReplaySummary
 ) -> ReplaySummary:
     """Run the jobs in worker processes; fill ``summary`` with their streams, in job order."""
-    from ecg_stream.stream.workers import merge_results, run_workers
+    from ecg_stream.live.workers import merge_results, run_workers
 
     results = await run_workers(jobs)
     merged = merge_results(results)
@@ -648,7 +648,7 @@ def replay_main(records: Sequence[str], *, speed: float, say: Say, **options: An
     Returns:
         0 at the end of the records, 130 after Ctrl-C or SIGTERM.
     """
-    from ecg_stream.stream.runner import run_until_stopped
+    from ecg_stream.live.runner import run_until_stopped
 
     summary = ReplaySummary()
     stopped = run_until_stopped(

@@ -2,12 +2,12 @@
 
 A worker subscribes to ``<prefix>/+/raw`` with one MQTT session (the project's transport:
 reconnects with capped, jittered backoff). Each stream appears when its first chunk arrives:
-it gets an :class:`~ecg_stream.stream.ingest.IngestSession` (sequencing, resampling to 360 Hz,
+it gets an :class:`~ecg_stream.live.ingest.IngestSession` (sequencing, resampling to 360 Hz,
 the same ``BeatExtractor`` that ``replay`` and ``analyze`` run), a bounded inbox, a named task
-in one ``TaskGroup``, and a :class:`~ecg_stream.stream.publisher.BeatPublisher` of its own,
+in one ``TaskGroup``, and a :class:`~ecg_stream.mqtt.publisher.BeatPublisher` of its own,
 whose connection's last will is the stream's ``offline`` status: if the worker dies, the
 broker announces each of its streams offline. The windows of every stream of one event-loop
-turn are classified in one ONNX call (:class:`~ecg_stream.stream.batcher.InferenceBatcher`).
+turn are classified in one ONNX call (:class:`~ecg_stream.classify.batcher.InferenceBatcher`).
 Beats, samples and status go out exactly as ``replay`` publishes them; the status also
 carries the stream's ingest counters (gaps, duplicates, malformed, ...).
 
@@ -43,14 +43,14 @@ from typing import Any
 import aiomqtt
 import msgspec
 
+from ecg_stream.classify.batcher import ClassifierLike, InferenceBatcher
 from ecg_stream.config import Backoff, ChainConfig, MqttConfig
 from ecg_stream.errors import BrokerError, ConfigError, PayloadError
-from ecg_stream.stream.batcher import ClassifierLike, InferenceBatcher
-from ecg_stream.stream.ingest import ChunkFate, DeviceWindow, Ingested, IngestSession
-from ecg_stream.stream.live import SamplesCollector, check_samples_s, format_beat_line
-from ecg_stream.stream.publisher import BeatPublisher, PublisherStats
-from ecg_stream.stream.stats import DurationHistogram
-from ecg_stream.stream.transport import Reconnect, ReconnectingSession, payloads, subscribe
+from ecg_stream.live.ingest import ChunkFate, DeviceWindow, Ingested, IngestSession
+from ecg_stream.live.replay import SamplesCollector, check_samples_s, format_beat_line
+from ecg_stream.mqtt.publisher import BeatPublisher, PublisherStats
+from ecg_stream.mqtt.transport import Reconnect, ReconnectingSession, payloads, subscribe
+from ecg_stream.stats import DurationHistogram
 from ecg_stream.types import BEAT_CLASSES, BeatClass, LabeledBeat
 from ecg_stream.wire import (
     BeatMessage,
@@ -631,8 +631,8 @@ async def run_serve(
     Raises:
         EcgStreamError: An option, the model or the broker is not usable.
     """
-    from ecg_stream.model.classifier import OnnxBeatClassifier, default_model_path
-    from ecg_stream.stream.broker import DEFAULT_BROKER_URL
+    from ecg_stream.classify.classifier import OnnxBeatClassifier, default_model_path
+    from ecg_stream.mqtt.broker import DEFAULT_BROKER_URL
 
     check_topic_prefix(topic_prefix)
     mqtt = MqttConfig.from_url(broker_url or DEFAULT_BROKER_URL, topic_prefix)
@@ -662,7 +662,7 @@ def serve_main(*, say: Say, **options: Any) -> int:
     Returns:
         0 once stopped.
     """
-    from ecg_stream.stream.runner import run_until_stopped
+    from ecg_stream.live.runner import run_until_stopped
 
     summary = ServeSummary()
     run_until_stopped(run_serve(say=say, summary=summary, **options))

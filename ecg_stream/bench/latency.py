@@ -9,10 +9,10 @@ record, in the latency vocabulary of ``docs/protocol.md``:
   next chunk enters when the subscriber has the last chunk's beats, so no beat waits for another
   (queueing under load is what ``--streams`` measures);
 - the signal latency, R peak -> label available, in signal time;
-- inference side by side (:mod:`ecg_stream.stream.bench_inference`);
+- inference side by side (:mod:`ecg_stream.bench.inference`);
 - throughput, x real time, of the chain alone and with inference, as fast as possible;
 - with ``--streams N --duration-s S``: one point of the scale curve, N real-time streams
-  (:class:`~ecg_stream.stream.live.LiveReplay`) and a subscriber process.
+  (:class:`~ecg_stream.live.replay.LiveReplay`) and a subscriber process.
 
 Distributions are quoted as p50, p95, p99 and max; absolute times on a shared machine are noise,
 the ratios of figures measured side by side in one run are not.
@@ -40,17 +40,14 @@ import msgspec
 import numpy as np
 
 from ecg_stream import wire
+from ecg_stream.bench.inference import BASELINE, InferenceComparison, compare_inference
+from ecg_stream.classify.classifier import OnnxBeatClassifier, default_model_path
+from ecg_stream.classify.pipeline import BeatPipeline
 from ecg_stream.config import CHAIN_FS_HZ, ChainConfig, MqttConfig
 from ecg_stream.detector.chain import BeatExtractor
 from ecg_stream.detector.segment import Detected
 from ecg_stream.errors import BrokerError, ConfigError
-from ecg_stream.model.classifier import OnnxBeatClassifier, default_model_path
-from ecg_stream.model.dataset import stream_record_windows
-from ecg_stream.pipeline import BeatPipeline
-from ecg_stream.records import DataDirs, Record, load_record
-from ecg_stream.stream.bench_inference import BASELINE, InferenceComparison, compare_inference
-from ecg_stream.stream.broker import EmbeddedBroker
-from ecg_stream.stream.live import (
+from ecg_stream.live.replay import (
     MAX_SPEED_CHUNK_S,
     MAX_WORKERS,
     REAL_TIME_CHUNK_S,
@@ -59,11 +56,14 @@ from ecg_stream.stream.live import (
     check_samples_s,
     spread_starts,
 )
-from ecg_stream.stream.publisher import client_identifier, make_client
-from ecg_stream.stream.replay import ReplaySource
-from ecg_stream.stream.stats import Percentiles
-from ecg_stream.stream.subscriber import WireSubscriber
-from ecg_stream.stream.workers import WorkerJob, merge_results, run_workers, split_streams
+from ecg_stream.live.sources import ReplaySource
+from ecg_stream.live.workers import WorkerJob, merge_results, run_workers, split_streams
+from ecg_stream.mqtt.broker import EmbeddedBroker
+from ecg_stream.mqtt.subscriber import WireSubscriber
+from ecg_stream.mqtt.transport import client_identifier, make_client
+from ecg_stream.records import DataDirs, Record, load_record
+from ecg_stream.stats import Percentiles
+from ecg_stream.training.dataset import stream_record_windows
 from ecg_stream.types import BeatWindow, Chunk
 from ecg_stream.wire import BeatMessage, SamplesMessage, TopicKind
 
@@ -375,8 +375,8 @@ def measure_throughput(
 SUBSCRIBER_SCRIPT: Final = """
 import asyncio, json, sys, time
 from ecg_stream.config import MqttConfig
-from ecg_stream.stream.subscriber import WireSubscriber
-from ecg_stream.stream.stats import DurationHistogram
+from ecg_stream.mqtt.subscriber import WireSubscriber
+from ecg_stream.stats import DurationHistogram
 from ecg_stream.wire import BeatMessage, StatusMessage, StreamState
 
 async def main():

@@ -26,9 +26,9 @@ from scipy import signal
 
 from ecg_stream.config import MqttConfig
 from ecg_stream.errors import BrokerError, ConfigError
+from ecg_stream.live.sources import ReplaySource
+from ecg_stream.mqtt.transport import make_client, unique_identifier
 from ecg_stream.records import DataDirs, find_record, load_record
-from ecg_stream.stream.replay import ReplaySource
-from ecg_stream.stream.transport import make_client, unique_identifier
 from ecg_stream.types import FloatArray
 from ecg_stream.wire import (
     MAX_RAW_SAMPLES_PER_MESSAGE,
@@ -265,7 +265,7 @@ async def run_devices(
     Raises:
         EcgStreamError: A record, an option or the broker is not usable.
     """
-    from ecg_stream.stream.broker import DEFAULT_BROKER_URL
+    from ecg_stream.mqtt.broker import DEFAULT_BROKER_URL
 
     check_topic_prefix(topic_prefix)
     mqtt = MqttConfig.from_url(broker_url or DEFAULT_BROKER_URL, topic_prefix)
@@ -326,7 +326,7 @@ def device_main(records: Sequence[str], *, say: Say, **options: Any) -> int:
     Returns:
         0 at the end of the records, 130 after Ctrl-C or SIGTERM.
     """
-    from ecg_stream.stream.runner import run_until_stopped
+    from ecg_stream.live.runner import run_until_stopped
 
     reports: list[DeviceReport] = []
     try:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ecg_stream.classify.classifier import OnnxBeatClassifier
 from ecg_stream.detector.chain import BeatExtractor, Extracted
 from ecg_stream.errors import ModelContractError
-from ecg_stream.model.classifier import OnnxBeatClassifier
 from ecg_stream.types import Chunk, LabeledBeat
 
 

@@ -36,7 +36,7 @@ import aiomqtt
 from ecg_stream import wire
 from ecg_stream.config import Backoff, MqttConfig
 from ecg_stream.errors import BrokerError, PayloadError
-from ecg_stream.stream.transport import (
+from ecg_stream.mqtt.transport import (
     RECONNECT_BACKOFF,
     ConnectRefusedError,
     Reconnect,
@@ -84,7 +84,7 @@ class WireSubscriber:
             a logged warning); the message is skipped either way.
         client_id: MQTT client id, the name of the broker's session for this subscriber: give
             the same one to a restarted subscriber and it receives what was published while it
-            was away (up to the broker's limits and :data:`~ecg_stream.stream.transport.\
+            was away (up to the broker's limits and :data:`~ecg_stream.mqtt.transport.\
 SESSION_EXPIRY_S`). Default: ``ecg-stream-sub-<random>``, kept across reconnections.
         backoff: Reconnect delays of :meth:`follow`.
 
@@ -240,7 +240,7 @@ SESSION_EXPIRY_S`). Default: ``ecg-stream-sub-<random>``, kept across reconnecti
         """Yield ``(topic, message)`` for each valid ``(topic, payload)``; report malformed ones.
 
         :meth:`messages` runs it on this subscriber's own connection; :func:`run_subscribe`
-        on each connection of a :class:`~ecg_stream.stream.transport.ReconnectingSession`.
+        on each connection of a :class:`~ecg_stream.mqtt.transport.ReconnectingSession`.
         A beat delivered again is skipped and counted in :attr:`duplicates`.
         """
         async for topic, payload in received:
@@ -375,7 +375,7 @@ def subscribe_main(config: MqttConfig, say: Callable[[str], None], **options: An
     Returns:
         0 once stopped.
     """
-    from ecg_stream.stream.runner import run_until_stopped
+    from ecg_stream.live.runner import run_until_stopped
 
     run_until_stopped(run_subscribe(config, say, **options))
     return 0

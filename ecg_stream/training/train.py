@@ -3,7 +3,7 @@
 Keras is imported inside functions only, so importing this module costs nothing and the core
 never pulls it in; any Keras 3 backend trains (TensorFlow here, JAX on an accelerator), and
 the saved ``.keras`` files load in any of them. Windows, templates and per-beat features come
-from :mod:`ecg_stream.model.dataset`, which cuts them with the streaming chain itself.
+from :mod:`ecg_stream.training.dataset`, which cuts them with the streaming chain itself.
 
 Inter-patient model selection is by patient-grouped K-fold cross-validation over the training
 pool (:func:`cross_validate`): each fold trains for a fixed number of epochs on a fixed
@@ -27,20 +27,20 @@ import numpy.typing as npt
 
 from ecg_stream.config import ChainConfig
 from ecg_stream.documents import read_json, write_json
-from ecg_stream.errors import ConfigError, MissingExtraError
+from ecg_stream.errors import TRAIN_EXTRA, ConfigError, MissingExtraError
 from ecg_stream.evaluation import ClassScore
 from ecg_stream.evaluation.figures import ScoreFigures
-from ecg_stream.model.augment import BeatAugmenter, NoiseBank
-from ecg_stream.model.baseline import fit_predict_baseline
-from ecg_stream.model.calibration import score_of
-from ecg_stream.model.dataset import (
-    TRAIN_EXTRA,
+from ecg_stream.records import DS1, DS2, PACED, DataDirs
+from ecg_stream.training.augment import BeatAugmenter, NoiseBank
+from ecg_stream.training.baseline import fit_predict_baseline
+from ecg_stream.training.calibration import score_of
+from ecg_stream.training.dataset import (
     BeatDataset,
     build_dataset,
     patient_balanced_sample,
 )
-from ecg_stream.model.folds import record_folds
-from ecg_stream.model.run import (
+from ecg_stream.training.folds import record_folds
+from ecg_stream.training.run import (
     Architecture,
     CvSummary,
     FoldsFile,
@@ -52,7 +52,6 @@ from ecg_stream.model.run import (
     TrainingSummary,
     TrainSettings,
 )
-from ecg_stream.records import DS1, DS2, PACED, DataDirs
 from ecg_stream.types import BEAT_CLASSES, IntArray
 
 logger = logging.getLogger(__name__)
@@ -351,7 +350,7 @@ def cross_validate(
         train_missing: Train the folds that have no model yet; if False, score only the folds
             already trained (a run cut short elsewhere), and say so in ``cv.json``.
         baseline: Fit the gradient-boosted tree baseline on the same folds instead of the
-            LSTM (``model/baseline.py``; no augmentation, no sampling).
+            LSTM (``training/baseline.py``; no augmentation, no sampling).
         threads: TensorFlow threads (None: TensorFlow's choice).
         verbose: Keras progress: 0 silent, 1 progress bar, 2 one line per epoch.
 

@@ -1,6 +1,6 @@
 """Inference side by side: Keras and onnxruntime on the same weights and the same real windows.
 
-Part of the latency benchmark (:mod:`ecg_stream.stream.bench`). Every variant runs in the same
+Part of the latency benchmark (:mod:`ecg_stream.bench.latency`). Every variant runs in the same
 loop, one after the other on the same input, so the machine's load falls on all of them alike;
 compare the ratios, not the absolute times. TensorFlow and tf2onnx are imported inside the
 functions that need them (the ``train`` extra).
@@ -20,8 +20,8 @@ import numpy as np
 import numpy.typing as npt
 import onnxruntime
 
+from ecg_stream.classify.classifier import RR_INPUT, WINDOW_INPUT, ModelContract
 from ecg_stream.detector.segment import feature_vector, window_channels
-from ecg_stream.model.classifier import RR_INPUT, WINDOW_INPUT, ModelContract
 from ecg_stream.types import BeatWindow
 
 Feeds = dict[str, npt.NDArray[np.float32]]

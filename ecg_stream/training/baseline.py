@@ -12,8 +12,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from ecg_stream.errors import MissingExtraError
-from ecg_stream.model.dataset import TRAIN_EXTRA, BeatDataset
+from ecg_stream.errors import TRAIN_EXTRA, MissingExtraError
+from ecg_stream.training.dataset import BeatDataset
 from ecg_stream.types import BEAT_CLASSES
 
 BASELINE_ITERATIONS = 300

@@ -251,7 +251,7 @@ class CalibrationSummary(msgspec.Struct):
 
     Args:
         chosen: Name of the variant the exported ensemble applies.
-        variants: Per variant, its parameters and figures (``model/calibration.py``).
+        variants: Per variant, its parameters and figures (``training/calibration.py``).
     """
 
     chosen: str

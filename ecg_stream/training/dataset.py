@@ -48,8 +48,6 @@ DATASET_CHUNK_SAMPLES = 360
 DATASET_FORMAT = 3
 """Bumped whenever the stored arrays change meaning; part of the cache key."""
 PACKAGE = "ecg-stream"
-TRAIN_EXTRA = "train"
-"""Optional dependency group of training, export and report pictures."""
 
 Float32Array = npt.NDArray[np.float32]
 StrArray = npt.NDArray[np.str_]

@@ -11,7 +11,6 @@ cross-validation runs (``ecg-stream train --cv``, ``ecg-stream export``) and
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +18,7 @@ from pathlib import Path
 import msgspec
 import numpy as np
 
+from ecg_stream.classify.classifier import ModelContract, default_model_path
 from ecg_stream.documents import read_json, write_json
 from ecg_stream.errors import ConfigError
 from ecg_stream.evaluation.figures import (
@@ -28,9 +28,9 @@ from ecg_stream.evaluation.figures import (
     ScoreFigures,
     SpanFigures,
 )
-from ecg_stream.model.calibration import MAX_F_CALLS_PER_F_BEAT, score_of
-from ecg_stream.model.classifier import ModelContract, default_model_path
-from ecg_stream.model.run import (
+from ecg_stream.records import DS1
+from ecg_stream.training.calibration import MAX_F_CALLS_PER_F_BEAT, score_of
+from ecg_stream.training.run import (
     Architecture,
     CalibrationSummary,
     CvSummary,
@@ -38,7 +38,6 @@ from ecg_stream.model.run import (
     RunDir,
     TrainSettings,
 )
-from ecg_stream.records import DS1
 from ecg_stream.types import BEAT_CLASSES, BeatClass
 
 TARGETS: tuple[tuple[str, str, str, float], ...] = (
@@ -612,9 +611,3 @@ def _targets(gross: ScoreFigures) -> list[Target]:
 
 def _pct(value: float | None) -> str:
     return "n/a" if value is None else f"{100 * value:.2f}"
-
-
-if __name__ == "__main__":  # the command line of cards written before ``ecg-stream card``
-    from ecg_stream.cli import main
-
-    sys.exit(main(["card", *sys.argv[1:]]))

@@ -40,8 +40,7 @@ import msgspec
 from ecg_stream import wire
 from ecg_stream.config import Backoff, MqttConfig
 from ecg_stream.errors import BrokerError, ConfigError
-from ecg_stream.stream.stats import DurationHistogram
-from ecg_stream.stream.transport import (
+from ecg_stream.mqtt.transport import (
     RECONNECT_BACKOFF,
     Reconnect,
     ReconnectingSession,
@@ -49,8 +48,7 @@ from ecg_stream.stream.transport import (
     publish_acknowledged,
     unique_identifier,
 )
-from ecg_stream.stream.transport import client_identifier as client_identifier  # bench.py
-from ecg_stream.stream.transport import make_client as make_client  # bench.py
+from ecg_stream.stats import DurationHistogram
 from ecg_stream.wire import BeatMessage, StatusMessage, StreamState, TopicKind, WireMessage
 
 logger = logging.getLogger(__name__)

@@ -1,6 +1,6 @@
 """Replay streams in several worker processes when one core is not enough.
 
-One process runs every stream of a :class:`~ecg_stream.stream.live.LiveReplay` on one event
+One process runs every stream of a :class:`~ecg_stream.live.replay.LiveReplay` on one event
 loop, so it uses one core. :func:`run_workers` splits the streams over ``N`` worker processes
 (``replay --workers N``, ``bench --workers N``), each a complete replay of its share with its
 own ONNX session and its own MQTT connections (one per stream, so every stream keeps its own
@@ -28,7 +28,7 @@ from pathlib import Path
 
 from ecg_stream.config import ChainConfig, MqttConfig
 from ecg_stream.errors import EcgStreamError
-from ecg_stream.stream.live import LiveReplay, ReplaySummary, StreamSpec
+from ecg_stream.live.replay import LiveReplay, ReplaySummary, StreamSpec
 
 MEMORY_SAMPLE_S = 1.0
 """How often a worker reads its resident memory, in s."""
@@ -94,10 +94,10 @@ def split_streams(specs: Sequence[StreamSpec], workers: int) -> list[tuple[Strea
 
 def replay_job(job: WorkerJob) -> WorkerResult:
     """Run one worker's replay in this process, to its end or to Ctrl-C / SIGTERM."""
+    from ecg_stream.classify.classifier import OnnxBeatClassifier
+    from ecg_stream.classify.pipeline import BeatPipeline
     from ecg_stream.detector.chain import BeatExtractor
-    from ecg_stream.model.classifier import OnnxBeatClassifier
-    from ecg_stream.pipeline import BeatPipeline
-    from ecg_stream.stream.runner import run_until_stopped
+    from ecg_stream.live.runner import run_until_stopped
 
     result = WorkerResult(ReplaySummary())
     config = ChainConfig()

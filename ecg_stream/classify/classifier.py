@@ -1,6 +1,6 @@
 """Runtime beat classifier: an onnxruntime session that checks the model's contract.
 
-The ONNX file carries its contract in ``metadata_props`` (written by ``export/onnx.py``):
+The ONNX file carries its contract in ``metadata_props`` (written by ``training/export.py``):
 class order, sampling rate, window geometry, filter band, normalisation and RR features. The
 classifier refuses a model whose contract does not match the chain it will be fed by.
 """
@@ -348,7 +348,7 @@ UNCLASSIFIABLE: Final = (0.0, 0.0, 0.0, 0.0, 1.0)
 
 
 def default_model_path() -> Path:
-    """The shipped inter-patient model, ``ecg_stream/model/assets/beat_lstm.onnx``."""
+    """The shipped inter-patient model, ``ecg_stream/classify/assets/beat_lstm.onnx``."""
     return Path(__file__).parent / "assets" / "beat_lstm.onnx"
 
 

@@ -19,7 +19,7 @@ from ecg_stream.types import BeatWindow, LabeledBeat
 
 
 class ClassifierLike(Protocol):
-    """A beat classifier (``ecg_stream.model.classifier.OnnxBeatClassifier``)."""
+    """A beat classifier (``ecg_stream.classify.classifier.OnnxBeatClassifier``)."""
 
     def classify(self, windows: Sequence[BeatWindow]) -> list[LabeledBeat]:
         """Label each window, in input order."""

@@ -26,8 +26,8 @@ import aiomqtt
 
 from ecg_stream.config import MqttConfig
 from ecg_stream.errors import BrokerError, ConfigError
-from ecg_stream.stream.publisher import BEAT_BUFFER_SIZE
-from ecg_stream.stream.transport import connect_session, unique_identifier
+from ecg_stream.mqtt.publisher import BEAT_BUFFER_SIZE
+from ecg_stream.mqtt.transport import connect_session, unique_identifier
 
 logger = logging.getLogger(__name__)
 
@@ -315,7 +315,7 @@ def broker_main(
     Returns:
         0 once stopped (a signal is how it stops).
     """
-    from ecg_stream.stream.runner import run_until_stopped
+    from ecg_stream.live.runner import run_until_stopped
 
     run_until_stopped(run_broker(host, port, say, password_file))
     say("embedded MQTT broker stopped")

@@ -15,14 +15,14 @@ from typing import Any
 import numpy as np
 import onnxruntime
 
+from ecg_stream.classify.classifier import RR_INPUT, WINDOW_INPUT, ModelContract
 from ecg_stream.config import ChainConfig
 from ecg_stream.documents import write_json
-from ecg_stream.errors import ConfigError, MissingExtraError, ModelContractError
-from ecg_stream.model.calibration import PROBABILITY_FLOOR, choose_calibration
-from ecg_stream.model.classifier import RR_INPUT, WINDOW_INPUT, ModelContract
-from ecg_stream.model.dataset import TRAIN_EXTRA, BeatDataset, build_dataset, project_version
-from ecg_stream.model.run import CalibrationSummary, CvSummary, RunDir
+from ecg_stream.errors import TRAIN_EXTRA, ConfigError, MissingExtraError, ModelContractError
 from ecg_stream.records import DataDirs
+from ecg_stream.training.calibration import PROBABILITY_FLOOR, choose_calibration
+from ecg_stream.training.dataset import BeatDataset, build_dataset, project_version
+from ecg_stream.training.run import CalibrationSummary, CvSummary, RunDir
 
 logger = logging.getLogger(__name__)
 
@@ -71,7 +71,7 @@ def export_model(
     calibrated by the variant chosen on the out-of-fold predictions (``calibration.json``).
 
     Args:
-        run_dir: Directory of a ``model/train.py`` run (single or cross-validation).
+        run_dir: Directory of a ``training/train.py`` run (single or cross-validation).
         out_path: Where to write the ``.onnx`` file.
         model_name: Name written into the contract.
         checkpoint: Checkpoint file inside a single run's ``run_dir`` (default: the one with

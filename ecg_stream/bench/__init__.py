@@ -1,0 +1,1 @@
+"""The latency benchmark behind ``ecg-stream bench``; no runtime module imports it."""

@@ -1,1 +1,0 @@
-"""Model export (the ``train`` extra): Keras -> ONNX with parity check and contract."""

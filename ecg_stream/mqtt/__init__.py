@@ -1,0 +1,1 @@
+"""The only importers of aiomqtt and amqtt: transport, publisher, subscriber, embedded broker."""

@@ -1,1 +1,0 @@
-"""The asyncio edge: paced replay, MQTT publisher, embedded broker, subscriber, live runs."""

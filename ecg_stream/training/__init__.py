@@ -1,0 +1,1 @@
+"""Offline, extra "train": dataset, augmentation, folds, training, calibration, card, export."""
