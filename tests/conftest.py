@@ -18,7 +18,7 @@ import pytest
 import wfdb
 
 from ecg_stream.records import DATA_ENV, MITDB_RECORDS, Record, find_record, load_record
-from tests.stream.helpers import (
+from tests.helpers import (
     BROKER_ENV,
     BrokerKind,
     MqttBroker,
@@ -26,6 +26,8 @@ from tests.stream.helpers import (
     mosquitto_executable,
     selected_broker_kind,
 )
+
+pytest_plugins = ["tests.models"]  # the tiny ONNX model and dataset-cache fixtures
 
 SHARED_DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "mitdb"
 BROKER_KIND = pytest.StashKey[BrokerKind]()

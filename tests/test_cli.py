@@ -14,7 +14,7 @@ import wfdb
 from ecg_stream import cli
 from ecg_stream.cli import main
 from ecg_stream.records import DATA_ENV
-from tests.stream.helpers import MqttBroker
+from tests.helpers import MqttBroker
 
 
 def test_analyze_writes_one_row_per_beat(

@@ -14,7 +14,7 @@ from ecg_stream.config import MqttConfig
 from ecg_stream.types import BeatClass
 from ecg_stream.viewer.monitor import CLASS_COLOURS, MonitorWindow
 from ecg_stream.viewer.subscriber import Subscriber
-from tests.stream.helpers import MqttBroker
+from tests.helpers import MqttBroker
 from tests.viewer.helpers import rhythm_payloads
 
 pytestmark = pytest.mark.gui

@@ -10,7 +10,7 @@ from PySide6 import QtGui
 from pytestqt.qtbot import QtBot
 
 from ecg_stream.cli import EXIT_USER_ERROR, main
-from tests.stream.helpers import MqttBroker
+from tests.helpers import MqttBroker
 from tests.viewer.test_monitor import image_pixels
 
 

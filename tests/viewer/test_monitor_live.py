@@ -27,7 +27,7 @@ from ecg_stream.records import Record, load_record
 from ecg_stream.types import BEAT_CLASSES, BeatClass, BeatWindow, Chunk, LabeledBeat
 from ecg_stream.viewer.monitor import CLASS_COLOURS, MonitorWindow, run_monitor
 from ecg_stream.viewer.subscriber import BrokerState, Subscriber
-from tests.stream.helpers import MqttBroker
+from tests.helpers import MqttBroker
 from tests.viewer.test_monitor import colour_pixels, image_pixels
 
 pytestmark = [pytest.mark.gui, pytest.mark.mqtt]

@@ -13,7 +13,7 @@ from pytestqt.qtbot import QtBot
 from ecg_stream.config import MqttConfig
 from ecg_stream.viewer.monitor import MonitorWindow
 from ecg_stream.viewer.subscriber import BrokerState, Subscriber
-from tests.stream.helpers import MqttBroker
+from tests.helpers import MqttBroker
 from tests.viewer.helpers import beat, status, wire
 
 pytestmark = [pytest.mark.gui, pytest.mark.mqtt]

@@ -21,7 +21,7 @@ from ecg_stream.wire import (
     decode,
     encode,
 )
-from tests.stream.helpers import MqttBroker
+from tests.helpers import MqttBroker
 from tests.viewer.helpers import beat, samples, status, wire
 
 WAIT_S = 20.0

@@ -1,4 +1,4 @@
-"""Fixtures of the model tests: a tiny hand-built ONNX model with a contract, a dataset cache."""
+"""Fixtures of the classifier and training tests: a tiny hand-built ONNX model, a dataset cache."""
 
 from __future__ import annotations
 

@@ -12,13 +12,13 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from tests.stream.test_live import BATCH_RECORDS, check_stream, shipped_model, sliced
 
 from ecg_stream.config import ChainConfig
 from ecg_stream.live.replay import StreamSpec
 from ecg_stream.live.workers import WorkerJob, merge_results, run_workers, split_streams
 from ecg_stream.wire import StreamState, TopicKind
-from tests.stream.helpers import Collector, MqttBroker, collect_until, run
-from tests.stream.test_live import BATCH_RECORDS, check_stream, shipped_model, sliced
+from tests.helpers import Collector, MqttBroker, collect_until, run
 
 
 def test_streams_are_dealt_round_robin_and_no_share_is_empty() -> None:

@@ -15,7 +15,7 @@ import pytest
 from ecg_stream.cli import main
 from ecg_stream.config import MqttConfig
 from ecg_stream.mqtt.broker import probe_broker
-from tests.stream.helpers import MqttBroker, free_port, run
+from tests.helpers import MqttBroker, free_port, run
 
 ROOT = Path(__file__).parents[2]
 

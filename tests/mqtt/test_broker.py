@@ -12,7 +12,7 @@ from ecg_stream.errors import BrokerError
 from ecg_stream.mqtt.broker import BrokerState, EmbeddedBroker, broker_for, probe_broker
 from ecg_stream.mqtt.publisher import BeatPublisher
 from ecg_stream.wire import StreamState
-from tests.stream.helpers import (
+from tests.helpers import (
     Collector,
     MqttBroker,
     beat_message,

@@ -11,7 +11,7 @@ from ecg_stream.errors import ModelContractError
 from ecg_stream.records import Record
 from ecg_stream.training.dataset import stream_record_windows
 from ecg_stream.types import Chunk, LabeledBeat
-from tests.model.conftest import MakeModel
+from tests.models import MakeModel
 
 CONFIG = ChainConfig()
 

@@ -12,7 +12,7 @@ from ecg_stream.config import ChainConfig
 from ecg_stream.live.analysis import detect_record
 from ecg_stream.records import Record
 from ecg_stream.types import BeatWindow, LabeledBeat
-from tests.stream.helpers import run
+from tests.helpers import run
 
 
 def shipped_classifier() -> OnnxBeatClassifier:

@@ -35,7 +35,7 @@ from ecg_stream.wire import (
     encode,
     topic_for,
 )
-from tests.stream.helpers import Collector, MqttBroker, RuleClassifier, collect_until, run
+from tests.helpers import Collector, MqttBroker, RuleClassifier, collect_until, run
 
 CONFIG = ChainConfig()
 IDLE_S = 2.0

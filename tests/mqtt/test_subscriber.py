@@ -12,7 +12,7 @@ from ecg_stream import wire
 from ecg_stream.errors import PayloadError
 from ecg_stream.mqtt.subscriber import WireSubscriber, format_message, run_subscribe
 from ecg_stream.wire import BeatMessage, TopicKind
-from tests.stream.helpers import (
+from tests.helpers import (
     Collector,
     MqttBroker,
     beat_message,

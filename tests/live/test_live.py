@@ -27,7 +27,7 @@ from ecg_stream.mqtt.broker import EmbeddedBroker
 from ecg_stream.records import Record
 from ecg_stream.types import Chunk, LabeledBeat
 from ecg_stream.wire import BeatMessage, StreamState, TopicKind
-from tests.stream.helpers import (
+from tests.helpers import (
     Collector,
     MqttBroker,
     RulePipeline,

@@ -18,7 +18,7 @@ from ecg_stream.config import Backoff, MqttConfig
 from ecg_stream.errors import BrokerError, ConfigError
 from ecg_stream.mqtt.publisher import BeatPublisher, PublisherState
 from ecg_stream.wire import StreamState, TopicKind
-from tests.stream.helpers import (
+from tests.helpers import (
     Collector,
     MqttBroker,
     beat_message,
@@ -171,7 +171,7 @@ PUBLISHER_SCRIPT = textwrap.dedent(
     import asyncio, sys
     from ecg_stream.config import MqttConfig
     from ecg_stream.mqtt.publisher import BeatPublisher
-    from tests.stream.helpers import status_of
+    from tests.helpers import status_of
 
     async def main():
         config = MqttConfig(host="127.0.0.1", port=int(sys.argv[1]))

@@ -26,7 +26,7 @@ from ecg_stream.mqtt.subscriber import WireSubscriber
 from ecg_stream.records import Record
 from ecg_stream.types import BeatClass
 from ecg_stream.wire import BeatMessage, StatusMessage, StreamState, TopicKind, WireMessage
-from tests.stream.helpers import (
+from tests.helpers import (
     BrokerKind,
     Collector,
     MqttBroker,

@@ -11,7 +11,7 @@ import pytest
 
 from ecg_stream.bench.latency import STAGES
 from ecg_stream.cli import main
-from tests.stream.helpers import MqttBroker
+from tests.helpers import MqttBroker
 
 PERCENTILE_FIELDS = {"count", "mean_ms", "p50_ms", "p95_ms", "p99_ms", "max_ms"}
 

@@ -16,7 +16,7 @@ from ecg_stream.errors import ConfigError, ModelContractError
 from ecg_stream.records import Record
 from ecg_stream.training.dataset import stream_record_windows
 from ecg_stream.types import BEAT_CLASSES, BeatWindow
-from tests.model.conftest import MakeModel, contract_for
+from tests.models import MakeModel, contract_for
 
 CONFIG = ChainConfig()
 
@@ -152,4 +152,4 @@ def test_closed_classifier_refuses_work(make_model: MakeModel) -> None:
 
 
 def test_default_model_lives_in_the_package_assets() -> None:
-    assert default_model_path().parts[-3:] == ("model", "assets", "beat_lstm.onnx")
+    assert default_model_path().parts[-3:] == ("classify", "assets", "beat_lstm.onnx")
