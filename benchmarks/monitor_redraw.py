@@ -28,6 +28,7 @@ from ecg_stream.config import MqttConfig
 from ecg_stream.types import BEAT_CLASSES, BeatClass
 from ecg_stream.wire import (
     BeatMessage,
+    ClassProbabilities,
     SamplesMessage,
     StatusMessage,
     StreamState,
@@ -121,7 +122,7 @@ class SyntheticStream:
                 r_wall_time=wall_s,
                 label=label,
                 confidence=0.96,
-                probabilities=tuple(probabilities),  # type: ignore[arg-type]
+                probabilities=ClassProbabilities(*probabilities),
                 rr_ms=None if math.isnan(rr_ms) else rr_ms,
                 hr_bpm=None if math.isnan(rr_ms) else 60_000 / rr_ms,
                 compute_ms=1.5,

@@ -30,6 +30,17 @@ def write_json(document: object, path: Path) -> None:
     path.write_text(encode_json(document))
 
 
+def write_atomically(path: Path, text: str) -> None:
+    """Replace ``path`` with ``text`` whole: a reader sees the old file or the new, never part.
+
+    The parent directory is made if missing.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.name}.partial")
+    partial.write_text(text, newline="")
+    partial.replace(path)
+
+
 def read_json(path: Path, schema: type[T], *, made_by: str) -> T:
     """Read ``path`` into ``schema``, strictly.
 

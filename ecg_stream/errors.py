@@ -1,6 +1,6 @@
 """Exceptions raised by ecg-stream.
 
-Every error a user can cause derives from :class:`EcgStreamError`; ``cli.py`` turns one
+Every error a user can cause derives from :class:`EcgStreamError`; ``cli/`` turns one
 into a one-line message and exit code 2. Anything else is a bug and keeps its traceback::
 
     EcgStreamError

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
@@ -123,6 +124,14 @@ class DurationHistogram:
         self.total_ms += other.total_ms
         if other.count:
             self.max_ms = other.max_ms if not self.max_ms >= other.max_ms else self.max_ms
+
+    @classmethod
+    def merged(cls, histograms: Iterable[DurationHistogram]) -> DurationHistogram:
+        """One histogram holding every value of ``histograms`` (default bins)."""
+        merged = cls()
+        for histogram in histograms:
+            merged.merge(histogram)
+        return merged
 
     def percentile(self, q: float) -> float:
         """The ``q``-th percentile (0..100), in ms (NaN when empty)."""

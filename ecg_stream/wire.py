@@ -18,12 +18,15 @@ topic                     QoS  retained  payload
 
 Every payload is a UTF-8 JSON object whose first field is the schema version ``"v"``. Each
 message is a ``msgspec.Struct`` that spells its payload once: fields in payload order, wire
-names, bounds (``msgspec.Meta``), optional fields left out when absent. Decoders check the
-version first, then required fields, types and ranges, and raise
-:class:`~ecg_stream.errors.PayloadError` naming the field; unknown extra fields are ignored, so
-optional fields can be added without a version bump. Whatever the bytes (deep nesting, huge or
-non-finite numbers, absurd values), decoding ends in a message or a ``PayloadError``, never in
-another exception: a subscriber counts the payload as malformed and carries on.
+names, bounds (``msgspec.Meta``), optional fields left out when absent. Decoders check the size,
+the nesting depth and the version first, then let msgspec check required fields, types and
+ranges, then check what no type can say (probabilities sum to 1, heart rate agrees with RR, ...).
+Every refusal is a :class:`~ecg_stream.errors.PayloadError` that starts with the topic; msgspec's
+own words name the field (e.g. ``ecg/100/beats: Expected `int` >= 0 - at `$.sample```). Unknown
+extra fields are ignored, so optional fields can be added without a version bump. Whatever the
+bytes (deep nesting, huge or non-finite numbers, absurd values), decoding ends in a message or a
+``PayloadError``, never in another exception: a subscriber counts the payload as malformed and
+carries on.
 
 Example:
     >>> msg = StatusMessage(stream="100", state=StreamState.ONLINE, record="100", fs_hz=360.0,
@@ -35,22 +38,18 @@ Example:
 from __future__ import annotations
 
 import base64
-import binascii
 import functools
 import json
 import math
-import re
-from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from enum import Enum
-from typing import Annotated, Any, ClassVar, NamedTuple, TypeAlias, TypeVar, cast
+from typing import Annotated, Any, ClassVar, Self, TypeAlias, TypeVar, cast
 
 import msgspec
 import numpy as np
 import numpy.typing as npt
 from msgspec import Meta
-from msgspec.structs import force_setattr
 
 from ecg_stream.config import CHAIN_FS_HZ, SUPPORTED_FS_HZ
 from ecg_stream.errors import ConfigError, PayloadError
@@ -122,8 +121,6 @@ MAX_LEAD_CHARS = 32
 
 _INT16_MIN, _INT16_MAX = -32768, 32767
 _WILDCARDS = ("+", "#", "\x00")
-_Payload: TypeAlias = dict[str, Any]
-_Rounded: TypeAlias = tuple[tuple[str, int], ...]
 _JSON = json.JSONEncoder(allow_nan=False, separators=(",", ":"))
 
 
@@ -260,13 +257,13 @@ def parse_topic(topic: str) -> TopicParts:
     kinds = {kind.value: kind for kind in TopicKind}
     if not topic.isprintable() or len(levels[-2] if len(levels) > 1 else "") > MAX_TEXT_CHARS:
         msg = (
-            f"topic {printable(topic)} holds control characters or a stream id longer than "
+            f"{printable(topic)}: the topic holds control characters or a stream id longer than "
             f"{MAX_TEXT_CHARS} characters; no publisher of the contract sends it"
         )
         raise PayloadError(msg)
     if len(levels) < 3 or levels[-1] not in kinds or not levels[-2] or not all(levels[:-2]):
         msg = (
-            f"topic {printable(topic)} is not an ecg-stream topic; expected "
+            f"{printable(topic)}: not an ecg-stream topic; expected "
             "'<prefix>/<stream>/beats', '.../samples', '.../status' or '.../raw'"
         )
         raise PayloadError(msg)
@@ -286,7 +283,7 @@ Int16Array: TypeAlias = npt.NDArray[np.int16]
 
 
 class _WireBytes(np.ndarray):
-    """The bytes of a base64 field as decoded, before its message checks and types them."""
+    """The bytes of a base64 field as decoded, before its message types them (``_validated``)."""
 
 
 class ClassProbabilities(msgspec.Struct, frozen=True):
@@ -326,8 +323,7 @@ class BeatMessage(
         r_wall_time: Unix time of the R peak: wall clock at stream start + ``time_s / speed``.
         label: Most probable class.
         confidence: Probability of ``label``.
-        probabilities: One probability per class, in ``BEAT_CLASSES`` order (``"p"``); a tuple
-            is taken too.
+        probabilities: One probability per class, in ``BEAT_CLASSES`` order (``"p"``).
         rr_ms: Interval to the previous beat, in ms (None for a stream's first beat).
         hr_bpm: Instantaneous heart rate ``60000 / rr_ms`` (None with ``rr_ms``).
         compute_ms: From the arrival of the last sample the beat needs to its publication, in ms.
@@ -355,10 +351,6 @@ class BeatMessage(
     sqi: Annotated[float, Meta(ge=0.0, le=1.0, extra={"digits": 4})] | None = None
     sqi_issue: SignalIssue | None = None
 
-    def __post_init__(self) -> None:
-        if not isinstance(self.probabilities, ClassProbabilities):
-            force_setattr(self, "probabilities", ClassProbabilities(*self.probabilities))
-
     @classmethod
     def from_beat(
         cls,
@@ -367,37 +359,38 @@ class BeatMessage(
         stream: str,
         record: str,
         sample: int,
+        chain_sample: int,
         time_s: float,
         r_wall_time: float,
-        compute_ms: float = math.nan,
-        published_at: float = math.nan,
+        compute_ms: float,
+        published_at: float,
     ) -> BeatMessage:
-        """Describe a labeled beat; the publisher fills ``compute_ms`` and ``published_at``.
+        """Describe a labeled beat as published (the publisher knows the last two arguments).
 
         Args:
             beat: The beat.
             stream: Stream id.
             record: Record name.
             sample: R-peak index in the record's own clock.
+            chain_sample: R-peak index at the chain's rate (360 Hz).
             time_s: R-peak time in the record, in s.
             r_wall_time: Unix time of the R peak, in s.
-            compute_ms: Compute latency, in ms (NaN until published; NaN does not encode).
-            published_at: Unix time of publication (NaN until published).
+            compute_ms: Compute latency, in ms.
+            published_at: Unix time of publication, in s.
         """
         rr_ms = beat.window.rr.rr_ms
         has_rr = math.isfinite(rr_ms) and rr_ms > 0
         probabilities = ClassProbabilities(*(float(p) for p in beat.probabilities))
-        label = beat.label
         quality = beat.window.quality
         return cls(
             stream=stream,
             record=record,
             sample=sample,
-            chain_sample=beat.window.peak.index,
+            chain_sample=chain_sample,
             time_s=time_s,
             r_wall_time=r_wall_time,
-            label=label,
-            confidence=probabilities[label.index],
+            label=beat.label,
+            confidence=probabilities[beat.label.index],
             probabilities=probabilities,
             rr_ms=rr_ms if has_rr else None,
             hr_bpm=60_000.0 / rr_ms if has_rr else None,
@@ -407,23 +400,19 @@ class BeatMessage(
             sqi_issue=None if quality is None else quality.issue,
         )
 
-    def _check(self, obj: _Payload) -> None:
-        """What the types cannot say: probabilities sum to 1, RR and heart rate agree."""
-        probabilities = tuple(self.probabilities)
-        total = sum(probabilities)
+    def _validated(self, where: str) -> Self:
+        """What the types cannot say: probabilities sum to 1, RR and heart rate agree, ..."""
+        total = sum(self.probabilities)
         if abs(total - 1.0) > PROBABILITY_SUM_TOLERANCE:
-            msg = f"beats payload: probabilities 'p' sum to {total:.6f}, expected 1"
+            msg = f"{where}: probabilities 'p' sum to {total:.6f}, expected 1"
             raise PayloadError(msg)
-        chosen = probabilities[self.label.index]
+        chosen = self.probabilities[self.label.index]
         if abs(self.confidence - chosen) > PROBABILITY_SUM_TOLERANCE:
-            msg = (
-                f"beats payload: 'confidence' {self.confidence} differs from "
-                f"p[{self.label.value!r}] {chosen}"
-            )
+            msg = f"{where}: 'confidence' {self.confidence} is not p.{self.label.value} {chosen}"
             raise PayloadError(msg)
         rr_ms, hr_bpm = self.rr_ms, self.hr_bpm
         if (rr_ms is None) != (hr_bpm is None):
-            msg = f"beats payload: 'rr_ms' is {rr_ms} but 'hr_bpm' {hr_bpm}: both null or neither"
+            msg = f"{where}: 'rr_ms' is {rr_ms} but 'hr_bpm' {hr_bpm}: both null or neither"
             raise PayloadError(msg)
         if (
             rr_ms is not None
@@ -431,17 +420,17 @@ class BeatMessage(
             and not math.isclose(hr_bpm, 60_000.0 / rr_ms, rel_tol=1e-3, abs_tol=1e-3)
         ):
             msg = (
-                f"beats payload: 'hr_bpm' {hr_bpm} is not 60000 / 'rr_ms' {rr_ms} "
-                f"({60_000.0 / rr_ms:.3f})"
+                f"{where}: 'hr_bpm' {hr_bpm} is not 60000 / 'rr_ms' {rr_ms} ({60_000 / rr_ms:.3f})"
             )
             raise PayloadError(msg)
         if self.sqi_issue is not None and (self.sqi is None or self.label is not BeatClass.Q):
             msg = (
-                f"beats payload: 'sqi_issue' {self.sqi_issue.value!r} comes with label "
+                f"{where}: 'sqi_issue' {self.sqi_issue.value!r} comes with label "
                 f"{self.label.value!r} and sqi {self.sqi}; an unusable beat carries an 'sqi' "
                 "and label 'Q'"
             )
             raise PayloadError(msg)
+        return self
 
 
 class SamplesMessage(msgspec.Struct, frozen=True, tag_field="v", tag=SCHEMA_VERSION):
@@ -455,7 +444,7 @@ class SamplesMessage(msgspec.Struct, frozen=True, tag_field="v", tag=SCHEMA_VERS
             ``BeatMessage.chain_sample``).
         fs_hz: Sampling rate of the samples, in Hz.
         scale_uv: Microvolts per count.
-        counts: The samples, in counts of ``scale_uv`` microvolts (``"data"``).
+        counts: The samples, int16 counts of ``scale_uv`` microvolts (``"data"``).
     """
 
     kind: ClassVar[TopicKind] = TopicKind.SAMPLES
@@ -467,7 +456,8 @@ class SamplesMessage(msgspec.Struct, frozen=True, tag_field="v", tag=SCHEMA_VERS
 
     def __post_init__(self) -> None:
         if not isinstance(self.counts, _WireBytes) and self.counts.dtype != np.int16:
-            force_setattr(self, "counts", self.counts.astype(np.int16))  # as the wire carries them
+            msg = f"SamplesMessage.counts must be int16, as on the wire; got {self.counts.dtype}"
+            raise ValueError(msg)
 
     @classmethod
     def from_mv(
@@ -501,18 +491,20 @@ class SamplesMessage(msgspec.Struct, frozen=True, tag_field="v", tag=SCHEMA_VERS
             == (other.stream, other.start_index, other.fs_hz, other.scale_uv)
         ) and np.array_equal(self.counts, other.counts)
 
-    def _check(self, obj: _Payload) -> None:
-        raw = self.counts
-        if raw.size % 2:
-            msg = f"samples payload: 'data' holds {raw.size} bytes, expected int16 pairs (even)"
+    def _validated(self, where: str) -> Self:
+        """Whole int16 samples, at most :data:`MAX_SAMPLES_PER_MESSAGE`, typed."""
+        size = self.counts.size
+        if size % 2:
+            msg = f"{where}: 'data' holds {size} bytes, expected int16 pairs (even)"
             raise PayloadError(msg)
-        if raw.size // 2 > MAX_SAMPLES_PER_MESSAGE:
+        if size // 2 > MAX_SAMPLES_PER_MESSAGE:
             msg = (
-                f"samples payload: 'data' holds {raw.size // 2} samples, expected at most "
+                f"{where}: 'data' holds {size // 2} samples, expected at most "
                 f"{MAX_SAMPLES_PER_MESSAGE}; publish long stretches in several messages"
             )
             raise PayloadError(msg)
-        force_setattr(self, "counts", np.frombuffer(raw, dtype="<i2").astype(np.int16))
+        counts = np.frombuffer(self.counts, dtype="<i2").astype(np.int16)
+        return msgspec.structs.replace(self, counts=counts)
 
 
 class IngestStatus(msgspec.Struct, frozen=True):
@@ -593,11 +585,12 @@ class StatusMessage(
             ingest=ingest,
         )
 
-    def _check(self, obj: _Payload) -> None:
+    def _validated(self, where: str) -> Self:
+        """Each class at most once."""
         if len(set(self.classes)) != len(self.classes):
-            names = [beat_class.value for beat_class in self.classes]
-            msg = f"status payload: 'classes' {_shown(names)} repeats a class"
+            msg = f"{where}: 'classes' repeats a class"
             raise PayloadError(msg)
+        return self
 
 
 WireMessage: TypeAlias = BeatMessage | SamplesMessage | StatusMessage
@@ -643,7 +636,7 @@ class RawMessage(
 
     def __post_init__(self) -> None:
         if isinstance(self.data, _WireBytes):
-            return  # typed by _check
+            return  # typed by _validated
         want = np.int16 if self.encoding is RawEncoding.INT16 else np.float32
         if self.data.dtype != want or self.data.ndim != 1:
             got = f"{self.data.dtype} of shape {self.data.shape}"
@@ -725,48 +718,46 @@ class RawMessage(
             and np.array_equal(self.data, other.data)
         )
 
-    def _check(self, obj: _Payload) -> None:
-        """Gain only with int16, whole samples, 1 to 10 000 of them, finite float32 mV."""
+    def _validated(self, where: str) -> Self:
+        """Gain only with int16, whole samples, 1 to 10 000 of them, finite float32 mV; typed."""
         int16 = self.encoding is RawEncoding.INT16
         if int16 and self.gain is None:
-            msg = "raw payload: 'gain' is None, expected integer or number"
-            if "gain" not in obj:
-                msg = "raw payload lacks required field 'gain'"
+            msg = f"{where}: int16 'data' needs its 'gain' (counts per mV)"
             raise PayloadError(msg)
         if not int16 and self.gain is not None:
-            msg = "raw payload: 'gain' is for int16 counts; float32 'data' is in mV, send no gain"
+            msg = f"{where}: 'gain' is for int16 counts; float32 'data' is in mV, send no gain"
             raise PayloadError(msg)
-        raw, itemsize = self.data, 2 if int16 else 4
-        if raw.size % itemsize:
+        size, itemsize = self.data.size, 2 if int16 else 4
+        if size % itemsize:
             msg = (
-                f"raw payload: 'data' holds {raw.size} bytes, not a whole number of "
+                f"{where}: 'data' holds {size} bytes, not a whole number of "
                 f"{self.encoding.value} samples ({itemsize} bytes each)"
             )
             raise PayloadError(msg)
-        count = raw.size // itemsize
+        count = size // itemsize
         if not 1 <= count <= MAX_RAW_SAMPLES_PER_MESSAGE:
             msg = (
-                f"raw payload: 'data' holds {count} samples, expected 1 to "
+                f"{where}: 'data' holds {count} samples, expected 1 to "
                 f"{MAX_RAW_SAMPLES_PER_MESSAGE}; send long stretches in several chunks"
             )
             raise PayloadError(msg)
         if self.start_index + count > MAX_INDEX:
-            msg = f"raw payload: 'start_index' {self.start_index} + {count} samples passes "
-            msg += str(MAX_INDEX)
+            msg = f"{where}: 'start_index' {self.start_index} + {count} samples passes {MAX_INDEX}"
             raise PayloadError(msg)
-        data = np.frombuffer(raw, dtype="<i2" if int16 else "<f4")
-        data = data.astype(np.int16 if int16 else np.float32)
-        if not int16:
+        if int16:
+            data = np.frombuffer(self.data, dtype="<i2").astype(np.int16)
+        else:
+            data = np.frombuffer(self.data, dtype="<f4").astype(np.float32)
             with np.errstate(invalid="ignore"):
                 bad = ~(np.abs(data) <= MAX_RAW_ABS_MV)  # also NaN
             if bad.any():
                 first = int(np.argmax(bad))
                 msg = (
-                    f"raw payload: float32 sample {first} is {data[first]}, expected a finite "
+                    f"{where}: float32 sample {first} is {data[first]}, expected a finite "
                     f"value within +-{MAX_RAW_ABS_MV:g} mV"
                 )
                 raise PayloadError(msg)
-        force_setattr(self, "data", data)
+        return msgspec.structs.replace(self, data=data)
 
 
 def kind_of(message: WireMessage | RawMessage) -> TopicKind:
@@ -781,7 +772,7 @@ def encode(message: WireMessage | RawMessage) -> bytes:
     non-ASCII text are those of contract version 1, byte for byte; msgspec writes others.
 
     Raises:
-        PayloadError: A number is NaN or infinite (e.g. a beat not stamped by the publisher).
+        PayloadError: A number is NaN or infinite.
     """
     payload = msgspec.to_builtins(message, enc_hook=_to_builtin)
     _round(payload, type(message))
@@ -803,18 +794,16 @@ def decode(topic: str, payload: bytes | bytearray | str) -> WireMessage:
     parts = parse_topic(topic)
     if parts.kind is TopicKind.RAW:
         msg = (
-            f"{topic}: a raw topic carries device input, not chain output; decode it with "
-            "decode_raw (subscribe to the beats, samples and status topics only)"
+            f"{printable(topic)}: a raw topic carries device input, not chain output; decode it "
+            "with decode_raw (subscribe to the beats, samples and status topics only)"
         )
         raise PayloadError(msg)
-    message: WireMessage
-    if parts.kind is TopicKind.BEATS:
-        message = decode_beat(payload)
-    elif parts.kind is TopicKind.SAMPLES:
-        message = decode_samples(payload)
-    else:
-        message = decode_status(payload)
-    return _on_topic(topic, parts, message)
+    schemas: dict[TopicKind, type[WireMessage]] = {
+        TopicKind.BEATS: BeatMessage,
+        TopicKind.SAMPLES: SamplesMessage,
+        TopicKind.STATUS: StatusMessage,
+    }
+    return _on_topic(topic, parts, _decode(printable(topic), payload, schemas[parts.kind]))
 
 
 def decode_beat(payload: bytes | bytearray | str) -> BeatMessage:
@@ -823,7 +812,7 @@ def decode_beat(payload: bytes | bytearray | str) -> BeatMessage:
     Raises:
         PayloadError: It does not follow the contract.
     """
-    return _decode(payload, BeatMessage)
+    return _decode("beats payload", payload, BeatMessage)
 
 
 def decode_samples(payload: bytes | bytearray | str) -> SamplesMessage:
@@ -832,7 +821,7 @@ def decode_samples(payload: bytes | bytearray | str) -> SamplesMessage:
     Raises:
         PayloadError: It does not follow the contract.
     """
-    return _decode(payload, SamplesMessage)
+    return _decode("samples payload", payload, SamplesMessage)
 
 
 def decode_status(payload: bytes | bytearray | str) -> StatusMessage:
@@ -841,7 +830,7 @@ def decode_status(payload: bytes | bytearray | str) -> StatusMessage:
     Raises:
         PayloadError: It does not follow the contract.
     """
-    return _decode(payload, StatusMessage)
+    return _decode("status payload", payload, StatusMessage)
 
 
 def decode_raw(topic: str, payload: bytes | bytearray | str) -> RawMessage:
@@ -853,9 +842,9 @@ def decode_raw(topic: str, payload: bytes | bytearray | str) -> RawMessage:
     """
     parts = parse_topic(topic)
     if parts.kind is not TopicKind.RAW:
-        msg = f"{topic}: decode_raw reads '<prefix>/<stream>/raw' topics; use decode"
+        msg = f"{printable(topic)}: decode_raw reads '<prefix>/<stream>/raw' topics; use decode"
         raise PayloadError(msg)
-    return _on_topic(topic, parts, _decode(payload, RawMessage))
+    return _on_topic(topic, parts, _decode(printable(topic), payload, RawMessage))
 
 
 _Message = TypeVar("_Message", bound=WireMessage | RawMessage)
@@ -863,103 +852,80 @@ _Message = TypeVar("_Message", bound=WireMessage | RawMessage)
 
 def _on_topic(topic: str, parts: TopicParts, message: _Message) -> _Message:
     if message.stream != parts.stream:
-        msg = f"{topic}: payload says stream {message.stream!r}, the topic {parts.stream!r}"
+        msg = f"{printable(topic)}: payload says stream {message.stream!r}, topic {parts.stream!r}"
         raise PayloadError(msg)
     return message
 
 
-def _decode(payload: bytes | bytearray | str, schema: type[_Message]) -> _Message:
-    """Bounds, JSON, schema version, then the Struct's fields and its own checks."""
-    kind = schema.kind
+def _decode(where: str, payload: bytes | bytearray | str, schema: type[_Message]) -> _Message:
+    """Size, depth and version first, then msgspec's checks, then the message's own.
+
+    Args:
+        where: What starts each error: the topic, or the kind of payload.
+        payload: The payload as received.
+        schema: The message it must be.
+    """
     if len(payload) > MAX_PAYLOAD_BYTES:
         msg = (
-            f"{kind.value} payload is {len(payload)} bytes, more than the {MAX_PAYLOAD_BYTES} "
-            f"any message of the contract takes; got {_preview(payload)}"
+            f"{where}: payload of {len(payload)} bytes, more than the {MAX_PAYLOAD_BYTES} any "
+            "message of the contract takes"
         )
         raise PayloadError(msg)
-    depth = _nesting_depth(payload)
-    if depth > MAX_JSON_DEPTH:
+    data = payload.encode("utf-8", "surrogatepass") if isinstance(payload, str) else payload
+    depth = _nesting_depth(data)
+    if depth > MAX_JSON_DEPTH:  # msgspec would parse any depth; the contract nests two levels
         msg = (
-            f"{kind.value} payload nests arrays or objects too deeply ({depth} levels, at most "
-            f"{MAX_JSON_DEPTH}), expected a flat JSON object; got {_preview(payload)}"
+            f"{where}: payload nests arrays or objects too deeply ({depth} levels, at most "
+            f"{MAX_JSON_DEPTH})"
         )
         raise PayloadError(msg)
-    try:  # refuses NaN, Infinity and numbers beyond a double, in any field
-        obj = msgspec.json.decode(payload)
-    except (msgspec.DecodeError, msgspec.ValidationError):
-        obj = _load(payload, kind)  # says why, as json does
-    version = obj.get("v") if type(obj) is dict else None
-    if type(version) is not int or version != SCHEMA_VERSION:
-        obj = _load(payload, kind)
+    try:  # to Python objects first: that refuses NaN, Infinity and huge numbers in any field
+        obj = msgspec.json.decode(data)
+    except msgspec.DecodeError as error:
+        msg = f"{where}: {_short(str(error))}"
+        raise PayloadError(msg) from error
+    version = obj.get("v") if isinstance(obj, dict) else SCHEMA_VERSION  # else msgspec says
+    if type(version) is not int or version != SCHEMA_VERSION:  # msgspec takes a missing tag
+        msg = (
+            f"{where}: schema version 'v' is missing or not {SCHEMA_VERSION}, the version this "
+            "ecg-stream reads; upgrade the older side (publisher or subscriber)"
+        )
+        raise PayloadError(msg)
     try:
         message = msgspec.convert(obj, schema, dec_hook=_from_base64)
     except msgspec.ValidationError as error:
-        raise PayloadError(_explain(kind, schema, obj, error)) from error
-    _check_texts(kind, message)
-    message._check(obj)
-    return message
-
-
-def _load(payload: bytes | bytearray | str, kind: TopicKind) -> _Payload:
-    """Parse JSON, check it is an object with the supported schema version, or say why not."""
-    try:
-        text = payload if isinstance(payload, str) else bytes(payload).decode("utf-8")
-        obj = json.loads(text, parse_constant=_reject_constant, parse_float=_finite_float)
-    except RecursionError as error:  # the parser recurses once per nested array or object
-        msg = (
-            f"{kind.value} payload nests arrays or objects too deeply to parse, expected a flat "
-            f"JSON object; got {_preview(payload)}"
-        )
+        msg = f"{where}: {_short(str(error))}"
         raise PayloadError(msg) from error
-    except _NonFiniteNumberError as error:
-        msg = f"{kind.value} payload: {error}, expected finite numbers; got {_preview(payload)}"
-        raise PayloadError(msg) from error
-    except (UnicodeDecodeError, ValueError) as error:
-        msg = f"{kind.value} payload is not UTF-8 JSON ({error}); got {_preview(payload)}"
-        raise PayloadError(msg) from error
-    if not isinstance(obj, dict):
-        msg = f"{kind.value} payload is a JSON {type(obj).__name__}, expected an object"
-        raise PayloadError(msg)
-    if "v" not in obj:
-        msg = f"{kind.value} payload has no schema version 'v'; got {_preview(payload)}"
-        raise PayloadError(msg)
-    version = obj["v"]
-    if type(version) is not int or version != SCHEMA_VERSION:
-        msg = (
-            f"{kind.value} payload has schema version {_shown(version)}; this ecg-stream reads "
-            f"version {SCHEMA_VERSION}: upgrade the older side (publisher or subscriber)"
-        )
-        raise PayloadError(msg)
-    return obj
+    _check_printable(where, message)
+    return cast(_Message, message._validated(where))  # Self of a TypeVar's bound: mypy says union
 
 
-class _NonFiniteNumberError(ValueError):
-    """The JSON text holds NaN, Infinity, or a number beyond the range of a double."""
+def _short(text: str, limit: int = 300) -> str:
+    """``text``, its middle cut to ``limit`` characters: msgspec quotes a wrong enum value whole."""
+    return text if len(text) <= limit else f"{text[: limit - 103]}...{text[-100:]}"
 
 
-def _reject_constant(name: str) -> None:
-    msg = f"{name} is not a JSON number"
-    raise _NonFiniteNumberError(msg)
+def _check_printable(where: str, message: msgspec.Struct) -> None:
+    """Refuse text with control characters: printed, it would rewrite a terminal or a log line.
+
+    A check of its own: ``str.isprintable`` goes by Unicode category, which no ``Meta`` pattern
+    (Python's ``re``) can say.
+    """
+    for name, value in msgspec.structs.asdict(message).items():
+        if isinstance(value, msgspec.Struct):
+            _check_printable(where, value)
+        elif isinstance(value, str) and not value.isprintable():
+            msg = f"{where}: {name!r} holds control or other non-printable characters"
+            raise PayloadError(msg)
 
 
-def _finite_float(text: str) -> float:
-    value = float(text)
-    if not math.isfinite(value):
-        shown = text if len(text) <= 30 else text[:27] + "..."
-        msg = f"{shown} is beyond the range of a double"
-        raise _NonFiniteNumberError(msg)
-    return value
-
-
-def _nesting_depth(payload: bytes | bytearray | str) -> int:
+def _nesting_depth(payload: bytes | bytearray) -> int:
     """How deep arrays and objects nest in JSON text, brackets inside strings not counted.
 
-    Linear and in numpy, so no parser (each recurses once per level) ever meets more than
-    :data:`MAX_JSON_DEPTH` levels. In text that is no valid JSON the count may be off past
-    the first error, but the parser stops there too.
+    Linear and in numpy, so no parser ever meets more than :data:`MAX_JSON_DEPTH` levels. In
+    text that is no valid JSON the count may be off past the first error, but the parser stops
+    there too.
     """
-    if isinstance(payload, str):
-        payload = payload.encode("utf-8", errors="surrogatepass")
     opened = payload.count(b"[") + payload.count(b"{")
     if opened <= MAX_JSON_DEPTH:
         return opened  # a bound, and the common case
@@ -976,25 +942,6 @@ def _nesting_depth(payload: bytes | bytearray | str) -> int:
     return int(np.cumsum(steps).max(initial=0))
 
 
-def _preview(payload: bytes | bytearray | str, limit: int = 60) -> str:
-    text = repr(payload[:limit])
-    return text + ("..." if len(payload) > limit else "")
-
-
-def _shown(value: object, limit: int = 60) -> str:
-    """A short rendering of a decoded JSON value for a message.
-
-    Nested containers are not expanded: their ``repr`` could recurse as deep as the payload nests.
-    """
-    if isinstance(value, list | dict):
-        items = value.values() if isinstance(value, dict) else value
-        if any(isinstance(item, list | dict) for item in items):
-            kind = "object" if isinstance(value, dict) else "array"
-            return f"a nested JSON {kind} of {len(value)} item(s)"
-    text = repr(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
 def _to_builtin(value: object) -> object:
     """Encode hook: arrays as base64 of little-endian bytes, numpy scalars as such."""
     if isinstance(value, np.ndarray):
@@ -1006,206 +953,39 @@ def _to_builtin(value: object) -> object:
     raise NotImplementedError(msg)
 
 
-def _from_base64(schema: type[Any], value: object) -> _WireBytes:
-    """Decode hook of array fields: strictly decoded base64, typed by ``_check``."""
-    if not isinstance(value, str):
-        msg = f"{_shown(value)}, expected string"
-        raise TypeError(msg)
+def _from_base64(schema: type[Any], value: Any) -> _WireBytes:
+    """Decode hook of the array fields: the bytes of strict base64, typed by ``_validated``."""
     try:
-        raw = base64.b64decode(value, validate=True)
-    except (binascii.Error, ValueError) as error:
-        msg = f"not valid base64 ({error})"
+        data = base64.b64decode(value, validate=True)
+    except (TypeError, ValueError) as error:  # msgspec adds where, as a ValidationError
+        msg = f"Invalid base64 ({error})"
         raise ValueError(msg) from error
-    return np.frombuffer(raw, np.uint8).view(_WireBytes)
-
-
-class _Field(NamedTuple):
-    attribute: str
-    kind: Any  # a msgspec.inspect type; None unwrapped
-    optional: bool
+    return np.frombuffer(data, np.uint8).view(_WireBytes)
 
 
 @functools.cache
-def _fields(schema: type[msgspec.Struct]) -> dict[str, _Field]:
-    """The fields of a Struct, by wire name."""
+def _decimals(schema: type[msgspec.Struct]) -> dict[str, int | type[msgspec.Struct]]:
+    """Wire names of the rounded floats, with their ``Meta`` digits; of Structs holding some."""
     info = cast(msgspec.inspect.StructType, msgspec.inspect.type_info(schema))
-    fields = {}
+    found: dict[str, int | type[msgspec.Struct]] = {}
     for field in info.fields:
-        kind, optional = field.type, False
+        kind = field.type
         if isinstance(kind, msgspec.inspect.UnionType):  # X | None
             kind = next(t for t in kind.types if not isinstance(t, msgspec.inspect.NoneType))
-            optional = True
-        fields[field.encode_name] = _Field(field.name, kind, optional)
-    return fields
+        if isinstance(kind, msgspec.inspect.Metadata) and kind.extra:
+            found[field.encode_name] = kind.extra["digits"]
+        elif isinstance(kind, msgspec.inspect.StructType) and _decimals(kind.cls):
+            found[field.encode_name] = kind.cls
+    return found
 
 
-@functools.cache
-def _digits(schema: type[msgspec.Struct]) -> tuple[_Rounded, tuple[tuple[str, type[Any]], ...]]:
-    """Wire names of the floats written rounded, with their decimals; Structs holding some."""
-    floats = tuple(
-        (name, field.kind.extra["digits"])
-        for name, field in _fields(schema).items()
-        if isinstance(field.kind, msgspec.inspect.Metadata) and field.kind.extra
-    )
-    structs = tuple(
-        (name, field.kind.cls)
-        for name, field in _fields(schema).items()
-        if isinstance(field.kind, msgspec.inspect.StructType) and any(_digits(field.kind.cls))
-    )
-    return floats, structs
-
-
-@functools.cache
-def _texts(schema: type[msgspec.Struct]) -> tuple[tuple[str, _Field], ...]:
-    """The text fields by wire name, and the Struct fields that hold some."""
-    kinds = msgspec.inspect.StrType | msgspec.inspect.StructType
-    return tuple(
-        (name, field)
-        for name, field in _fields(schema).items()
-        if isinstance(field.kind, kinds)
-        and (not hasattr(field.kind, "cls") or _texts(field.kind.cls))
-    )
-
-
-def _round(payload: _Payload, schema: type[msgspec.Struct]) -> None:
+def _round(payload: dict[str, Any], schema: type[msgspec.Struct]) -> None:
     """Round the floats of an encoded Struct in place, to the ``digits`` of their ``Meta``."""
-    floats, structs = _digits(schema)
-    for name, digits in floats:
+    for name, digits in _decimals(schema).items():
         value = payload.get(name)
-        if value is not None:
+        if value is None:
+            continue
+        if isinstance(digits, int):
             payload[name] = round(value, digits)
-    for name, inner in structs:
-        if payload.get(name) is not None:
-            _round(payload[name], inner)
-
-
-def _check_texts(kind: TopicKind, message: msgspec.Struct, parent: str = "") -> None:
-    """Refuse text with control characters: they would rewrite a terminal or a log line."""
-    for name, field in _texts(type(message)):
-        value = getattr(message, field.attribute)
-        if isinstance(value, msgspec.Struct):
-            _check_texts(kind, value, f"{parent}{name}.")
-        elif isinstance(value, str) and not value.isprintable():
-            msg = f"{kind.value} payload: {parent + name!r} is {_problem(field, value)}"
-            raise PayloadError(msg)
-
-
-_MISSING = re.compile(r"Object missing required field `([^`]+)`")
-_PATH = re.compile(r" - at `\$((?:\.\w+)*)")
-
-
-def _explain(kind: TopicKind, schema: type[msgspec.Struct], obj: _Payload, error: Exception) -> str:
-    """Say what msgspec refused in the contract's words, from the field's type and value."""
-    where = _PATH.search(str(error))
-    path = where.group(1).split(".")[1:] if where else []
-    missing = _MISSING.match(str(error))
-    if missing:
-        name = ".".join([*path, missing.group(1)])
-        return f"{kind.value} payload lacks required field {name!r}"
-    if not path:
-        return f"{kind.value} payload: {error}"
-    value: Any = obj
-    for name in path:
-        field = _fields(schema)[name]
-        value = value[name]
-        if isinstance(field.kind, msgspec.inspect.StructType):
-            schema = field.kind.cls
-    if isinstance(field.kind, msgspec.inspect.CustomType):  # an array: the decode hook said
-        problem = str(error).rpartition(" - at `")[0]
-    else:
-        problem = _problem(field, value)
-    return f"{kind.value} payload: {'.'.join(path)!r} is {problem}"
-
-
-def _problem(field: _Field, value: Any) -> str:
-    """What is wrong with a field's ``value``, in the words of contract version 1."""
-    inspect = msgspec.inspect
-    kind = field.kind.type if isinstance(field.kind, inspect.Metadata) else field.kind
-    if isinstance(kind, inspect.StrType | inspect.EnumType):
-        if not isinstance(value, str):
-            return f"{_shown(value)}, expected string"
-        if not value:
-            return "empty"
-        longest = MAX_TEXT_CHARS if len(value) > MAX_TEXT_CHARS else getattr(kind, "max_length", 0)
-        if longest and len(value) > longest:
-            return f"{len(value)} characters, expected at most {longest}"
-        if not value.isprintable():
-            return f"{_shown(value)}, which holds control or other non-printable characters"
-        known = [member.value for member in getattr(kind, "cls", ())]
-        return f"{_shown(value)}, expected one of {known}"
-    if isinstance(kind, inspect.IntType):
-        if type(value) is not int:
-            return f"{_shown(value)}, expected integer"
-        if value < 0:
-            return f"{value}, expected >= 0"
-        return f"{_shown(value)}, expected <= {MAX_INDEX} (2**53 - 1)"
-    if isinstance(kind, inspect.BoolType):
-        return f"{_shown(value)}, expected a boolean"
-    if isinstance(kind, inspect.StructType):
-        return f"{_shown(value)}, expected {'an object or null' if field.optional else 'object'}"
-    if isinstance(kind, inspect.VarTupleType):  # of BeatClass
-        if not isinstance(value, list):
-            return f"{_shown(value)}, expected array"
-        return f"{_shown(value)}, expected a list of {[member.value for member in BeatClass]}"
-    return _number_problem(cast(inspect.FloatType, kind), value)  # the last kind left
-
-
-def _number_problem(kind: msgspec.inspect.FloatType, value: Any) -> str:
-    """What is wrong with a number's ``value`` (see :func:`_problem`)."""
-    if type(value) not in (int, float):
-        return f"{_shown(value)}, expected integer or number"
-    try:
-        number = float(value)
-    except OverflowError:  # an integer beyond the range of a double
-        number = math.inf
-    if not math.isfinite(number):
-        return f"{_shown(value)}, expected a finite number"
-    low = kind.ge if kind.gt is None else kind.gt
-    lower = f">= {low:g}" if kind.gt is None else f"> {low:g}"
-    if kind.le is None:
-        return f"{number}, expected {lower}"
-    opening = "[" if kind.gt is None else "("
-    return f"{number}, expected in {opening}{low:g}, {kind.le:g}]"
-
-
-DEDUPLICATION_CAPACITY = 65_536
-"""Beat identities a :class:`BeatDeduplicator` remembers: hours of beats of dozens of streams."""
-
-
-class BeatDeduplicator:
-    """Recognise a beat delivered again (beats are delivered at least once), in bounded memory.
-
-    A beat is identified by its stream and ``chain_sample``, within one run of the stream: a
-    redelivery (the broker's, after a reconnection, or the publisher's own re-send of a beat
-    whose acknowledgement was lost) repeats ``r_wall_time`` too, while a stream started again
-    (its ``chain_sample`` counting from 0 once more) has other wall times.
-
-    Args:
-        capacity: Most recent beat identities remembered.
-
-    Attributes:
-        duplicates: Beats recognised as delivered before.
-    """
-
-    def __init__(self, capacity: int = DEDUPLICATION_CAPACITY) -> None:
-        if capacity < 1:
-            msg = f"capacity={capacity} must be >= 1 (beat identities remembered)"
-            raise ConfigError(msg)
-        self.capacity = capacity
-        self.reset()
-
-    def reset(self) -> None:
-        """Forget every beat seen."""
-        self.duplicates = 0
-        self._seen: OrderedDict[tuple[str, int, float], None] = OrderedDict()
-
-    def is_new(self, message: BeatMessage) -> bool:
-        """Whether ``message`` is a beat not seen before; remembers it (counts it if not)."""
-        key = (message.stream, message.chain_sample, message.r_wall_time)
-        if key in self._seen:
-            self.duplicates += 1
-            return False
-        self._seen[key] = None
-        if len(self._seen) > self.capacity:
-            self._seen.popitem(last=False)
-        return True
+        else:
+            _round(value, digits)

@@ -11,27 +11,22 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
 from typing import Any, TypeVar
 
-import msgspec
 import numpy as np
 import pytest
 
-from ecg_stream.config import ChainConfig, MqttConfig
-from ecg_stream.detector.chain import BeatExtractor
+from ecg_stream.config import MqttConfig
 from ecg_stream.errors import PayloadError
-from ecg_stream.live.replay import PipelineLike
-from ecg_stream.live.sources import ReplaySource
+from ecg_stream.mqtt.publisher import PendingBeat
 from ecg_stream.mqtt.subscriber import WireSubscriber
 from ecg_stream.types import (
     BEAT_CLASSES,
     BeatWindow,
-    Chunk,
-    FloatArray,
     LabeledBeat,
     MorphologyFeatures,
     RPeak,
@@ -215,8 +210,8 @@ def status_of(stream: str, record: str = "100") -> StatusMessage:
     )
 
 
-def beat_message(stream: str, index: int) -> BeatMessage:
-    """A plausible beat at R-peak index ``index``."""
+def beat_message(stream: str, index: int) -> PendingBeat:
+    """A plausible beat at R-peak index ``index``, as handed to a publisher."""
     window = BeatWindow(
         peak=RPeak(index=index, decided_index=index + 60),
         samples=np.zeros(250),
@@ -227,11 +222,12 @@ def beat_message(stream: str, index: int) -> BeatMessage:
         ready_index=index + 160,
     )
     beat = LabeledBeat(window=window, probabilities=(0.9, 0.04, 0.03, 0.02, 0.01))
-    return BeatMessage.from_beat(
+    return PendingBeat(
         beat,
         stream=stream,
         record="100",
         sample=index,
+        chain_sample=index,
         time_s=index / 360.0,
         r_wall_time=1.7e9 + index / 360.0,
     )
@@ -286,65 +282,6 @@ async def collect_until(
                 return
 
 
-def stamped(
-    message: BeatMessage, compute_ms: float = 1.5, published_at: float = 1.7e9
-) -> BeatMessage:
-    """A beat as the publisher sends it (compute latency and publication time filled)."""
-    return msgspec.structs.replace(message, compute_ms=compute_ms, published_at=published_at)
-
-
-PREMATURE = (0.1, 0.8, 0.05, 0.03, 0.02)
-REGULAR = (0.9, 0.04, 0.03, 0.02, 0.01)
-
-
-class RuleClassifier:
-    """A deterministic stand-in for the ONNX model: premature beats are S, others N.
-
-    Lets the live path be checked beat for beat without the trained model; the tests with the
-    shipped model do the same with :class:`~ecg_stream.classify.classifier.OnnxBeatClassifier`.
-    """
-
-    name = "rule_based_test_model"
-
-    def classify(self, windows: Sequence[BeatWindow]) -> list[LabeledBeat]:
-        beats = []
-        for window in windows:
-            ratio = window.rr.rr_ratio if math.isfinite(window.rr.rr_ms) else 1.0
-            premature = ratio < 0.85
-            probabilities = (
-                (0.1, 0.8, 0.05, 0.03, 0.02) if premature else (0.9, 0.04, 0.03, 0.02, 0.01)
-            )
-            beats.append(LabeledBeat(window=window, probabilities=probabilities))
-        return beats
-
-
-@dataclass(frozen=True, slots=True)
-class RuleOutput:
-    filtered: Chunk
-    beats: tuple[LabeledBeat, ...]
-
-
-class RulePipeline:
-    """The real streaming chain followed by :class:`RuleClassifier` (a ``PipelineLike``)."""
-
-    def __init__(self) -> None:
-        self.extractor = BeatExtractor(ChainConfig())
-        self.classifier = RuleClassifier()
-
-    def process(self, chunk: Chunk) -> RuleOutput:
-        extracted = self.extractor.process(chunk)
-        return RuleOutput(extracted.filtered, tuple(self.classifier.classify(extracted.windows)))
-
-    def flush(self) -> tuple[LabeledBeat, ...]:
-        return tuple(self.classifier.classify(self.extractor.flush().windows))
-
-
-def offline_beats(
-    pipeline: PipelineLike, samples: FloatArray, chunk_s: float = 0.1
-) -> list[LabeledBeat]:
-    """Every beat a pipeline finds in ``samples``, unpaced, one classifier call per chunk."""
-    extractor, classifier = pipeline.extractor, pipeline.classifier
-    source = ReplaySource(samples, 360.0, speed=math.inf, chunk_s=chunk_s)
-    windows = [extractor.process(chunk).windows for chunk in source.chunks()]
-    windows.append(extractor.flush().windows)
-    return [beat for part in windows if part for beat in classifier.classify(part)]
+def stamped(beat: PendingBeat, compute_ms: float = 1.5, published_at: float = 1.7e9) -> BeatMessage:
+    """A beat's message as the publisher sends it (compute latency and publication time)."""
+    return beat.stamped(compute_ms, published_at)

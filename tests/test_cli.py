@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import wfdb
 
+import ecg_stream
 from ecg_stream import cli
 from ecg_stream.cli import main
 from ecg_stream.records import DATA_ENV
@@ -273,7 +274,7 @@ def option_strings(parser: argparse.ArgumentParser) -> set[str]:
 
 def test_messages_name_only_options_that_exist() -> None:
     """Every ``--flag`` in a string of the package is an option of some command (issue 12)."""
-    package = Path(cli.__file__).parent
+    package = Path(ecg_stream.__file__).parent
     named: dict[str, str] = {}
     for path in package.rglob("*.py"):
         for node in ast.walk(ast.parse(path.read_text())):

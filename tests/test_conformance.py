@@ -12,14 +12,11 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import Enum
-from functools import cache
 from typing import Any, Generic, TypeVar
 
 import numpy as np
 import pytest
 
-from ecg_stream.classify.classifier import OnnxBeatClassifier, default_model_path
-from ecg_stream.classify.pipeline import BeatPipeline, PipelineOutput
 from ecg_stream.config import ChainConfig
 from ecg_stream.detector.chain import BeatExtractor, Extracted
 from ecg_stream.detector.filter import CausalBandpass
@@ -92,11 +89,6 @@ def joined_extracted(batches: Sequence[Extracted]) -> tuple[FloatArray, list[obj
     return filtered, [window for batch in batches for window in batch.windows]
 
 
-def joined_labelled(batches: Sequence[PipelineOutput]) -> tuple[FloatArray, list[object]]:
-    filtered = np.concatenate([batch.filtered.samples for batch in batches])
-    return filtered, [beat for batch in batches for beat in batch.beats]
-
-
 def entry(
     make: Callable[[], Stage[In, Out]],
     chunks: Callable[[FloatArray, Sequence[int]], list[In]],
@@ -107,22 +99,11 @@ def entry(
     return Case(make, chunks, join, atol)
 
 
-@cache
-def shipped_classifier() -> OnnxBeatClassifier:
-    return OnnxBeatClassifier(default_model_path(), CONFIG)
-
-
 CASES: dict[str, Case[Any, Any]] = {
     "filter": entry(lambda: CausalBandpass.from_config(CONFIG), raw_chunks, joined_arrays),
     "detector": entry(lambda: RPeakDetector(CONFIG.fs_hz), filtered_chunks, joined_events),
     "segmenter": entry(lambda: BeatSegmenter(CONFIG), detected_chunks, joined_events),
     "chain": entry(lambda: BeatExtractor(CONFIG), stream_chunks, joined_extracted),
-    "pipeline": entry(
-        lambda: BeatPipeline(BeatExtractor(CONFIG), shipped_classifier()),
-        stream_chunks,
-        joined_labelled,
-        atol=1e-6,
-    ),
 }
 
 
@@ -236,8 +217,7 @@ flight, counted apart from the state."""
 
 
 def held_windows(stage: object) -> tuple[BeatWindow, ...]:
-    extractor = stage.extractor if isinstance(stage, BeatPipeline) else stage
-    return extractor.quality.held if isinstance(extractor, BeatExtractor) else ()
+    return stage.quality.held if isinstance(stage, BeatExtractor) else ()
 
 
 @pytest.mark.slow

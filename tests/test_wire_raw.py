@@ -93,14 +93,14 @@ FLOAT32 = RawMessage.from_mv("bed1", 0, 250.0, np.zeros(4))
 @pytest.mark.parametrize(
     ("message", "change", "expected"),
     [
-        (RAW, {"fs_hz": 50.0}, "'fs_hz' is 50.0, expected in \\[100, 1000\\]"),
+        (RAW, {"fs_hz": 50.0}, "fs_hz"),
         (RAW, {"fs_hz": 1000.5}, "fs_hz"),
         (RAW, {"fs_hz": "250"}, "fs_hz"),
         (RAW, {"start_index": -1}, "start_index"),
         (RAW, {"start_index": 2**53}, "start_index"),
         (RAW, {"start_index": 2**53 - 2}, "passes"),
         (RAW, {"encoding": "int24"}, "encoding"),
-        (RAW, {"gain": ...}, "lacks required field 'gain'"),
+        (RAW, {"gain": ...}, "gain"),
         (RAW, {"gain": 0}, "gain"),
         (RAW, {"gain": 1e9}, "gain"),
         (RAW, {"data": ""}, "0 samples"),
@@ -120,8 +120,9 @@ FLOAT32 = RawMessage.from_mv("bed1", 0, 250.0, np.zeros(4))
     ],
 )
 def test_raw_decoder_refuses(message: RawMessage, change: dict[str, Any], expected: str) -> None:
-    with pytest.raises(PayloadError, match=expected):
+    with pytest.raises(PayloadError, match=expected) as caught:
         wire.decode_raw("ecg/bed1/raw", payload_of(message, **change))
+    assert str(caught.value).startswith("ecg/bed1/raw: ")
 
 
 @pytest.mark.parametrize(
@@ -190,10 +191,10 @@ def test_status_without_ingest_is_unchanged_on_the_wire() -> None:
 @pytest.mark.parametrize(
     ("ingest", "expected"),
     [
-        ([], "'ingest' is"),
-        ({"worker": "w", "device_fs_hz": 250.0}, "lacks required field 'ingest.chunks'"),
+        ([], "ingest"),
+        ({"worker": "w", "device_fs_hz": 250.0}, "chunks"),
         ({**msgspec.to_builtins(STATUS.ingest), "gaps": -1}, "ingest.gaps"),
-        ({**msgspec.to_builtins(STATUS.ingest), "interleaved": 1}, "boolean"),
+        ({**msgspec.to_builtins(STATUS.ingest), "interleaved": 1}, "interleaved"),
     ],
 )
 def test_status_ingest_is_validated(ingest: object, expected: str) -> None:

@@ -42,21 +42,21 @@ import numpy as np
 from ecg_stream import wire
 from ecg_stream.bench.inference import BASELINE, InferenceComparison, compare_inference
 from ecg_stream.classify.classifier import OnnxBeatClassifier, default_model_path
-from ecg_stream.classify.pipeline import BeatPipeline
 from ecg_stream.config import CHAIN_FS_HZ, ChainConfig, MqttConfig
 from ecg_stream.detector.chain import BeatExtractor
 from ecg_stream.detector.segment import Detected
 from ecg_stream.errors import BrokerError, ConfigError
+from ecg_stream.live.analysis import analyze_record
+from ecg_stream.live.mqtt_sink import SAMPLES_SCALE_UV, check_samples_s
 from ecg_stream.live.replay import (
     MAX_SPEED_CHUNK_S,
     MAX_WORKERS,
     REAL_TIME_CHUNK_S,
-    SAMPLES_SCALE_UV,
-    StreamSpec,
-    check_samples_s,
+    replay_job,
     spread_starts,
 )
-from ecg_stream.live.sources import ReplaySource
+from ecg_stream.live.session import RunSummary
+from ecg_stream.live.sources import ReplaySource, StreamSpec
 from ecg_stream.live.workers import WorkerJob, merge_results, run_workers, split_streams
 from ecg_stream.mqtt.broker import EmbeddedBroker
 from ecg_stream.mqtt.subscriber import WireSubscriber
@@ -255,17 +255,17 @@ async def measure_stages(
             peak = beat.window.peak.index
             sample = record.to_record_index(peak)
             time_s = sample / record.fs_hz
+            encode_s = clock()
             message = BeatMessage.from_beat(
                 beat,
                 stream=stream,
                 record=record.name,
                 sample=sample,
+                chain_sample=peak,
                 time_s=time_s,
                 r_wall_time=start_wall + time_s,
-            )
-            encode_s = clock()
-            message = msgspec.structs.replace(
-                message, compute_ms=(encode_s - arrival_s) * 1000.0, published_at=time.time()
+                compute_ms=(encode_s - arrival_s) * 1000.0,
+                published_at=time.time(),
             )
             payload = wire.encode(message)
             handed_s = clock()
@@ -343,15 +343,15 @@ class Throughput:
 
 
 def measure_throughput(
-    samples: np.ndarray[Any, np.dtype[np.float64]],
+    record: Record,
     classifier: OnnxBeatClassifier,
     *,
     repeats: int = 2,
     chunk_s: float = MAX_SPEED_CHUNK_S,
 ) -> Throughput:
-    """Time the chain alone and the pipeline on ``samples``, interleaved, ``repeats`` times."""
+    """Time the chain alone and the whole session (chain + inference), interleaved."""
     config = classifier.config
-    chunks = list(ReplaySource(samples, CHAIN_FS_HZ, chunk_s=chunk_s).chunks())
+    chunks = list(ReplaySource(record.samples, CHAIN_FS_HZ, chunk_s=chunk_s).chunks())
     best = {"chain": math.inf, "pipeline": math.inf}
     for _ in range(repeats):
         extractor = BeatExtractor(config)
@@ -360,13 +360,10 @@ def measure_throughput(
             extractor.process(chunk)
         extractor.flush()
         best["chain"] = min(best["chain"], time.perf_counter() - started)
-        pipeline = BeatPipeline(BeatExtractor(config), classifier)
         started = time.perf_counter()
-        for chunk in chunks:
-            pipeline.process(chunk)
-        pipeline.flush()
+        analyze_record(record, config, classifier, chunk_s=chunk_s)
         best["pipeline"] = min(best["pipeline"], time.perf_counter() - started)
-    signal_s = samples.size / CHAIN_FS_HZ
+    signal_s = record.samples.size / CHAIN_FS_HZ
     return Throughput(signal_s, signal_s / best["chain"], signal_s / best["pipeline"], chunk_s)
 
 
@@ -502,7 +499,7 @@ async def measure_scale(
         WorkerJob(share, mqtt, model_path, speed=1.0, samples_s=samples_s)
         for share in split_streams(specs, workers)
     ]
-    results = await run_workers(jobs)
+    results = await run_workers(jobs, replay_job)
     errors = [result.error for result in results if result.error]
     if errors:
         subscriber.kill()
@@ -517,11 +514,13 @@ async def measure_scale(
         p99_ms=float(received["p99"]),
         max_ms=float(received["max"]),
     )
-    summary = merge_results(results)
+    summary = merge_results(results, into=RunSummary())
     wall_s = max(result.wall_s for result in results)
     peak = sum(max(r.rss_bytes) - r.rss_bytes[0] for r in results if r.rss_bytes)
     growth = sum(r.rss_bytes[-1] - r.rss_bytes[len(r.rss_bytes) // 10] for r in results)
-    published = sum(report.publisher.published[TopicKind.BEATS] for report in summary.streams)
+    published = sum(
+        report.publisher.published[TopicKind.BEATS] for report in summary.streams.values()
+    )
     return ScalePoint(
         streams=streams,
         workers=len(jobs),
@@ -884,7 +883,7 @@ async def run_bench(options: BenchOptions, say: Say) -> BenchReport:
             say(f"stages: {report.signal_s:.0f} s of signal through {described} ...")
             report.stages = await measure_stages(record, classifier, mqtt)
         say("throughput ...")
-        report.throughput = measure_throughput(record.samples, classifier)
+        report.throughput = measure_throughput(record, classifier)
         say("inference side by side ...")
         windows = stream_record_windows(record.samples, config)
         rounds = options.rounds or (40 if options.quick else 300)

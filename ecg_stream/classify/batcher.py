@@ -11,15 +11,25 @@ beats, in order.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from ecg_stream.config import ChainConfig
 from ecg_stream.types import BeatWindow, LabeledBeat
 
 
 class ClassifierLike(Protocol):
     """A beat classifier (``ecg_stream.classify.classifier.OnnxBeatClassifier``)."""
+
+    @property
+    def name(self) -> str:
+        """The model's name (on every stream's status)."""
+
+    @property
+    def config(self) -> ChainConfig:
+        """The chain configuration the classifier's contract was checked against."""
 
     def classify(self, windows: Sequence[BeatWindow]) -> list[LabeledBeat]:
         """Label each window, in input order."""
@@ -40,12 +50,14 @@ class InferenceBatcher:
     Attributes:
         calls: Classifier calls made so far.
         windows: Windows classified so far (``windows / calls`` is the mean batch).
+        seconds: Wall time spent in the classifier so far, in s.
     """
 
     def __init__(self, classifier: ClassifierLike) -> None:
         self.classifier = classifier
         self.calls = 0
         self.windows = 0
+        self.seconds = 0.0
         self._pending: list[_Request] = []  # this turn's requests; emptied by each flush
 
     async def classify(self, windows: Sequence[BeatWindow]) -> tuple[LabeledBeat, ...]:
@@ -72,12 +84,14 @@ class InferenceBatcher:
         batch = [window for request in requests for window in request.windows]
         if not batch:
             return
+        started = time.perf_counter()
         try:
             beats = self.classifier.classify(batch)
         except Exception as error:  # every waiting stream sees it; the task group reports it
             for request in requests:
                 request.future.set_exception(error)
             return
+        self.seconds += time.perf_counter() - started
         self.calls += 1
         self.windows += len(batch)
         start = 0

@@ -15,7 +15,7 @@ class Stage(Protocol[In_contra, Out_co]):
     events for an event stage (``RPeakDetector``: ``list[RPeak]``), a new array for an array
     stage (``CausalBandpass``), or a frozen record of both for a chain (``Extracted``: the
     filtered chunk and the beat windows it completed). The stages: ``CausalBandpass``,
-    ``RPeakDetector``, ``BeatSegmenter``, ``BeatExtractor`` and ``BeatPipeline``; each is
+    ``RPeakDetector``, ``BeatSegmenter`` and ``BeatExtractor``; each is
     checked by ``tests/test_conformance.py``:
 
     - Chunking never changes the joined output, ``flush()`` included.

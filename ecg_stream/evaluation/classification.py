@@ -1,8 +1,8 @@
 """Classification report: a classifier's beat classes scored against annotated records.
 
 What ``ecg-stream evaluate --classifier`` runs: records streamed through
-:class:`~ecg_stream.classify.pipeline.BeatPipeline` as live beats are, labelled detections matched
-to the reference beats (docs/protocol.md) and scored in both spans. The report's JSON form,
+the streaming session (``live/session.py``) as live beats are, labelled detections matched to
+the reference beats (docs/protocol.md) and scored in both spans. The report's JSON form,
 ``classification.json``, is :class:`~ecg_stream.evaluation.figures.ClassificationDocument`.
 """
 
@@ -16,9 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from ecg_stream.classify.classifier import OnnxBeatClassifier
-from ecg_stream.classify.pipeline import BeatPipeline
 from ecg_stream.config import ChainConfig
-from ecg_stream.detector.chain import BeatExtractor
 from ecg_stream.documents import encode_json
 from ecg_stream.errors import ConfigError, RecordFormatError
 from ecg_stream.evaluation import plots
@@ -38,10 +36,11 @@ from ecg_stream.evaluation.matching import (
     score_classification,
     scored_mask,
 )
+from ecg_stream.live.analysis import analyze_record
 from ecg_stream.records import Annotations, DataDirs, Record, load_record
-from ecg_stream.types import BEAT_CLASSES, BeatClass, Chunk, IntArray, LabeledBeat
+from ecg_stream.types import BEAT_CLASSES, BeatClass, IntArray, LabeledBeat
 
-REPORT_CHUNK_SAMPLES = 360
+REPORT_CHUNK_S = 1.0
 """Chunk length when records are streamed for evaluation: one second at 360 Hz."""
 
 
@@ -206,14 +205,8 @@ def read_predictions_csv(path: Path, fs_hz: float) -> RecordPredictions:
 def classify_record(
     record: Record, classifier: OnnxBeatClassifier, config: ChainConfig
 ) -> tuple[LabeledBeat, ...]:
-    """Stream a whole record through :class:`BeatPipeline` in 1 s chunks, as live beats are."""
-    pipeline = BeatPipeline(BeatExtractor(config), classifier)
-    beats: list[LabeledBeat] = []
-    for start in range(0, record.samples.size, REPORT_CHUNK_SAMPLES):
-        chunk = Chunk(start, record.samples[start : start + REPORT_CHUNK_SAMPLES])
-        beats.extend(pipeline.process(chunk).beats)
-    beats.extend(pipeline.flush().beats)
-    return tuple(beats)
+    """Stream a whole record through the streaming session, as live beats are."""
+    return analyze_record(record, config, classifier, chunk_s=REPORT_CHUNK_S).labeled
 
 
 def record_predictions(record: Record, beats: Sequence[LabeledBeat]) -> RecordPredictions:

@@ -1,10 +1,15 @@
-"""Offline analysis: whole records through the streaming chain, as fast as possible."""
+"""Offline analysis: whole records through the streaming session, as fast as possible.
+
+A record analysed here is a :class:`~ecg_stream.live.replay.RecordReplay` at ``--speed max``
+into a :class:`~ecg_stream.live.sinks.BeatCollector` (and any other sink, e.g. CSV files):
+the beats and labels are those a live subscriber receives.
+"""
 
 from __future__ import annotations
 
-import csv
+import asyncio
 import itertools
-import time
+import math
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -13,100 +18,158 @@ from typing import Any, TypeVar
 
 import numpy as np
 
+from ecg_stream.classify.batcher import ClassifierLike
 from ecg_stream.config import CHAIN_FS_HZ, ChainConfig
-from ecg_stream.detector.chain import BeatExtractor
 from ecg_stream.errors import ConfigError
-from ecg_stream.records import Record
-from ecg_stream.types import (
-    BEAT_CLASSES,
-    BeatWindow,
-    Chunk,
-    IntArray,
-    LabeledBeat,
-    SignalIssue,
-)
+from ecg_stream.live.replay import RecordReplay
+from ecg_stream.live.session import RunSummary, Sink, StreamBeat
+from ecg_stream.live.sinks import BeatCollector, CsvSink
+from ecg_stream.live.sources import StreamSpec
+from ecg_stream.records import DataDirs, Record
+from ecg_stream.types import BeatWindow, IntArray, LabeledBeat
 
 T = TypeVar("T")
 
-CSV_HEADER = ("sample", "time_s", "rr_ms")
-LABEL_COLUMNS = ("label", "confidence", *(f"p_{c.value}" for c in BEAT_CLASSES))
-QUALITY_COLUMNS = ("sqi", "sqi_issue")
-"""Signal-quality index of each beat and, when unusable (label Q), why (detector/quality.py)."""
+ANALYSIS_CHUNK_S = 1.0
+"""Chunk length fed to the chain offline, in s (results do not depend on it; speed does)."""
 
 
 @dataclass(frozen=True, slots=True)
-class DetectionResult:
-    """A record's detected beats and what it cost to find them.
+class RecordAnalysis:
+    """A record's beats, as the streaming session gave them, and what they cost.
 
     Args:
         record: The analysed record.
-        windows: Every detected beat, in order, indices in the chain's clock.
+        beats: Every detected beat, in order (labeled when a classifier ran).
         chain_s: Wall time spent in the chain (filter, detector, windows), in s.
+        inference_s: Wall time spent classifying, in s.
     """
 
     record: Record
-    windows: tuple[BeatWindow, ...]
+    beats: tuple[StreamBeat, ...]
     chain_s: float
+    inference_s: float
+
+    @property
+    def windows(self) -> tuple[BeatWindow, ...]:
+        """The beat windows, indices in the chain's clock."""
+        return tuple(beat.placed.window for beat in self.beats)
+
+    @property
+    def labeled(self) -> tuple[LabeledBeat, ...]:
+        """The labeled beats (empty when no classifier ran)."""
+        return tuple(beat.labeled for beat in self.beats if beat.labeled is not None)
 
     @property
     def record_indices(self) -> IntArray:
         """R-peak indices in the record's own clock."""
-        return np.array(
-            [self.record.to_record_index(w.peak.index) for w in self.windows], dtype=np.int64
-        )
+        return np.array([beat.placed.sample_index for beat in self.beats], dtype=np.int64)
+
+    @property
+    def signal_s(self) -> float:
+        """Duration of the record, in s."""
+        return self.record.samples.size / CHAIN_FS_HZ
 
     @property
     def speed_factor(self) -> float:
         """Signal duration over chain wall time: how many times faster than real time."""
-        return self.record.samples.size / CHAIN_FS_HZ / max(self.chain_s, 1e-9)
+        return self.signal_s / max(self.chain_s, 1e-9)
 
 
-def detect_record(record: Record, config: ChainConfig, chunk_s: float) -> DetectionResult:
-    """Stream a whole record through the chain in ``chunk_s`` chunks, as fast as possible.
+def analyze_record(
+    record: Record,
+    config: ChainConfig,
+    classifier: ClassifierLike | None = None,
+    *,
+    chunk_s: float = ANALYSIS_CHUNK_S,
+    sinks: Sequence[Sink] = (),
+) -> RecordAnalysis:
+    """Stream a whole record through the session as fast as possible.
 
-    Results do not depend on ``chunk_s`` (the conformance tests check it); speed does.
+    Args:
+        record: The record (its name is the stream id).
+        config: The chain's configuration.
+        classifier: Labels the beats (None: detection only).
+        chunk_s: Chunk length, in s (results do not depend on it; speed does).
+        sinks: Where else the beats go (e.g. a :class:`CsvSink`).
     """
-    extractor = BeatExtractor(config)
-    chunk_samples = max(1, round(chunk_s * config.fs_hz))
-    windows: list[BeatWindow] = []
-    started = time.perf_counter()
-    for start in range(0, record.samples.size, chunk_samples):
-        chunk = Chunk(start, record.samples[start : start + chunk_samples])
-        windows += extractor.process(chunk).windows
-    windows += extractor.flush().windows
-    return DetectionResult(record, tuple(windows), time.perf_counter() - started)
+    collector = BeatCollector()
+    summary = RunSummary()
+    replay = RecordReplay(
+        [StreamSpec(record.name, record)],
+        classifier,
+        [collector, *sinks],
+        speed=math.inf,
+        summary=summary,
+        config=config,
+        chunk_s=chunk_s,
+    )
+    asyncio.run(replay.run())
+    return RecordAnalysis(
+        record,
+        tuple(collector.beats[record.name]),
+        summary.streams[record.name].chain_s,
+        summary.inference_s,
+    )
 
 
-def write_beats_csv(
-    result: DetectionResult, path: Path, labeled: Sequence[LabeledBeat] | None
-) -> None:
-    """Write one CSV row per detected beat, indices in the record's own clock.
+def detect_record(record: Record, config: ChainConfig, chunk_s: float) -> RecordAnalysis:
+    """Detection only: :func:`analyze_record` without a classifier."""
+    return analyze_record(record, config, chunk_s=chunk_s)
 
-    Columns ``sample,time_s,rr_ms``, then, when ``labeled`` holds one beat per window,
-    ``label,confidence,p_N,p_S,p_V,p_F,p_Q``, then ``sqi,sqi_issue`` (the beat's signal-quality
-    index and, when unusable, why; such a beat is labelled Q).
+
+@dataclass(frozen=True, slots=True)
+class CsvAnalysis:
+    """What ``ecg-stream analyze`` did for one record.
+
+    Args:
+        record: Record name.
+        beats: Beats written.
+        path: The CSV file.
+        signal_s: Signal analysed, in s.
+        chain_s: Wall time in the chain, in s.
+        inference_s: Wall time classifying, in s.
     """
-    if labeled is not None and len(labeled) != len(result.windows):
-        msg = f"{len(labeled)} labeled beats for {len(result.windows)} windows"
-        raise ValueError(msg)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", newline="") as file:
-        writer = csv.writer(file)
-        writer.writerow(
-            CSV_HEADER + (LABEL_COLUMNS if labeled is not None else ()) + QUALITY_COLUMNS
-        )
-        for i, (sample, window) in enumerate(
-            zip(result.record_indices, result.windows, strict=True)
-        ):
-            rr = "" if np.isnan(window.rr.rr_ms) else f"{window.rr.rr_ms:.1f}"
-            row = [int(sample), f"{sample / result.record.fs_hz:.4f}", rr]
-            if labeled is not None:
-                beat = labeled[i]
-                row += [beat.label.value, f"{beat.confidence:.4f}"]
-                row += [f"{p:.4f}" for p in beat.probabilities]
-            quality = window.quality
-            row += ["", ""] if quality is None else [f"{quality.sqi:.3f}", _issue(quality.issue)]
-            writer.writerow(row)
+
+    record: str
+    beats: int
+    path: Path
+    signal_s: float
+    chain_s: float
+    inference_s: float
+
+
+def analyze_to_csv(
+    name: str,
+    data_dir: DataDirs,
+    lead: str,
+    out_dir: Path,
+    chunk_s: float,
+    model: Path | None,
+) -> CsvAnalysis:
+    """``ecg-stream analyze`` for one record: ``out_dir/<record>.csv``, labeled with ``model``.
+
+    A function of plain arguments, so that it runs in a worker process too.
+    """
+    from ecg_stream.classify.classifier import OnnxBeatClassifier
+    from ecg_stream.records import load_record
+
+    config = ChainConfig()
+    record = load_record(name, data_dir, lead, annotations=False)  # the CSV needs none
+    csv_sink = CsvSink(out_dir, labels=model is not None)
+    if model is None:
+        result = analyze_record(record, config, chunk_s=chunk_s, sinks=[csv_sink])
+    else:
+        with OnnxBeatClassifier(model, config) as classifier:
+            result = analyze_record(record, config, classifier, chunk_s=chunk_s, sinks=[csv_sink])
+    return CsvAnalysis(
+        record.name,
+        len(result.beats),
+        csv_sink.written[record.name],
+        result.signal_s,
+        result.chain_s,
+        result.inference_s,
+    )
 
 
 def map_records(function: Callable[..., T], tasks: list[tuple[Any, ...]], jobs: int) -> Iterator[T]:
@@ -123,7 +186,3 @@ def map_records(function: Callable[..., T], tasks: list[tuple[Any, ...]], jobs: 
         return
     with ProcessPoolExecutor(jobs) as pool:
         yield from pool.map(function, *zip(*tasks, strict=True))
-
-
-def _issue(issue: SignalIssue | None) -> str:
-    return "" if issue is None else issue.value

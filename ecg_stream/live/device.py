@@ -18,7 +18,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -318,27 +317,3 @@ async def run_devices(
                 name=f"device-{stream_id}",
             )
     return reports
-
-
-def device_main(records: Sequence[str], *, say: Say, **options: Any) -> int:
-    """Run :func:`run_devices` to the end of the records or to Ctrl-C, then say what was sent.
-
-    Returns:
-        0 at the end of the records, 130 after Ctrl-C or SIGTERM.
-    """
-    from ecg_stream.live.runner import run_until_stopped
-
-    reports: list[DeviceReport] = []
-    try:
-        stopped = run_until_stopped(run_devices(records, say=say, reports=reports, **options))
-    except BaseExceptionGroup as errors:  # one device's broker error: the first, as one line
-        first = errors.exceptions[0]
-        while isinstance(first, BaseExceptionGroup):
-            first = first.exceptions[0]
-        raise first from None
-    for report in reports:
-        say(
-            f"  {report.stream_id} (record {report.record}, {report.fs_hz:g} Hz): "
-            f"{report.messages} chunks, {report.samples / report.fs_hz:.1f} s of signal"
-        )
-    return 130 if stopped else 0

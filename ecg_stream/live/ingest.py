@@ -30,14 +30,13 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from dataclasses import dataclass
-from enum import Enum
 
 import numpy as np
 import soxr
 
 from ecg_stream.config import CHAIN_FS_HZ, ChainConfig
 from ecg_stream.detector.chain import BeatExtractor
+from ecg_stream.live.front import ChunkFate, Ingested, PlacedWindow
 from ecg_stream.types import BeatWindow, Chunk, FloatArray, SignalIssue
 from ecg_stream.wire import IngestStatus, RawMessage
 
@@ -57,48 +56,6 @@ INTERLEAVE_MAX_MISSING_CHUNKS = 8
 
 RECOVER_CHUNKS = 20
 """Consecutive chunks after which an interleaved stream is taken up again, afresh."""
-
-
-class ChunkFate(Enum):
-    """What a session did with a chunk."""
-
-    PROCESSED = "processed"
-    AFTER_GAP = "after_gap"  # processed, by a fresh chain (gap or new rate)
-    DUPLICATE = "duplicate"  # dropped: seen already
-    INTERLEAVED = "interleaved"  # dropped: the stream is split between workers
-
-
-@dataclass(frozen=True, slots=True)
-class DeviceWindow:
-    """A beat window with its R peak in the device's clock and in the stream's chain clock.
-
-    Args:
-        window: The window, as the extractor cut it (indices of its own chain run).
-        sample_index: R-peak index in the device's clock.
-        chain_index: R-peak index at 360 Hz, from the device's index 0.
-        fs_hz: The device's sampling rate when the beat was recorded, in Hz.
-    """
-
-    window: BeatWindow
-    sample_index: int
-    chain_index: int
-    fs_hz: float
-
-
-@dataclass(frozen=True, slots=True)
-class Ingested:
-    """What one chunk (or the end of a session) yields.
-
-    Args:
-        fate: What was done with the chunk.
-        windows: Beat windows completed, in R-peak order (a gap flushes the old chain first).
-        filtered: Filtered samples at 360 Hz in the stream's chain clock, one chunk per chain
-            run touched (none, one, or the old run's tail and the new run's start).
-    """
-
-    fate: ChunkFate
-    windows: tuple[DeviceWindow, ...] = ()
-    filtered: tuple[Chunk, ...] = ()
 
 
 class _ChainRun:
@@ -155,10 +112,10 @@ class _ChainRun:
             flushed = ()
         return Ingested(ChunkFate.PROCESSED, tail.windows + flushed, tail.filtered)
 
-    def _mapped(self, windows: tuple[BeatWindow, ...]) -> tuple[DeviceWindow, ...]:
+    def _mapped(self, windows: tuple[BeatWindow, ...]) -> tuple[PlacedWindow, ...]:
         ratio = self.fs_hz / CHAIN_FS_HZ
         return tuple(
-            DeviceWindow(
+            PlacedWindow(
                 window=window,
                 sample_index=self.origin_index + round(window.peak.index * ratio),
                 chain_index=self.chain_origin + window.peak.index,
@@ -188,7 +145,7 @@ class IngestSession:
         >>> session.process(msg, arrival_s=0.0, arrival_wall_s=1.7e9).fate
         <ChunkFate.PROCESSED: 'processed'>
         >>> later = RawMessage.from_counts("bed1", 50, 250.0, np.zeros(25, np.int16), gain=200.0)
-        >>> session.process(later, 0.1, 1.7e9).fate, session.status().gap_samples
+        >>> session.process(later, 0.1, 1.7e9).fate, session.ingest().gap_samples
         (<ChunkFate.AFTER_GAP: 'after_gap'>, 25)
         >>> session.process(msg, 0.2, 1.7e9).fate  # redelivered
         <ChunkFate.DUPLICATE: 'duplicate'>
@@ -213,6 +170,14 @@ class IngestSession:
         self._last_chunk_samples = 0
         self._wall_anchor: tuple[int, float] | None = None  # (device index, Unix time)
 
+    @property
+    def record(self) -> str:
+        """Beats and status of a device name its stream as their record."""
+        return self.stream_id
+
+    def signal(self) -> None:
+        """The input's state is not reported for devices (their status carries ingest counters)."""
+
     def count_malformed(self) -> None:
         """A message on the stream's ``raw`` topic did not decode."""
         self._counts["malformed"] += 1
@@ -221,7 +186,7 @@ class IngestSession:
         """The worker dropped one of the stream's chunks (it fell behind)."""
         self._counts["dropped"] += 1
 
-    def status(self) -> IngestStatus:
+    def ingest(self) -> IngestStatus:
         """The counters, as published on the stream's ``status`` topic."""
         fs_hz = self.fs_hz if math.isfinite(self.fs_hz) else CHAIN_FS_HZ
         return IngestStatus(

@@ -1,4 +1,4 @@
-"""Run a command's coroutine so that Ctrl-C and SIGTERM both shut it down cleanly."""
+"""Run a command's coroutine so that Ctrl-C and SIGTERM shut it down cleanly; task-group errors."""
 
 from __future__ import annotations
 
@@ -7,6 +7,8 @@ import contextlib
 import signal
 from collections.abc import Coroutine
 from typing import Any
+
+from ecg_stream.errors import EcgStreamError
 
 
 def run_until_stopped(main: Coroutine[Any, Any, object]) -> bool:
@@ -33,3 +35,15 @@ def run_until_stopped(main: Coroutine[Any, Any, object]) -> bool:
     except (KeyboardInterrupt, asyncio.CancelledError):
         return True
     return False
+
+
+def first_error(errors: BaseExceptionGroup[BaseException]) -> BaseException:
+    """The one error to raise for a failed task group, unwrapped from nested groups.
+
+    Its first user error (``EcgStreamError``: a user can fix it, so it becomes one line, not a
+    traceback), else its first error.
+    """
+    chosen: BaseException = errors.subgroup(EcgStreamError) or errors
+    while isinstance(chosen, BaseExceptionGroup):
+        chosen = chosen.exceptions[0]
+    return chosen

@@ -1,4 +1,4 @@
-"""Replay a recorded lead as a live stream of chunks, paced from a start time."""
+"""Records as streams: which record goes out as which stream, and its chunks paced in time."""
 
 from __future__ import annotations
 
@@ -6,8 +6,10 @@ import asyncio
 import math
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import dataclass
 
 from ecg_stream.errors import ConfigError
+from ecg_stream.records import Record
 from ecg_stream.types import Chunk, FloatArray
 
 Clock = Callable[[], float]
@@ -42,6 +44,21 @@ def parse_speed(text: str) -> float:
         )
         raise ConfigError(msg)
     return speed
+
+
+@dataclass(frozen=True, slots=True)
+class StreamSpec:
+    """One stream to replay.
+
+    Args:
+        stream_id: Topic level of the stream (default: the record name).
+        record: The record (its ``samples`` may be a slice, e.g. in tests).
+        start_delay_s: Wall time the stream waits before its first chunk, in s (finite speeds).
+    """
+
+    stream_id: str
+    record: Record
+    start_delay_s: float = 0.0
 
 
 class ReplaySource:

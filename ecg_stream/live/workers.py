@@ -1,6 +1,6 @@
 """Replay streams in several worker processes when one core is not enough.
 
-One process runs every stream of a :class:`~ecg_stream.live.replay.LiveReplay` on one event
+One process runs every stream of a :class:`~ecg_stream.live.replay.RecordReplay` on one event
 loop, so it uses one core. :func:`run_workers` splits the streams over ``N`` worker processes
 (``replay --workers N``, ``bench --workers N``), each a complete replay of its share with its
 own ONNX session and its own MQTT connections (one per stream, so every stream keeps its own
@@ -18,17 +18,18 @@ import math
 import multiprocessing
 import os
 import signal
-import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from pathlib import Path
 
-from ecg_stream.config import ChainConfig, MqttConfig
-from ecg_stream.errors import EcgStreamError
-from ecg_stream.live.replay import LiveReplay, ReplaySummary, StreamSpec
+from ecg_stream.config import MqttConfig
+from ecg_stream.live.session import RunSummary
+from ecg_stream.live.sources import StreamSpec
+
+Work = Callable[["WorkerJob"], "WorkerResult"]
 
 MEMORY_SAMPLE_S = 1.0
 """How often a worker reads its resident memory, in s."""
@@ -69,7 +70,7 @@ class WorkerResult:
         died: The worker process ended without a result (killed, crashed).
     """
 
-    summary: ReplaySummary
+    summary: RunSummary
     cpu_s: float = 0.0
     wall_s: float = 0.0
     rss_bytes: list[float] = field(default_factory=list)
@@ -92,61 +93,16 @@ def split_streams(specs: Sequence[StreamSpec], workers: int) -> list[tuple[Strea
     return [share for share in shares if share]
 
 
-def replay_job(job: WorkerJob) -> WorkerResult:
-    """Run one worker's replay in this process, to its end or to Ctrl-C / SIGTERM."""
-    from ecg_stream.classify.classifier import OnnxBeatClassifier
-    from ecg_stream.classify.pipeline import BeatPipeline
-    from ecg_stream.detector.chain import BeatExtractor
-    from ecg_stream.live.runner import run_until_stopped
-
-    result = WorkerResult(ReplaySummary())
-    config = ChainConfig()
-    try:
-        classifier = OnnxBeatClassifier(job.model_path, config, threads=1)
-    except EcgStreamError as error:
-        result.error = str(error)
-        return result
-    with classifier:
-        live = LiveReplay(
-            job.specs,
-            lambda: BeatPipeline(BeatExtractor(config), classifier),
-            classifier.name,
-            job.mqtt,
-            speed=job.speed,
-            summary=result.summary,
-            say=None if job.quiet else lambda line: print(line, flush=True),
-            samples_s=job.samples_s,
-        )
-
-        async def replay() -> None:
-            async def sample_memory() -> None:
-                while True:
-                    await asyncio.sleep(MEMORY_SAMPLE_S)
-                    result.rss_bytes.append(rss_bytes())
-
-            result.rss_bytes.append(rss_bytes())  # before the streams' pipelines exist
-            sampler = asyncio.create_task(sample_memory(), name="worker-memory")
-            try:
-                await live.run()
-            except EcgStreamError as error:
-                result.error = str(error)
-            finally:
-                sampler.cancel()
-
-        cpu_before, started = time.process_time(), time.perf_counter()
-        result.summary.interrupted = run_until_stopped(replay())
-        result.cpu_s = time.process_time() - cpu_before
-        result.wall_s = time.perf_counter() - started
-    return result
-
-
-def _worker_main(job: WorkerJob, results: Connection) -> None:
-    results.send(replay_job(job))
+def _worker_main(work: Work, job: WorkerJob, results: Connection) -> None:
+    results.send(work(job))
     results.close()
 
 
-async def run_workers(jobs: Sequence[WorkerJob]) -> list[WorkerResult]:
-    """Run each job in a worker process of its own; wait for all of them.
+async def run_workers(jobs: Sequence[WorkerJob], work: Work) -> list[WorkerResult]:
+    """Run ``work`` on each job in a worker process of its own; wait for all of them.
+
+    ``work`` is a module-level function (the process imports it by name), e.g.
+    :func:`ecg_stream.live.replay.replay_job`.
 
     The event loop keeps running meanwhile (an embedded broker may live on it). A worker that
     dies without a result (killed, crashed) gives a result with an error and an empty summary.
@@ -156,7 +112,7 @@ async def run_workers(jobs: Sequence[WorkerJob]) -> list[WorkerResult]:
     for k, job in enumerate(jobs):
         receiver, sender = context.Pipe(duplex=False)
         process = context.Process(
-            target=_worker_main, args=(job, sender), name=f"ecg-stream-worker-{k}"
+            target=_worker_main, args=(work, job, sender), name=f"ecg-stream-worker-{k}"
         )
         process.start()
         sender.close()
@@ -170,9 +126,7 @@ async def run_workers(jobs: Sequence[WorkerJob]) -> list[WorkerResult]:
             except EOFError:
                 process.join()
                 error = f"worker {process.name} died (exit status {process.exitcode})"
-                results.append(
-                    WorkerResult(ReplaySummary(interrupted=True), error=error, died=True)
-                )
+                results.append(WorkerResult(RunSummary(interrupted=True), error=error, died=True))
             process.join()
         return results
 
@@ -204,13 +158,12 @@ def _passing_signals_to(processes: Sequence[BaseProcess]) -> Iterator[None]:
             loop.remove_signal_handler(signum)
 
 
-def merge_results(results: Sequence[WorkerResult]) -> ReplaySummary:
-    """One summary of every worker's streams."""
-    merged = ReplaySummary()
+def merge_results(results: Sequence[WorkerResult], into: RunSummary) -> RunSummary:
+    """Add every worker's streams and counters to ``into``, in worker order; return it."""
     for result in results:
-        merged.streams += result.summary.streams
-        merged.speed = result.summary.speed
-        merged.interrupted |= result.summary.interrupted
-        merged.inference_calls += result.summary.inference_calls
-        merged.inference_windows += result.summary.inference_windows
-    return merged
+        into.streams.update(result.summary.streams)
+        into.speed = result.summary.speed
+        into.interrupted |= result.summary.interrupted
+        into.inference_calls += result.summary.inference_calls
+        into.inference_windows += result.summary.inference_windows
+    return into

@@ -305,18 +305,3 @@ async def run_broker(
                 "it to a trusted network, or run mosquitto with TLS (README, Security)"
             )
         await asyncio.Event().wait()
-
-
-def broker_main(
-    host: str, port: int, say: Callable[[str], None], password_file: Path | None = None
-) -> int:
-    """Serve :func:`run_broker` until Ctrl-C or SIGTERM; ``ecg-stream broker``.
-
-    Returns:
-        0 once stopped (a signal is how it stops).
-    """
-    from ecg_stream.live.runner import run_until_stopped
-
-    run_until_stopped(run_broker(host, port, say, password_file))
-    say("embedded MQTT broker stopped")
-    return 0

@@ -5,8 +5,9 @@ that stream's death: the connection's last will is the stream's ``offline`` stat
 and every (re)connection first publishes ``online`` (retained). The stream's task hands messages
 over with :meth:`BeatPublisher.submit` (never waits; a full queue drops the message and counts
 it) or :meth:`BeatPublisher.put` (waits for room: lossless back-pressure for replays faster than
-real time). A named background task publishes them, stamping each beat's compute latency and
-publication time just before it is encoded.
+real time). A named background task publishes them; a beat comes as a :class:`PendingBeat`,
+whose :class:`~ecg_stream.wire.BeatMessage` is built just before it is encoded, once its compute
+latency and publication time are known.
 
 Beats are the data, samples only display: beats (and status updates) wait in a buffer of their
 own, large enough for :data:`BEAT_BUFFER_SIZE` beats (over 10 minutes of a fast heart), and go
@@ -30,9 +31,10 @@ import random
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from enum import Enum
 from types import TracebackType
+from typing import TypeAlias
 
 import aiomqtt
 import msgspec
@@ -40,6 +42,7 @@ import msgspec
 from ecg_stream import wire
 from ecg_stream.config import Backoff, MqttConfig
 from ecg_stream.errors import BrokerError, ConfigError
+from ecg_stream.mqtt.stats import PublisherStats
 from ecg_stream.mqtt.transport import (
     RECONNECT_BACKOFF,
     Reconnect,
@@ -48,8 +51,8 @@ from ecg_stream.mqtt.transport import (
     publish_acknowledged,
     unique_identifier,
 )
-from ecg_stream.stats import DurationHistogram
-from ecg_stream.wire import BeatMessage, StatusMessage, StreamState, TopicKind, WireMessage
+from ecg_stream.types import LabeledBeat
+from ecg_stream.wire import BeatMessage, SamplesMessage, StatusMessage, StreamState, TopicKind
 
 logger = logging.getLogger(__name__)
 
@@ -77,36 +80,57 @@ class PublisherState(Enum):
     CLOSED = "closed"
 
 
-@dataclass(slots=True)
-class PublisherStats:
-    """What a publisher did, for the summary.
+@dataclass(frozen=True, slots=True)
+class PendingBeat:
+    """A labeled beat handed to a publisher, which builds its message when it publishes it.
+
+    A beat's ``compute_ms`` and ``published_at`` are known only at publication: the publisher
+    builds the :class:`~ecg_stream.wire.BeatMessage` whole then (:meth:`stamped`).
 
     Args:
-        published: Messages the broker took (acknowledged, for QoS 1), per topic kind.
-        dropped: Messages that never reached the broker, per topic kind: refused by a full
-            queue, a QoS 0 message whose connection dropped, or left undelivered at shutdown.
-        republished: Beats and status updates published again after a lost connection: the
-            one in flight, and beats acknowledged in the last :data:`RESEND_WINDOW_S` (the
-            broker may hold them twice).
-        reconnects: Successful reconnections after a lost connection.
-        compute: Compute latency of the published beats, in ms.
+        beat: The beat.
+        stream: Stream id.
+        record: Record name.
+        sample: R-peak index in the record's own clock.
+        chain_sample: R-peak index at the chain's rate (360 Hz).
+        time_s: R-peak time in the record, in s.
+        r_wall_time: Unix time of the R peak, in s.
     """
 
-    published: dict[TopicKind, int] = field(default_factory=lambda: dict.fromkeys(TopicKind, 0))
-    dropped: dict[TopicKind, int] = field(default_factory=lambda: dict.fromkeys(TopicKind, 0))
-    republished: int = 0
-    reconnects: int = 0
-    compute: DurationHistogram = field(default_factory=DurationHistogram)
+    beat: LabeledBeat
+    stream: str
+    record: str
+    sample: int
+    chain_sample: int
+    time_s: float
+    r_wall_time: float
 
-    @property
-    def dropped_total(self) -> int:
-        """Messages dropped, all kinds."""
-        return sum(self.dropped.values())
+    def stamped(self, compute_ms: float, published_at: float) -> BeatMessage:
+        """The beat's message, with its compute latency (ms) and Unix publication time (s)."""
+        return BeatMessage.from_beat(
+            self.beat,
+            stream=self.stream,
+            record=self.record,
+            sample=self.sample,
+            chain_sample=self.chain_sample,
+            time_s=self.time_s,
+            r_wall_time=self.r_wall_time,
+            compute_ms=compute_ms,
+            published_at=published_at,
+        )
+
+
+Outgoing: TypeAlias = PendingBeat | SamplesMessage | StatusMessage
+"""What a publisher takes: beats (it builds their messages), samples and status updates."""
+
+
+def _kind_of(message: Outgoing) -> TopicKind:
+    return TopicKind.BEATS if isinstance(message, PendingBeat) else wire.kind_of(message)
 
 
 @dataclass(frozen=True, slots=True)
 class _Outgoing:
-    message: WireMessage
+    message: Outgoing
     arrival_s: float
     again: bool = False  # acknowledged once already, published again after a lost connection
 
@@ -131,6 +155,7 @@ class BeatPublisher:
         clock: Monotonic clock (the one chunk arrival times were read from), in s.
         wall_clock: Unix time, in s.
         rng: Randomness for the backoff jitter.
+        stats: Where to count (default: counters of its own); a stream's sessions may share one.
 
     Attributes:
         state: Lifecycle state.
@@ -149,6 +174,7 @@ class BeatPublisher:
         clock: Clock = time.monotonic,
         wall_clock: Clock = time.time,
         rng: random.Random | None = None,
+        stats: PublisherStats | None = None,
     ) -> None:
         if queue_size < 1 or beat_buffer_size < 1:
             msg = f"queue_size={queue_size} and beat_buffer_size={beat_buffer_size} must be >= 1"
@@ -164,7 +190,7 @@ class BeatPublisher:
             kind: wire.topic_for(config.topic_prefix, self.stream, kind) for kind in TopicKind
         }
         self.state = PublisherState.NEW
-        self.stats = PublisherStats()
+        self.stats = stats if stats is not None else PublisherStats()
         self._session = ReconnectingSession(
             config,
             client_prefix=f"ecg-stream-{self.stream}",
@@ -260,7 +286,7 @@ class BeatPublisher:
             leftovers.append(self._in_flight)
         for item in leftovers:
             if not item.again:  # the broker acknowledged those once: not counted as lost
-                self.stats.dropped[wire.kind_of(item.message)] += 1
+                self.stats.dropped[_kind_of(item.message)] += 1
         self._reliable.clear()
         self._display.clear()
         self._in_flight = None
@@ -275,29 +301,32 @@ class BeatPublisher:
             return self._display, self.queue_size
         return self._reliable, self.beat_buffer_size
 
-    def _check_message(self, message: WireMessage, arrival_s: float) -> None:
+    def _check_message(self, message: Outgoing, arrival_s: float) -> None:
         if self.state is not PublisherState.OPEN:
             msg = f"cannot publish on a publisher that is {self.state.value}"
             raise RuntimeError(msg)
+        if isinstance(message, BeatMessage):
+            msg = "hand a beat over as a PendingBeat: the publisher builds its BeatMessage"
+            raise TypeError(msg)
         if message.stream != self.stream:
             msg = f"message of stream {message.stream!r} given to the publisher of {self.stream!r}"
             raise ValueError(msg)
-        if isinstance(message, BeatMessage) and not math.isfinite(arrival_s):
+        if isinstance(message, PendingBeat) and not math.isfinite(arrival_s):
             msg = "a beat needs the arrival time of the chunk that completed it (arrival_s)"
             raise ValueError(msg)
 
-    def submit(self, message: WireMessage, arrival_s: float = math.nan) -> bool:
+    def submit(self, message: Outgoing, arrival_s: float = math.nan) -> bool:
         """Queue a message without waiting; if the queue is full, drop it and count it.
 
         Args:
-            message: The message (a beat's ``compute_ms``/``published_at`` are filled here).
+            message: The message, or a beat whose message is built when it is published.
             arrival_s: For a beat, clock time the chunk that completed its window arrived, in s.
 
         Returns:
             Whether the message was queued.
         """
         self._check_message(message, arrival_s)
-        kind = wire.kind_of(message)
+        kind = _kind_of(message)
         queue, size = self._queue_of(kind)
         if len(queue) >= size:
             self.stats.dropped[kind] += 1
@@ -315,10 +344,10 @@ class BeatPublisher:
         self._ready.set()
         return True
 
-    async def put(self, message: WireMessage, arrival_s: float = math.nan) -> None:
+    async def put(self, message: Outgoing, arrival_s: float = math.nan) -> None:
         """Queue a message, waiting for room (back-pressure instead of drops)."""
         self._check_message(message, arrival_s)
-        queue, size = self._queue_of(wire.kind_of(message))
+        queue, size = self._queue_of(_kind_of(message))
         while len(queue) >= size:
             self._room.clear()
             await self._room.wait()
@@ -409,7 +438,7 @@ class BeatPublisher:
                 if self._in_flight is None:
                     return
             item = self._in_flight
-            kind = wire.kind_of(item.message)
+            kind = _kind_of(item.message)
             try:
                 await self._publish(client, item)
             except aiomqtt.MqttError:
@@ -439,17 +468,17 @@ class BeatPublisher:
 
     async def _publish(self, client: aiomqtt.Client, item: _Outgoing) -> None:
         message = item.message
-        kind = wire.kind_of(message)
+        kind = _kind_of(message)
         compute_ms = math.nan
-        if isinstance(message, BeatMessage):
+        if isinstance(message, PendingBeat):
             compute_ms = (self.clock() - item.arrival_s) * 1000.0
-            message = msgspec.structs.replace(
-                message, compute_ms=compute_ms, published_at=self.wall_clock()
-            )
-        elif isinstance(message, StatusMessage):  # an update (e.g. ingest counters): the
-            self.status = message  # reconnect announcement and the offline status carry it
+            payload = wire.encode(message.stamped(compute_ms, self.wall_clock()))
+        else:
+            if isinstance(message, StatusMessage):  # an update (e.g. ingest counters): the
+                self.status = message  # reconnect announcement and the offline status carry it
+            payload = wire.encode(message)
         await publish_acknowledged(
-            client, self.topics[kind], wire.encode(message), qos=kind.qos, retain=kind.retain
+            client, self.topics[kind], payload, qos=kind.qos, retain=kind.retain
         )
         self.stats.published[kind] += 1
         if kind is TopicKind.BEATS:

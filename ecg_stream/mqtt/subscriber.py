@@ -17,7 +17,7 @@ message to one member of the group.
 Beats are delivered at least once: the subscriber keeps a persistent session (MQTT 5, clean
 start off, a session expiry; with ``client_id`` also across restarts of the process), so the
 broker queues what is published while it is away, and it drops a beat delivered twice
-(:class:`~ecg_stream.wire.BeatDeduplicator`), counting it in ``duplicates``.
+(:class:`BeatDeduplicator`), counting it in ``duplicates``.
 """
 
 from __future__ import annotations
@@ -26,16 +26,16 @@ import contextlib
 import logging
 import random
 import time
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from enum import Enum
 from types import TracebackType
-from typing import Any
 
 import aiomqtt
 
 from ecg_stream import wire
 from ecg_stream.config import Backoff, MqttConfig
-from ecg_stream.errors import BrokerError, PayloadError
+from ecg_stream.errors import BrokerError, ConfigError, PayloadError
 from ecg_stream.mqtt.transport import (
     RECONNECT_BACKOFF,
     ConnectRefusedError,
@@ -47,7 +47,6 @@ from ecg_stream.mqtt.transport import (
     unique_identifier,
 )
 from ecg_stream.wire import (
-    BeatDeduplicator,
     BeatMessage,
     SamplesMessage,
     StatusMessage,
@@ -62,6 +61,48 @@ CLIENT_PREFIX = "ecg-stream-sub"
 
 MessageHandler = Callable[[str, WireMessage], bool | None]
 """Takes each valid, new message; returns True to stop receiving."""
+
+DEDUPLICATION_CAPACITY = 65_536
+"""Beat identities a :class:`BeatDeduplicator` remembers: hours of beats of dozens of streams."""
+
+
+class BeatDeduplicator:
+    """Recognise a beat delivered again (beats are delivered at least once), in bounded memory.
+
+    A beat is identified by its stream and ``chain_sample``, within one run of the stream: a
+    redelivery (the broker's, after a reconnection, or the publisher's own re-send of a beat
+    whose acknowledgement was lost) repeats ``r_wall_time`` too, while a stream started again
+    (its ``chain_sample`` counting from 0 once more) has other wall times.
+
+    Args:
+        capacity: Most recent beat identities remembered.
+
+    Attributes:
+        duplicates: Beats recognised as delivered before.
+    """
+
+    def __init__(self, capacity: int = DEDUPLICATION_CAPACITY) -> None:
+        if capacity < 1:
+            msg = f"capacity={capacity} must be >= 1 (beat identities remembered)"
+            raise ConfigError(msg)
+        self.capacity = capacity
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget every beat seen."""
+        self.duplicates = 0
+        self._seen: OrderedDict[tuple[str, int, float], None] = OrderedDict()
+
+    def is_new(self, message: BeatMessage) -> bool:
+        """Whether ``message`` is a beat not seen before; remembers it (counts it if not)."""
+        key = (message.stream, message.chain_sample, message.r_wall_time)
+        if key in self._seen:
+            self.duplicates += 1
+            return False
+        self._seen[key] = None
+        if len(self._seen) > self.capacity:
+            self._seen.popitem(last=False)
+        return True
 
 
 class SubscriberState(Enum):
@@ -367,15 +408,3 @@ async def run_subscribe(
         if subscriber.duplicates:
             say(f"{subscriber.duplicates} beats delivered twice (after reconnections), shown once")
     return received
-
-
-def subscribe_main(config: MqttConfig, say: Callable[[str], None], **options: Any) -> int:
-    """Run :func:`run_subscribe` until Ctrl-C, SIGTERM or its ``limit``; ``ecg-stream subscribe``.
-
-    Returns:
-        0 once stopped.
-    """
-    from ecg_stream.live.runner import run_until_stopped
-
-    run_until_stopped(run_subscribe(config, say, **options))
-    return 0

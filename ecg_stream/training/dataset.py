@@ -124,6 +124,10 @@ class BeatDataset:
         """The beats of the given records only."""
         return self.subset(np.isin(self.records, list(names)))
 
+    def records_with_beats(self) -> tuple[str, ...]:
+        """The names of the records that have beats here, sorted."""
+        return tuple(str(name) for name in np.unique(self.records))
+
     def feature_columns(self, names: Sequence[str]) -> Float32Array:
         """The features ``names`` of every beat, in that order, shape (n, len(names)).
 
@@ -179,6 +183,49 @@ def patient_balanced_sample(
             chosen = rng.choice(chosen, size=max_per_class, replace=False)
         kept.append(chosen.astype(np.int64))
     return np.sort(np.concatenate(kept)) if kept else np.empty(0, dtype=np.int64)
+
+
+def subsample(dataset: BeatDataset, max_per_record_class: int, seed: int) -> BeatDataset:
+    """At most ``max_per_record_class`` random beats of each record and class (a smaller file).
+
+    The draw is :func:`patient_balanced_sample` with records as groups and no cap per class,
+    so that no single patient dominates a class; beats keep their order.
+
+    Args:
+        dataset: The beats to draw from.
+        max_per_record_class: Beats kept per (record, class) pair, at most.
+        seed: Seed of the draw.
+
+    Raises:
+        ConfigError: ``max_per_record_class`` is below 1.
+    """
+    if max_per_record_class < 1:
+        msg = f"max_per_record_class={max_per_record_class} must be >= 1"
+        raise ConfigError(msg)
+    _, groups = np.unique(dataset.records, return_inverse=True)
+    rng = np.random.default_rng(seed)
+    kept = patient_balanced_sample(dataset.labels, groups, max_per_record_class, len(dataset), rng)
+    return dataset.subset(kept)
+
+
+def select_records(dataset: BeatDataset, records: Sequence[str] | None, path: Path) -> BeatDataset:
+    """The beats of ``records`` in a dataset read from a file; every beat when None.
+
+    Args:
+        dataset: The dataset, as :func:`load_dataset` read it.
+        records: Names of the records to keep, or None for all of them.
+        path: The dataset's file, named in the error.
+
+    Raises:
+        ConfigError: A record of ``records`` is not in the dataset.
+    """
+    if records is None:
+        return dataset
+    missing = sorted(set(records) - set(dataset.record_names))
+    if missing:
+        msg = f"records {missing} are not in {path}; it holds {' '.join(dataset.record_names)}"
+        raise ConfigError(msg)
+    return dataset.of_records(records)
 
 
 def default_dataset_cache_dir() -> Path:

@@ -21,6 +21,7 @@ import aiomqtt
 
 from ecg_stream.config import Backoff, MqttConfig
 from ecg_stream.errors import ConfigError, PayloadError
+from ecg_stream.mqtt.subscriber import BeatDeduplicator
 from ecg_stream.mqtt.transport import (
     Reconnect,
     ReconnectingSession,
@@ -30,7 +31,6 @@ from ecg_stream.mqtt.transport import (
 )
 from ecg_stream.viewer.background import BackgroundJob
 from ecg_stream.wire import (
-    BeatDeduplicator,
     BeatMessage,
     TopicKind,
     WireMessage,

@@ -3,36 +3,53 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterator
 
 import pytest
 
 from ecg_stream.classify.batcher import InferenceBatcher
 from ecg_stream.classify.classifier import OnnxBeatClassifier, default_model_path
 from ecg_stream.config import ChainConfig
-from ecg_stream.live.analysis import detect_record
+from ecg_stream.detector.chain import BeatExtractor
 from ecg_stream.records import Record
-from ecg_stream.types import BeatWindow, LabeledBeat
+from ecg_stream.types import BeatWindow, Chunk, LabeledBeat
 from tests.helpers import run
 
-
-def shipped_classifier() -> OnnxBeatClassifier:
-    path = default_model_path()
-    if not path.is_file():
-        pytest.skip(f"the shipped model {path} is not there yet")
-    return OnnxBeatClassifier(path, ChainConfig())
+STRETCH_S = 50
+"""Of record 100, at about 75 beats a minute: the 40 windows the tests need, and a few more."""
 
 
-def test_requests_of_one_turn_share_one_call_and_keep_their_beats(record_100: Record) -> None:
-    windows = detect_record(record_100, ChainConfig(), chunk_s=1.0).windows[:40]
+@pytest.fixture(scope="module")
+def windows(record_100: Record) -> tuple[BeatWindow, ...]:
+    """The first 40 beat windows of record 100, from the streaming chain in 1 s chunks."""
+    extractor, fs_hz = BeatExtractor(ChainConfig()), round(ChainConfig().fs_hz)
+    stretch = record_100.samples[: STRETCH_S * fs_hz]
+    found = [
+        window
+        for start in range(0, stretch.size, fs_hz)
+        for window in extractor.process(Chunk(start, stretch[start : start + fs_hz])).windows
+    ]
+    assert len(found) >= 40
+    return tuple(found[:40])
+
+
+@pytest.fixture(scope="module")
+def classifier() -> Iterator[OnnxBeatClassifier]:
+    with OnnxBeatClassifier(default_model_path(), ChainConfig()) as shipped:
+        yield shipped
+
+
+def test_requests_of_one_turn_share_one_call_and_keep_their_beats(
+    windows: tuple[BeatWindow, ...], classifier: OnnxBeatClassifier
+) -> None:
     parts = [windows[0:1], windows[1:8], (), windows[8:9], windows[9:40]]
-    with shipped_classifier() as classifier:
-        batcher = InferenceBatcher(classifier)
+    batcher = InferenceBatcher(classifier)
 
-        async def submit_all() -> list[tuple[LabeledBeat, ...]]:
-            return list(await asyncio.gather(*(batcher.classify(p) for p in parts)))
+    async def submit_all() -> list[tuple[LabeledBeat, ...]]:
+        return list(await asyncio.gather(*(batcher.classify(p) for p in parts)))
 
-        got = run(submit_all())
-        alone = [tuple(classifier.classify(part)) if part else () for part in parts]
+    got = run(submit_all())
+    alone = [tuple(classifier.classify(part)) if part else () for part in parts]
     assert batcher.calls == 1
     assert batcher.windows == len(windows)
     for beats, own, part in zip(got, alone, parts, strict=True):
@@ -42,21 +59,23 @@ def test_requests_of_one_turn_share_one_call_and_keep_their_beats(record_100: Re
             assert beat.probabilities == pytest.approx(reference.probabilities, abs=1e-6)
 
 
-def test_later_turns_get_calls_of_their_own(record_100: Record) -> None:
-    windows = detect_record(record_100, ChainConfig(), chunk_s=1.0).windows[:6]
-    with shipped_classifier() as classifier:
-        batcher = InferenceBatcher(classifier)
+def test_later_turns_get_calls_of_their_own(
+    windows: tuple[BeatWindow, ...], classifier: OnnxBeatClassifier
+) -> None:
+    batcher = InferenceBatcher(classifier)
 
-        async def one_after_another() -> list[tuple[LabeledBeat, ...]]:
-            return [await batcher.classify(windows[k : k + 2]) for k in range(0, 6, 2)]
+    async def one_after_another() -> list[tuple[LabeledBeat, ...]]:
+        return [await batcher.classify(windows[k : k + 2]) for k in range(0, 6, 2)]
 
-        got = run(one_after_another())
+    got = run(one_after_another())
     assert batcher.calls == 3
-    assert [b.window for part in got for b in part] == list(windows)
+    assert [b.window for part in got for b in part] == list(windows[:6])
 
 
-def test_a_classifier_error_reaches_every_waiting_stream(record_100: Record) -> None:
-    good = detect_record(record_100, ChainConfig(), chunk_s=1.0).windows[:2]
+def test_a_classifier_error_reaches_every_waiting_stream(
+    windows: tuple[BeatWindow, ...], classifier: OnnxBeatClassifier
+) -> None:
+    good = windows[:2]
     bad = BeatWindow(
         peak=good[1].peak,
         samples=good[1].samples[:100],  # not the contract's 250 samples
@@ -64,15 +83,14 @@ def test_a_classifier_error_reaches_every_waiting_stream(record_100: Record) -> 
         morphology=good[1].morphology,
         ready_index=good[1].ready_index,
     )
-    with shipped_classifier() as classifier:
-        batcher = InferenceBatcher(classifier)
+    batcher = InferenceBatcher(classifier)
 
-        async def submit_both() -> list[tuple[LabeledBeat, ...] | BaseException]:
-            return list(
-                await asyncio.gather(
-                    batcher.classify(good), batcher.classify([bad]), return_exceptions=True
-                )
+    async def submit_both() -> list[tuple[LabeledBeat, ...] | BaseException]:
+        return list(
+            await asyncio.gather(
+                batcher.classify(good), batcher.classify([bad]), return_exceptions=True
             )
+        )
 
-        outcomes = run(submit_both())
+    outcomes = run(submit_both())
     assert all(isinstance(o, ValueError) and "shape" in str(o) for o in outcomes)

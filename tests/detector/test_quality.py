@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 
 from ecg_stream.classify.classifier import OnnxBeatClassifier, default_model_path
-from ecg_stream.classify.pipeline import BeatPipeline
 from ecg_stream.config import ChainConfig
 from ecg_stream.detector.chain import BeatExtractor
 from ecg_stream.detector.quality import SignalQuality
@@ -73,13 +72,14 @@ def classifier() -> OnnxBeatClassifier:
 
 
 def stream(samples: FloatArray, classifier: OnnxBeatClassifier, chunk: int = FS) -> Run:
-    pipeline = BeatPipeline(BeatExtractor(CONFIG), classifier)
-    beats: list[LabeledBeat] = []
+    extractor = BeatExtractor(CONFIG)
+    windows: list[BeatWindow] = []
     states: list[State] = []
     for start in range(0, samples.size, chunk):
-        beats += pipeline.process(Chunk(start, samples[start : start + chunk])).beats
-        states.append(pipeline.extractor.state)
-    return Run(beats + list(pipeline.flush().beats), states)
+        windows += extractor.process(Chunk(start, samples[start : start + chunk])).windows
+        states.append(extractor.state)
+    windows += extractor.flush().windows
+    return Run(classifier.classify(windows), states)
 
 
 def with_fault(record: Record, fault: Fault) -> FloatArray:

@@ -81,7 +81,7 @@ def test_at_360_hz_the_chain_sees_the_device_samples_as_they_are(lead: FloatArra
     assert all(w.chain_index == w.sample_index for out in outputs for w in out.windows)
     filtered = [c for out in outputs for c in out.filtered]
     assert [c.start_index for c in filtered] == every(36, lead.size)[:-1]
-    status = session.status()
+    status = session.ingest()
     assert (status.chunks, status.samples, status.gaps, status.duplicates) == (
         len(filtered),
         lead.size,
@@ -132,7 +132,7 @@ def test_a_gap_flushes_the_chain_and_starts_afresh(lead: FloatArray) -> None:
     expected_second = feed(fresh, second, 360.0, every(36, second.size), offset=52 * 360)
     expected_second.append(fresh.finish(0.0))
     assert peaks(before + after_gap) == peaks(expected_first) + peaks(expected_second)
-    status = session.status()
+    status = session.ingest()
     assert (status.gaps, status.gap_samples, status.interleaved) == (1, 2 * 360, False)
 
 
@@ -157,7 +157,7 @@ def test_duplicates_and_older_chunks_are_dropped_and_counted(lead: FloatArray) -
     # the overlapping chunk brought samples a+36..a+72; the next regular chunk is a duplicate now
     outputs.append(session.finish(0.0))
     assert peaks(outputs) == expected
-    status = session.status()
+    status = session.ingest()
     assert (status.duplicates, status.gaps) == (4, 0)
 
 
@@ -171,13 +171,13 @@ def test_chunks_split_between_workers_are_detected_not_classified(lead: FloatArr
         fates.append(out.fate)
         if out.fate is ChunkFate.INTERLEAVED:
             assert out.windows == ()
-    assert session.status().gaps >= INTERLEAVE_MIN_GAPS
+    assert session.ingest().gaps >= INTERLEAVE_MIN_GAPS
     assert fates.index(ChunkFate.INTERLEAVED) <= INTERLEAVE_MIN_GAPS + 1
     # one worker gets it all again: after RECOVER_CHUNKS it starts afresh and finds beats
     recovered = fates.index(ChunkFate.AFTER_GAP, INTERLEAVE_MIN_GAPS + 1)
     assert fates[recovered - RECOVER_CHUNKS : recovered] == [ChunkFate.INTERLEAVED] * RECOVER_CHUNKS
     assert not session.interleaved
-    assert session.status().interleaved is False
+    assert session.ingest().interleaved is False
 
 
 def test_occasional_gaps_are_not_interleaving(lead: FloatArray) -> None:
@@ -188,7 +188,7 @@ def test_occasional_gaps_are_not_interleaving(lead: FloatArray) -> None:
         assert session.process(chunk(a, lead[a : a + 36]), 0.0, 1.7e9).fate is not (
             ChunkFate.INTERLEAVED
         )
-    assert session.status().gaps > 25
+    assert session.ingest().gaps > 25
 
 
 def test_a_new_rate_restarts_the_chain(lead: FloatArray) -> None:
@@ -197,7 +197,7 @@ def test_a_new_rate_restarts_the_chain(lead: FloatArray) -> None:
     out = session.process(chunk(250, lead[:250], fs_hz=250.0), 0.0, 1.7e9)
     assert out.fate is ChunkFate.AFTER_GAP
     assert session.fs_hz == 250.0
-    assert session.status().device_fs_hz == 250.0
+    assert session.ingest().device_fs_hz == 250.0
 
 
 def test_beat_wall_time_follows_the_device_clock(lead: FloatArray) -> None:
@@ -213,10 +213,10 @@ def test_counters_and_reset() -> None:
     session = IngestSession("s", CONFIG, "w")
     session.count_malformed()
     session.count_dropped()
-    assert (session.status().malformed, session.status().dropped) == (1, 1)
+    assert (session.ingest().malformed, session.ingest().dropped) == (1, 1)
     session.reset()
     fresh = IngestSession("s", CONFIG, "w")
-    assert session.status() == fresh.status()
+    assert session.ingest() == fresh.ingest()
     with pytest.raises(ValueError, match="stream 'x'"):
         session.process(RawMessage.from_counts("x", 0, 360.0, [0], gain=GAIN), 0.0, 0.0)
 

@@ -11,10 +11,13 @@ from ecg_stream.detector.segment import FEATURE_NAMES, feature_vector, normalise
 from ecg_stream.errors import ConfigError
 from ecg_stream.records import Record
 from ecg_stream.training.dataset import (
+    BeatDataset,
     build_dataset,
     dataset_cache_key,
     default_dataset_cache_dir,
+    select_records,
     stream_record_windows,
+    subsample,
 )
 from ecg_stream.types import BeatClass
 
@@ -103,3 +106,45 @@ def test_concurrent_builds_of_one_dataset_do_not_collide(data_dir: Path, tmp_pat
         first, second = (build.result() for build in builds)
     np.testing.assert_array_equal(first.labels, second.labels)
     assert [path.name for path in tmp_path.iterdir()] == [f"beats-{first.cache_key}.npz"]
+
+
+def labelled_beats() -> BeatDataset:
+    """Eight beats of records 100 (N N N N V V) and 101 (N N); 102 is included with no beat."""
+    labels = np.array([0, 0, 0, 0, 2, 2, 0, 0], dtype=np.int64)
+    n = labels.size
+    return BeatDataset(
+        windows=np.zeros((n, 4), dtype=np.float32),
+        templates=np.zeros((n, 4), dtype=np.float32),
+        features=np.zeros((n, len(FEATURE_NAMES)), dtype=np.float32),
+        labels=labels,
+        records=np.array(["100"] * 6 + ["101"] * 2),
+        peak_indices=np.arange(n, dtype=np.int64) * 100,
+        record_names=("100", "101", "102"),
+        unmatched_detections=(0, 0, 0),
+        missed_reference_beats=(0, 0, 0),
+        excluded_records=(),
+        cache_key="test",
+    )
+
+
+def test_subsample_keeps_at_most_the_cap_per_record_and_class_in_order() -> None:
+    dataset = labelled_beats()
+    kept = subsample(dataset, 1, seed=0)
+    pairs = list(zip(kept.records.tolist(), kept.labels.tolist(), strict=True))
+    assert sorted(pairs) == [("100", 0), ("100", 2), ("101", 0)]
+    assert np.all(np.diff(kept.peak_indices) > 0)
+    np.testing.assert_array_equal(subsample(dataset, 1, seed=0).peak_indices, kept.peak_indices)
+    assert len(subsample(dataset, 10, seed=0)) == len(dataset)
+    with pytest.raises(ConfigError, match="max_per_record_class=0 must be >= 1"):
+        subsample(dataset, 0, seed=0)
+
+
+def test_select_records_keeps_the_records_asked_for_and_names_the_missing() -> None:
+    dataset, path = labelled_beats(), Path("beats.npz")
+    assert select_records(dataset, None, path) is dataset
+    chosen = select_records(dataset, ["101"], path)
+    assert chosen.records.tolist() == ["101", "101"]
+    assert dataset.records_with_beats() == ("100", "101")
+    assert chosen.records_with_beats() == ("101",)
+    with pytest.raises(ConfigError, match=r"records \['999'\] are not in beats.npz; it holds 100"):
+        select_records(dataset, ["999", "100"], path)

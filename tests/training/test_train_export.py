@@ -8,7 +8,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from ecg_stream.export import onnx as export_onnx
 
 from ecg_stream.classify.classifier import OnnxBeatClassifier
 from ecg_stream.config import ChainConfig
@@ -16,6 +15,7 @@ from ecg_stream.errors import ConfigError, ModelContractError
 from ecg_stream.evaluation import Span
 from ecg_stream.evaluation.classification import evaluate_classifier
 from ecg_stream.records import Record
+from ecg_stream.training import export as export_onnx
 from ecg_stream.training.dataset import build_dataset, stream_record_windows
 from ecg_stream.training.run import Protocol, TrainSettings
 from ecg_stream.training.train import (

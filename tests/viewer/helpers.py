@@ -8,6 +8,7 @@ import numpy.typing as npt
 from ecg_stream.types import BEAT_CLASSES, BeatClass
 from ecg_stream.wire import (
     BeatMessage,
+    ClassProbabilities,
     SamplesMessage,
     StatusMessage,
     StreamState,
@@ -48,7 +49,7 @@ def beat(
         r_wall_time=published_at - 0.5,
         label=label,
         confidence=confidence,
-        probabilities=tuple(probabilities),  # type: ignore[arg-type]
+        probabilities=ClassProbabilities(*probabilities),
         rr_ms=rr_ms,
         hr_bpm=None if rr_ms is None else 60_000 / rr_ms,
         compute_ms=compute_ms,

@@ -8,7 +8,7 @@ import math
 import statistics
 import threading
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -16,15 +16,15 @@ import pytest
 from PySide6 import QtGui
 from pytestqt.qtbot import QtBot
 
-from ecg_stream.classify.classifier import UNCLASSIFIABLE
-from ecg_stream.classify.pipeline import PipelineOutput
+from ecg_stream.classify.classifier import OnnxBeatClassifier, default_model_path
+from ecg_stream.classify.pipeline import BeatPipeline
 from ecg_stream.config import CHAIN_FS_HZ, ChainConfig, MqttConfig
 from ecg_stream.detector.chain import BeatExtractor
 from ecg_stream.errors import DataNotFoundError
 from ecg_stream.live.replay import LiveReplay, ReplaySummary, StreamSpec
 from ecg_stream.live.sources import ReplaySource
 from ecg_stream.records import Record, load_record
-from ecg_stream.types import BEAT_CLASSES, BeatClass, BeatWindow, Chunk, LabeledBeat
+from ecg_stream.types import BeatClass
 from ecg_stream.viewer.monitor import CLASS_COLOURS, MonitorWindow, run_monitor
 from ecg_stream.viewer.subscriber import BrokerState, Subscriber
 from tests.helpers import MqttBroker
@@ -35,40 +35,16 @@ pytestmark = [pytest.mark.gui, pytest.mark.mqtt]
 WAIT_MS = 60_000
 
 
-class PrematurityClassifier:
-    """A stand-in classifier: a beat more than 15% early against the local mean RR is V.
-
-    The trained model is an artefact of training that a fresh checkout may lack, and the
-    monitor only needs labeled beats.
-    """
-
-    def classify(self, windows: Sequence[BeatWindow]) -> list[LabeledBeat]:
-        return [self.label(window) for window in windows]
-
-    @staticmethod
-    def label(window: BeatWindow) -> LabeledBeat:
-        if not window.usable:  # the contract: an unusable beat is Q, never V (wire.py checks)
-            return LabeledBeat(window, UNCLASSIFIABLE)
-        premature = window.rr.rr_ms < 0.85 * window.rr.local_mean_rr_ms  # False for NaN
-        chosen = BeatClass.V if premature else BeatClass.N
-        probabilities = tuple(0.9 if cls is chosen else 0.025 for cls in BEAT_CLASSES)
-        return LabeledBeat(window, probabilities)  # type: ignore[arg-type]
+@pytest.fixture(scope="module")
+def classifier() -> Iterator[OnnxBeatClassifier]:
+    """The shipped model, shared by the replay's pipeline and the offline reference."""
+    with OnnxBeatClassifier(default_model_path(), ChainConfig()) as shipped:
+        yield shipped
 
 
-class PrematurityPipeline:
-    """The real chain (filter, R-peak detector, beat windows) with the stand-in classifier."""
-
-    def __init__(self) -> None:
-        self.extractor = BeatExtractor(ChainConfig())
-        self.classifier = PrematurityClassifier()
-
-    def process(self, chunk: Chunk) -> PipelineOutput:
-        extracted = self.extractor.process(chunk)
-        beats = tuple(self.classifier.classify(extracted.windows))
-        return PipelineOutput(filtered=extracted.filtered, beats=beats)
-
-    def flush(self) -> tuple[LabeledBeat, ...]:
-        return tuple(self.classifier.classify(self.extractor.flush().windows))
+def pipeline_of(classifier: OnnxBeatClassifier) -> Callable[[], BeatPipeline]:
+    """What the ``replay`` command streams through: the real chain and the shipped model."""
+    return lambda: BeatPipeline(BeatExtractor(ChainConfig()), classifier)
 
 
 def first_seconds(data_dir: Path, seconds: float) -> Record:
@@ -77,16 +53,16 @@ def first_seconds(data_dir: Path, seconds: float) -> Record:
 
 
 def replay_in_thread(
-    record: Record, stream: str, config: MqttConfig, speed: float
+    record: Record, stream: str, config: MqttConfig, classifier: OnnxBeatClassifier
 ) -> tuple[threading.Thread, ReplaySummary, list[BaseException]]:
     """Start the real replay (pipeline -> publisher -> broker) in a thread of its own."""
     summary, errors = ReplaySummary(), []
     live = LiveReplay(
         [StreamSpec(stream, record)],
-        PrematurityPipeline,
-        "prematurity-stub",
+        pipeline_of(classifier),
+        classifier.name,  # as the replay command names it
         config,
-        speed=speed,
+        speed=math.inf,
         summary=summary,
     )
 
@@ -102,13 +78,13 @@ def replay_in_thread(
 
 
 def test_monitor_holds_what_the_live_pipeline_published(
-    qtbot: QtBot, mqtt_broker: MqttBroker, data_dir: Path
+    qtbot: QtBot, mqtt_broker: MqttBroker, data_dir: Path, classifier: OnnxBeatClassifier
 ) -> None:
     record, stream = first_seconds(data_dir, 40.0), "live-208"
-    reference = PrematurityPipeline()  # the same chain offline, for the expected values
+    reference = pipeline_of(classifier)()  # the same chain offline, for the expected values
     outputs = [reference.process(chunk) for chunk in ReplaySource(record.samples, 360.0).chunks()]
     filtered = np.concatenate([output.filtered.samples for output in outputs])
-    beats = [beat for output in outputs for beat in output.beats] + list(reference.flush())
+    beats = [beat for output in outputs for beat in output.beats] + list(reference.flush().beats)
 
     subscriber = Subscriber(mqtt_broker.config, stream=stream)
     window = MonitorWindow(subscriber)
@@ -117,7 +93,7 @@ def test_monitor_holds_what_the_live_pipeline_published(
     window.show()
     with subscriber:
         qtbot.waitUntil(lambda: subscriber.status().state is BrokerState.CONNECTED, timeout=WAIT_MS)
-        thread, summary, errors = replay_in_thread(record, stream, mqtt_broker.config, math.inf)
+        thread, summary, errors = replay_in_thread(record, stream, mqtt_broker.config, classifier)
         qtbot.waitUntil(
             lambda: stream in window.trackers and window.trackers[stream].online is False,
             timeout=WAIT_MS,
@@ -155,9 +131,10 @@ def test_monitor_holds_what_the_live_pipeline_published(
     # figures
     rr_ms = [beat.window.rr.rr_ms for beat in beats if math.isfinite(beat.window.rr.rr_ms)]
     assert tracker.heart_rate_bpm == pytest.approx(60_000 / statistics.median(rr_ms[-8:]), 1e-3)
-    assert tracker.model == "prematurity-stub"
+    assert tracker.model == classifier.name
+    abnormal = [mark for mark in expected if mark[1] is not BeatClass.N]
     assert tracker.last_abnormal is not None
-    assert tracker.last_abnormal.label is BeatClass.V
+    assert (tracker.last_abnormal.chain_sample, tracker.last_abnormal.label) == abnormal[-1]
     assert tracker.median_compute_ms is not None
     assert tracker.median_compute_ms >= 0
     assert tracker.median_end_to_end_ms is not None
@@ -166,14 +143,18 @@ def test_monitor_holds_what_the_live_pipeline_published(
 
 
 def test_headless_monitor_runs_the_replay_beside_it_and_writes_a_screenshot(
-    qtbot: QtBot, mqtt_broker: MqttBroker, data_dir: Path, tmp_path: Path
+    qtbot: QtBot,
+    mqtt_broker: MqttBroker,
+    data_dir: Path,
+    tmp_path: Path,
+    classifier: OnnxBeatClassifier,
 ) -> None:
     del qtbot  # for the QApplication it owns
     stream, path, summary = "shot-208", tmp_path / "monitor.png", ReplaySummary()
     live = LiveReplay(
         [StreamSpec(stream, first_seconds(data_dir, 60.0))],
-        PrematurityPipeline,
-        "prematurity-stub",
+        pipeline_of(classifier),
+        classifier.name,  # as the replay command names it
         mqtt_broker.config,
         speed=10.0,
         summary=summary,

@@ -1,0 +1,181 @@
+"""``analyze``, ``evaluate`` and ``stress``: records through the chain, offline."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from ecg_stream.cli.common import (
+    add_data_dir,
+    add_record_arguments,
+    check_model_argument,
+    default_model,
+)
+from ecg_stream.errors import ConfigError
+
+if TYPE_CHECKING:
+    from ecg_stream.cli.common import Commands
+
+
+def add_analyze(commands: Commands) -> None:
+    """Add ``analyze``: one CSV of detections (and labels) per record."""
+    analyze = commands.add_parser(
+        "analyze", help="run records through the streaming chain, write one CSV per record"
+    )
+    add_record_arguments(analyze)
+    analyze.add_argument("--out-dir", type=Path, default=Path("out"), help="CSV directory")
+    analyze.add_argument("--jobs", type=int, default=1, help="records analysed in parallel")
+    analyze.add_argument(
+        "--model", type=Path, help="ONNX model for the label columns (default: the shipped one)"
+    )
+    analyze.add_argument(
+        "--no-classify", action="store_true", help="detections only: sample,time_s,rr_ms"
+    )
+    analyze.add_argument(
+        "--chunk-s",
+        type=float,
+        default=1.0,
+        help="chunk length fed to the chain, in s (results do not depend on it; speed does)",
+    )
+    analyze.set_defaults(handler=_analyze)
+
+
+def add_evaluate(commands: Commands) -> None:
+    """Add ``evaluate``: detection or classification scored against the annotations."""
+    evaluate = commands.add_parser(
+        "evaluate", help="score detection or classification against the annotations"
+    )
+    what = evaluate.add_mutually_exclusive_group(required=True)
+    what.add_argument("--detector", action="store_true", help="score R-peak detection")
+    what.add_argument(
+        "--classifier", action="store_true", help="score beat classes (JSON + pictures)"
+    )
+    add_record_arguments(evaluate)
+    evaluate.add_argument(
+        "--xqrs", action="store_true", help="--detector: also score wfdb's xqrs_detect"
+    )
+    evaluate.add_argument("--json", type=Path, help="--detector: write the figures to this file")
+    evaluate.add_argument("--jobs", type=int, default=1, help="--detector: records in parallel")
+    evaluate.add_argument(
+        "--model", type=Path, help="--classifier: ONNX model (default: the shipped one)"
+    )
+    evaluate.add_argument(
+        "--out-dir",
+        type=Path,
+        default=Path("out/evaluation"),
+        help="--classifier: directory for classification.json and the PNG pictures",
+    )
+    evaluate.add_argument(
+        "--training-log", type=Path, help="--classifier: training_log.csv to plot the history"
+    )
+    evaluate.set_defaults(handler=_evaluate)
+
+
+def add_stress(commands: Commands) -> None:
+    """Add ``stress``: the noise stress test."""
+    stress = commands.add_parser(
+        "stress", help="noise stress test: real noise at set SNRs, detection and V/S figures"
+    )
+    stress.add_argument("records", nargs="+", metavar="RECORD", help="annotated records, e.g. DS2")
+    stress.add_argument("--noise", default="em", help="noise record: bw, em or ma (default: em)")
+    stress.add_argument(
+        "--snr",
+        type=float,
+        nargs="+",
+        default=[24.0, 18.0, 12.0, 6.0, 0.0, -6.0],
+        help="SNR levels in dB (default: 24 18 12 6 0 -6)",
+    )
+    stress.add_argument("--model", type=Path, help="ONNX model (default: the shipped one)")
+    stress.add_argument("--seed", type=int, default=0, help="seed of the noise offsets")
+    stress.add_argument("--json", type=Path, help="write the figures to this file")
+    add_data_dir(stress, "the records and the noise records bw/em/ma")
+    stress.set_defaults(handler=_stress)
+
+
+def _analyze(args: argparse.Namespace) -> int:
+    from ecg_stream.live.analysis import analyze_to_csv, map_records
+    from ecg_stream.records import expand_record_names
+
+    names = expand_record_names(args.records)
+    if not 0 < args.chunk_s <= 60:
+        msg = f"--chunk-s {args.chunk_s} must lie in (0, 60] s"
+        raise ConfigError(msg)
+    check_model_argument(args.model)
+    model = None if args.no_classify else args.model or default_model()
+    tasks = [(name, args.data_dir, args.lead, args.out_dir, args.chunk_s, model) for name in names]
+    signal_s = chain_s = inference_s = 0.0
+    for done in map_records(analyze_to_csv, tasks, args.jobs):
+        signal_s += done.signal_s
+        chain_s += done.chain_s
+        inference_s += done.inference_s
+        speed = done.signal_s / done.chain_s
+        print(f"{done.record}: {done.beats} beats -> {done.path}  (chain {speed:.0f}x real time)")
+    print(
+        f"analyzed {len(names)} record(s), {signal_s / 60:.1f} min of signal: chain "
+        f"(filter + detector + windows) {chain_s:.2f} s = {signal_s / chain_s:.0f}x real time "
+        f"on one core" + (f"; classification {inference_s:.2f} s" if model else "")
+    )
+    return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    if args.detector:
+        return _evaluate_detector(args)
+    check_model_argument(args.model)
+    from ecg_stream.evaluation import Span
+    from ecg_stream.evaluation.classification import evaluate_classifier
+    from ecg_stream.records import expand_record_names
+
+    report = evaluate_classifier(
+        expand_record_names(args.records),
+        args.model or default_model(),
+        args.out_dir,
+        data_dir=args.data_dir,
+        training_log=args.training_log,
+    )
+    for span in Span:
+        print(f"== {span.title} ==\n{report.format_table(span)}")
+    print(f"wrote {args.out_dir}/classification.json and pictures")
+    return 0
+
+
+def _evaluate_detector(args: argparse.Namespace) -> int:
+    from ecg_stream.evaluation import Span
+    from ecg_stream.evaluation.detection import evaluate_detector
+    from ecg_stream.records import expand_record_names
+
+    report = evaluate_detector(
+        expand_record_names(args.records),
+        data_dir=args.data_dir,
+        lead=args.lead,
+        with_xqrs=args.xqrs,
+        jobs=args.jobs,
+    )
+    for span in Span:
+        print(f"\n== R-peak detection, {span.title}, 150 ms matching ==")
+        print(report.format_table(span))
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(report.to_json())
+        print(f"\nwrote {args.json}")
+    return 0
+
+
+def _stress(args: argparse.Namespace) -> int:
+    from ecg_stream.evaluation.stress import stress_test
+    from ecg_stream.records import expand_record_names
+
+    report = stress_test(
+        expand_record_names(args.records),
+        args.model or default_model(),
+        args.noise,
+        args.snr,
+        data_dir=args.data_dir,
+        seed=args.seed,
+    )
+    print(report.format_table())
+    if args.json is not None:
+        args.json.write_text(report.to_json())
+        print(f"wrote {args.json}")
+    return 0

@@ -1,0 +1,125 @@
+"""What the command groups share: argument helpers, the model default, checks and output."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from ecg_stream.errors import ConfigError
+
+if TYPE_CHECKING:
+    from typing import TypeAlias
+
+    Commands: TypeAlias = argparse._SubParsersAction[argparse.ArgumentParser]
+    """The subcommands action that each group's ``add_*`` function adds its parser to."""
+
+EXIT_USER_ERROR = 2
+"""Exit code of a user error (an ``EcgStreamError``), as argparse uses for a bad option."""
+
+
+def add_screenshot_arguments(parser: argparse.ArgumentParser, needs: str) -> None:
+    """Add ``--screenshot PNG`` and ``--duration``; ``needs`` names what --screenshot needs."""
+    parser.add_argument(
+        "--screenshot",
+        type=Path,
+        metavar="PNG",
+        help=f"run headless{needs}: collect for --duration s, write this PNG, exit",
+    )
+    parser.add_argument(
+        "--duration", type=float, help="seconds to collect before --screenshot (default: 10)"
+    )
+
+
+def add_broker_arguments(parser: argparse.ArgumentParser, default_help: str) -> None:
+    """Add ``--broker URL`` (``default_help``: what is used without it) and ``--topic-prefix``."""
+    parser.add_argument(
+        "--broker",
+        metavar="URL",
+        help=f"mqtt://host:port or mqtts://host:port (default: {default_help}); credentials "
+        "from $ECG_STREAM_MQTT_USERNAME / $ECG_STREAM_MQTT_PASSWORD",
+    )
+    parser.add_argument("--topic-prefix", default="ecg", help="first topic level(s) (default: ecg)")
+
+
+def add_scale_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add ``--workers`` and ``--samples-ms``, the options of many concurrent streams."""
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="processes to spread the streams over, one per core at most (default: 1)",
+    )
+    parser.add_argument(
+        "--samples-ms",
+        type=float,
+        help="signal per samples message, in ms (default: one per 100 ms chunk; 500 or 1000 "
+        "for hundreds of streams: fewer publishes, a coarser monitor trace)",
+    )
+
+
+def add_data_dir(parser: argparse.ArgumentParser, holding: str = "the WFDB files") -> None:
+    """Add ``--data-dir`` (repeatable); ``holding`` says what the directories hold."""
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        action="append",
+        help=f"directory holding {holding} (repeat for more)",
+    )
+
+
+def add_data_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add ``--data-dir`` and ``--lead``."""
+    add_data_dir(parser)
+    parser.add_argument("--lead", default="0", help="lead name or index (default: first)")
+
+
+def add_record_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the ``RECORD`` positionals (names or groups), ``--data-dir`` and ``--lead``."""
+    parser.add_argument(
+        "records", nargs="+", metavar="RECORD", help="record names, or all / DS1 / DS2"
+    )
+    add_data_arguments(parser)
+
+
+def default_model() -> Path:
+    """The shipped ONNX model (imports the classifier module: call it in a handler)."""
+    from ecg_stream.classify.classifier import default_model_path
+
+    return default_model_path()
+
+
+def check_model_argument(model: Path | None) -> None:
+    """Refuse a ``--model`` that is no file before any record is loaded.
+
+    Raises:
+        ConfigError: ``model`` is a directory or does not exist.
+    """
+    if model is None or model.is_file():
+        return
+    if model.is_dir():
+        found = sorted(model.glob("*.onnx"))
+        example = found[0] if found else model / "beat_lstm.onnx"
+        msg = f"--model {model} is a directory; pass the .onnx file itself, e.g. --model {example}"
+    else:
+        msg = f"--model {model} does not exist; pass the path of an exported .onnx file"
+    raise ConfigError(msg)
+
+
+def check_screenshot_arguments(args: argparse.Namespace, needs: str) -> None:
+    """Refuse --duration without --screenshot, and --screenshot where it needs ``needs``.
+
+    Raises:
+        ConfigError: One of those two combinations.
+    """
+    if args.duration is not None and args.screenshot is None:
+        msg = "--duration sets how long to collect before --screenshot; give --screenshot PNG too"
+        raise ConfigError(msg)
+    if needs and args.screenshot is not None:
+        msg = f"--screenshot is a picture of the monitor; add {needs}"
+        raise ConfigError(msg)
+
+
+def say(line: str) -> None:
+    """Print one line of a command's progress now (flushed: the output may be a pipe)."""
+    print(line, flush=True)

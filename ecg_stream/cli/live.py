@@ -1,0 +1,376 @@
+"""``replay``, ``broker``, ``subscribe``, ``serve``, ``device`` and ``monitor``: over MQTT."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ecg_stream.cli.common import (
+    add_broker_arguments,
+    add_data_arguments,
+    add_scale_arguments,
+    add_screenshot_arguments,
+    check_model_argument,
+    check_screenshot_arguments,
+    say,
+)
+
+if TYPE_CHECKING:
+    from ecg_stream.cli.common import Commands
+    from ecg_stream.config import MqttConfig
+    from ecg_stream.live.replay import ReplaySettings
+
+
+def add_replay(commands: Commands) -> None:
+    """Add ``replay``: records streamed through the classifier, beats published."""
+    replay = commands.add_parser(
+        "replay", help="stream records in real time through the classifier, publish beats (MQTT)"
+    )
+    replay.add_argument(
+        "records",
+        nargs="+",
+        metavar="RECORD",
+        help="record names or WFDB path stems, one stream each",
+    )
+    add_data_arguments(replay)
+    replay.add_argument("--speed", default="1", help="factor of real time (1, 10), or 'max'")
+    add_broker_arguments(replay, default_help="localhost:1883 if a broker answers, else embedded")
+    replay.add_argument(
+        "--stream-id",
+        action="append",
+        metavar="ID",
+        help="stream id (topic level), once per record in order (default: the record names)",
+    )
+    replay.add_argument("--model", type=Path, help="ONNX model (default: the shipped one)")
+    replay.add_argument("--quiet", action="store_true", help="no line per beat, summary only")
+    add_scale_arguments(replay)
+    replay.add_argument(
+        "--monitor", action="store_true", help="also open the live monitor window on the streams"
+    )
+    add_screenshot_arguments(replay, needs=" (with --monitor)")
+    replay.set_defaults(handler=_replay)
+
+
+def add_broker(commands: Commands) -> None:
+    """Add ``broker``: the embedded MQTT broker."""
+    broker = commands.add_parser("broker", help="run the embedded MQTT broker (amqtt)")
+    broker.add_argument(
+        "--host", default="127.0.0.1", help="address to listen on (default: loopback only)"
+    )
+    broker.add_argument("--port", type=int, default=1883, help="TCP port (default: 1883)")
+    broker.add_argument(
+        "--password-file",
+        type=Path,
+        metavar="FILE",
+        help="only these users may connect (USER:HASH lines, Argon2 or bcrypt); needed to "
+        "listen on any address but loopback",
+    )
+    broker.set_defaults(handler=_broker)
+
+
+def add_subscribe(commands: Commands) -> None:
+    """Add ``subscribe``: received beats and status printed."""
+    subscribe = commands.add_parser("subscribe", help="print beats and status received over MQTT")
+    add_broker_arguments(subscribe, default_help="mqtt://localhost:1883")
+    subscribe.add_argument("--stream", help="one stream id (default: every stream)")
+    subscribe.add_argument("--samples", action="store_true", help="also list samples messages")
+    subscribe.add_argument(
+        "--share", metavar="GROUP", help="join shared subscription $share/GROUP/... (a pool)"
+    )
+    subscribe.add_argument(
+        "--client-id",
+        metavar="ID",
+        help="MQTT client id: the broker keeps this session's beats while it is away, for the "
+        "next run with the same id (default: a random one, this run only)",
+    )
+    subscribe.set_defaults(handler=_subscribe)
+
+
+def add_serve(commands: Commands) -> None:
+    """Add ``serve``: the worker, raw samples in and labeled beats out."""
+    serve = commands.add_parser(
+        "serve", help="worker: devices' raw samples in over MQTT, labeled beats out, per stream"
+    )
+    add_broker_arguments(serve, default_help="mqtt://localhost:1883")
+    split = serve.add_mutually_exclusive_group()
+    split.add_argument(
+        "--shard",
+        metavar="I/N",
+        help="keep only the streams whose stable hash (BLAKE2b-64 of the id) %% N == I (any "
+        "broker; every worker receives every raw message)",
+    )
+    split.add_argument(
+        "--share",
+        metavar="GROUP",
+        help="subscribe as a member of $share/GROUP/ (a broker that keeps a topic on one "
+        "member, e.g. EMQX with hash_topic)",
+    )
+    serve.add_argument(
+        "--idle-timeout-s",
+        type=float,
+        default=10.0,
+        help="a device silent this long goes offline and its state is freed (default: 10)",
+    )
+    serve.add_argument(
+        "--worker-id",
+        help="names this worker on each stream's status and its persistent broker session: "
+        "raw chunks sent while it is down wait for it at the broker (default: host-pid, a "
+        "fresh session each start)",
+    )
+    serve.add_argument(
+        "--samples-ms",
+        type=float,
+        help="signal per samples message, in ms (default: one per raw chunk; 500 or 1000 for "
+        "hundreds of devices: fewer publishes, a coarser monitor trace)",
+    )
+    serve.add_argument("--model", type=Path, help="ONNX model (default: the shipped one)")
+    serve.add_argument("--quiet", action="store_true", help="no line per beat, summary only")
+    serve.set_defaults(handler=_serve)
+
+
+def add_device(commands: Commands) -> None:
+    """Add ``device``: the device simulator."""
+    device = commands.add_parser(
+        "device", help="device simulator: publish records' raw samples on <prefix>/<stream>/raw"
+    )
+    device.add_argument(
+        "records", nargs="+", metavar="RECORD", help="record names or WFDB path stems, one each"
+    )
+    add_data_arguments(device)
+    add_broker_arguments(device, default_help="mqtt://localhost:1883")
+    device.add_argument("--speed", default="1", help="factor of real time (1, 10), or 'max'")
+    device.add_argument(
+        "--chunk-ms", type=float, default=100.0, help="signal per message, in ms (default: 100)"
+    )
+    device.add_argument(
+        "--fs",
+        type=float,
+        metavar="HZ",
+        help="publish at this rate, 100-1000 Hz (default: the record's own), resampled",
+    )
+    device.add_argument(
+        "--stream-id",
+        action="append",
+        metavar="ID",
+        help="stream id, once per record in order (default: the record names)",
+    )
+    device.add_argument(
+        "--duration-s", type=float, help="publish only the first seconds of each record"
+    )
+    device.add_argument(
+        "--float32", action="store_true", help="publish float32 mV instead of int16 counts"
+    )
+    device.set_defaults(handler=_device)
+
+
+def add_monitor(commands: Commands) -> None:
+    """Add ``monitor``: the live window."""
+    monitor = commands.add_parser(
+        "monitor", help="live window: scrolling ECG traces with labeled beats, over MQTT"
+    )
+    add_broker_arguments(monitor, default_help="mqtt://localhost:1883")
+    monitor.add_argument("--stream", help="one stream id (default: every stream)")
+    monitor.add_argument(
+        "--window", type=float, default=10.0, help="seconds of trace shown (default: 10)"
+    )
+    monitor.add_argument(
+        "--client-id",
+        metavar="ID",
+        help="MQTT client id: a restarted monitor with the same id gets the beats published "
+        "while it was closed (default: a random one, this run only)",
+    )
+    add_screenshot_arguments(monitor, needs="")
+    monitor.set_defaults(handler=_monitor)
+
+
+def _replay(args: argparse.Namespace) -> int:
+    from ecg_stream.live.replay import ReplaySettings, replay_main
+    from ecg_stream.live.sources import parse_speed
+
+    speed = parse_speed(args.speed)
+    check_model_argument(args.model)
+    settings = ReplaySettings(
+        records=tuple(args.records),
+        speed=speed,
+        broker_url=args.broker,
+        stream_ids=None if args.stream_id is None else tuple(args.stream_id),
+        lead=args.lead,
+        topic_prefix=args.topic_prefix,
+        data_dir=args.data_dir,
+        model_path=args.model,
+        quiet=args.quiet,
+        samples_s=None if args.samples_ms is None else args.samples_ms / 1e3,
+        workers=args.workers,
+    )
+    if args.monitor:
+        return _replay_with_monitor(args, settings)
+    check_screenshot_arguments(args, needs="--monitor")
+    return replay_main(settings, say)
+
+
+def _replay_with_monitor(args: argparse.Namespace, settings: ReplaySettings) -> int:
+    """The replay in a worker thread, the monitor window in this one, on the same broker."""
+    from ecg_stream.config import MqttConfig
+    from ecg_stream.live.replay import run_replay
+    from ecg_stream.live.session import RunSummary
+    from ecg_stream.mqtt.broker import DEFAULT_BROKER_URL
+    from ecg_stream.viewer.monitor import run_monitor
+
+    check_screenshot_arguments(args, needs="")
+    # without --broker the replay uses localhost:1883 or starts an embedded broker there;
+    # the monitor's subscriber retries until that broker is up
+    config = MqttConfig.from_url(args.broker or DEFAULT_BROKER_URL, args.topic_prefix)
+    summary, finished = RunSummary(), []
+
+    async def replay() -> None:
+        await run_replay(settings, say, summary)
+        finished.append(True)
+
+    code = run_monitor(
+        config,
+        screenshot=args.screenshot,
+        duration_s=10.0 if args.duration is None else args.duration,
+        background=replay,
+    )
+    # a --screenshot run ends the replay when the picture is taken: a normal end, not a stop
+    summary.interrupted = code == 130 or (not finished and args.screenshot is None)
+    say(summary.format())
+    return code
+
+
+def _monitor(args: argparse.Namespace) -> int:
+    from ecg_stream.config import MqttConfig
+    from ecg_stream.mqtt.broker import DEFAULT_BROKER_URL
+    from ecg_stream.viewer.monitor import run_monitor
+
+    check_screenshot_arguments(args, needs="")
+    config = MqttConfig.from_url(args.broker or DEFAULT_BROKER_URL, args.topic_prefix)
+    return run_monitor(
+        config,
+        stream=args.stream,
+        screenshot=args.screenshot,
+        duration_s=10.0 if args.duration is None else args.duration,
+        window_s=args.window,
+        client_id=args.client_id,
+    )
+
+
+def _broker(args: argparse.Namespace) -> int:
+    return _broker_main(args.host, args.port, say, args.password_file)
+
+
+def _broker_main(
+    host: str, port: int, say: Callable[[str], None], password_file: Path | None = None
+) -> int:
+    """Serve the embedded broker until Ctrl-C or SIGTERM.
+
+    Returns:
+        0 once stopped (a signal is how it stops).
+    """
+    from ecg_stream.live.runner import run_until_stopped
+    from ecg_stream.mqtt.broker import run_broker
+
+    run_until_stopped(run_broker(host, port, say, password_file))
+    say("embedded MQTT broker stopped")
+    return 0
+
+
+def _subscribe(args: argparse.Namespace) -> int:
+    from ecg_stream.config import MqttConfig
+    from ecg_stream.mqtt.broker import DEFAULT_BROKER_URL
+
+    config = MqttConfig.from_url(args.broker or DEFAULT_BROKER_URL, args.topic_prefix)
+    return _subscribe_main(
+        config,
+        say,
+        stream=args.stream,
+        samples=args.samples,
+        shared_group=args.share,
+        client_id=args.client_id,
+    )
+
+
+def _subscribe_main(config: MqttConfig, say: Callable[[str], None], **options: Any) -> int:
+    """Print received messages until Ctrl-C, SIGTERM or the ``limit`` option.
+
+    Returns:
+        0 once stopped.
+    """
+    from ecg_stream.live.runner import run_until_stopped
+    from ecg_stream.mqtt.subscriber import run_subscribe
+
+    run_until_stopped(run_subscribe(config, say, **options))
+    return 0
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from ecg_stream.live.serve import ServeSettings, Shard, serve_main
+
+    settings = ServeSettings(
+        broker_url=args.broker,
+        topic_prefix=args.topic_prefix,
+        shard=None if args.shard is None else Shard.parse(args.shard),
+        share_group=args.share,
+        idle_timeout_s=args.idle_timeout_s,
+        worker_id=args.worker_id,
+        samples_s=None if args.samples_ms is None else args.samples_ms / 1e3,
+        model_path=args.model,
+        quiet=args.quiet,
+    )
+    settings.check()  # a bad value fails before the model loads
+    check_model_argument(args.model)
+    return serve_main(settings, say)
+
+
+def _device(args: argparse.Namespace) -> int:
+    from ecg_stream.live.device import check_device_rate
+    from ecg_stream.live.sources import parse_speed
+
+    speed = parse_speed(args.speed)
+    if args.fs is not None:
+        check_device_rate(args.fs)
+    if args.broker is not None:
+        from ecg_stream.config import MqttConfig
+
+        MqttConfig.from_url(args.broker, args.topic_prefix)
+    return _device_main(
+        args.records,
+        say=say,
+        broker_url=args.broker,
+        topic_prefix=args.topic_prefix,
+        stream_ids=args.stream_id,
+        speed=speed,
+        chunk_ms=args.chunk_ms,
+        fs_hz=args.fs,
+        duration_s=args.duration_s,
+        float32=args.float32,
+        lead=args.lead,
+        data_dir=args.data_dir,
+    )
+
+
+def _device_main(records: Sequence[str], *, say: Callable[[str], None], **options: Any) -> int:
+    """Run the devices to the end of the records or to Ctrl-C, then say what was sent.
+
+    Returns:
+        0 at the end of the records, 130 after Ctrl-C or SIGTERM.
+    """
+    from ecg_stream.live.device import DeviceReport, run_devices
+    from ecg_stream.live.runner import run_until_stopped
+
+    reports: list[DeviceReport] = []
+    try:
+        stopped = run_until_stopped(run_devices(records, say=say, reports=reports, **options))
+    except BaseExceptionGroup as errors:  # one device's broker error: the first, as one line
+        first = errors.exceptions[0]
+        while isinstance(first, BaseExceptionGroup):
+            first = first.exceptions[0]
+        raise first from None
+    for report in reports:
+        say(
+            f"  {report.stream_id} (record {report.record}, {report.fs_hz:g} Hz): "
+            f"{report.messages} chunks, {report.samples / report.fs_hz:.1f} s of signal"
+        )
+    return 130 if stopped else 0
