@@ -15,8 +15,9 @@ from typing import Literal
 
 import numpy as np
 import pytest
-import wfdb
 
+from ecg_stream.classify.classifier import OnnxBeatClassifier, default_model_path
+from ecg_stream.config import ChainConfig
 from ecg_stream.records import DATA_ENV, MITDB_RECORDS, Record, find_record, load_record
 from tests.helpers import (
     BROKER_ENV,
@@ -24,6 +25,7 @@ from tests.helpers import (
     MqttBroker,
     free_port,
     mosquitto_executable,
+    record_stretch,
     selected_broker_kind,
 )
 
@@ -86,20 +88,7 @@ def data_dir() -> Path:
 @pytest.fixture
 def short_record(data_dir: Path, tmp_path: Path) -> Path:
     """The first 10 s of record 100 as a WFDB record of its own, with its annotations."""
-    raw = wfdb.rdrecord(str(data_dir / "100"), sampto=3600)
-    wfdb.wrsamp(
-        "short",
-        fs=raw.fs,
-        units=raw.units,
-        sig_name=raw.sig_name,
-        p_signal=raw.p_signal,
-        fmt=["16", "16"],
-        write_dir=str(tmp_path),
-    )
-    annotations = wfdb.rdann(str(data_dir / "100"), "atr", sampto=3599)
-    symbols = np.array(annotations.symbol)
-    wfdb.wrann("short", "atr", annotations.sample, symbols, write_dir=str(tmp_path))
-    return tmp_path / "short"
+    return record_stretch(data_dir / "100", tmp_path, "short", 3600)
 
 
 @pytest.fixture(scope="session")
@@ -146,3 +135,10 @@ def own_mqtt_broker(tmp_path: Path, pytestconfig: pytest.Config) -> Iterator[Mqt
     broker.start()
     yield broker
     broker.stop()
+
+
+@pytest.fixture(scope="session")
+def shipped_classifier() -> Iterator[OnnxBeatClassifier]:
+    """The shipped model (in git: a missing model fails, it does not skip)."""
+    with OnnxBeatClassifier(default_model_path(), ChainConfig()) as classifier:
+        yield classifier

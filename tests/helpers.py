@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 import pytest
+import wfdb
 
 from ecg_stream.config import MqttConfig
 from ecg_stream.errors import PayloadError
@@ -184,6 +185,25 @@ class MqttBroker:
             self.process.kill()
             self.process.wait()
         self.process = None
+
+
+def record_stretch(stem: Path, directory: Path, name: str, samples: int) -> Path:
+    """The first ``samples`` of a WFDB record (both leads, and its annotations) as a record of
+    its own in ``directory``; its path stem."""
+    raw = wfdb.rdrecord(str(stem), sampto=samples)
+    wfdb.wrsamp(
+        name,
+        fs=raw.fs,
+        units=raw.units,
+        sig_name=raw.sig_name,
+        p_signal=raw.p_signal,
+        fmt=["16", "16"],
+        write_dir=str(directory),
+    )
+    annotations = wfdb.rdann(str(stem), "atr", sampto=samples - 1)
+    symbols = np.array(annotations.symbol)
+    wfdb.wrann(name, "atr", annotations.sample, symbols, write_dir=str(directory))
+    return directory / name
 
 
 TEST_TIMEOUT_S = 60.0

@@ -147,6 +147,11 @@ def test_samples_clip_to_int16_range() -> None:
     assert message.counts.tolist() == [32767, -32768]
 
 
+def test_samples_message_takes_int16_counts_only() -> None:
+    with pytest.raises(ValueError, match="int16"):
+        SamplesMessage("1", 0, 360.0, 1.0, np.zeros(3, np.int64))
+
+
 def test_status_round_trips() -> None:
     for state in StreamState:
         status = msgspec.structs.replace(STATUS, state=state)

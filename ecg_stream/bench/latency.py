@@ -46,15 +46,15 @@ from ecg_stream.config import CHAIN_FS_HZ, ChainConfig, MqttConfig
 from ecg_stream.detector.chain import BeatExtractor
 from ecg_stream.detector.segment import Detected
 from ecg_stream.errors import BrokerError, ConfigError
-from ecg_stream.live.analysis import analyze_record
+from ecg_stream.live.analysis import stream_record
 from ecg_stream.live.mqtt_sink import SAMPLES_SCALE_UV, check_samples_s
 from ecg_stream.live.replay import (
     MAX_SPEED_CHUNK_S,
     MAX_WORKERS,
     REAL_TIME_CHUNK_S,
-    replay_job,
     spread_starts,
 )
+from ecg_stream.live.replay_command import replay_job
 from ecg_stream.live.session import RunSummary
 from ecg_stream.live.sources import ReplaySource, StreamSpec
 from ecg_stream.live.workers import WorkerJob, merge_results, run_workers, split_streams
@@ -342,7 +342,7 @@ class Throughput:
     chunk_s: float
 
 
-def measure_throughput(
+async def measure_throughput(
     record: Record,
     classifier: OnnxBeatClassifier,
     *,
@@ -361,7 +361,7 @@ def measure_throughput(
         extractor.flush()
         best["chain"] = min(best["chain"], time.perf_counter() - started)
         started = time.perf_counter()
-        analyze_record(record, config, classifier, chunk_s=chunk_s)
+        await stream_record(record, config, classifier, chunk_s=chunk_s)
         best["pipeline"] = min(best["pipeline"], time.perf_counter() - started)
     signal_s = record.samples.size / CHAIN_FS_HZ
     return Throughput(signal_s, signal_s / best["chain"], signal_s / best["pipeline"], chunk_s)
@@ -883,7 +883,7 @@ async def run_bench(options: BenchOptions, say: Say) -> BenchReport:
             say(f"stages: {report.signal_s:.0f} s of signal through {described} ...")
             report.stages = await measure_stages(record, classifier, mqtt)
         say("throughput ...")
-        report.throughput = measure_throughput(record, classifier)
+        report.throughput = await measure_throughput(record, classifier)
         say("inference side by side ...")
         windows = stream_record_windows(record.samples, config)
         rounds = options.rounds or (40 if options.quick else 300)

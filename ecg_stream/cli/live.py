@@ -20,7 +20,7 @@ from ecg_stream.cli.common import (
 if TYPE_CHECKING:
     from ecg_stream.cli.common import Commands
     from ecg_stream.config import MqttConfig
-    from ecg_stream.live.replay import ReplaySettings
+    from ecg_stream.live.replay_command import ReplaySettings
 
 
 def add_replay(commands: Commands) -> None:
@@ -186,7 +186,7 @@ def add_monitor(commands: Commands) -> None:
 
 
 def _replay(args: argparse.Namespace) -> int:
-    from ecg_stream.live.replay import ReplaySettings, replay_main
+    from ecg_stream.live.replay_command import ReplaySettings, replay_main
     from ecg_stream.live.sources import parse_speed
 
     speed = parse_speed(args.speed)
@@ -213,7 +213,7 @@ def _replay(args: argparse.Namespace) -> int:
 def _replay_with_monitor(args: argparse.Namespace, settings: ReplaySettings) -> int:
     """The replay in a worker thread, the monitor window in this one, on the same broker."""
     from ecg_stream.config import MqttConfig
-    from ecg_stream.live.replay import run_replay
+    from ecg_stream.live.replay_command import run_replay
     from ecg_stream.live.session import RunSummary
     from ecg_stream.mqtt.broker import DEFAULT_BROKER_URL
     from ecg_stream.viewer.monitor import run_monitor

@@ -86,6 +86,8 @@ def analyze_record(
 ) -> RecordAnalysis:
     """Stream a whole record through the session as fast as possible.
 
+    Runs an event loop of its own; from a coroutine, await :func:`stream_record`.
+
     Args:
         record: The record (its name is the stream id).
         config: The chain's configuration.
@@ -93,6 +95,18 @@ def analyze_record(
         chunk_s: Chunk length, in s (results do not depend on it; speed does).
         sinks: Where else the beats go (e.g. a :class:`CsvSink`).
     """
+    return asyncio.run(stream_record(record, config, classifier, chunk_s=chunk_s, sinks=sinks))
+
+
+async def stream_record(
+    record: Record,
+    config: ChainConfig,
+    classifier: ClassifierLike | None = None,
+    *,
+    chunk_s: float = ANALYSIS_CHUNK_S,
+    sinks: Sequence[Sink] = (),
+) -> RecordAnalysis:
+    """:func:`analyze_record` on the running event loop."""
     collector = BeatCollector()
     summary = RunSummary()
     replay = RecordReplay(
@@ -104,7 +118,7 @@ def analyze_record(
         config=config,
         chunk_s=chunk_s,
     )
-    asyncio.run(replay.run())
+    await replay.run()
     return RecordAnalysis(
         record,
         tuple(collector.beats[record.name]),

@@ -102,7 +102,7 @@ async def run_workers(jobs: Sequence[WorkerJob], work: Work) -> list[WorkerResul
     """Run ``work`` on each job in a worker process of its own; wait for all of them.
 
     ``work`` is a module-level function (the process imports it by name), e.g.
-    :func:`ecg_stream.live.replay.replay_job`.
+    :func:`ecg_stream.live.replay_command.replay_job`.
 
     The event loop keeps running meanwhile (an embedded broker may live on it). A worker that
     dies without a result (killed, crashed) gives a result with an error and an empty summary.

@@ -35,7 +35,6 @@ from ecg_stream.wire import (
     TopicKind,
     WireMessage,
     decode,
-    printable,
     subscription_for,
 )
 
@@ -264,7 +263,7 @@ class Subscriber:
         except PayloadError as error:
             with self._lock:
                 self._malformed += 1
-                self._last_problem = f"malformed message on {printable(topic)}: {error}"
+                self._last_problem = f"malformed message: {error}"  # error starts with topic
             return
         with self._lock:
             if isinstance(message, BeatMessage) and not self._beats.is_new(message):

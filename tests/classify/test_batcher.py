@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 
 import pytest
 
 from ecg_stream.classify.batcher import InferenceBatcher
-from ecg_stream.classify.classifier import OnnxBeatClassifier, default_model_path
+from ecg_stream.classify.classifier import OnnxBeatClassifier
 from ecg_stream.config import ChainConfig
 from ecg_stream.detector.chain import BeatExtractor
 from ecg_stream.records import Record
@@ -33,15 +32,10 @@ def windows(record_100: Record) -> tuple[BeatWindow, ...]:
     return tuple(found[:40])
 
 
-@pytest.fixture(scope="module")
-def classifier() -> Iterator[OnnxBeatClassifier]:
-    with OnnxBeatClassifier(default_model_path(), ChainConfig()) as shipped:
-        yield shipped
-
-
 def test_requests_of_one_turn_share_one_call_and_keep_their_beats(
-    windows: tuple[BeatWindow, ...], classifier: OnnxBeatClassifier
+    windows: tuple[BeatWindow, ...], shipped_classifier: OnnxBeatClassifier
 ) -> None:
+    classifier = shipped_classifier
     parts = [windows[0:1], windows[1:8], (), windows[8:9], windows[9:40]]
     batcher = InferenceBatcher(classifier)
 
@@ -60,8 +54,9 @@ def test_requests_of_one_turn_share_one_call_and_keep_their_beats(
 
 
 def test_later_turns_get_calls_of_their_own(
-    windows: tuple[BeatWindow, ...], classifier: OnnxBeatClassifier
+    windows: tuple[BeatWindow, ...], shipped_classifier: OnnxBeatClassifier
 ) -> None:
+    classifier = shipped_classifier
     batcher = InferenceBatcher(classifier)
 
     async def one_after_another() -> list[tuple[LabeledBeat, ...]]:
@@ -73,8 +68,9 @@ def test_later_turns_get_calls_of_their_own(
 
 
 def test_a_classifier_error_reaches_every_waiting_stream(
-    windows: tuple[BeatWindow, ...], classifier: OnnxBeatClassifier
+    windows: tuple[BeatWindow, ...], shipped_classifier: OnnxBeatClassifier
 ) -> None:
+    classifier = shipped_classifier
     good = windows[:2]
     bad = BeatWindow(
         peak=good[1].peak,

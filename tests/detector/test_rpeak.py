@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import cache
 from pathlib import Path
 
 import numpy as np
@@ -10,34 +12,40 @@ from ecg_stream.detector.rpeak import RPeakDetector
 from ecg_stream.errors import ConfigError
 from ecg_stream.evaluation import Span
 from ecg_stream.evaluation.detection import evaluate_detections
-from ecg_stream.live.analysis import detect_record
+from ecg_stream.live.analysis import RecordAnalysis, detect_record
 from ecg_stream.records import load_record
 
 # Floors a little under what the detector measures (README), whole record, 150 ms matching.
 FLOORS = {"100": (1.0, 1.0), "105": (0.995, 0.975), "119": (0.999, 0.999), "208": (0.995, 0.995)}
 
+Detected = Callable[[str], RecordAnalysis]
+
+
+@pytest.fixture(scope="module")
+def detected(data_dir: Path) -> Detected:
+    """A whole record through the chain in 1 s chunks, once per module for all its tests."""
+    return cache(lambda name: detect_record(load_record(name, data_dir), ChainConfig(), 1.0))
+
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", FLOORS)
-def test_detection_meets_floor(name: str, data_dir: Path) -> None:
-    record = load_record(name, data_dir)
-    result = detect_record(record, ChainConfig(), chunk_s=1.0)
-    score = evaluate_detections(record, result.record_indices, Span.WHOLE_RECORD).score
+def test_detection_meets_floor(name: str, detected: Detected) -> None:
+    result = detected(name)
+    score = evaluate_detections(result.record, result.record_indices, Span.WHOLE_RECORD).score
     min_se, min_pp = FLOORS[name]
     assert score.sensitivity >= min_se
     assert score.positive_predictivity >= min_pp
 
 
-def test_decision_delay_is_bounded_after_learning(data_dir: Path) -> None:
-    record = load_record("100", data_dir)
+def test_decision_delay_is_bounded_after_learning(detected: Detected) -> None:
     detector = RPeakDetector(fs_hz=360.0)
-    peaks = detect_record(record, ChainConfig(), chunk_s=1.0).windows
+    peaks = detected("100").windows  # the floor test's run of record 100
     delays = np.array([w.peak.decided_index - w.peak.index for w in peaks[10:]])
     assert delays.max() <= detector.decision_delay_samples
 
 
-def test_reported_peaks_are_increasing(data_dir: Path) -> None:
-    windows = detect_record(load_record("203", data_dir), ChainConfig(), chunk_s=1.0).windows
+def test_reported_peaks_are_increasing(detected: Detected) -> None:
+    windows = detected("203").windows
     assert np.all(np.diff([w.peak.index for w in windows]) > 0)
 
 

@@ -94,9 +94,6 @@ def test_unreachable_broker_is_one_line_and_exit_2(capsys: pytest.CaptureFixture
 def test_replay_command_stops_on_sigterm_with_summary_and_offline(
     mqtt_broker: MqttBroker, data_dir: Path
 ) -> None:
-    from tests.stream.test_live import shipped_model
-
-    shipped_model()
     url = f"mqtt://127.0.0.1:{mqtt_broker.port}"
     with command(
         "subscribe", "--broker", url, "--topic-prefix", "cmd", "--stream", "r100"

@@ -7,18 +7,13 @@ import itertools
 
 import numpy as np
 import pytest
-from ecg_stream.stream import ingest, serve
 
 from ecg_stream.config import ChainConfig
+from ecg_stream.live import ingest, serve
 from ecg_stream.live.analysis import detect_record
 from ecg_stream.live.device import resample_lead
-from ecg_stream.live.ingest import (
-    INTERLEAVE_MIN_GAPS,
-    RECOVER_CHUNKS,
-    ChunkFate,
-    Ingested,
-    IngestSession,
-)
+from ecg_stream.live.front import ChunkFate, Ingested
+from ecg_stream.live.ingest import INTERLEAVE_MIN_GAPS, RECOVER_CHUNKS, IngestSession
 from ecg_stream.records import Record, resample_to_chain
 from ecg_stream.types import FloatArray
 from ecg_stream.wire import RawMessage

@@ -15,19 +15,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ecg_stream.classify.classifier import OnnxBeatClassifier, default_model_path
-from ecg_stream.config import ChainConfig, MqttConfig
+from ecg_stream.classify.classifier import OnnxBeatClassifier
+from ecg_stream.config import MqttConfig
 from ecg_stream.detector.chain import BeatExtractor
 from ecg_stream.errors import ConfigError
 from ecg_stream.live.mqtt_sink import SamplesCollector
-from ecg_stream.live.replay import (
-    MAX_SPEED_CHUNK_S,
-    RecordReplay,
-    ReplaySettings,
-    plan_streams,
-    replay_sinks,
-    run_replay,
-)
+from ecg_stream.live.replay import MAX_SPEED_CHUNK_S, RecordReplay, plan_streams
+from ecg_stream.live.replay_command import ReplaySettings, replay_sinks, run_replay
 from ecg_stream.live.session import RunSummary
 from ecg_stream.live.sources import StreamSpec
 from ecg_stream.mqtt.broker import EmbeddedBroker
@@ -37,11 +31,6 @@ from ecg_stream.wire import BeatMessage, StreamState, TopicKind
 from tests.helpers import Collector, MqttBroker, collect_until, run
 
 FS_HZ = 360
-
-
-@pytest.fixture(scope="module")
-def classifier() -> OnnxBeatClassifier:
-    return OnnxBeatClassifier(default_model_path(), ChainConfig())
 
 
 def expected_beats(record: Record, classifier: OnnxBeatClassifier) -> list[LabeledBeat]:

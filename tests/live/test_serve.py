@@ -22,7 +22,9 @@ from ecg_stream.cli import main
 from ecg_stream.config import ChainConfig, MqttConfig
 from ecg_stream.live.analysis import detect_record
 from ecg_stream.live.device import DeviceSignal, load_device_signal, publish_device
-from ecg_stream.live.serve import ServeSummary, ServeWorker, Shard
+from ecg_stream.live.mqtt_sink import MqttSink
+from ecg_stream.live.serve import SERVE_SAMPLES_QUEUE, ServeWorker, Shard
+from ecg_stream.live.session import RunSummary
 from ecg_stream.mqtt.transport import make_client
 from ecg_stream.records import Record, resample_to_chain
 from ecg_stream.types import LabeledBeat
@@ -35,7 +37,7 @@ from ecg_stream.wire import (
     encode,
     topic_for,
 )
-from tests.helpers import Collector, MqttBroker, RuleClassifier, collect_until, run
+from tests.helpers import Collector, MqttBroker, collect_until, run
 
 CONFIG = ChainConfig()
 IDLE_S = 2.0
@@ -52,7 +54,7 @@ async def serve_devices(
     workers: Sequence[dict[str, Any]] = ({},),
     done: Callable[[Collector], bool] | None = None,
     publish: Callable[[MqttConfig], Coroutine[Any, Any, None]] | None = None,
-) -> tuple[Collector, list[ServeSummary]]:
+) -> tuple[Collector, list[RunSummary]]:
     """Start workers and a subscriber, publish the devices (at --speed max), collect until every
     stream is offline (the workers' idle timeout) or ``done``; then stop the workers."""
     ids = [stream_id for stream_id, _ in devices]
@@ -62,19 +64,10 @@ async def serve_devices(
         collect_until(mqtt, collector, finished, kinds=(TopicKind.BEATS, TopicKind.STATUS))
     )
     await collector.ready.wait()
-    summaries = [ServeSummary() for _ in workers]
+    summaries = [RunSummary() for _ in workers]
     serving = []
     for k, options in enumerate(workers):
-        worker = ServeWorker(
-            classifier,
-            "rule",
-            mqtt,
-            config=CONFIG,
-            idle_timeout_s=IDLE_S,
-            worker_id=f"w{k}",
-            summary=summaries[k],
-            **options,
-        )
+        worker = make_worker(classifier, mqtt, summaries[k], worker_id=f"w{k}", **options)
         serving.append(asyncio.create_task(worker.run()))
         await worker.wait_subscribed()
     async with asyncio.TaskGroup() as group:
@@ -88,6 +81,14 @@ async def serve_devices(
         task.cancel()
     await asyncio.gather(*serving, return_exceptions=True)
     return collector, summaries
+
+
+def make_worker(
+    classifier: ClassifierLike, mqtt: MqttConfig, summary: RunSummary, **options: Any
+) -> ServeWorker:
+    """A worker with ``serve``'s MQTT sink (lossless, one publisher per stream)."""
+    sink = MqttSink(mqtt, summary, lossless=True, queue_size=SERVE_SAMPLES_QUEUE)
+    return ServeWorker(classifier, mqtt, [sink], summary=summary, idle_timeout_s=IDLE_S, **options)
 
 
 def analyzed(device: DeviceSignal, classifier: ClassifierLike) -> list[LabeledBeat]:
@@ -108,32 +109,18 @@ def prefix_config(broker: MqttBroker, prefix: str) -> MqttConfig:
     return replace(broker.config, topic_prefix=prefix)
 
 
-def shipped_model() -> Path:
-    from ecg_stream.classify.classifier import default_model_path
-
-    path = default_model_path()
-    if not path.is_file():
-        pytest.skip(f"the shipped model {path} is not there")
-    return path
-
-
 @pytest.mark.mqtt
 def test_device_and_serve_give_the_beats_of_analyze(
-    mqtt_broker: MqttBroker, data_dir: Path
+    mqtt_broker: MqttBroker, data_dir: Path, classifier: ClassifierLike
 ) -> None:
     """Same chain, same model: a 360 Hz device through a worker equals ``analyze``."""
-    from ecg_stream.classify.classifier import OnnxBeatClassifier
-
     device = load_device_signal("100", data_dir, duration_s=180.0)
     assert device.gain == 200.0
     assert device.values.dtype == np.int16
-    with OnnxBeatClassifier(shipped_model(), CONFIG) as classifier:
-        record = Record("100", "MLII", 360.0, device.millivolts())
-        expected = classifier.classify(detect_record(record, CONFIG, 1.0).windows)
-        mqtt = prefix_config(mqtt_broker, "test-serve-analyze")
-        collector, (summary,) = run(
-            serve_devices(mqtt, classifier, [("100", device)]), timeout_s=120
-        )
+    record = Record("100", "MLII", 360.0, device.millivolts())
+    expected = classifier.classify(detect_record(record, CONFIG, 1.0).windows)
+    mqtt = prefix_config(mqtt_broker, "test-serve-analyze")
+    collector, (summary,) = run(serve_devices(mqtt, classifier, [("100", device)]), timeout_s=120)
     got = beats_of(collector, "100")
     assert len(expected) > 200
     assert [b.sample for b in got] == [e.window.peak.index for e in expected]
@@ -155,9 +142,8 @@ def test_device_and_serve_give_the_beats_of_analyze(
 
 @pytest.mark.mqtt
 def test_250_and_500_hz_devices_give_the_beats_of_the_same_signal(
-    mqtt_broker: MqttBroker, data_dir: Path
+    mqtt_broker: MqttBroker, data_dir: Path, classifier: ClassifierLike
 ) -> None:
-    classifier = RuleClassifier()
     devices = [
         (f"fs{fs:g}", load_device_signal("100", data_dir, fs_hz=fs, duration_s=120.0))
         for fs in (250.0, 500.0)
@@ -181,7 +167,7 @@ def test_250_and_500_hz_devices_give_the_beats_of_the_same_signal(
 
 @pytest.mark.mqtt
 def test_gaps_duplicates_out_of_order_and_malformed_are_counted_never_fatal(
-    mqtt_broker: MqttBroker, data_dir: Path
+    mqtt_broker: MqttBroker, data_dir: Path, classifier: ClassifierLike
 ) -> None:
     device = load_device_signal("100", data_dir, duration_s=30.0)
     mqtt = prefix_config(mqtt_broker, "test-serve-bad")
@@ -214,9 +200,7 @@ def test_gaps_duplicates_out_of_order_and_malformed_are_counted_never_fatal(
             await client.publish(f"{config.topic_prefix}/x/y/raw/extra", b"junk", qos=1)
 
     collector, (summary,) = run(
-        serve_devices(
-            mqtt, RuleClassifier(), [], publish=publish, done=lambda c: c.offline_seen("bad")
-        )
+        serve_devices(mqtt, classifier, [], publish=publish, done=lambda c: c.offline_seen("bad"))
     )
     final = statuses_of(collector, "bad")[-1]
     assert final.state is StreamState.OFFLINE
@@ -231,7 +215,7 @@ def test_gaps_duplicates_out_of_order_and_malformed_are_counted_never_fatal(
 
 @pytest.mark.mqtt
 def test_an_idle_device_goes_offline_and_comes_back_as_a_new_session(
-    mqtt_broker: MqttBroker, data_dir: Path
+    mqtt_broker: MqttBroker, data_dir: Path, classifier: ClassifierLike
 ) -> None:
     device = load_device_signal("100", data_dir, duration_s=20.0)
     later = replace(device, values=device.values)
@@ -246,7 +230,7 @@ def test_an_idle_device_goes_offline_and_comes_back_as_a_new_session(
         return [s.state for s in statuses_of(c, "idle")].count(StreamState.OFFLINE) >= 2
 
     collector, (summary,) = run(
-        serve_devices(mqtt, RuleClassifier(), [], publish=publish, done=back_offline)
+        serve_devices(mqtt, classifier, [], publish=publish, done=back_offline)
     )
     states = [s.state for s in statuses_of(collector, "idle") if s.ingest is not None]
     assert states[0] is StreamState.ONLINE
@@ -267,9 +251,8 @@ def test_an_idle_device_goes_offline_and_comes_back_as_a_new_session(
 @pytest.mark.mqtt
 @pytest.mark.parametrize("workers", [2, 4])
 def test_shard_workers_split_the_streams_and_publish_every_beat_once(
-    mqtt_broker: MqttBroker, data_dir: Path, workers: int
+    mqtt_broker: MqttBroker, data_dir: Path, classifier: ClassifierLike, workers: int
 ) -> None:
-    classifier = RuleClassifier()
     base = load_device_signal("100", data_dir, duration_s=90.0)
     devices = []
     for k in range(8):  # eight devices, each a different 15 s of record 100
@@ -295,7 +278,7 @@ def test_shard_workers_split_the_streams_and_publish_every_beat_once(
 @pytest.mark.mqtt
 @pytest.mark.mosquitto_only("queued QoS 1 messages for an absent persistent session")
 def test_a_named_worker_gets_the_chunks_sent_while_it_was_down(
-    mqtt_broker: MqttBroker, data_dir: Path
+    mqtt_broker: MqttBroker, data_dir: Path, classifier: ClassifierLike
 ) -> None:
     """``--worker-id`` names a persistent broker session: a restart loses no raw chunk."""
     device = load_device_signal("100", data_dir, duration_s=12.0)
@@ -311,15 +294,13 @@ def test_a_named_worker_gets_the_chunks_sent_while_it_was_down(
                 message = device.message("bed", start, min(start + chunk, device.values.size), None)
                 await client.publish(topic, encode(message), qos=1)
 
-    async def start(summary: ServeSummary) -> asyncio.Task[ServeSummary]:
-        worker = ServeWorker(
-            RuleClassifier(), "rule", mqtt, config=CONFIG, worker_id="w0", summary=summary
-        )
+    async def start(summary: RunSummary) -> asyncio.Task[RunSummary]:
+        worker = make_worker(classifier, mqtt, summary, worker_id="w0")
         task = asyncio.create_task(worker.run())
         await worker.wait_subscribed()
         return task
 
-    async def stop_once_received(task: asyncio.Task[ServeSummary], chunks: int) -> None:
+    async def stop_once_received(task: asyncio.Task[RunSummary], chunks: int) -> None:
         async with asyncio.timeout(30.0):
             while first.received + second.received < chunks:
                 assert not task.done()  # nothing but the test stops a worker
@@ -327,7 +308,7 @@ def test_a_named_worker_gets_the_chunks_sent_while_it_was_down(
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
 
-    first, second = ServeSummary(), ServeSummary()
+    first, second = RunSummary(), RunSummary()
 
     async def scenario() -> None:
         serving = await start(first)
@@ -347,7 +328,7 @@ def test_a_named_worker_gets_the_chunks_sent_while_it_was_down(
 @pytest.mark.mqtt
 @pytest.mark.mosquitto_only("shared subscriptions ($share/GROUP/...)")
 def test_shared_subscription_round_robin_is_detected_not_classified(
-    mqtt_broker: MqttBroker, data_dir: Path
+    mqtt_broker: MqttBroker, data_dir: Path, classifier: ClassifierLike
 ) -> None:
     """mosquitto hands a topic's messages to the group's members in turn: a stream is split."""
     device = load_device_signal("100", data_dir, duration_s=20.0)
@@ -359,7 +340,7 @@ def test_shared_subscription_round_robin_is_detected_not_classified(
         return len({s.ingest.worker for s in offline if s.ingest}) == 2
 
     collector, summaries = run(
-        serve_devices(mqtt, RuleClassifier(), [("rr", device)], workers=group, done=both_offline)
+        serve_devices(mqtt, classifier, [("rr", device)], workers=group, done=both_offline)
     )
     assert beats_of(collector, "rr") == []  # no beats from fragments
     flagged = {
@@ -400,7 +381,6 @@ def test_user_mistakes_are_one_line_and_exit_2(
 def test_serve_command_stops_on_sigterm_with_every_stream_offline(
     mqtt_broker: MqttBroker, data_dir: Path
 ) -> None:
-    shipped_model()
     device = load_device_signal("100", data_dir, duration_s=30.0)
     mqtt = prefix_config(mqtt_broker, "test-serve-cli")
     command = [

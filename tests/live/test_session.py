@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ecg_stream.classify.classifier import OnnxBeatClassifier, default_model_path
+from ecg_stream.classify.classifier import OnnxBeatClassifier
 from ecg_stream.config import ChainConfig
 from ecg_stream.detector.chain import BeatExtractor
 from ecg_stream.errors import ModelContractError
@@ -26,11 +26,6 @@ from ecg_stream.wire import StreamState
 
 CONFIG = ChainConfig()
 FS = 360
-
-
-@pytest.fixture(scope="module")
-def classifier() -> OnnxBeatClassifier:
-    return OnnxBeatClassifier(default_model_path(), CONFIG)
 
 
 @pytest.fixture(scope="module")

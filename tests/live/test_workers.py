@@ -12,13 +12,15 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from tests.stream.test_live import BATCH_RECORDS, check_stream, shipped_model, sliced
 
-from ecg_stream.config import ChainConfig
-from ecg_stream.live.replay import StreamSpec
+from ecg_stream.classify.classifier import OnnxBeatClassifier, default_model_path
+from ecg_stream.live.replay_command import replay_job
+from ecg_stream.live.session import RunSummary, StreamReport
+from ecg_stream.live.sources import StreamSpec
 from ecg_stream.live.workers import WorkerJob, merge_results, run_workers, split_streams
 from ecg_stream.wire import StreamState, TopicKind
 from tests.helpers import Collector, MqttBroker, collect_until, run
+from tests.live.test_live import BATCH_RECORDS, check_stream, expected_beats, sliced
 
 
 def test_streams_are_dealt_round_robin_and_no_share_is_empty() -> None:
@@ -31,24 +33,17 @@ def test_streams_are_dealt_round_robin_and_no_share_is_empty() -> None:
 
 @pytest.mark.mqtt
 @pytest.mark.slow
-def test_streams_over_two_workers_get_the_labels_of_analyze(
-    mqtt_broker: MqttBroker, data_dir: Path
+def test_streams_over_two_workers_get_the_labels_of_the_chain(
+    mqtt_broker: MqttBroker, data_dir: Path, classifier: OnnxBeatClassifier
 ) -> None:
-    from ecg_stream.classify.classifier import OnnxBeatClassifier
-    from ecg_stream.live.analysis import detect_record
     from ecg_stream.records import load_record
 
-    model, config = shipped_model(), ChainConfig()
     specs = [
         StreamSpec(name, sliced(load_record(name, data_dir), 0.0, 60.0))
         for name in BATCH_RECORDS[:4]
     ]
     mqtt = replace(mqtt_broker.config, topic_prefix="test-workers")
-    with OnnxBeatClassifier(model, config) as classifier:
-        analyzed = {
-            spec.stream_id: classifier.classify(detect_record(spec.record, config, 1.0).windows)
-            for spec in specs
-        }
+    analyzed = {spec.stream_id: expected_beats(spec.record, classifier) for spec in specs}
     collector = Collector()
 
     async def scenario() -> list[int]:
@@ -61,10 +56,11 @@ def test_streams_over_two_workers_get_the_labels_of_analyze(
             )
         )
         await collector.ready.wait()
+        model = default_model_path()
         jobs = [
             WorkerJob(share, mqtt, model, speed=float("inf")) for share in split_streams(specs, 2)
         ]
-        results = await run_workers(jobs)
+        results = await run_workers(jobs, replay_job)
         await listen
         return [len(result.summary.streams) for result in results]
 
@@ -87,7 +83,6 @@ def worker_pids(parent: int) -> list[int]:
 def test_a_killed_worker_s_streams_go_offline_and_the_others_do_not(
     mqtt_broker: MqttBroker, data_dir: Path
 ) -> None:
-    shipped_model()
     prefix = "test-workers-kill"
     mqtt = replace(mqtt_broker.config, topic_prefix=prefix)
     command = [
@@ -138,13 +133,12 @@ def test_a_killed_worker_s_streams_go_offline_and_the_others_do_not(
 
 
 def test_merged_results_keep_every_stream_and_count_every_call() -> None:
-    from ecg_stream.live.replay import ReplaySummary, StreamReport
     from ecg_stream.live.workers import WorkerResult
 
-    first = ReplaySummary([StreamReport("a", "100")], inference_calls=3, inference_windows=5)
-    second = ReplaySummary([StreamReport("b", "101")], interrupted=True, inference_calls=2)
-    merged = merge_results([WorkerResult(first), WorkerResult(second)])
+    first = RunSummary({"a": StreamReport("a", "100")}, inference_calls=3, inference_windows=5)
+    second = RunSummary({"b": StreamReport("b", "101")}, interrupted=True, inference_calls=2)
+    merged = merge_results([WorkerResult(first), WorkerResult(second)], into=RunSummary())
 
-    assert [report.stream_id for report in merged.streams] == ["a", "b"]
+    assert list(merged.streams) == ["a", "b"]
     assert (merged.inference_calls, merged.inference_windows) == (5, 5)
     assert merged.interrupted

@@ -15,11 +15,12 @@ import pytest
 
 from ecg_stream import wire
 from ecg_stream.classify.classifier import OnnxBeatClassifier, default_model_path
-from ecg_stream.classify.pipeline import BeatPipeline
 from ecg_stream.config import Backoff, ChainConfig, MqttConfig
-from ecg_stream.detector.chain import BeatExtractor
 from ecg_stream.live.analysis import detect_record
-from ecg_stream.live.replay import LiveReplay, PipelineLike, ReplaySummary, StreamSpec
+from ecg_stream.live.replay import RecordReplay
+from ecg_stream.live.replay_command import replay_sinks
+from ecg_stream.live.session import RunSummary
+from ecg_stream.live.sources import StreamSpec
 from ecg_stream.mqtt.broker import EmbeddedBroker, broker_for
 from ecg_stream.mqtt.publisher import BeatPublisher
 from ecg_stream.mqtt.subscriber import WireSubscriber
@@ -102,7 +103,7 @@ async def replay_through_outage(
     *,
     speed: float,
     kill_after_beats: int,
-) -> tuple[ReplaySummary, Received, WireSubscriber]:
+) -> tuple[RunSummary, Received, WireSubscriber]:
     """Replay ``record`` while a persistent subscriber listens; kill and restart the broker."""
     config = replace(broker.config, topic_prefix=f"test-outage-{math.isinf(speed)}")
     stream = "100"
@@ -119,11 +120,10 @@ async def replay_through_outage(
     await received.subscribed.wait()
     await asyncio.sleep(1.5)  # the subscription is on disk (autosave_interval 1) before the crash
 
-    def make_pipeline() -> PipelineLike:
-        return BeatPipeline(BeatExtractor(ChainConfig()), classifier)
-
-    live = LiveReplay(
-        [StreamSpec(stream, record)], make_pipeline, classifier.name, config, speed=speed
+    summary = RunSummary()
+    sinks = replay_sinks(config, summary, speed=speed, samples_s=None, say=None)
+    live = RecordReplay(
+        [StreamSpec(stream, record)], classifier, sinks, speed=speed, summary=summary
     )
     replay = asyncio.create_task(live.run())
     await received.reached.wait()
@@ -158,7 +158,7 @@ def test_no_beat_lost_when_the_broker_is_killed_and_restarted(
     got = [(b.chain_sample, b.label) for b in received.beats]
     assert len(expected) > 100
     assert got == expected  # every beat exactly once, in order, with analyze's label
-    report = summary.streams[0]
+    report = summary.streams["100"]
     assert report.publisher.reconnects >= 1  # the crash happened while the stream ran
     assert subscriber.reconnects >= 1
     assert summary.beats_lost == 0

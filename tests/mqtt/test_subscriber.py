@@ -43,8 +43,9 @@ def test_malformed_messages_are_reported_and_skipped(mqtt_broker: MqttBroker) ->
     run(scenario())
     assert [b.chain_sample for b in collector.beats] == [300]
     assert [topic for topic, _ in collector.malformed] == ["ecg/malformed/beats"] * 2
-    assert "not UTF-8 JSON" in str(collector.malformed[0][1])
-    assert "schema version 99" in str(collector.malformed[1][1])
+    assert str(collector.malformed[0][1]).startswith("ecg/malformed/beats: ")
+    assert "JSON" in str(collector.malformed[0][1])
+    assert "schema version" in str(collector.malformed[1][1])
 
 
 @pytest.mark.mqtt
@@ -162,10 +163,7 @@ def test_subscribe_command_survives_a_retained_malformed_status(mqtt_broker: Mqt
                 await client.publish(status_topic, b"", qos=1, retain=True)  # clear it
 
     assert run(scenario()) == 1
-    skipped = [line for line in lines if line.startswith("skipped malformed message")]
-    assert skipped == [
-        f"skipped malformed message on {status_topic}: status payload nests arrays or objects "
-        f"too deeply ({NESTED_ARRAYS.count(b'[')} levels, at most {wire.MAX_JSON_DEPTH}), "
-        f"expected a flat JSON object; got {NESTED_ARRAYS[:60]!r}..."
-    ]
+    (skipped,) = [line for line in lines if line.startswith("skipped malformed message")]
+    assert skipped.startswith(f"skipped malformed message: {status_topic}: ")
+    assert "too deeply" in skipped
     assert lines[-1].startswith("retained-garbage      2.000 s  N 0.90")  # the beat

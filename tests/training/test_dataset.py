@@ -20,6 +20,7 @@ from ecg_stream.training.dataset import (
     subsample,
 )
 from ecg_stream.types import BeatClass
+from tests.helpers import record_stretch
 
 CONFIG = ChainConfig()
 
@@ -98,14 +99,18 @@ def test_cache_directory_follows_the_environment(
 
 
 def test_concurrent_builds_of_one_dataset_do_not_collide(data_dir: Path, tmp_path: Path) -> None:
+    # 3 minutes of record 100: each build takes a good tenth of a second, so both overlap
+    stem = str(record_stretch(data_dir / "100", tmp_path, "stretch", 3 * 60 * 360))
+    cache = tmp_path / "cache"
     with ThreadPoolExecutor(max_workers=2) as pool:
         builds = [
-            pool.submit(build_dataset, ["100"], CONFIG, data_dir=data_dir, cache_dir=tmp_path)
+            pool.submit(build_dataset, [stem], CONFIG, data_dir=data_dir, cache_dir=cache)
             for _ in range(2)
         ]
         first, second = (build.result() for build in builds)
     np.testing.assert_array_equal(first.labels, second.labels)
-    assert [path.name for path in tmp_path.iterdir()] == [f"beats-{first.cache_key}.npz"]
+    assert len(first) > 200
+    assert [path.name for path in cache.iterdir()] == [f"beats-{first.cache_key}.npz"]
 
 
 def labelled_beats() -> BeatDataset:

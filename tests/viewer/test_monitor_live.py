@@ -8,7 +8,6 @@ import math
 import statistics
 import threading
 from collections import Counter
-from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -16,13 +15,14 @@ import pytest
 from PySide6 import QtGui
 from pytestqt.qtbot import QtBot
 
-from ecg_stream.classify.classifier import OnnxBeatClassifier, default_model_path
-from ecg_stream.classify.pipeline import BeatPipeline
+from ecg_stream.classify.classifier import OnnxBeatClassifier
 from ecg_stream.config import CHAIN_FS_HZ, ChainConfig, MqttConfig
 from ecg_stream.detector.chain import BeatExtractor
 from ecg_stream.errors import DataNotFoundError
-from ecg_stream.live.replay import LiveReplay, ReplaySummary, StreamSpec
-from ecg_stream.live.sources import ReplaySource
+from ecg_stream.live.replay import RecordReplay
+from ecg_stream.live.replay_command import replay_sinks
+from ecg_stream.live.session import RunSummary
+from ecg_stream.live.sources import ReplaySource, StreamSpec
 from ecg_stream.records import Record, load_record
 from ecg_stream.types import BeatClass
 from ecg_stream.viewer.monitor import CLASS_COLOURS, MonitorWindow, run_monitor
@@ -35,36 +35,33 @@ pytestmark = [pytest.mark.gui, pytest.mark.mqtt]
 WAIT_MS = 60_000
 
 
-@pytest.fixture(scope="module")
-def classifier() -> Iterator[OnnxBeatClassifier]:
-    """The shipped model, shared by the replay's pipeline and the offline reference."""
-    with OnnxBeatClassifier(default_model_path(), ChainConfig()) as shipped:
-        yield shipped
-
-
-def pipeline_of(classifier: OnnxBeatClassifier) -> Callable[[], BeatPipeline]:
-    """What the ``replay`` command streams through: the real chain and the shipped model."""
-    return lambda: BeatPipeline(BeatExtractor(ChainConfig()), classifier)
-
-
 def first_seconds(data_dir: Path, seconds: float) -> Record:
     record = load_record("208", data_dir)
     return dataclasses.replace(record, samples=record.samples[: round(seconds * CHAIN_FS_HZ)])
 
 
+def record_replay(
+    record: Record,
+    stream: str,
+    config: MqttConfig,
+    classifier: OnnxBeatClassifier,
+    *,
+    speed: float,
+    summary: RunSummary,
+) -> RecordReplay:
+    """What the ``replay`` command runs: the chain, the shipped model, the MQTT sink."""
+    sinks = replay_sinks(config, summary, speed=speed, samples_s=None, say=None)
+    return RecordReplay(
+        [StreamSpec(stream, record)], classifier, sinks, speed=speed, summary=summary
+    )
+
+
 def replay_in_thread(
     record: Record, stream: str, config: MqttConfig, classifier: OnnxBeatClassifier
-) -> tuple[threading.Thread, ReplaySummary, list[BaseException]]:
-    """Start the real replay (pipeline -> publisher -> broker) in a thread of its own."""
-    summary, errors = ReplaySummary(), []
-    live = LiveReplay(
-        [StreamSpec(stream, record)],
-        pipeline_of(classifier),
-        classifier.name,  # as the replay command names it
-        config,
-        speed=math.inf,
-        summary=summary,
-    )
+) -> tuple[threading.Thread, RunSummary, list[BaseException]]:
+    """Start the real replay (chain -> classifier -> MQTT sink -> broker) in a thread of its own."""
+    summary, errors = RunSummary(), []
+    live = record_replay(record, stream, config, classifier, speed=math.inf, summary=summary)
 
     def run() -> None:
         try:
@@ -78,13 +75,14 @@ def replay_in_thread(
 
 
 def test_monitor_holds_what_the_live_pipeline_published(
-    qtbot: QtBot, mqtt_broker: MqttBroker, data_dir: Path, classifier: OnnxBeatClassifier
+    qtbot: QtBot, mqtt_broker: MqttBroker, data_dir: Path, shipped_classifier: OnnxBeatClassifier
 ) -> None:
-    record, stream = first_seconds(data_dir, 40.0), "live-208"
-    reference = pipeline_of(classifier)()  # the same chain offline, for the expected values
+    record, stream, classifier = first_seconds(data_dir, 40.0), "live-208", shipped_classifier
+    reference = BeatExtractor(ChainConfig())  # the same chain offline, for the expected values
     outputs = [reference.process(chunk) for chunk in ReplaySource(record.samples, 360.0).chunks()]
     filtered = np.concatenate([output.filtered.samples for output in outputs])
-    beats = [beat for output in outputs for beat in output.beats] + list(reference.flush().beats)
+    windows = [window for output in outputs for window in output.windows]
+    beats = classifier.classify([*windows, *reference.flush().windows])
 
     subscriber = Subscriber(mqtt_broker.config, stream=stream)
     window = MonitorWindow(subscriber)
@@ -120,7 +118,7 @@ def test_monitor_holds_what_the_live_pipeline_published(
     assert Counter({cls: n for cls, n in tracker.counts.items() if n}) == Counter(
         label for _, label in expected
     )
-    assert tracker.counts == summary.streams[0].beats
+    assert tracker.counts == summary.streams[stream].beats
     assert tracker.counts[BeatClass.V] > 0  # record 208 has many premature beats
     np.testing.assert_allclose(
         row.letters.data["x"], [index / 360.0 for index, _ in expected], rtol=0, atol=1e-9
@@ -147,23 +145,18 @@ def test_headless_monitor_runs_the_replay_beside_it_and_writes_a_screenshot(
     mqtt_broker: MqttBroker,
     data_dir: Path,
     tmp_path: Path,
-    classifier: OnnxBeatClassifier,
+    shipped_classifier: OnnxBeatClassifier,
 ) -> None:
     del qtbot  # for the QApplication it owns
-    stream, path, summary = "shot-208", tmp_path / "monitor.png", ReplaySummary()
-    live = LiveReplay(
-        [StreamSpec(stream, first_seconds(data_dir, 60.0))],
-        pipeline_of(classifier),
-        classifier.name,  # as the replay command names it
-        mqtt_broker.config,
-        speed=10.0,
-        summary=summary,
-    )
+    stream, path, summary = "shot-208", tmp_path / "monitor.png", RunSummary()
+    record = first_seconds(data_dir, 60.0)
+    config = mqtt_broker.config
+    live = record_replay(record, stream, config, shipped_classifier, speed=10.0, summary=summary)
     code = run_monitor(
         mqtt_broker.config, stream=stream, screenshot=path, duration_s=2.5, background=live.run
     )
     assert code == 0
-    report = summary.streams[0]
+    report = summary.streams[stream]
     assert 0 < report.signal_s < 60.0  # the replay ran, and stopped with the window
     pixels = image_pixels(QtGui.QImage(str(path)))
     assert np.unique(pixels.reshape(-1, 3), axis=0).shape[0] > 50  # not blank

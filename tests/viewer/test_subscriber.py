@@ -165,7 +165,7 @@ def test_deeply_nested_payload_is_counted_and_the_thread_keeps_running(
     assert (state.state, state.received, state.malformed) == (BrokerState.CONNECTED, 1, 1)
     assert "nests arrays or objects too deeply" in state.last_problem
     wrong_topic = beats_topic if not retained_status else status_topic
-    assert f"malformed message on {wrong_topic}:" in state.last_problem
+    assert f"malformed message: {wrong_topic}:" in state.last_problem
 
 
 @pytest.mark.mqtt
