@@ -24,11 +24,11 @@ from pathlib import Path
 
 from ecg_stream.bench.latency import mosquitto, start_subscriber
 from ecg_stream.classify.classifier import OnnxBeatClassifier, default_model_path
-from ecg_stream.classify.pipeline import BeatPipeline
 from ecg_stream.config import ChainConfig, MqttConfig
-from ecg_stream.detector.chain import BeatExtractor
-from ecg_stream.live.replay import LiveReplay, ReplaySummary, StreamSpec
-from ecg_stream.live.sources import parse_speed
+from ecg_stream.live.replay import RecordReplay
+from ecg_stream.live.replay_command import replay_sinks
+from ecg_stream.live.session import RunSummary
+from ecg_stream.live.sources import StreamSpec, parse_speed
 from ecg_stream.mqtt.broker import EmbeddedBroker
 from ecg_stream.records import load_record
 
@@ -40,7 +40,7 @@ def line(title: str, figures: dict[str, float], extra: str) -> str:
     return f"{title} (ms): {parts}  ({extra})"
 
 
-def print_summary(summary: ReplaySummary, wall_s: float, e2e: dict[str, float] | None) -> None:
+def print_summary(summary: RunSummary, wall_s: float, e2e: dict[str, float] | None) -> None:
     print(summary.format())
     signal_s = sum(report.signal_s for report in summary.streams)
     rate = signal_s / wall_s
@@ -69,16 +69,11 @@ async def replay(args: argparse.Namespace, mqtt: MqttConfig) -> None:
     if not args.no_subscriber:
         subscriber = await asyncio.to_thread(start_subscriber, mqtt, [s.stream_id for s in specs])
     model = args.model or default_model_path()
+    speed = parse_speed(args.speed)
     with OnnxBeatClassifier(model, config) as classifier:
-        summary = ReplaySummary()
-        live = LiveReplay(
-            specs,
-            lambda: BeatPipeline(BeatExtractor(config), classifier),
-            classifier.name,
-            mqtt,
-            speed=parse_speed(args.speed),
-            summary=summary,
-        )
+        summary = RunSummary()
+        sinks = replay_sinks(mqtt, summary, speed=speed, samples_s=None, say=None)
+        live = RecordReplay(specs, classifier, sinks, speed=speed, summary=summary)
         started = time.perf_counter()
         await live.run()
         wall_s = time.perf_counter() - started

@@ -26,7 +26,7 @@ from scipy import signal
 from ecg_stream.config import MqttConfig
 from ecg_stream.errors import BrokerError, ConfigError
 from ecg_stream.live.sources import ReplaySource
-from ecg_stream.mqtt.transport import make_client, unique_identifier
+from ecg_stream.mqtt.transport import MqttError, make_client, unique_identifier
 from ecg_stream.records import DataDirs, find_record, load_record
 from ecg_stream.types import FloatArray
 from ecg_stream.wire import (
@@ -213,8 +213,6 @@ async def publish_device(
     Raises:
         BrokerError: The broker cannot be reached.
     """
-    import aiomqtt
-
     report = report or DeviceReport(stream_id, device.name, device.fs_hz)
     topic = topic_for(mqtt.topic_prefix, stream_id, TopicKind.RAW)
     source = ReplaySource(
@@ -234,7 +232,7 @@ async def publish_device(
                 await client.publish(topic, encode(message), qos=TopicKind.RAW.qos)
                 report.messages += 1
                 report.samples += chunk.end_index - start
-    except aiomqtt.MqttError as error:
+    except MqttError as error:
         msg = (
             f"cannot publish to the MQTT broker at {mqtt.url} ({error}); start one (mosquitto) "
             "or pass --broker URL"

@@ -98,12 +98,9 @@ def pending(beat: StreamBeat) -> PendingBeat:
     Raises:
         ValueError: The beat has no label (a session that classifies nothing).
     """
-    if beat.labeled is None:
-        msg = f"beat at sample {beat.placed.sample_index} of {beat.stream} has no label"
-        raise ValueError(msg)
     placed = beat.placed
     return PendingBeat(
-        beat.labeled,
+        beat.label(),
         stream=beat.stream,
         record=beat.record,
         sample=placed.sample_index,

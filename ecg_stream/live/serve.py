@@ -40,8 +40,6 @@ from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import aiomqtt
-
 from ecg_stream.classify.batcher import ClassifierLike, InferenceBatcher
 from ecg_stream.config import Backoff, ChainConfig, MqttConfig
 from ecg_stream.errors import BrokerError, ConfigError, PayloadError
@@ -50,7 +48,14 @@ from ecg_stream.live.mqtt_sink import MqttSink, check_samples_s
 from ecg_stream.live.runner import first_error
 from ecg_stream.live.session import RunSummary, Sink, StreamSession
 from ecg_stream.live.sinks import BeatLines
-from ecg_stream.mqtt.transport import Reconnect, ReconnectingSession, payloads, subscribe
+from ecg_stream.mqtt.transport import (
+    Client,
+    MqttError,
+    Reconnect,
+    ReconnectingSession,
+    payloads,
+    subscribe,
+)
 from ecg_stream.wire import (
     IngestStatus,
     RawMessage,
@@ -271,7 +276,7 @@ class ServeWorker:
                     self._group = group
                     try:
                         await session.run(self._receive)
-                    except aiomqtt.MqttError as error:  # the first connection failed
+                    except MqttError as error:  # the first connection failed
                         msg = (
                             f"cannot connect to the MQTT broker at {self.mqtt.url} ({error}); "
                             "start one (mosquitto) or pass --broker URL"
@@ -283,7 +288,7 @@ class ServeWorker:
             self.summary.add_inference(self._batcher)
         return self.summary
 
-    async def _on_connect(self, client: aiomqtt.Client) -> None:
+    async def _on_connect(self, client: Client) -> None:
         await subscribe(client, [self.topic_filter])
         if not self._subscribed.is_set():
             self._subscribed.set()
@@ -303,7 +308,7 @@ class ServeWorker:
             retry.delay_s,
         )
 
-    async def _receive(self, client: aiomqtt.Client) -> None:
+    async def _receive(self, client: Client) -> None:
         async for topic, payload in payloads(client):
             self.dispatch(topic, payload, self.clock())
 
@@ -325,7 +330,7 @@ class ServeWorker:
             self.summary.malformed += 1
             if stream is not None:
                 stream.front.count_malformed()
-            logger.warning("skipped a malformed raw message on %s: %s", topic, error)
+            logger.warning("skipped a malformed raw message: %s", error)
             return
         if stream is None:
             stream = self._start(message)

@@ -67,6 +67,18 @@ class StreamBeat:
     r_wall_time: float
     arrival_s: float
 
+    def label(self) -> LabeledBeat:
+        """The beat's label.
+
+        Raises:
+            ValueError: The session classified nothing (a sink that needs labels was given
+                a detection-only session).
+        """
+        if self.labeled is None:
+            msg = f"beat at sample {self.placed.sample_index} of {self.stream} has no label"
+            raise ValueError(msg)
+        return self.labeled
+
 
 @dataclass(frozen=True, slots=True)
 class SessionOutput:
@@ -345,9 +357,8 @@ class StreamSession(Generic[In]):
         """
         if math.isnan(self.report.started_s):
             self.report.started_s = arrival_s
-        arrival_wall_s = self.wall_clock() - (self.clock() - arrival_s)
         started = time.perf_counter()
-        ingested = self.front.process(item, arrival_s, arrival_wall_s)
+        ingested = self.front.process(item, arrival_s, self._wall_time_of(arrival_s))
         self.report.chain_s += time.perf_counter() - started
         await self._deliver(ingested, arrival_s)
         await self._update_status()
@@ -392,7 +403,11 @@ class StreamSession(Generic[In]):
 
         What the session holds from an interrupted :meth:`process` goes first.
         """
-        self._drain(self.front.process(item, arrival_s, self.wall_clock()), arrival_s)
+        self._drain(self.front.process(item, arrival_s, self._wall_time_of(arrival_s)), arrival_s)
+
+    def _wall_time_of(self, clock_s: float) -> float:
+        """Unix time at a reading of the monotonic clock."""
+        return self.wall_clock() - (self.clock() - clock_s)
 
     def _drain(self, ingested: Ingested, arrival_s: float) -> None:
         windows = self._in_flight + ingested.windows

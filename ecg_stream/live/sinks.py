@@ -25,10 +25,7 @@ QUALITY_COLUMNS = ("sqi", "sqi_issue")
 
 def format_beat_line(beat: StreamBeat) -> str:
     """The live terminal line of a labeled beat: stream, time, label, confidence, heart rate."""
-    labeled = beat.labeled
-    if labeled is None:
-        msg = f"beat at sample {beat.placed.sample_index} of {beat.stream} has no label"
-        raise ValueError(msg)
+    labeled = beat.label()
     rr_ms = beat.placed.window.rr.rr_ms
     hr = f"{60_000.0 / rr_ms:5.1f}" if math.isfinite(rr_ms) and rr_ms > 0 else "  -- "
     return (
@@ -150,11 +147,9 @@ class CsvSink:
         row = [str(placed.sample_index), f"{placed.time_s:.4f}"]
         row.append("" if math.isnan(rr_ms) else f"{rr_ms:.1f}")
         if self.labels:
-            if beat.labeled is None:
-                msg = f"{beat.stream}: a CSV with labels needs a session that classifies"
-                raise ValueError(msg)
-            row += [beat.labeled.label.value, f"{beat.labeled.confidence:.4f}"]
-            row += [f"{p:.4f}" for p in beat.labeled.probabilities]
+            labeled = beat.label()
+            row += [labeled.label.value, f"{labeled.confidence:.4f}"]
+            row += [f"{p:.4f}" for p in labeled.probabilities]
         quality = placed.window.quality
         if quality is None:
             row += ["", ""]

@@ -22,7 +22,7 @@ import socket
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass, replace
-from typing import Any, TypeVar
+from typing import Any, TypeAlias, TypeVar
 
 import aiomqtt
 import tenacity
@@ -40,7 +40,12 @@ from ecg_stream.config import (
 
 T = TypeVar("T")
 
-ClientHook = Callable[[aiomqtt.Client], Awaitable[None]]
+Client: TypeAlias = aiomqtt.Client
+"""An MQTT client, as the rest of the package names it (only mqtt/ imports aiomqtt)."""
+MqttError: TypeAlias = aiomqtt.MqttError
+"""What a lost or refused connection raises."""
+
+ClientHook = Callable[[Client], Awaitable[None]]
 
 MQTT_LOGGER = logging.getLogger("ecg_stream.mqtt")
 """paho's logger. Its errors ("failed to receive on socket") repeat what the caller reports in

@@ -17,12 +17,11 @@ from dataclasses import dataclass
 from enum import Enum
 from types import TracebackType
 
-import aiomqtt
-
 from ecg_stream.config import Backoff, MqttConfig
 from ecg_stream.errors import ConfigError, PayloadError
 from ecg_stream.mqtt.subscriber import BeatDeduplicator
 from ecg_stream.mqtt.transport import (
+    Client,
     Reconnect,
     ReconnectingSession,
     payloads,
@@ -293,10 +292,10 @@ class Subscriber:
             self._set_state(BrokerState.FAILED, f"subscriber thread failed: {error!r}")
             raise
 
-    async def _subscribe(self, client: aiomqtt.Client) -> None:
+    async def _subscribe(self, client: Client) -> None:
         await subscribe(client, [self.topic_filter])
 
-    async def _listen(self, client: aiomqtt.Client) -> None:
+    async def _listen(self, client: Client) -> None:
         self._set_state(BrokerState.CONNECTED)
         async for topic, payload in payloads(client):
             self.handle(topic, payload)
