@@ -22,14 +22,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import getpass
 import math
 import random
 import re
-import shutil
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -39,6 +35,7 @@ from pathlib import Path
 from ecg_stream.classify.classifier import OnnxBeatClassifier, default_model_path
 from ecg_stream.config import ChainConfig, MqttConfig
 from ecg_stream.live.analysis import detect_record
+from ecg_stream.mqtt.mosquitto import Mosquitto
 from ecg_stream.mqtt.subscriber import WireSubscriber
 from ecg_stream.records import load_record
 from ecg_stream.types import BeatClass
@@ -49,53 +46,6 @@ RECORD = "100"
 PREFIX = "soak"
 UPTIME_S = (2.0, 8.0)
 OUTAGE_S = (0.5, 8.0)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-class Mosquitto:
-    """mosquitto with persistence on, on a fixed port: killed and restarted on it."""
-
-    def __init__(self, directory: Path, port: int) -> None:
-        self.port = port
-        self.conf = directory / "mosquitto.conf"
-        self.conf.write_text(
-            f"user {getpass.getuser()}\n"  # as root it would become `mosquitto`: no access here
-            f"listener {port} 127.0.0.1\nallow_anonymous true\n"
-            f"persistence true\npersistence_location {directory}/\nautosave_interval 1\n"
-            "max_queued_messages 0\nmax_inflight_messages 0\nset_tcp_nodelay true\n"
-            f"log_dest file {directory}/mosquitto.log\n"
-        )
-        self.executable = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        self.process = subprocess.Popen([self.executable, "-c", str(self.conf)])
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            with socket.socket() as probe:
-                if probe.connect_ex(("127.0.0.1", self.port)) == 0:
-                    return
-            time.sleep(0.02)
-        msg = f"mosquitto did not listen on port {self.port}"
-        raise RuntimeError(msg)
-
-    def kill(self) -> None:
-        if self.process is not None:
-            self.process.kill()
-            self.process.wait()
-            self.process = None
-
-    def stop(self) -> None:
-        if self.process is not None:
-            self.process.terminate()
-            self.process.wait()
-            self.process = None
 
 
 @dataclass
@@ -191,7 +141,7 @@ async def main(args: argparse.Namespace) -> int:
         expected = [(b.window.peak.index, b.label) for b in classifier.classify(windows)]
     soak = Soak(expected)
     with tempfile.TemporaryDirectory() as directory:
-        broker = Mosquitto(Path(directory), free_port())
+        broker = Mosquitto(Path(directory), persistent=True)
         broker.start()
         config = MqttConfig(host="127.0.0.1", port=broker.port, topic_prefix=PREFIX)
         subscriber = WireSubscriber(config, client_id="ecg-soak-subscriber")  # as `subscribe`

@@ -24,8 +24,6 @@ import asyncio
 import json
 import math
 import os
-import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -59,6 +57,7 @@ from ecg_stream.live.session import RunSummary
 from ecg_stream.live.sources import ReplaySource, StreamSpec
 from ecg_stream.live.workers import WorkerJob, merge_results, run_workers, split_streams
 from ecg_stream.mqtt.broker import EmbeddedBroker
+from ecg_stream.mqtt.mosquitto import Mosquitto
 from ecg_stream.mqtt.subscriber import WireSubscriber
 from ecg_stream.mqtt.transport import client_identifier, make_client
 from ecg_stream.records import DataDirs, Record, load_record
@@ -107,14 +106,6 @@ def percentiles_json(summary: Percentiles) -> dict[str, float]:
 # --- brokers ------------------------------------------------------------------------------------
 
 
-def free_port() -> int:
-    """A free TCP port on loopback."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 @contextmanager
 def mosquitto(topic_prefix: str = "ecg") -> Iterator[MqttConfig]:
     """A mosquitto of its own on a free loopback port, for as long as the context.
@@ -122,30 +113,8 @@ def mosquitto(topic_prefix: str = "ecg") -> Iterator[MqttConfig]:
     Raises:
         BrokerError: mosquitto is not installed, or does not start.
     """
-    executable = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
-    if not Path(executable).is_file():
-        msg = "mosquitto is not installed: `apt-get install mosquitto`, or pass --embedded"
-        raise BrokerError(msg)
-    port = free_port()
-    with tempfile.TemporaryDirectory() as directory:
-        conf = Path(directory) / "mosquitto.conf"
-        conf.write_text(
-            f"listener {port} 127.0.0.1\nallow_anonymous true\nmax_queued_messages 0\n"
-            "set_tcp_nodelay true\n"
-        )
-        with subprocess.Popen([executable, "-c", str(conf)], stderr=subprocess.DEVNULL) as process:
-            try:
-                for _ in range(250):
-                    with socket.socket() as probe:
-                        if probe.connect_ex(("127.0.0.1", port)) == 0:
-                            break
-                    time.sleep(0.02)
-                else:
-                    msg = f"mosquitto did not listen on 127.0.0.1:{port} within 5 s"
-                    raise BrokerError(msg)
-                yield MqttConfig(host="127.0.0.1", port=port, topic_prefix=topic_prefix)
-            finally:
-                process.terminate()
+    with tempfile.TemporaryDirectory() as directory, Mosquitto(Path(directory)) as broker:
+        yield replace(broker.config, topic_prefix=topic_prefix)
 
 
 @asynccontextmanager

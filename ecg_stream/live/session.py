@@ -224,7 +224,7 @@ class RunSummary:
         else:
             lines = ["interrupted: summary so far" if self.interrupted else "summary"]
         for report in self.streams.values():
-            lines += _report_lines(report)
+            lines += _report_lines(report, replayed=not math.isnan(self.speed))
         compute, pacing = self.compute().summary(), self.pacing().summary()
         lines.append(f"  compute latency (chunk arrival -> publish): {compute}")
         if math.isinf(self.speed):
@@ -248,7 +248,7 @@ class RunSummary:
         return "\n".join(lines)
 
 
-def _report_lines(report: StreamReport) -> list[str]:
+def _report_lines(report: StreamReport, *, replayed: bool) -> list[str]:
     counts = "  ".join(f"{cls.value} {report.beats[cls]}" for cls in BEAT_CLASSES)
     publisher = report.publisher
     compute = publisher.compute.summary()
@@ -256,7 +256,8 @@ def _report_lines(report: StreamReport) -> list[str]:
         f"compute latency mean {compute.mean_ms:.2f} ms, max {compute.max_ms:.2f} ms",
         f"dropped {publisher.dropped_total} (beats {publisher.beats_dropped}, samples "
         f"{publisher.samples_dropped})",
-        f"{report.signal_s:.1f} s of signal at {report.speed_factor:.0f}x real time",
+        f"{report.signal_s:.1f} s of signal"
+        + (f" at {report.speed_factor:.0f}x real time" if replayed else ""),
     ]
     if report.sessions > 1:
         details.append(f"{report.sessions} sessions")

@@ -43,7 +43,6 @@ from tests.helpers import (
 pytestmark = pytest.mark.mqtt
 
 FS_HZ = 360
-SLICE_S = 90.0  # of record 100: about 110 beats
 OUTAGE_S = 1.5
 LATE = Backoff(initial_s=6.0, max_s=6.0)
 """The subscriber comes back 3-6 s after the crash, after the publisher (0.5 s backoff, once the
@@ -136,18 +135,22 @@ async def replay_through_outage(
 
 
 @pytest.mark.mosquitto_only("amqtt keeps no session across a restart (no persistence)")
-# At --speed max the whole slice is labeled within a second: the broker dies as soon as the
-# stream is online, so the crash surely falls inside the replay; at --speed 20 (4.5 s) after 25
-# beats (about 1 s in), with beats in flight and some 85 beats still to come.
-@pytest.mark.parametrize(("speed", "kill_after_beats"), [(math.inf, 0), (20.0, 25)])
+# At --speed max the whole slice (2.5 min, about 190 beats) is labeled within a second: the
+# broker dies as soon as the stream is online, so the crash surely falls inside the replay; at
+# --speed 20 (90 s, about 110 beats, in 4.5 s) after 25 beats, with beats in flight and some 85
+# still to come.
+@pytest.mark.parametrize(
+    ("speed", "slice_s", "kill_after_beats"), [(math.inf, 150.0, 0), (20.0, 90.0, 25)]
+)
 def test_no_beat_lost_when_the_broker_is_killed_and_restarted(
     persistent_broker: MqttBroker,
     record_100: Record,
     classifier: OnnxBeatClassifier,
     speed: float,
+    slice_s: float,
     kill_after_beats: int,
 ) -> None:
-    record = replace(record_100, samples=record_100.samples[: round(SLICE_S * FS_HZ)])
+    record = replace(record_100, samples=record_100.samples[: round(slice_s * FS_HZ)])
     expected = analyzed(record, classifier)
     summary, received, subscriber = run(
         replay_through_outage(
