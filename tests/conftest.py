@@ -18,16 +18,9 @@ import pytest
 
 from ecg_stream.classify.classifier import OnnxBeatClassifier, default_model_path
 from ecg_stream.config import ChainConfig
+from ecg_stream.mqtt.mosquitto import free_port, mosquitto_executable
 from ecg_stream.records import DATA_ENV, MITDB_RECORDS, Record, find_record, load_record
-from tests.helpers import (
-    BROKER_ENV,
-    BrokerKind,
-    MqttBroker,
-    free_port,
-    mosquitto_executable,
-    record_stretch,
-    selected_broker_kind,
-)
+from tests.helpers import BROKER_ENV, BrokerKind, MqttBroker, record_stretch, selected_broker_kind
 
 pytest_plugins = ["tests.models"]  # the tiny ONNX model and dataset-cache fixtures
 

@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import getpass
 import math
 import os
-import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -22,7 +19,8 @@ import pytest
 import wfdb
 
 from ecg_stream.config import MqttConfig
-from ecg_stream.errors import PayloadError
+from ecg_stream.errors import BrokerError, PayloadError
+from ecg_stream.mqtt.mosquitto import Mosquitto, mosquitto_executable, port_open
 from ecg_stream.mqtt.publisher import PendingBeat
 from ecg_stream.mqtt.subscriber import WireSubscriber
 from ecg_stream.types import (
@@ -46,25 +44,11 @@ from ecg_stream.wire import (
 T = TypeVar("T")
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def port_open(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.settimeout(0.2)
-        return sock.connect_ex(("127.0.0.1", port)) == 0
-
-
 BROKER_ENV = "ECG_STREAM_TEST_BROKER"
 """Which broker the MQTT tests run: ``mosquitto``, ``embedded`` (amqtt), or unset: mosquitto
 when installed, else embedded."""
 
 BROKER_START_TIMEOUT_S = 20.0
-MOSQUITTO_FALLBACK_PATH = Path("/usr/sbin/mosquitto")  # Debian installs it outside a user's PATH
 
 
 class BrokerKind(Enum):
@@ -72,14 +56,6 @@ class BrokerKind(Enum):
 
     MOSQUITTO = "mosquitto"
     EMBEDDED = "embedded"  # ecg_stream.mqtt.broker (amqtt), as ``ecg-stream broker`` runs it
-
-
-def mosquitto_executable() -> str | None:
-    """mosquitto on PATH, or in /usr/sbin; None when it is not installed."""
-    found = shutil.which("mosquitto")
-    if found is None and MOSQUITTO_FALLBACK_PATH.is_file():
-        found = str(MOSQUITTO_FALLBACK_PATH)
-    return found
 
 
 def selected_broker_kind() -> BrokerKind:
@@ -100,91 +76,72 @@ def selected_broker_kind() -> BrokerKind:
 
 
 class MqttBroker:
-    """A broker process on a loopback port: mosquitto, or the embedded one (amqtt).
+    """A broker on a loopback port: mosquitto, or the embedded one (amqtt) as ``ecg-stream
+    broker`` runs it.
 
     Args:
         directory: Where the configuration and log files go.
         port: TCP port on 127.0.0.1.
         kind: Which broker to run.
         persistent: mosquitto keeps sessions and queued messages on disk (in ``directory``),
-            saved every second, as README (Brokers, no-loss deployment) asks.
+            saved every second, as a no-loss deployment runs it (docs/operations.md).
     """
 
     def __init__(
         self, directory: Path, port: int, kind: BrokerKind, *, persistent: bool = False
     ) -> None:
         self.port, self.kind = port, kind
-        self.config_path = directory / f"{kind.value}-{port}.conf"
         self.log_path = directory / f"{kind.value}-{port}.log"
-        # max_queued_messages 0: a subscriber that lags behind a replay at --speed max must not
-        # lose QoS 1 messages to mosquitto's default per-client queue limit (1000); amqtt's
-        # queues are unbounded.
-        persistence = (
-            f"persistence true\npersistence_location {directory}/\nautosave_interval 1\n"
-            "max_inflight_messages 0\n"
-            if persistent
-            else "persistence false\n"
-        )
-        self.config_path.write_text(
-            # started as root, mosquitto becomes user `mosquitto`, who cannot write in a
-            # private temporary directory: stay who we are (ignored when not root)
-            f"user {getpass.getuser()}\n"
-            f"listener {port} 127.0.0.1\n"
-            "allow_anonymous true\n"
-            f"{persistence}"
-            "max_queued_messages 0\n"
-            f"log_dest file {self.log_path}\n"
-        )
-        self.process: subprocess.Popen[bytes] | None = None
+        self._mosquitto: Mosquitto | None = None
+        if kind is BrokerKind.MOSQUITTO:
+            try:
+                self._mosquitto = Mosquitto(directory, port, persistent=persistent)
+            except BrokerError as error:
+                pytest.fail(f"{error}, or unset ${BROKER_ENV} to test against the embedded broker")
+            self.log_path = self._mosquitto.log_path
+        self.process: subprocess.Popen[bytes] | None = None  # the embedded broker
 
     @property
     def config(self) -> MqttConfig:
         return MqttConfig(host="127.0.0.1", port=self.port, topic_prefix="ecg")
 
-    def _command(self) -> list[str]:
-        if self.kind is BrokerKind.EMBEDDED:
-            port = str(self.port)
-            return [sys.executable, "-m", "ecg_stream.cli", "broker", "--port", port]
-        executable = mosquitto_executable()
-        if executable is None:
-            pytest.fail(
-                f"mosquitto is not installed: `apt-get install mosquitto`, or unset ${BROKER_ENV} "
-                "to test against the embedded broker"
-            )
-        return [executable, "-c", str(self.config_path)]
-
     def start(self) -> None:
-        with self.log_path.open("ab") as log:  # mosquitto logs by its configuration
-            output = log if self.kind is BrokerKind.EMBEDDED else subprocess.DEVNULL
-            self.process = subprocess.Popen(self._command(), stdout=output, stderr=output)
+        if self._mosquitto is not None:
+            try:
+                self._mosquitto.start()
+            except BrokerError as error:
+                pytest.fail(str(error))
+            return
+        command = [sys.executable, "-m", "ecg_stream.cli", "broker", "--port", str(self.port)]
+        with self.log_path.open("ab") as log:
+            self.process = subprocess.Popen(command, stdout=log, stderr=log)
         deadline = time.monotonic() + BROKER_START_TIMEOUT_S
         while not port_open(self.port):
             if self.process.poll() is not None or time.monotonic() > deadline:
                 self.stop()
-                log_text = self.log_path.read_text() if self.log_path.exists() else ""
-                pytest.fail(
-                    f"{self.kind.value} did not start on port {self.port}: {log_text[-2000:]}"
-                )
+                pytest.fail(f"the embedded broker did not start: {self.log_path.read_text()}")
             time.sleep(0.02)
 
     def kill(self) -> None:
         """SIGKILL: a crash, nothing saved since the last autosave, no goodbye to clients."""
-        if self.process is None:
-            return
-        self.process.kill()
-        self.process.wait()
-        self.process = None
-
-    def stop(self) -> None:
-        if self.process is None:
-            return
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
+        if self._mosquitto is not None:
+            self._mosquitto.kill()
+        elif self.process is not None:
             self.process.kill()
             self.process.wait()
-        self.process = None
+            self.process = None
+
+    def stop(self) -> None:
+        if self._mosquitto is not None:
+            self._mosquitto.stop()
+        elif self.process is not None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+            self.process = None
 
 
 def record_stretch(stem: Path, directory: Path, name: str, samples: int) -> Path:

@@ -15,7 +15,8 @@ import pytest
 from ecg_stream.cli import main
 from ecg_stream.config import MqttConfig
 from ecg_stream.mqtt.broker import probe_broker
-from tests.helpers import MqttBroker, free_port, run
+from ecg_stream.mqtt.mosquitto import free_port
+from tests.helpers import MqttBroker, run
 
 ROOT = Path(__file__).parents[2]
 

@@ -10,17 +10,10 @@ import pytest
 from ecg_stream.config import MqttConfig
 from ecg_stream.errors import BrokerError
 from ecg_stream.mqtt.broker import BrokerState, EmbeddedBroker, broker_for, probe_broker
+from ecg_stream.mqtt.mosquitto import free_port
 from ecg_stream.mqtt.publisher import BeatPublisher
 from ecg_stream.wire import StreamState
-from tests.helpers import (
-    Collector,
-    MqttBroker,
-    beat_message,
-    collect_until,
-    free_port,
-    run,
-    status_of,
-)
+from tests.helpers import Collector, MqttBroker, beat_message, collect_until, run, status_of
 
 
 @pytest.mark.mqtt

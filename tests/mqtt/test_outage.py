@@ -22,6 +22,7 @@ from ecg_stream.live.replay_command import replay_sinks
 from ecg_stream.live.session import RunSummary
 from ecg_stream.live.sources import StreamSpec
 from ecg_stream.mqtt.broker import EmbeddedBroker, broker_for
+from ecg_stream.mqtt.mosquitto import free_port
 from ecg_stream.mqtt.publisher import BeatPublisher
 from ecg_stream.mqtt.subscriber import WireSubscriber
 from ecg_stream.records import Record
@@ -33,7 +34,6 @@ from tests.helpers import (
     MqttBroker,
     beat_message,
     collect_until,
-    free_port,
     run,
     samples_message,
     stamped,

@@ -16,6 +16,7 @@ import pytest
 from ecg_stream import wire
 from ecg_stream.config import Backoff, MqttConfig
 from ecg_stream.errors import BrokerError, ConfigError
+from ecg_stream.mqtt.mosquitto import free_port
 from ecg_stream.mqtt.publisher import BeatPublisher, PublisherState
 from ecg_stream.wire import StreamState, TopicKind
 from tests.helpers import (
@@ -23,7 +24,6 @@ from tests.helpers import (
     MqttBroker,
     beat_message,
     collect_until,
-    free_port,
     run,
     samples_message,
     status_of,

@@ -34,8 +34,9 @@ from ecg_stream.config import (
 )
 from ecg_stream.errors import ConfigError
 from ecg_stream.mqtt.broker import EmbeddedBroker, is_loopback
+from ecg_stream.mqtt.mosquitto import free_port, mosquitto_executable, port_open
 from ecg_stream.mqtt.transport import ConnectRefusedError, connect, make_client
-from tests.helpers import free_port, mosquitto_executable, port_open, run
+from tests.helpers import run
 
 ROOT = Path(__file__).parents[2]
 PASSWORD = "Tr0ub4dor-3-horse-staple"  # must never appear in any output
