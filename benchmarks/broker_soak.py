@@ -1,6 +1,6 @@
 """Broker soak: mosquitto killed (SIGKILL) and restarted again and again during replays.
 
-Starts a mosquitto of its own (persistence on, the README's no-loss settings) on a free
+Starts a mosquitto of its own (persistence on, the no-loss settings of docs/operations.md) on a free
 loopback port, a persistent subscriber in this process (``WireSubscriber.follow``, as
 ``ecg-stream subscribe`` runs it) and, one after the other, ``ecg-stream replay 100`` processes
 (alternately ``--speed 10`` and ``--speed max``, each its own stream id). Meanwhile it kills the

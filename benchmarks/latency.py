@@ -1,6 +1,6 @@
 """Latency benchmark: per-stage and end-to-end latency, Keras vs ONNX, throughput, scale.
 
-The same code as ``ecg-stream bench`` (``ecg_stream/stream/bench.py``); the same arguments:
+The same code as ``ecg-stream bench`` (``ecg_stream/bench/latency.py``); the same arguments:
 
     python benchmarks/latency.py 100 --quick --json out/bench.json --plot-dir out/bench
     python benchmarks/latency.py 100                       # the whole record, 300 rounds

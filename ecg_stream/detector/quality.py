@@ -16,7 +16,7 @@ Two kinds of trouble are told apart:
   unusable (``noise``).
 
 Every threshold was chosen on training-pool records only (DS1, with and without NSTDB noise;
-see the README), never on DS2.
+see docs/evaluation.md), never on DS2.
 
 References:
     Li Q, Mark RG, Clifford GD. Robust heart rate estimation from multiple asynchronous noisy

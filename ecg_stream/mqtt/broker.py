@@ -75,7 +75,7 @@ def check_password_file(path: Path) -> int:
         if not user or not password_hash.startswith(_HASH_PREFIXES):
             msg = (
                 f"--password-file {path}, line {number}: expected USER:HASH with an Argon2 or "
-                "bcrypt hash (README, Security, shows how to make one)"
+                "bcrypt hash (docs/operations.md, Security, shows how to make one)"
             )
             raise ConfigError(msg)
         users += 1
@@ -120,7 +120,7 @@ class EmbeddedBroker:
                 f"refusing to listen on {host}: without a password file the embedded broker "
                 "lets anyone connect, so it listens on loopback only (127.0.0.1, ::1, "
                 "localhost); to serve other machines pass --password-file FILE, or run "
-                "mosquitto with TLS and passwords (README, Security)"
+                "mosquitto with TLS and passwords (docs/operations.md, Security)"
             )
             raise ConfigError(msg)
         if password_file is not None:
@@ -302,6 +302,6 @@ async def run_broker(
         if not is_loopback(host):
             say(
                 "no TLS: user names, passwords and ECGs cross the network in clear text; keep "
-                "it to a trusted network, or run mosquitto with TLS (README, Security)"
+                "it to a trusted network, or run mosquitto with TLS (docs/operations.md, Security)"
             )
         await asyncio.Event().wait()

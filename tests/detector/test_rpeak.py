@@ -15,7 +15,8 @@ from ecg_stream.evaluation.detection import evaluate_detections
 from ecg_stream.live.analysis import RecordAnalysis, detect_record
 from ecg_stream.records import load_record
 
-# Floors a little under what the detector measures (README), whole record, 150 ms matching.
+# Floors a little under what the detector measures (docs/evaluation.md), whole record, 150 ms
+# matching.
 FLOORS = {"100": (1.0, 1.0), "105": (0.995, 0.975), "119": (0.999, 0.999), "208": (0.995, 0.995)}
 
 Detected = Callable[[str], RecordAnalysis]

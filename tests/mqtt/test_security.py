@@ -1,7 +1,7 @@
 """No open doors (issue 13): TLS and passwords against a real mosquitto, the embedded broker's
 bind rule, and credentials that never show.
 
-The mosquitto here is configured as the README's Security section says: a TLS listener with a
+The mosquitto here is configured as docs/operations.md (Security) says: a TLS listener with a
 certificate signed by a CA made in the test (openssl), a password file (mosquitto_passwd) and an
 ACL confining the user to its topic prefix.
 """
@@ -51,7 +51,7 @@ topic read {PREFIX}/#
 
 pattern write {PREFIX}/%u/#
 """
-"""The README's ACL example: each user may only publish and read under its site's prefix."""
+"""The ACL example of docs/operations.md: each user may publish and read under its own prefix."""
 
 
 def openssl(*args: str, cwd: Path) -> None:
