@@ -886,9 +886,10 @@ def _decode(where: str, payload: bytes | bytearray | str, schema: type[_Message]
         raise PayloadError(msg) from error
     version = obj.get("v") if isinstance(obj, dict) else SCHEMA_VERSION  # else msgspec says
     if type(version) is not int or version != SCHEMA_VERSION:  # msgspec takes a missing tag
+        got = "missing" if version is None else f"version {_short(repr(version))}"
         msg = (
-            f"{where}: schema version 'v' is missing or not {SCHEMA_VERSION}, the version this "
-            "ecg-stream reads; upgrade the older side (publisher or subscriber)"
+            f"{where}: schema version 'v' is {got}, this ecg-stream reads version "
+            f"{SCHEMA_VERSION}; upgrade the older side (publisher or subscriber)"
         )
         raise PayloadError(msg)
     try:

@@ -84,7 +84,7 @@ class MqttBroker:
         port: TCP port on 127.0.0.1.
         kind: Which broker to run.
         persistent: mosquitto keeps sessions and queued messages on disk (in ``directory``),
-            saved every second, as a no-loss deployment runs it (docs/operations.md).
+            with a 1 s autosave, as a no-loss deployment runs it (docs/operations.md).
     """
 
     def __init__(
@@ -92,6 +92,7 @@ class MqttBroker:
     ) -> None:
         self.port, self.kind = port, kind
         self.log_path = directory / f"{kind.value}-{port}.log"
+        self.database_path = directory / "mosquitto.db"  # mosquitto's persistence file
         self._mosquitto: Mosquitto | None = None
         if kind is BrokerKind.MOSQUITTO:
             try:

@@ -46,7 +46,7 @@ folder or module under ``ecg_stream``; "L0" is config, errors, types, documents 
 "package" is ``ecg_stream/__init__.py``."""
 
 THIRD_PARTY_HOMES: Mapping[str, frozenset[str]] = {
-    "aiomqtt": frozenset({"mqtt", "live"}),  # live/serve.py and live/device.py, until they stop
+    "aiomqtt": frozenset({"mqtt"}),
     "amqtt": frozenset({"mqtt"}),
     "paho": frozenset({"mqtt"}),  # aiomqtt's own client library
     "PySide6": frozenset({"viewer"}),
@@ -66,13 +66,12 @@ RUNTIME_ONLY_REFUSED = LAZY_ONLY | {"PySide6", "pyqtgraph"}
 """What the "train" and "viewer" extras bring: a runtime-only install lacks them."""
 STREAMING_REPORTS = frozenset(
     {
-        "ecg_stream.classify.pipeline",
         "ecg_stream.evaluation.detection",
         "ecg_stream.evaluation.classification",
         "ecg_stream.evaluation.stress",
     }
 )
-"""The live path in one object and the reports that stream records through it."""
+"""The reports of evaluation/ that stream records through the live session."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,23 +122,23 @@ def is_type_checking(test: ast.expr) -> bool:
 
 
 def walk_imports(node: ast.AST, *, lazy: bool, type_only: bool) -> Iterator[Import]:
-    for child in ast.iter_child_nodes(node):
-        if isinstance(child, ast.Import):
-            for alias in child.names:
-                yield Import(alias.name, child.lineno, lazy, type_only)
-        elif isinstance(child, ast.ImportFrom):
-            base = "." * child.level + (child.module or "")  # relative: named as written
-            for alias in child.names:
-                submodule = f"{base}.{alias.name}"
-                named = submodule if submodule in SOURCES else base
-                yield Import(named, child.lineno, lazy, type_only)
-        elif isinstance(child, ast.If) and is_type_checking(child.test):
-            for statement in child.body:
-                yield from walk_imports(statement, lazy=lazy, type_only=True)
-            for statement in child.orelse:
-                yield from walk_imports(statement, lazy=lazy, type_only=type_only)
-        else:
-            inside = isinstance(child, ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda)
+    if isinstance(node, ast.Import):
+        for alias in node.names:
+            yield Import(alias.name, node.lineno, lazy, type_only)
+    elif isinstance(node, ast.ImportFrom):
+        base = "." * node.level + (node.module or "")  # relative: named as written
+        for alias in node.names:
+            submodule = f"{base}.{alias.name}"
+            named = submodule if submodule in SOURCES else base
+            yield Import(named, node.lineno, lazy, type_only)
+    elif isinstance(node, ast.If) and is_type_checking(node.test):
+        for statement in node.body:
+            yield from walk_imports(statement, lazy=lazy, type_only=True)
+        for statement in node.orelse:
+            yield from walk_imports(statement, lazy=lazy, type_only=type_only)
+    else:
+        inside = isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda)
+        for child in ast.iter_child_nodes(node):
             yield from walk_imports(child, lazy=lazy or inside, type_only=type_only)
 
 
@@ -283,14 +282,17 @@ CORE_AT_IMPORT = sorted(
     for module in SOURCES
     if layer_of(module) in {"L0", "package", *CORE, "evaluation", "training"}
 )
+ASYNC = "ecg_stream.classify.batcher"
+"""The one core module that is asynchronous: it batches the streams of one event-loop turn."""
 
 
 @pytest.mark.parametrize("module", CORE_AT_IMPORT)
 def test_importing_the_core_or_offline_code_loads_no_edge(module: str) -> None:
     """The core, the reports and the training code load no MQTT, Qt, TensorFlow or plotting
-    until a function needs them; nothing but the cross-stream batcher loads asyncio."""
+    until a function needs them; the core below the batcher loads no asyncio either."""
     own, third_party = loaded_on_import(module)
-    edges = EDGES if "ecg_stream.classify.batcher" in own else EDGES | {"asyncio"}
+    below_the_batcher = layer_of(module) in {"L0", "package", *CORE} and ASYNC not in own
+    edges = EDGES | {"asyncio"} if below_the_batcher else EDGES
     assert third_party.isdisjoint(edges), sorted(third_party & edges)
 
 
@@ -299,17 +301,22 @@ def test_the_matching_protocol_imports_only_the_l0_modules() -> None:
     assert {layer_of(name) for name in imported} <= {"L0"}, sorted(imported)
 
 
+def streams_records(module: str) -> bool:
+    return layer_of(module) == "live" or module in STREAMING_REPORTS
+
+
 @pytest.mark.parametrize("module", sorted(m for m in SOURCES if layer_of(m) == "training"))
-def test_training_imports_no_pipeline_nor_streaming_report(module: str) -> None:
-    """Training sits under the live pipeline and the streaming reports of evaluation/."""
-    imported = {i.module for i in own_imports(module)}
-    assert imported.isdisjoint(STREAMING_REPORTS), sorted(imported & STREAMING_REPORTS)
+def test_training_imports_no_live_session_nor_streaming_report(module: str) -> None:
+    """Training sits under the live session (live/) and the streaming reports of evaluation/:
+    its windows come from the chain itself (detector/), as the session's do."""
+    upward = [str(i) for i in own_imports(module) if streams_records(i.module)]
+    assert upward == [], f"{module} imports {upward}"
 
 
 @pytest.mark.parametrize("module", ["ecg_stream.training.run", "ecg_stream.training.card"])
-def test_run_documents_and_card_load_without_the_pipeline(module: str) -> None:
+def test_run_documents_and_card_load_without_the_live_session(module: str) -> None:
     own, _ = loaded_on_import(module)
-    assert "ecg_stream.classify.pipeline" not in own
+    assert not any(streams_records(name) for name in own), sorted(filter(streams_records, own))
 
 
 RUNTIME_ONLY = """

@@ -1,7 +1,7 @@
 """A mosquitto process of our own on a loopback port: for ``bench``, the benchmarks and the tests.
 
 One launcher: it writes the configuration (a listener on 127.0.0.1, anonymous, no per-client
-queue limit, optionally persistence saved every second, as a no-loss deployment runs it), starts
+queue limit, optionally persistence with a 1 s autosave, as a no-loss deployment runs it), starts
 the broker, waits until it listens, and stops it, kills it (a crash) or starts it again on the
 same port.
 """
@@ -56,7 +56,8 @@ class Mosquitto:
     Args:
         directory: Where the configuration, the log and the persistence file go.
         port: TCP port (default: a free one).
-        persistent: Keep sessions and queued messages on disk, saved every second.
+        persistent: Keep sessions and queued messages on disk (``autosave_interval 1``:
+            mosquitto 2.0.11 writes its file about every 2 s).
 
     Attributes:
         config_path: The configuration file.
