@@ -218,3 +218,63 @@ class LabeledBeat:
     def confidence(self) -> float:
         """Probability of the most probable class."""
         return max(self.probabilities)
+
+
+class RhythmKind(Enum):
+    """A rhythm or event of the rhythm stage (``detector/rhythm/``), as named on ``events``."""
+
+    AF = "af"  # atrial fibrillation (or flutter): irregular RR without an ectopic pattern
+    SVT = "svt"  # supraventricular run or tachycardia: >= 3 S at > 100 bpm
+    VT = "vt"  # ventricular tachycardia: >= 3 V at > 100 bpm (sustained when >= 30 s)
+    VENTRICULAR_RUN = "ventricular_run"  # a triplet or run: 3-5 V
+    COUPLET = "couplet"  # 2 V in a row
+    IDIOVENTRICULAR = "idioventricular"  # >= 3 V at <= 100 bpm
+    VENTRICULAR_BIGEMINY = "ventricular_bigeminy"  # N V N V ...
+    VENTRICULAR_TRIGEMINY = "ventricular_trigeminy"  # N N V N N V ...
+    VF = "vf"  # ventricular flutter/fibrillation: raised from the signal, not from beats
+    BRADYCARDIA = "bradycardia"  # heart rate below a limit
+    TACHYCARDIA = "tachycardia"  # heart rate above a limit
+    PAUSE = "pause"  # one RR interval above a limit
+    ASYSTOLE = "asystole"  # no beat for a limit, raised by the passing of time
+
+
+class EventState(Enum):
+    """Whether an event starts an episode, ends it, or stands alone (a couplet, a pause)."""
+
+    START = "start"
+    END = "end"
+    INSTANT = "instant"
+
+
+@dataclass(frozen=True, slots=True)
+class RhythmEvent:
+    """A change of rhythm, in the stream's chain clock (360 Hz sample indices).
+
+    Args:
+        kind: What rhythm or event.
+        state: Start, end, or instant.
+        index: Sample of the event: an episode's first (start) or last (end) beat's R peak, an
+            instant event's beat, the moment asystole began.
+        decided_index: Sample whose arrival made the stage decide (decision delay =
+            ``decided_index - index``).
+        beats: Beats involved (an episode's beats so far; a run's length).
+        rate_bpm: Mean heart rate of those beats (NaN when there are none).
+        detail: Why an episode ended when it did not end by itself (``"stream ended"``,
+            ``"lead-off"``, ``"gap"``), or ``"sustained"`` for VT of 30 s; else None.
+    """
+
+    kind: RhythmKind
+    state: EventState
+    index: int
+    decided_index: int
+    beats: int
+    rate_bpm: float
+    detail: str | None = None
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.index <= self.decided_index:
+            msg = f"event at {self.index} decided at {self.decided_index}: 0 <= index <= decided"
+            raise ValueError(msg)
+        if self.beats < 0:
+            msg = f"beats={self.beats} must be >= 0"
+            raise ValueError(msg)

@@ -56,8 +56,10 @@ from ecg_stream.errors import ConfigError, PayloadError
 from ecg_stream.types import (
     BEAT_CLASSES,
     BeatClass,
+    EventState,
     FloatArray,
     LabeledBeat,
+    RhythmKind,
     SignalIssue,
     SignalState,
 )
@@ -130,6 +132,7 @@ class TopicKind(Enum):
     BEATS = "beats"
     SAMPLES = "samples"
     STATUS = "status"
+    EVENTS = "events"
     RAW = "raw"
 
     @property
@@ -143,7 +146,12 @@ class TopicKind(Enum):
         return self is TopicKind.STATUS
 
 
-OUTPUT_KINDS: tuple[TopicKind, ...] = (TopicKind.BEATS, TopicKind.SAMPLES, TopicKind.STATUS)
+OUTPUT_KINDS: tuple[TopicKind, ...] = (
+    TopicKind.BEATS,
+    TopicKind.SAMPLES,
+    TopicKind.STATUS,
+    TopicKind.EVENTS,
+)
 """What the chain publishes (:func:`decode`); devices publish ``raw`` (:func:`decode_raw`)."""
 
 
@@ -558,6 +566,9 @@ class StatusMessage(
             counters; None for a replay. Optional on the wire (``"ingest"``).
         signal: State of the stream's input (ok, noisy, lead-off, gap), or None when not
             known. Optional on the wire (``"signal"``).
+        rhythm: The ongoing rhythm episode of highest priority (``af``, ``vt``, ...), or None
+            when none is (or the stream has no rhythm stage). Optional on the wire
+            (``"rhythm"``).
     """
 
     kind: ClassVar[TopicKind] = TopicKind.STATUS
@@ -569,6 +580,7 @@ class StatusMessage(
     classes: Annotated[tuple[BeatClass, ...], Meta(min_length=1)]
     ingest: IngestStatus | None = None
     signal: SignalState | None = None
+    rhythm: RhythmKind | None = None
 
     @classmethod
     def online(
@@ -593,7 +605,51 @@ class StatusMessage(
         return self
 
 
-WireMessage: TypeAlias = BeatMessage | SamplesMessage | StatusMessage
+class EventMessage(
+    msgspec.Struct, frozen=True, omit_defaults=True, tag_field="v", tag=SCHEMA_VERSION
+):
+    """A rhythm event, as published on ``<prefix>/<stream>/events`` (QoS 1, not retained).
+
+    Args:
+        stream: Stream id.
+        record: Record name.
+        kind: The rhythm or event (``af``, ``vt``, ``pause``, ``asystole``, ...).
+        state: ``start`` or ``end`` of an episode, or ``instant`` (a couplet, a pause).
+        sample: The event's sample in the record's own clock (an episode's first or last
+            beat, an instant event's beat, the moment asystole began).
+        chain_sample: The same sample at the chain's rate (360 Hz).
+        time_s: ``sample / record fs``, in s.
+        wall_time: Unix time of the event's sample, in s.
+        delay_s: From the event's sample to the moment the stage decided, in signal time, s.
+        beats: Beats involved (an episode's beats so far; a run's length).
+        rate_bpm: Mean heart rate of those beats (None when there are none).
+        detail: Why an episode ended when it did not end by itself (``stream ended``,
+            ``lead-off``, ``gap``), or ``sustained``; optional on the wire.
+    """
+
+    kind: ClassVar[TopicKind] = TopicKind.EVENTS
+    stream: Text
+    record: Text
+    rhythm: RhythmKind = msgspec.field(name="kind")
+    state: EventState
+    sample: Index
+    chain_sample: Index
+    time_s: Annotated[float, Meta(ge=0.0, le=MAX_TIME_S, extra={"digits": 6})]
+    wall_time: UnixTime
+    delay_s: Annotated[float, Meta(ge=0.0, le=MAX_TIME_S, extra={"digits": 3})]
+    beats: Annotated[int, Meta(ge=0, le=MAX_INDEX)]
+    rate_bpm: Annotated[float, Meta(gt=0.0, le=MAX_HEART_RATE_BPM, extra={"digits": 3})] | None
+    detail: Text | None = None
+
+    def _validated(self, where: str) -> Self:
+        """A rate belongs to beats: none without them."""
+        if self.beats == 0 and self.rate_bpm is not None:
+            msg = f"{where}: 'rate_bpm' {self.rate_bpm} for an event of no beats"
+            raise PayloadError(msg)
+        return self
+
+
+WireMessage: TypeAlias = BeatMessage | SamplesMessage | StatusMessage | EventMessage
 
 
 class RawEncoding(Enum):
@@ -802,6 +858,7 @@ def decode(topic: str, payload: bytes | bytearray | str) -> WireMessage:
         TopicKind.BEATS: BeatMessage,
         TopicKind.SAMPLES: SamplesMessage,
         TopicKind.STATUS: StatusMessage,
+        TopicKind.EVENTS: EventMessage,
     }
     return _on_topic(topic, parts, _decode(printable(topic), payload, schemas[parts.kind]))
 
@@ -831,6 +888,15 @@ def decode_status(payload: bytes | bytearray | str) -> StatusMessage:
         PayloadError: It does not follow the contract.
     """
     return _decode("status payload", payload, StatusMessage)
+
+
+def decode_event(payload: bytes | bytearray | str) -> EventMessage:
+    """Decode and validate an ``events`` payload.
+
+    Raises:
+        PayloadError: It does not follow the contract.
+    """
+    return _decode("events payload", payload, EventMessage)
 
 
 def decode_raw(topic: str, payload: bytes | bytearray | str) -> RawMessage:

@@ -12,7 +12,7 @@ record, in the latency vocabulary of ``docs/protocol.md``:
 - inference side by side (:mod:`ecg_stream.bench.inference`);
 - throughput, x real time, of the chain alone and with inference, as fast as possible;
 - with ``--streams N --duration-s S``: one point of the scale curve, N real-time streams
-  (:class:`~ecg_stream.live.replay.LiveReplay`) and a subscriber process.
+  (:class:`~ecg_stream.live.replay.RecordReplay`) and a subscriber process.
 
 Distributions are quoted as p50, p95, p99 and max; absolute times on a shared machine are noise,
 the ratios of figures measured side by side in one run are not.

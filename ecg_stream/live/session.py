@@ -34,7 +34,14 @@ from ecg_stream.errors import ModelContractError
 from ecg_stream.live.front import ChunkFate, Front, Ingested, PlacedWindow
 from ecg_stream.mqtt.stats import PublisherStats
 from ecg_stream.stats import DurationHistogram
-from ecg_stream.types import BEAT_CLASSES, BeatClass, Chunk, LabeledBeat, SignalState
+from ecg_stream.types import (
+    BEAT_CLASSES,
+    BeatClass,
+    Chunk,
+    LabeledBeat,
+    RhythmEvent,
+    SignalState,
+)
 from ecg_stream.wire import IngestStatus, StatusMessage, StreamState
 
 In = TypeVar("In")
@@ -81,6 +88,32 @@ class StreamBeat:
 
 
 @dataclass(frozen=True, slots=True)
+class StreamEvent:
+    """A rhythm event of a stream, placed in its source's clock.
+
+    Args:
+        stream: Stream id.
+        record: Record name (a device's stream id).
+        event: The event, in the stream's chain clock (360 Hz).
+        sample_index: The event's sample in the source's clock.
+        fs_hz: The source's sampling rate, in Hz.
+        wall_time: Unix time of the event's sample, in s.
+    """
+
+    stream: str
+    record: str
+    event: RhythmEvent
+    sample_index: int
+    fs_hz: float
+    wall_time: float
+
+    @property
+    def time_s(self) -> float:
+        """The event's time in the source's clock, in s."""
+        return self.sample_index / self.fs_hz
+
+
+@dataclass(frozen=True, slots=True)
 class SessionOutput:
     """What one input item (or the end of the input) gave a stream.
 
@@ -89,12 +122,14 @@ class SessionOutput:
         beats: Beats completed, in R-peak order.
         filtered: Filtered samples in the stream's chain clock (360 Hz), in order.
         arrival_s: Monotonic clock reading when the input arrived.
+        events: Rhythm events the beats and the passing time decided, in order.
     """
 
     stream: str
     beats: tuple[StreamBeat, ...]
     filtered: tuple[Chunk, ...]
     arrival_s: float
+    events: tuple[StreamEvent, ...] = ()
 
 
 class Sink(Protocol):

@@ -1,4 +1,4 @@
-"""Sinks that need no broker: a CSV file per stream, terminal lines, a list in memory.
+"""Sinks that need no broker: CSV and WFDB annotation files per stream, terminal lines, a list.
 
 The MQTT sink is :class:`~ecg_stream.live.mqtt_sink.MqttSink`. Every sink follows
 :class:`~ecg_stream.live.session.Sink`.
@@ -12,9 +12,12 @@ import math
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
+
+from ecg_stream.config import CHAIN_FS_HZ
 from ecg_stream.documents import write_atomically
-from ecg_stream.live.session import SessionOutput, StreamBeat
-from ecg_stream.types import BEAT_CLASSES
+from ecg_stream.live.session import SessionOutput, StreamBeat, StreamEvent
+from ecg_stream.types import BEAT_CLASSES, EventState, RhythmKind
 from ecg_stream.wire import StatusMessage, StreamState
 
 CSV_HEADER = ("sample", "time_s", "rr_ms")
@@ -156,3 +159,204 @@ class CsvSink:
         else:
             row += [f"{quality.sqi:.3f}", "" if quality.issue is None else quality.issue.value]
         return row
+
+
+RHYTHM_CODES: dict[RhythmKind, str] = {
+    RhythmKind.VF: "(VFL",
+    RhythmKind.VT: "(VT",
+    RhythmKind.IDIOVENTRICULAR: "(IVR",
+    RhythmKind.AF: "(AFIB",
+    RhythmKind.SVT: "(SVTA",
+    RhythmKind.VENTRICULAR_BIGEMINY: "(B",
+    RhythmKind.VENTRICULAR_TRIGEMINY: "(T",
+    RhythmKind.TACHYCARDIA: "(TACH",  # no MIT-BIH code: sinus or not, a fast rate
+    RhythmKind.BRADYCARDIA: "(SBR",
+    RhythmKind.ASYSTOLE: "(ASYS",  # no MIT-BIH code
+}
+"""The aux note of a ``+`` (rhythm change) annotation per episode kind, most urgent first: when
+episodes overlap, the annotation names the first of them. Codes of the MIT-BIH Arrhythmia
+Database where one exists."""
+
+NORMAL_RHYTHM_CODE = "(N"
+"""The aux note of a ``+`` annotation when no episode is open."""
+
+EVENTS_CSV_HEADER = (
+    "kind",
+    "state",
+    "sample",
+    "time_s",
+    "chain_sample",
+    "beats",
+    "rate_bpm",
+    "delay_s",
+    "detail",
+)
+
+
+class EventsCsvSink:
+    """One CSV file per stream, ``<out_dir>/<record>.events.csv``, one row per rhythm event.
+
+    Columns ``kind,state,sample,time_s,chain_sample,beats,rate_bpm,delay_s,detail`` (sample in
+    the source's clock; ``delay_s`` from the event to the stage's decision, in signal time).
+    Written whole when the stream goes offline.
+
+    Args:
+        out_dir: Directory of the files (made if missing).
+
+    Attributes:
+        written: Paths written so far, by stream.
+    """
+
+    def __init__(self, out_dir: Path) -> None:
+        self.out_dir = out_dir
+        self.written: dict[str, Path] = {}
+        self._rows: dict[str, list[list[str]]] = {}
+        self._records: dict[str, str] = {}
+
+    async def status(self, message: StatusMessage) -> None:
+        """Online starts a stream's rows; offline writes its file."""
+        if message.state is StreamState.ONLINE:
+            self._records[message.stream] = message.record
+            self._rows.setdefault(message.stream, [])
+        elif message.stream in self._rows:
+            self._save(message.stream)
+
+    async def write(self, output: SessionOutput) -> None:
+        """Hold the rows of the events."""
+        self.write_nowait(output)
+
+    def write_nowait(self, output: SessionOutput) -> None:
+        """Hold the rows of the events."""
+        self._rows[output.stream].extend(_event_row(event) for event in output.events)
+
+    async def close(self) -> None:
+        """Write the files of streams still open."""
+        for stream in list(self._rows):
+            self._save(stream)
+
+    def _save(self, stream: str) -> None:
+        text = io.StringIO(newline="")
+        writer = csv.writer(text)
+        writer.writerow(EVENTS_CSV_HEADER)
+        writer.writerows(self._rows.pop(stream))
+        path = self.out_dir / f"{self._records.pop(stream)}.events.csv"
+        write_atomically(path, text.getvalue())
+        self.written[stream] = path
+
+
+def _event_row(placed: StreamEvent) -> list[str]:
+    event = placed.event
+    rate = "" if math.isnan(event.rate_bpm) else f"{event.rate_bpm:.1f}"
+    delay_s = (event.decided_index - event.index) / CHAIN_FS_HZ
+    return [
+        event.kind.value,
+        event.state.value,
+        str(placed.sample_index),
+        f"{placed.time_s:.4f}",
+        str(event.index),
+        str(event.beats),
+        rate,
+        f"{delay_s:.3f}",
+        event.detail or "",
+    ]
+
+
+class WfdbAnnotationSink:
+    """One WFDB annotation file per stream, ``<out_dir>/<record>.<annotator>``.
+
+    One beat annotation per labeled beat at its R peak in the source's clock, symbol ``N``,
+    ``S``, ``V``, ``F`` or ``Q``; a ``+`` annotation at each change of the rhythm (the most
+    urgent open episode, :data:`RHYTHM_CODES`; ``(N`` when none is open) with the rhythm code as
+    its aux note, as the MIT-BIH reference annotations have them; instant events (a pause, a
+    couplet, a run) as a note annotation (``"``) whose aux note names them. The header's
+    sampling frequency is the source's. PhysioNet's ``rdann``, ``bxb`` and ``rxr`` and
+    ``wfdb.rdann(path, annotator)`` read it. Written whole when the stream goes offline.
+
+    Args:
+        out_dir: Directory of the files (made if missing).
+        annotator: The annotator name (the file's extension).
+
+    Attributes:
+        written: Paths written so far, by stream.
+    """
+
+    def __init__(self, out_dir: Path, annotator: str = "ecgs") -> None:
+        self.out_dir, self.annotator = out_dir, annotator
+        self.written: dict[str, Path] = {}
+        self._streams: dict[str, _AnnotatedStream] = {}
+
+    async def status(self, message: StatusMessage) -> None:
+        """Online starts a stream's annotations; offline writes its file."""
+        if message.state is StreamState.ONLINE:
+            self._streams.setdefault(message.stream, _AnnotatedStream(message.record))
+        elif message.stream in self._streams:
+            self._save(message.stream)
+
+    async def write(self, output: SessionOutput) -> None:
+        """Annotate the beats and the rhythm changes."""
+        self.write_nowait(output)
+
+    def write_nowait(self, output: SessionOutput) -> None:
+        """Annotate the beats and the rhythm changes."""
+        stream = self._streams[output.stream]
+        for beat in output.beats:
+            stream.add(beat.placed.sample_index, beat.label().label.value, "", beat.placed.fs_hz)
+        for placed in output.events:
+            stream.add_event(placed)
+
+    async def close(self) -> None:
+        """Write the files of streams still open."""
+        for stream in list(self._streams):
+            self._save(stream)
+
+    def _save(self, stream_id: str) -> None:
+
+        stream = self._streams.pop(stream_id)
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        order = sorted(range(len(stream.samples)), key=lambda k: (stream.samples[k], k))
+        samples = np.array([stream.samples[k] for k in order] or [0], dtype=np.int64)
+        if not stream.samples:  # wfdb writes no empty file: a stream without beats gets none
+            return
+        wfdb.wrann(
+            stream.record,
+            self.annotator,
+            samples,
+            symbol=[stream.symbols[k] for k in order],
+            aux_note=[stream.notes[k] for k in order],
+            fs=stream.fs_hz,
+            write_dir=str(self.out_dir),
+        )
+        self.written[stream_id] = self.out_dir / f"{stream.record}.{self.annotator}"
+
+
+class _AnnotatedStream:
+    """A stream's annotations so far, and its open episodes."""
+
+    def __init__(self, record: str) -> None:
+        self.record = record
+        self.fs_hz = math.nan
+        self.samples: list[int] = []
+        self.symbols: list[str] = []
+        self.notes: list[str] = []
+        self.open: set[RhythmKind] = set()
+        self.code = NORMAL_RHYTHM_CODE
+
+    def add(self, sample: int, symbol: str, note: str, fs_hz: float) -> None:
+        self.samples.append(sample)
+        self.symbols.append(symbol)
+        self.notes.append(note)
+        self.fs_hz = fs_hz
+
+    def add_event(self, placed: StreamEvent) -> None:
+        event = placed.event
+        if event.state is EventState.INSTANT:
+            self.add(placed.sample_index, '"', event.kind.value.upper(), placed.fs_hz)
+            return
+        (self.open.add if event.state is EventState.START else self.open.discard)(event.kind)
+        code = next(
+            (code for kind, code in RHYTHM_CODES.items() if kind in self.open),
+            NORMAL_RHYTHM_CODE,
+        )
+        if code != self.code:
+            self.code = code
+            self.add(placed.sample_index, "+", code, placed.fs_hz)

@@ -48,6 +48,7 @@ from ecg_stream.mqtt.transport import (
 )
 from ecg_stream.wire import (
     BeatMessage,
+    EventMessage,
     SamplesMessage,
     StatusMessage,
     TopicKind,
@@ -332,9 +333,18 @@ def format_message(message: WireMessage, received_at: float) -> str:
         )
     if isinstance(message, StatusMessage):
         classes = "".join(cls.value for cls in message.classes)
+        rhythm = "" if message.rhythm is None else f", rhythm {message.rhythm.value}"
         return (
             f"{message.stream:>8}  status {message.state.value}: record {message.record}, "
-            f"{message.fs_hz:g} Hz, model {message.model} ({classes})"
+            f"{message.fs_hz:g} Hz, model {message.model} ({classes}){rhythm}"
+        )
+    if isinstance(message, EventMessage):
+        rate = "" if message.rate_bpm is None else f" at {message.rate_bpm:.0f} bpm"
+        detail = "" if message.detail is None else f" ({message.detail})"
+        return (
+            f"{message.stream:>8}  {message.time_s:9.3f} s  {message.rhythm.value} "
+            f"{message.state.value}: {message.beats} beats{rate}{detail}, decided "
+            f"{message.delay_s:.1f} s later"
         )
     assert isinstance(message, SamplesMessage)  # the union's last member
     return (
@@ -375,7 +385,8 @@ async def run_subscribe(
     Raises:
         BrokerError: The broker cannot be reached at start.
     """
-    kinds = [TopicKind.BEATS, TopicKind.STATUS] + ([TopicKind.SAMPLES] if samples else [])
+    kinds = [TopicKind.BEATS, TopicKind.STATUS, TopicKind.EVENTS]
+    kinds += [TopicKind.SAMPLES] if samples else []
     where = "every stream" if stream is None else f"stream {stream}"
     subscriber = WireSubscriber(
         config,

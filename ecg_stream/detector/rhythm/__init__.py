@@ -1,0 +1,1 @@
+"""Causal rhythm analysis of labeled beats: atrial fibrillation, runs, rate and pauses."""
