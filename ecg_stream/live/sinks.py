@@ -310,13 +310,14 @@ class WfdbAnnotationSink:
             self._save(stream)
 
     def _save(self, stream_id: str) -> None:
+        import wfdb  # as records.py does: wfdb (and pandas) load only where they are used
 
         stream = self._streams.pop(stream_id)
-        self.out_dir.mkdir(parents=True, exist_ok=True)
-        order = sorted(range(len(stream.samples)), key=lambda k: (stream.samples[k], k))
-        samples = np.array([stream.samples[k] for k in order] or [0], dtype=np.int64)
         if not stream.samples:  # wfdb writes no empty file: a stream without beats gets none
             return
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        order = sorted(range(len(stream.samples)), key=lambda k: (stream.samples[k], k))
+        samples = np.array([stream.samples[k] for k in order], dtype=np.int64)
         wfdb.wrann(
             stream.record,
             self.annotator,
