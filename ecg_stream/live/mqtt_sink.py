@@ -13,17 +13,18 @@ display ``samples`` long before beats, which have a buffer of their own.
 from __future__ import annotations
 
 import contextlib
+import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import numpy as np
 
 from ecg_stream.config import CHAIN_FS_HZ, MqttConfig
 from ecg_stream.errors import ConfigError
-from ecg_stream.live.session import RunSummary, SessionOutput, StreamBeat
+from ecg_stream.live.session import RunSummary, SessionOutput, StreamBeat, StreamEvent
 from ecg_stream.mqtt.publisher import SAMPLES_QUEUE_SIZE, BeatPublisher, Outgoing, PendingBeat
 from ecg_stream.types import Chunk, FloatArray
-from ecg_stream.wire import SamplesMessage, StatusMessage, StreamState
+from ecg_stream.wire import EventMessage, SamplesMessage, StatusMessage, StreamState
 
 Clock = Callable[[], float]
 
@@ -110,6 +111,25 @@ def pending(beat: StreamBeat) -> PendingBeat:
     )
 
 
+def event_message(placed: StreamEvent) -> EventMessage:
+    """A rhythm event as published on ``events``."""
+    event = placed.event
+    return EventMessage(
+        stream=placed.stream,
+        record=placed.record,
+        rhythm=event.kind,
+        state=event.state,
+        sample=placed.sample_index,
+        chain_sample=event.index,
+        time_s=placed.time_s,
+        wall_time=placed.wall_time,
+        delay_s=(event.decided_index - event.index) / CHAIN_FS_HZ,
+        beats=event.beats,
+        rate_bpm=None if math.isnan(event.rate_bpm) else event.rate_bpm,
+        detail=event.detail,
+    )
+
+
 class _Open:
     """A stream open at the sink: its publisher, the exit that closes it, its samples."""
 
@@ -167,20 +187,16 @@ class MqttSink:
             await self._emit(stream.publisher, message, self.clock())
 
     async def write(self, output: SessionOutput) -> None:
-        """Publish the beats, then the ``samples`` messages the filtered chunks complete."""
+        """Publish the beats, the events, then the ``samples`` the filtered chunks complete."""
         stream = self._open[output.stream]
-        for beat in output.beats:  # beats first: they are the latency-critical part
-            await self._emit(stream.publisher, pending(beat), beat.arrival_s)
-        for message in self._samples(stream, output):
-            await self._emit(stream.publisher, message, output.arrival_s)
+        for message, arrival_s in self._messages(stream, output):
+            await self._emit(stream.publisher, message, arrival_s)
 
     def write_nowait(self, output: SessionOutput) -> None:
         """Queue the output without waiting; what does not fit is dropped and counted."""
         stream = self._open[output.stream]
-        for beat in output.beats:
-            stream.publisher.submit(pending(beat), beat.arrival_s)
-        for message in self._samples(stream, output):
-            stream.publisher.submit(message, output.arrival_s)
+        for message, arrival_s in self._messages(stream, output):
+            stream.publisher.submit(message, arrival_s)
 
     async def close(self) -> None:
         """Close every stream still open: its queue is published, then ``offline``."""
@@ -213,10 +229,18 @@ class MqttSink:
             stream.publisher.submit(rest, self.clock())
         await stream.exit.aclose()
 
-    def _samples(self, stream: _Open, output: SessionOutput) -> tuple[SamplesMessage, ...]:
-        if stream.samples is None:
-            return ()
-        return tuple(m for chunk in output.filtered for m in stream.samples.add(chunk))
+    def _messages(self, stream: _Open, output: SessionOutput) -> Iterator[tuple[Outgoing, float]]:
+        """The output's messages with their arrival times, beats first (the latency-critical
+        part), events, then the display samples.
+        """
+        for beat in output.beats:
+            yield pending(beat), beat.arrival_s
+        for event in output.events:
+            yield event_message(event), output.arrival_s
+        if stream.samples is not None:
+            for chunk in output.filtered:
+                for samples in stream.samples.add(chunk):
+                    yield samples, output.arrival_s
 
     async def _emit(self, publisher: BeatPublisher, message: Outgoing, arrival_s: float) -> None:
         if self.lossless:

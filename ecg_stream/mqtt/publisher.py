@@ -52,7 +52,14 @@ from ecg_stream.mqtt.transport import (
     unique_identifier,
 )
 from ecg_stream.types import LabeledBeat
-from ecg_stream.wire import BeatMessage, SamplesMessage, StatusMessage, StreamState, TopicKind
+from ecg_stream.wire import (
+    BeatMessage,
+    EventMessage,
+    SamplesMessage,
+    StatusMessage,
+    StreamState,
+    TopicKind,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -120,8 +127,8 @@ class PendingBeat:
         )
 
 
-Outgoing: TypeAlias = PendingBeat | SamplesMessage | StatusMessage
-"""What a publisher takes: beats (it builds their messages), samples and status updates."""
+Outgoing: TypeAlias = PendingBeat | SamplesMessage | StatusMessage | EventMessage
+"""What a publisher takes: beats (it builds their messages), samples, status updates, events."""
 
 
 def _kind_of(message: Outgoing) -> TopicKind:
