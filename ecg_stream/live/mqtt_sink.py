@@ -230,8 +230,9 @@ class MqttSink:
         await stream.exit.aclose()
 
     def _messages(self, stream: _Open, output: SessionOutput) -> Iterator[tuple[Outgoing, float]]:
-        """The output's messages with their arrival times, beats first (the latency-critical
-        part), events, then the display samples.
+        """The output's messages with their arrival times.
+
+        Beats first (the latency-critical part), then events, then the display samples.
         """
         for beat in output.beats:
             yield pending(beat), beat.arrival_s
