@@ -277,3 +277,93 @@ class Backoff:
         """Delay before reconnect attempt ``attempt`` (0 for the first), in s."""
         ceiling = min(self.max_s, self.initial_s * self.factor ** min(attempt, 64))
         return ceiling / 2 + rng.uniform(0.0, ceiling / 2)
+
+
+@dataclass(frozen=True, slots=True)
+class RhythmSettings:
+    """Limits of the rhythm stage (``detector/rhythm/stage.py``): rates, runs, pauses, asystole.
+
+    Args:
+        bradycardia_bpm: Heart rate below which bradycardia starts, in bpm (default 50).
+        tachycardia_bpm: Heart rate above which tachycardia starts, in bpm (default 120).
+        rate_hysteresis_bpm: How far back past its limit the rate must come to end bradycardia
+            or tachycardia, in bpm (default 5: bradycardia ends at >= 55 bpm).
+        rate_beats: RR intervals between usable beats the heart rate is taken over (default 8).
+        pause_s: An RR interval between two usable beats longer than this is a pause, in s
+            (default 2.0).
+        asystole_s: No beat for longer than this is asystole, in s (default 4.0).
+        asystole_margin_s: Time past ``asystole_s`` the stage waits for a beat the chain may
+            still report, in s (default 0.5: the chain reports a regularly detected beat at most
+            0.44 s after its R peak, when its window is complete); asystole is raised this long
+            after its limit.
+        vt_bpm: Rate of a run of ventricular beats above which it is ventricular tachycardia,
+            at or below which it is idioventricular, in bpm (default 100).
+        run_min_beats: Consecutive ventricular (or supraventricular) beats that start a VT,
+            idioventricular (or SVT) episode (default 3).
+        run_max_beats: Longest run reported as a ``ventricular_run`` (default 5).
+        sustained_vt_s: VT lasting this long is sustained, in s (default 30).
+        svt_bpm: Rate of a run of supraventricular beats above which it is SVT, in bpm
+            (default 100).
+        pattern_cycles: Cycles (N V, or N N V) in a row that start ventricular bigeminy or
+            trigeminy (default 3).
+        af_enabled: Run the atrial fibrillation detector (``detector/rhythm/af.py``; default
+            True).
+    """
+
+    bradycardia_bpm: float = 50.0
+    tachycardia_bpm: float = 120.0
+    rate_hysteresis_bpm: float = 5.0
+    rate_beats: int = 8
+    pause_s: float = 2.0
+    asystole_s: float = 4.0
+    asystole_margin_s: float = 0.5
+    vt_bpm: float = 100.0
+    run_min_beats: int = 3
+    run_max_beats: int = 5
+    sustained_vt_s: float = 30.0
+    svt_bpm: float = 100.0
+    pattern_cycles: int = 3
+    af_enabled: bool = True
+
+    def __post_init__(self) -> None:
+        low, high, band = self.bradycardia_bpm, self.tachycardia_bpm, self.rate_hysteresis_bpm
+        checks = (
+            (
+                low > 0.0 and band >= 0.0 and low + band < high - band,
+                f"bradycardia_bpm={low}, tachycardia_bpm={high}, rate_hysteresis_bpm={band}: "
+                "need 0 < bradycardia + hysteresis < tachycardia - hysteresis (e.g. 50, 120, 5)",
+            ),
+            (
+                2 <= self.rate_beats <= 64,
+                f"rate_beats={self.rate_beats} must lie in [2, 64] RR intervals (e.g. 8)",
+            ),
+            (
+                0.0 < self.pause_s < self.asystole_s,
+                f"pause_s={self.pause_s} and asystole_s={self.asystole_s}: need "
+                "0 < pause_s < asystole_s (e.g. 2.0 and 4.0)",
+            ),
+            (
+                0.0 <= self.asystole_margin_s <= 1.0,
+                f"asystole_margin_s={self.asystole_margin_s} must lie in [0, 1] s (e.g. 0.5)",
+            ),
+            (
+                self.vt_bpm > 0.0 and self.svt_bpm > 0.0,
+                f"vt_bpm={self.vt_bpm} and svt_bpm={self.svt_bpm} must be > 0 (e.g. 100)",
+            ),
+            (
+                2 <= self.run_min_beats <= self.run_max_beats,
+                f"run_min_beats={self.run_min_beats} and run_max_beats={self.run_max_beats}: "
+                "need 2 <= run_min_beats <= run_max_beats (e.g. 3 and 5)",
+            ),
+            (
+                self.sustained_vt_s > 0.0,
+                f"sustained_vt_s={self.sustained_vt_s} must be > 0 s (e.g. 30)",
+            ),
+            (
+                self.pattern_cycles >= 2,
+                f"pattern_cycles={self.pattern_cycles} must be >= 2 (e.g. 3)",
+            ),
+        )
+        for ok, msg in checks:
+            if not ok:
+                raise ConfigError(msg)

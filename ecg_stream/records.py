@@ -101,19 +101,38 @@ RECORD_GROUPS: dict[str, tuple[str, ...]] = {
 }
 
 
+RHYTHM_SYMBOL = "+"
+"""The annotation symbol of a rhythm change; its aux note names the rhythm, e.g. ``(AFIB``."""
+
+
+@dataclass(frozen=True, slots=True)
+class RhythmChange:
+    """A reference rhythm change: the rhythm ``code`` holds from ``index`` to the next change.
+
+    Args:
+        index: Sample index of the ``+`` annotation, in the record's clock.
+        code: The rhythm's aux note without trailing NULs and blanks, e.g. ``(AFIB``, ``(N``.
+    """
+
+    index: int
+    code: str
+
+
 @dataclass(frozen=True, slots=True)
 class Annotations:
-    """Reference beats and ventricular flutter episodes of a record, in the record's clock.
+    """Reference beats, flutter episodes and rhythm changes of a record, in the record's clock.
 
     Args:
         beat_indices: Sample index of each reference beat.
         beat_classes: AAMI class of each reference beat.
         flutter_spans: (start, end) sample ranges from each ``[`` to the next ``]``.
+        rhythms: Each ``+`` annotation with a rhythm aux note, in time order.
     """
 
     beat_indices: IntArray
     beat_classes: tuple[BeatClass, ...]
     flutter_spans: tuple[tuple[int, int], ...] = ()
+    rhythms: tuple[RhythmChange, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -507,8 +526,9 @@ def _load_annotations(stem: Path, signal_length: int) -> Annotations | None:
         annotation = wfdb.rdann(str(stem), "atr")
         sample = np.asarray(annotation.sample, dtype=np.int64)
         symbols = list(annotation.symbol)
-        if sample.size != len(symbols):
-            msg = f"{sample.size} sample indices for {len(symbols)} symbols"
+        notes = [str(note or "") for note in (annotation.aux_note or [""] * len(symbols))]
+        if not sample.size == len(symbols) == len(notes):
+            msg = f"{sample.size} sample indices for {len(symbols)} symbols, {len(notes)} notes"
             raise ValueError(msg)
     except Exception as error:  # wfdb reports damaged files as IndexError, ValueError..
         msg = (
@@ -532,14 +552,21 @@ def _load_annotations(stem: Path, signal_length: int) -> Annotations | None:
             f"{int(sample[at])}); the file is damaged: {_DOWNLOAD_AGAIN}"
         )
         raise RecordFormatError(msg)
-    kept = [(int(index), symbol) for index, symbol in zip(sample, symbols, strict=True)]
-    kept = [(index, symbol) for index, symbol in kept if index < signal_length]
+    kept = [
+        (int(index), symbol, note)
+        for index, symbol, note in zip(sample, symbols, notes, strict=True)
+        if index < signal_length
+    ]
     indices: list[int] = []
     classes: list[BeatClass] = []
     spans: list[tuple[int, int]] = []
+    rhythms: list[RhythmChange] = []
     flutter_start: int | None = None
-    for index, symbol in kept:
-        if symbol in AAMI_CLASS_OF_SYMBOL:
+    for index, symbol, note in kept:
+        code = note.rstrip("\x00 ")
+        if symbol == RHYTHM_SYMBOL and code.startswith("("):
+            rhythms.append(RhythmChange(index, code))
+        elif symbol in AAMI_CLASS_OF_SYMBOL:
             indices.append(int(index))
             classes.append(AAMI_CLASS_OF_SYMBOL[symbol])
         elif symbol == "[":
@@ -549,4 +576,6 @@ def _load_annotations(stem: Path, signal_length: int) -> Annotations | None:
             flutter_start = None
     if flutter_start is not None:
         spans.append((flutter_start, kept[-1][0] + 1))
-    return Annotations(np.array(indices, dtype=np.int64), tuple(classes), tuple(spans))
+    return Annotations(
+        np.array(indices, dtype=np.int64), tuple(classes), tuple(spans), tuple(rhythms)
+    )

@@ -128,6 +128,10 @@ class RRFeatures:
             the pauses and ectopic beats that pull a mean.
         upper_rr_ms: Upper percentile of the recent intervals, in ms: in an irregular rhythm
             a premature beat is short against it, a normal one is not.
+        irregularity_short: RR irregularity of the last 8 intervals: the median absolute
+            difference of successive intervals over their median (about 0 in a regular rhythm,
+            above 0.1 in atrial fibrillation; NaN before 3 intervals).
+        irregularity_long: The same over the last 64 intervals.
     """
 
     rr_ms: float
@@ -135,6 +139,8 @@ class RRFeatures:
     long_mean_rr_ms: float
     median_rr_ms: float = math.nan
     upper_rr_ms: float = math.nan
+    irregularity_short: float = math.nan
+    irregularity_long: float = math.nan
 
     @property
     def rr_ratio(self) -> float:

@@ -34,6 +34,7 @@ from ecg_stream.types import (
 from ecg_stream.wire import (
     OUTPUT_KINDS,
     BeatMessage,
+    EventMessage,
     SamplesMessage,
     StatusMessage,
     StreamState,
@@ -222,6 +223,7 @@ class Collector:
     beats: list[BeatMessage] = field(default_factory=list)
     samples: list[SamplesMessage] = field(default_factory=list)
     statuses: list[StatusMessage] = field(default_factory=list)
+    events: list[EventMessage] = field(default_factory=list)
     malformed: list[tuple[str, PayloadError]] = field(default_factory=list)
     ready: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -230,6 +232,8 @@ class Collector:
             self.beats.append(message)
         elif isinstance(message, SamplesMessage):
             self.samples.append(message)
+        elif isinstance(message, EventMessage):
+            self.events.append(message)
         else:
             self.statuses.append(message)
 

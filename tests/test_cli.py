@@ -3,6 +3,7 @@ from __future__ import annotations
 import argparse
 import ast
 import csv
+import json
 import re
 from collections.abc import Callable
 from pathlib import Path
@@ -62,6 +63,17 @@ def test_evaluate_detector_prints_gross_and_writes_json(
     assert "gross" in printed
     assert "EC57 span" in printed
     assert '"ecg-stream"' in out.read_text()
+
+
+def test_evaluate_rhythm_prints_each_family_and_writes_json(
+    short_record: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "rhythm.json"
+    assert main(["evaluate", "--rhythm", str(short_record), "--json", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "== af: (AFIB, (AFL" in printed
+    assert "false af: 0.00 min on 1 record(s)" in printed
+    assert set(json.loads(out.read_text())) == {"af", "vt", "svt", "bigeminy", "trigeminy", "vfl"}
 
 
 def test_unknown_record_is_one_line_and_exit_2(

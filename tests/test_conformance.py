@@ -17,14 +17,15 @@ from typing import Any, Generic, TypeVar
 import numpy as np
 import pytest
 
-from ecg_stream.config import ChainConfig
+from ecg_stream.config import ChainConfig, RhythmSettings
 from ecg_stream.detector.chain import BeatExtractor, Extracted
 from ecg_stream.detector.filter import CausalBandpass
+from ecg_stream.detector.rhythm import RhythmInput, RhythmStage
 from ecg_stream.detector.rpeak import RPeakDetector
 from ecg_stream.detector.segment import BeatSegmenter, Detected
 from ecg_stream.detector.stage import Stage
 from ecg_stream.records import Record
-from ecg_stream.types import BeatWindow, Chunk, FloatArray
+from ecg_stream.types import BeatClass, BeatWindow, Chunk, FloatArray, LabeledBeat
 
 CONFIG = ChainConfig()
 FS = 360
@@ -76,6 +77,26 @@ def stream_chunks(samples: FloatArray, edges: Sequence[int]) -> list[Chunk]:
     return [Chunk(start, part) for start, part in zip([0, *edges], parts, strict=True)]
 
 
+def labeled_by_rr(window: BeatWindow) -> LabeledBeat:
+    """A stand-in label (the stage's checks do not need a model): premature beats are V."""
+    premature = window.usable and window.rr.rr_ratio < 0.85
+    label = BeatClass.V if premature else BeatClass.N if window.usable else BeatClass.Q
+    p = [1.0 if beat_class is label else 0.0 for beat_class in BeatClass]
+    return LabeledBeat(window, (p[0], p[1], p[2], p[3], p[4]))
+
+
+def rhythm_chunks(samples: FloatArray, edges: Sequence[int]) -> list[RhythmInput]:
+    """The chain's beats, labeled, with the clock and the input's state, per raw chunk."""
+    extractor = BeatExtractor(CONFIG)
+    inputs = []
+    for chunk in stream_chunks(samples, edges):
+        out = extractor.process(chunk)
+        beats = tuple(labeled_by_rr(window) for window in out.windows)
+        inputs.append(RhythmInput(beats, chunk.end_index, extractor.state, out.filtered.samples))
+    last = tuple(labeled_by_rr(window) for window in extractor.flush().windows)
+    return [*inputs, RhythmInput(last, samples.size, extractor.state)]
+
+
 def joined_arrays(batches: Sequence[FloatArray]) -> FloatArray:
     return np.concatenate(batches)
 
@@ -104,6 +125,9 @@ CASES: dict[str, Case[Any, Any]] = {
     "detector": entry(lambda: RPeakDetector(CONFIG.fs_hz), filtered_chunks, joined_events),
     "segmenter": entry(lambda: BeatSegmenter(CONFIG), detected_chunks, joined_events),
     "chain": entry(lambda: BeatExtractor(CONFIG), stream_chunks, joined_extracted),
+    "rhythm": entry(
+        lambda: RhythmStage(RhythmSettings(), CONFIG.fs_hz), rhythm_chunks, joined_events
+    ),
 }
 
 

@@ -42,11 +42,13 @@ from ecg_stream.bench.inference import BASELINE, InferenceComparison, compare_in
 from ecg_stream.classify.classifier import OnnxBeatClassifier, default_model_path
 from ecg_stream.config import CHAIN_FS_HZ, ChainConfig, MqttConfig
 from ecg_stream.detector.chain import BeatExtractor
+from ecg_stream.detector.rhythm.stage import RhythmInput, RhythmStage
 from ecg_stream.detector.segment import Detected
 from ecg_stream.errors import BrokerError, ConfigError
 from ecg_stream.live.analysis import stream_record
 from ecg_stream.live.mqtt_sink import SAMPLES_SCALE_UV, check_samples_s
 from ecg_stream.live.replay import (
+    DEFAULT_RHYTHM,
     MAX_SPEED_CHUNK_S,
     MAX_WORKERS,
     REAL_TIME_CHUNK_S,
@@ -63,7 +65,7 @@ from ecg_stream.mqtt.transport import client_identifier, make_client
 from ecg_stream.records import DataDirs, Record, load_record
 from ecg_stream.stats import Percentiles
 from ecg_stream.training.dataset import stream_record_windows
-from ecg_stream.types import BeatWindow, Chunk
+from ecg_stream.types import BeatWindow, Chunk, LabeledBeat
 from ecg_stream.wire import BeatMessage, SamplesMessage, TopicKind
 
 Say = Callable[[str], None]
@@ -302,13 +304,20 @@ class Throughput:
         signal_s: Signal processed per repeat, in s.
         chain_x: The chain alone (filter, detector, windows), x real time.
         pipeline_x: The chain with inference, x real time.
+        rhythm_x: The rhythm stage alone, on the same chunks' labeled beats, x real time.
         chunk_s: Chunk length, in s.
     """
 
     signal_s: float
     chain_x: float
     pipeline_x: float
+    rhythm_x: float
     chunk_s: float
+
+    @property
+    def rhythm_share(self) -> float:
+        """The rhythm stage's time over the chain's: what it adds to a stream's chain CPU."""
+        return self.chain_x / self.rhythm_x
 
 
 async def measure_throughput(
@@ -318,10 +327,13 @@ async def measure_throughput(
     repeats: int = 2,
     chunk_s: float = MAX_SPEED_CHUNK_S,
 ) -> Throughput:
-    """Time the chain alone and the whole session (chain + inference), interleaved."""
+    """Time the chain, the whole session (chain + inference) and the rhythm stage, interleaved.
+
+    The rhythm stage runs alone on the session's labeled beats, in the same chunks.
+    """
     config = classifier.config
     chunks = list(ReplaySource(record.samples, CHAIN_FS_HZ, chunk_s=chunk_s).chunks())
-    best = {"chain": math.inf, "pipeline": math.inf}
+    best = {"chain": math.inf, "pipeline": math.inf, "rhythm": math.inf}
     for _ in range(repeats):
         extractor = BeatExtractor(config)
         started = time.perf_counter()
@@ -330,10 +342,31 @@ async def measure_throughput(
         extractor.flush()
         best["chain"] = min(best["chain"], time.perf_counter() - started)
         started = time.perf_counter()
-        await stream_record(record, config, classifier, chunk_s=chunk_s)
+        analysis = await stream_record(record, config, classifier, chunk_s=chunk_s)
         best["pipeline"] = min(best["pipeline"], time.perf_counter() - started)
+        inputs = rhythm_inputs(analysis.labeled, [chunk.end_index for chunk in chunks])
+        stage = RhythmStage(DEFAULT_RHYTHM, CHAIN_FS_HZ)
+        started = time.perf_counter()
+        for rhythm_input in inputs:
+            stage.process(rhythm_input)
+        stage.flush()
+        best["rhythm"] = min(best["rhythm"], time.perf_counter() - started)
     signal_s = record.samples.size / CHAIN_FS_HZ
-    return Throughput(signal_s, signal_s / best["chain"], signal_s / best["pipeline"], chunk_s)
+    x = {name: signal_s / seconds for name, seconds in best.items()}
+    return Throughput(signal_s, x["chain"], x["pipeline"], x["rhythm"], chunk_s)
+
+
+def rhythm_inputs(beats: Sequence[LabeledBeat], chunk_ends: Sequence[int]) -> list[RhythmInput]:
+    """The rhythm stage's input per chunk: the beats whose window ended within it."""
+    inputs: list[RhythmInput] = []
+    start = 0
+    for end_index in chunk_ends:
+        stop = start
+        while stop < len(beats) and beats[stop].window.ready_index <= end_index:
+            stop += 1
+        inputs.append(RhythmInput(tuple(beats[start:stop]), end_index))
+        start = stop
+    return inputs
 
 
 # --- one point of the scale curve ---------------------------------------------------------------
@@ -643,6 +676,8 @@ class BenchReport:
                 "chain_x_real_time": t.chain_x,
                 "pipeline_x_real_time": t.pipeline_x,
                 "chain_over_pipeline": t.chain_x / t.pipeline_x,
+                "rhythm_x_real_time": t.rhythm_x,
+                "rhythm_over_chain": t.rhythm_share,
             }
         if self.scale is not None:
             out["scale"] = {
@@ -742,7 +777,8 @@ def format_report(report: BenchReport) -> str:
         lines.append(
             f"throughput, as fast as possible ({t.chunk_s:g} s chunks, best of 2): chain "
             f"{t.chain_x:.0f}x real time, chain + inference {t.pipeline_x:.0f}x "
-            f"(chain alone {t.chain_x / t.pipeline_x:.1f}x faster)"
+            f"(chain alone {t.chain_x / t.pipeline_x:.1f}x faster); the rhythm stage adds "
+            f"{100 * t.rhythm_share:.1f} % to the chain's time"
         )
     for s in report.scale or ():
         lines += [

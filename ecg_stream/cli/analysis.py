@@ -51,14 +51,26 @@ def add_evaluate(commands: Commands) -> None:
     what.add_argument(
         "--classifier", action="store_true", help="score beat classes (JSON + pictures)"
     )
+    what.add_argument(
+        "--rhythm",
+        action="store_true",
+        help="score rhythm episodes (AF, VT, SVT, bigeminy, trigeminy, VFL) against the "
+        "reference rhythm annotations",
+    )
     add_record_arguments(evaluate)
     evaluate.add_argument(
         "--xqrs", action="store_true", help="--detector: also score wfdb's xqrs_detect"
     )
-    evaluate.add_argument("--json", type=Path, help="--detector: write the figures to this file")
-    evaluate.add_argument("--jobs", type=int, default=1, help="--detector: records in parallel")
     evaluate.add_argument(
-        "--model", type=Path, help="--classifier: ONNX model (default: the shipped one)"
+        "--json", type=Path, help="--detector, --rhythm: write the figures to this file"
+    )
+    evaluate.add_argument(
+        "--jobs", type=int, default=1, help="--detector, --rhythm: records in parallel"
+    )
+    evaluate.add_argument(
+        "--model",
+        type=Path,
+        help="--classifier, --rhythm: ONNX model (default: the shipped one)",
     )
     evaluate.add_argument(
         "--out-dir",
@@ -122,6 +134,8 @@ def _analyze(args: argparse.Namespace) -> int:
 def _evaluate(args: argparse.Namespace) -> int:
     if args.detector:
         return _evaluate_detector(args)
+    if args.rhythm:
+        return _evaluate_rhythm(args)
     check_model_argument(args.model)
     from ecg_stream.evaluation import Span
     from ecg_stream.evaluation.classification import evaluate_classifier
@@ -155,6 +169,28 @@ def _evaluate_detector(args: argparse.Namespace) -> int:
     for span in Span:
         print(f"\n== R-peak detection, {span.title}, 150 ms matching ==")
         print(report.format_table(span))
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(report.to_json())
+        print(f"\nwrote {args.json}")
+    return 0
+
+
+def _evaluate_rhythm(args: argparse.Namespace) -> int:
+    check_model_argument(args.model)
+    from ecg_stream.evaluation.rhythm import evaluate_rhythm
+    from ecg_stream.records import expand_record_names
+
+    report = evaluate_rhythm(
+        expand_record_names(args.records),
+        args.model or default_model(),
+        data_dir=args.data_dir,
+        lead=args.lead,
+        jobs=args.jobs,
+    )
+    for family in report.families:
+        print(f"\n== {family.value}: {', '.join(family.codes)}, whole record, gross sums ==")
+        print(report.format_table(family))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(report.to_json())

@@ -25,8 +25,12 @@ FEATURE_NAMES = (
     "median_rr_ratio",
     "upper_rr_ratio",
     "qrs_width_ratio",
+    "rr_irregularity_8",
+    "rr_irregularity_64",
 )
-"""Every per-beat feature a model may take as its second input; a model's contract names its own."""
+"""Every per-beat feature a model may take as its second input; a model's contract names its own.
+The rhythm context (the last two: RR irregularity over 8 and 64 intervals, from the RR series
+alone) is computed for every beat whether a model takes it or not."""
 WINDOW_CHANNELS = ("beat", "template")
 """Every channel a model's window input may hold: the normalised beat, and the normalised
 template of the stream's dominant beat it is compared with; a model's contract names its own."""
@@ -35,7 +39,10 @@ PRIOR_RR_MS = 800.0
 LONG_RR_MEAN_BEATS = 256
 """Past RR intervals in the long mean RR: about 3.5 minutes at 75 bpm."""
 ROBUST_RR_BEATS = 64
-"""Past RR intervals behind the median and upper-percentile RR: about 50 s at 75 bpm."""
+"""Past RR intervals behind the median and upper-percentile RR, and the long RR irregularity:
+about 50 s at 75 bpm."""
+SHORT_IRREGULARITY_BEATS = 8
+"""Past RR intervals behind the short RR irregularity (the window of AF detectors)."""
 UPPER_RR_PERCENTILE = 90.0
 """Percentile of the recent intervals that ``upper_rr_ms`` takes."""
 QRS_WIDTH_LEVEL = 0.3
@@ -109,6 +116,8 @@ def beat_features(window: BeatWindow) -> dict[str, float]:
         "median_rr_ratio": rr_ms / median_ms,
         "upper_rr_ratio": rr_ms / upper_ms,
         "qrs_width_ratio": morphology.qrs_width_ratio,
+        "rr_irregularity_8": _known_or_zero(rr.irregularity_short),
+        "rr_irregularity_64": _known_or_zero(rr.irregularity_long),
     }
 
 
@@ -299,12 +308,15 @@ class BeatSegmenter:
             if self._robust_rr_ms
             else (float("nan"), float("nan"))
         )
+        recent = np.fromiter(self._robust_rr_ms, dtype=np.float64)
         return RRFeatures(
             rr_ms=rr_ms,
             local_mean_rr_ms=_mean_or_nan(self._recent_rr_ms),
             long_mean_rr_ms=_mean_or_nan(self._long_rr_ms),
             median_rr_ms=float(robust[0]),
             upper_rr_ms=float(robust[1]),
+            irregularity_short=rr_irregularity(recent[-SHORT_IRREGULARITY_BEATS:]),
+            irregularity_long=rr_irregularity(recent),
         )
 
     def _emit(self, *, final: bool) -> list[BeatWindow]:
@@ -348,6 +360,23 @@ class BeatSegmenter:
 def _is_premature(rr: RRFeatures) -> bool:
     """Whether a beat came early against the local mean RR (never a stream's first beat)."""
     return rr.rr_ms < PREMATURE_RR_RATIO * rr.local_mean_rr_ms  # False when either is NaN
+
+
+def rr_irregularity(rr_ms: FloatArray) -> float:
+    """Median absolute difference of successive intervals over their median (NaN: < 3).
+
+    Example:
+        >>> round(rr_irregularity(np.array([600.0, 900.0, 700.0])), 3)
+        0.357
+    """
+    if rr_ms.size < 3:
+        return float("nan")
+    return float(np.median(np.abs(np.diff(rr_ms))) / np.median(rr_ms))
+
+
+def _known_or_zero(value: float) -> float:
+    """A feature's value, 0 while it is not known yet (a stream's first beats)."""
+    return 0.0 if np.isnan(value) else value
 
 
 def _mean_or_nan(values: deque[float]) -> float:

@@ -23,7 +23,7 @@ from ecg_stream.config import CHAIN_FS_HZ, ChainConfig
 from ecg_stream.errors import ConfigError
 from ecg_stream.live.replay import RecordReplay
 from ecg_stream.live.session import RunSummary, Sink, StreamBeat
-from ecg_stream.live.sinks import BeatCollector, CsvSink
+from ecg_stream.live.sinks import BeatCollector, CsvSink, EventsCsvSink, WfdbAnnotationSink
 from ecg_stream.live.sources import StreamSpec
 from ecg_stream.records import DataDirs, Record
 from ecg_stream.types import BeatWindow, IntArray, LabeledBeat
@@ -163,7 +163,9 @@ def analyze_to_csv(
 ) -> CsvAnalysis:
     """``ecg-stream analyze`` for one record: ``out_dir/<record>.csv``, labeled with ``model``.
 
-    A function of plain arguments, so that it runs in a worker process too.
+    With a model, also the WFDB annotation file ``out_dir/<record>.ecgs`` (beats and rhythm
+    changes) and ``out_dir/<record>.events.csv`` (the rhythm events). A function of plain
+    arguments, so that it runs in a worker process too.
     """
     from ecg_stream.classify.classifier import OnnxBeatClassifier
     from ecg_stream.records import load_record
@@ -174,8 +176,9 @@ def analyze_to_csv(
     if model is None:
         result = analyze_record(record, config, chunk_s=chunk_s, sinks=[csv_sink])
     else:
+        sinks: list[Sink] = [csv_sink, WfdbAnnotationSink(out_dir), EventsCsvSink(out_dir)]
         with OnnxBeatClassifier(model, config) as classifier:
-            result = analyze_record(record, config, classifier, chunk_s=chunk_s, sinks=[csv_sink])
+            result = analyze_record(record, config, classifier, chunk_s=chunk_s, sinks=sinks)
     return CsvAnalysis(
         record.name,
         len(result.beats),

@@ -87,6 +87,10 @@ class Front(Protocol[In_contra]):
     def record(self) -> str:
         """The name beats and status give as their record."""
 
+    @property
+    def fs_hz(self) -> float:
+        """The source's sampling rate, in Hz."""
+
     def process(self, item: In_contra, arrival_s: float, arrival_wall_s: float) -> Ingested:
         """Run one input item through the chain (``arrival_s``: monotonic, ``_wall_s``: Unix)."""
 
@@ -95,6 +99,9 @@ class Front(Protocol[In_contra]):
 
     def wall_time(self, sample_index: int) -> float:
         """Unix time of a sample of the source's clock (NaN: not known)."""
+
+    def source_index(self, chain_index: int) -> int:
+        """A sample of the stream's chain clock (360 Hz) in the source's clock."""
 
     def signal(self) -> SignalState | None:
         """The input's state at its newest sample (None: not reported)."""
@@ -150,6 +157,15 @@ class RecordFront:
     def _replayed_s(self, signal_s: float) -> float:
         """Wall time the replay takes for ``signal_s`` of signal, in s."""
         return 0.0 if math.isinf(self.speed) else signal_s / self.speed
+
+    @property
+    def fs_hz(self) -> float:
+        """The record's own sampling rate, in Hz."""
+        return self.record_data.fs_hz
+
+    def source_index(self, chain_index: int) -> int:
+        """A chain sample in the record's own clock."""
+        return self.record_data.to_record_index(chain_index)
 
     def signal(self) -> SignalState:
         """The input's state at the newest sample (ok, noisy, lead-off)."""

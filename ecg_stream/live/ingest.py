@@ -37,7 +37,7 @@ import soxr
 from ecg_stream.config import CHAIN_FS_HZ, ChainConfig
 from ecg_stream.detector.chain import BeatExtractor
 from ecg_stream.live.front import ChunkFate, Ingested, PlacedWindow
-from ecg_stream.types import BeatWindow, Chunk, FloatArray, SignalIssue
+from ecg_stream.types import BeatWindow, Chunk, FloatArray, SignalIssue, SignalState
 from ecg_stream.wire import IngestStatus, RawMessage
 
 RESAMPLER_QUALITY = "LQ"
@@ -175,8 +175,9 @@ class IngestSession:
         """Beats and status of a device name its stream as their record."""
         return self.stream_id
 
-    def signal(self) -> None:
-        """The input's state is not reported for devices (their status carries ingest counters)."""
+    def signal(self) -> SignalState | None:
+        """The input's state at the newest sample (None before the first chunk)."""
+        return None if self._run is None else self._run.extractor.state
 
     def count_malformed(self) -> None:
         """A message on the stream's ``raw`` topic did not decode."""
@@ -192,6 +193,10 @@ class IngestSession:
         return IngestStatus(
             worker=self.worker, device_fs_hz=fs_hz, interleaved=self.interleaved, **self._counts
         )
+
+    def source_index(self, chain_index: int) -> int:
+        """A sample of the stream's chain clock in the device's clock (at its current rate)."""
+        return round(chain_index * self.fs_hz / CHAIN_FS_HZ)
 
     def wall_time(self, sample_index: int) -> float:
         """Unix time of a device sample: from the device's ``t0``, else from chunk arrival."""

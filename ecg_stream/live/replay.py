@@ -19,7 +19,8 @@ from contextlib import AsyncExitStack
 from dataclasses import replace
 
 from ecg_stream.classify.batcher import ClassifierLike, InferenceBatcher
-from ecg_stream.config import CHAIN_FS_HZ, ChainConfig
+from ecg_stream.config import CHAIN_FS_HZ, ChainConfig, RhythmSettings
+from ecg_stream.detector.rhythm.stage import RhythmStage
 from ecg_stream.errors import ConfigError
 from ecg_stream.live.front import RecordFront
 from ecg_stream.live.runner import first_error
@@ -41,6 +42,9 @@ MAX_SPEED_CHUNK_S = 1.0
 MAX_WORKERS = 64
 """Most worker processes one replay may start."""
 
+DEFAULT_RHYTHM = RhythmSettings()
+"""The rhythm stage's limits unless a command says otherwise."""
+
 NO_MODEL = "none"
 """Model name on the status of streams that are not classified (``analyze --no-classify``)."""
 
@@ -56,6 +60,8 @@ class RecordReplay:
         speed: Factor of real time, or ``math.inf``.
         summary: Where the per-stream reports go (readable after Ctrl-C too).
         config: The chain's configuration (the classifier's contract was checked against it).
+        rhythm: Limits of each stream's rhythm stage (None: no rhythm events); streams without
+            a classifier have none.
         chunk_s: Chunk duration, in s of signal (default: ``REAL_TIME_CHUNK_S`` at a finite
             speed, ``MAX_SPEED_CHUNK_S`` at ``math.inf``; results do not depend on it).
         clock: Monotonic clock, in s.
@@ -74,6 +80,7 @@ class RecordReplay:
         speed: float,
         summary: RunSummary | None = None,
         config: ChainConfig | None = None,
+        rhythm: RhythmSettings | None = DEFAULT_RHYTHM,
         chunk_s: float | None = None,
         clock: Clock = time.monotonic,
         wall_clock: Clock = time.time,
@@ -84,7 +91,7 @@ class RecordReplay:
             raise ConfigError(msg)
         self.specs, self.classifier, self.sinks = tuple(specs), classifier, tuple(sinks)
         self.speed, self.clock, self.wall_clock = speed, clock, wall_clock
-        self.config = config or ChainConfig()
+        self.config, self.rhythm = config or ChainConfig(), rhythm
         if chunk_s is None:
             chunk_s = MAX_SPEED_CHUNK_S if math.isinf(speed) else REAL_TIME_CHUNK_S
         self.chunk_s = chunk_s
@@ -127,6 +134,7 @@ class RecordReplay:
             StatusMessage.online(spec.stream_id, record.name, self.model_name),
             report,
             batcher=batcher,
+            rhythm=None if self.rhythm is None else RhythmStage(self.rhythm, CHAIN_FS_HZ),
             clock=self.clock,
             wall_clock=self.wall_clock,
         )

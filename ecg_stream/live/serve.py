@@ -41,10 +41,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ecg_stream.classify.batcher import ClassifierLike, InferenceBatcher
-from ecg_stream.config import Backoff, ChainConfig, MqttConfig
+from ecg_stream.config import CHAIN_FS_HZ, Backoff, ChainConfig, MqttConfig, RhythmSettings
+from ecg_stream.detector.rhythm.stage import RhythmStage
 from ecg_stream.errors import BrokerError, ConfigError, PayloadError
 from ecg_stream.live.ingest import IngestSession
 from ecg_stream.live.mqtt_sink import MqttSink, check_samples_s
+from ecg_stream.live.replay import DEFAULT_RHYTHM
 from ecg_stream.live.runner import first_error
 from ecg_stream.live.session import RunSummary, Sink, StreamSession
 from ecg_stream.live.sinks import BeatLines
@@ -196,6 +198,7 @@ class ServeWorker:
             persistent broker session (with the topic prefix): the raw chunks published while
             the worker is down (a crash, a restart, a lost link) wait for it at the broker, up
             to the broker's queue limits. Default: host-pid, a fresh session each start.
+        rhythm: Limits of each stream's rhythm stage.
         say: Where notices go (None: nowhere).
         clock: Monotonic clock, in s.
         wall_clock: Unix time, in s.
@@ -212,6 +215,7 @@ class ServeWorker:
         share_group: str | None = None,
         idle_timeout_s: float = DEFAULT_IDLE_TIMEOUT_S,
         worker_id: str | None = None,
+        rhythm: RhythmSettings = DEFAULT_RHYTHM,
         say: Say | None = None,
         clock: Clock = time.monotonic,
         wall_clock: Clock = time.time,
@@ -238,7 +242,7 @@ class ServeWorker:
         self.session_id = (
             None if worker_id is None else f"ecg-stream-serve-{mqtt.topic_prefix}-{worker_id}"
         )
-        self.say, self.clock, self.wall_clock = say, clock, wall_clock
+        self.rhythm, self.say, self.clock, self.wall_clock = rhythm, say, clock, wall_clock
         self.summary = summary if summary is not None else RunSummary()
         topic = subscription_for(mqtt.topic_prefix, None, TopicKind.RAW)
         self.topic_filter = topic if share_group is None else f"$share/{share_group}/{topic}"
@@ -354,6 +358,7 @@ class ServeWorker:
             status,
             self.summary.report(stream_id, stream_id),
             batcher=self._batcher,
+            rhythm=RhythmStage(self.rhythm, CHAIN_FS_HZ),
             clock=self.clock,
             wall_clock=self.wall_clock,
         )

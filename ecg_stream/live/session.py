@@ -19,6 +19,7 @@ line where a command composes its sinks.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -30,6 +31,7 @@ import msgspec
 
 from ecg_stream.classify.batcher import InferenceBatcher
 from ecg_stream.config import CHAIN_FS_HZ
+from ecg_stream.detector.rhythm.stage import RhythmInput, RhythmStage
 from ecg_stream.errors import ModelContractError
 from ecg_stream.live.front import ChunkFate, Front, Ingested, PlacedWindow
 from ecg_stream.mqtt.stats import PublisherStats
@@ -40,6 +42,7 @@ from ecg_stream.types import (
     Chunk,
     LabeledBeat,
     RhythmEvent,
+    RPeak,
     SignalState,
 )
 from ecg_stream.wire import IngestStatus, StatusMessage, StreamState
@@ -326,6 +329,8 @@ class StreamSession(Generic[In]):
         status: The stream's online status (stream id, record and model named there).
         report: Where the stream's counters go.
         batcher: Labels the windows, batched with other streams (None: beats unlabeled).
+        rhythm: The stream's rhythm stage, fed the labeled beats (None: no rhythm events;
+            a session without a classifier has none).
         clock: Monotonic clock, in s (the one arrival times are read from).
         wall_clock: Unix time, in s.
 
@@ -341,6 +346,7 @@ class StreamSession(Generic[In]):
         report: StreamReport,
         *,
         batcher: InferenceBatcher | None,
+        rhythm: RhythmStage | None = None,
         clock: Clock = time.monotonic,
         wall_clock: Clock = time.time,
     ) -> None:
@@ -351,12 +357,14 @@ class StreamSession(Generic[In]):
             )
             raise ModelContractError(msg)
         self.front, self.sinks, self.report, self.batcher = front, tuple(sinks), report, batcher
+        self.rhythm = rhythm if batcher is not None else None
         self.clock, self.wall_clock = clock, wall_clock
         self.status = status
         self.stream_id = status.stream
         self._in_flight: tuple[PlacedWindow, ...] = ()  # extracted, not back from the batcher
         self._status_s = math.nan  # clock time of the last status with ingest counters
         self._status_trouble = _trouble(status.ingest)
+        self._end_index = 0  # chain samples of the stream seen: the rhythm stage's clock
 
     async def __aenter__(self) -> StreamSession[In]:
         self.report.sessions += 1
@@ -374,7 +382,7 @@ class StreamSession(Generic[In]):
         try:
             if exc_type is asyncio.CancelledError:  # the beats held go out all the same
                 arrival_s = self.clock()
-                self._drain(self.front.finish(arrival_s), arrival_s)
+                self._drain(self.front.finish(arrival_s), arrival_s, ending=True)
         finally:
             self.report.finished_s = self.clock()
             if (ingest := self.front.ingest()) is not None:
@@ -402,15 +410,15 @@ class StreamSession(Generic[In]):
     async def finish(self) -> None:
         """The input has ended: classify and hand over what the chain held back."""
         arrival_s = self.clock()
-        await self._deliver(self.front.finish(arrival_s), arrival_s)
+        await self._deliver(self.front.finish(arrival_s), arrival_s, ending=True)
 
-    async def _deliver(self, ingested: Ingested, arrival_s: float) -> None:
+    async def _deliver(self, ingested: Ingested, arrival_s: float, *, ending: bool = False) -> None:
         self._in_flight = ingested.windows
         labeled = None
         if self.batcher is not None:
             labeled = await self.batcher.classify([w.window for w in self._in_flight])
         self._in_flight = ()
-        output = self._output(ingested, labeled, arrival_s)
+        output = self._output(ingested, labeled, arrival_s, ending=ending)
         for sink in self.sinks:
             await sink.write(output)
 
@@ -422,6 +430,8 @@ class StreamSession(Generic[In]):
         if signal is not None and signal is not (status.signal or SignalState.OK):
             # the input's state changed (retained): a clean stream never says it
             status = msgspec.structs.replace(status, signal=signal)
+        if self.rhythm is not None and self.rhythm.current is not status.rhythm:
+            status = msgspec.structs.replace(status, rhythm=self.rhythm.current)
         if ingest is not None:
             trouble = _trouble(ingest)
             due = now - self._status_s >= STATUS_INTERVAL_S
@@ -445,14 +455,14 @@ class StreamSession(Generic[In]):
         """Unix time at a reading of the monotonic clock."""
         return self.wall_clock() - (self.clock() - clock_s)
 
-    def _drain(self, ingested: Ingested, arrival_s: float) -> None:
+    def _drain(self, ingested: Ingested, arrival_s: float, *, ending: bool = False) -> None:
         windows = self._in_flight + ingested.windows
         self._in_flight = ()
         labeled = None
         if self.batcher is not None and windows:
             labeled = self.batcher.classifier.classify([w.window for w in windows])
-        stopped = Ingested(ChunkFate.PROCESSED, windows, ingested.filtered)
-        output = self._output(stopped, labeled, arrival_s)
+        stopped = Ingested(ingested.fate, windows, ingested.filtered)
+        output = self._output(stopped, labeled, arrival_s, ending=ending)
         for sink in self.sinks:
             sink.write_nowait(output)
 
@@ -461,6 +471,8 @@ class StreamSession(Generic[In]):
         ingested: Ingested,
         labeled: Sequence[LabeledBeat] | None,
         arrival_s: float,
+        *,
+        ending: bool = False,
     ) -> SessionOutput:
         beats = []
         for index, placed in enumerate(ingested.windows):
@@ -481,7 +493,57 @@ class StreamSession(Generic[In]):
                 self.report.beats[label.label] += 1
         for filtered in ingested.filtered:
             self.report.signal_s = max(self.report.signal_s, filtered.end_index / CHAIN_FS_HZ)
-        return SessionOutput(self.stream_id, tuple(beats), ingested.filtered, arrival_s)
+        events = self._events(ingested, labeled, ending=ending)
+        return SessionOutput(self.stream_id, tuple(beats), ingested.filtered, arrival_s, events)
+
+    def _events(
+        self, ingested: Ingested, labeled: Sequence[LabeledBeat] | None, *, ending: bool
+    ) -> tuple[StreamEvent, ...]:
+        """The rhythm events the beats and the passing time decide, placed in the source."""
+        if self.rhythm is None or labeled is None:
+            return ()
+        beats = tuple(
+            _in_stream_clock(beat, placed)
+            for beat, placed in zip(labeled, ingested.windows, strict=True)
+        )
+        self._end_index = max(
+            [self._end_index]
+            + [chunk.end_index for chunk in ingested.filtered]
+            + [beat.window.ready_index for beat in beats]
+        )
+        signal = self.front.signal() or SignalState.OK
+        if ingested.fate is ChunkFate.AFTER_GAP:
+            signal = SignalState.GAP
+        events = self.rhythm.process(RhythmInput(beats, self._end_index, signal))
+        if ending:
+            events += self.rhythm.flush()
+        return tuple(self._placed(event) for event in events)
+
+    def _placed(self, event: RhythmEvent) -> StreamEvent:
+        sample_index = self.front.source_index(event.index)
+        wall_s = self.front.wall_time(sample_index)
+        return StreamEvent(
+            self.stream_id,
+            self.status.record,
+            event,
+            sample_index,
+            self.front.fs_hz,
+            max(wall_s, 0.0) if math.isfinite(wall_s) else self.wall_clock(),
+        )
+
+
+def _in_stream_clock(beat: LabeledBeat, placed: PlacedWindow) -> LabeledBeat:
+    """The beat with its indices in the stream's chain clock.
+
+    A device's chain restarts at 0 after a gap; the rhythm stage's clock runs on.
+    """
+    window = beat.window
+    offset = placed.chain_index - window.peak.index
+    if offset == 0:
+        return beat
+    peak = RPeak(window.peak.index + offset, window.peak.decided_index + offset)
+    moved = dataclasses.replace(window, peak=peak, ready_index=window.ready_index + offset)
+    return dataclasses.replace(beat, window=moved)
 
 
 def _trouble(ingest: IngestStatus | None) -> tuple[int, int, int, int, bool] | None:

@@ -163,19 +163,19 @@ class CsvSink:
 
 RHYTHM_CODES: dict[RhythmKind, str] = {
     RhythmKind.VF: "(VFL",
+    RhythmKind.ASYSTOLE: "(ASYS",  # no MIT-BIH code
     RhythmKind.VT: "(VT",
-    RhythmKind.IDIOVENTRICULAR: "(IVR",
     RhythmKind.AF: "(AFIB",
     RhythmKind.SVT: "(SVTA",
+    RhythmKind.IDIOVENTRICULAR: "(IVR",
     RhythmKind.VENTRICULAR_BIGEMINY: "(B",
     RhythmKind.VENTRICULAR_TRIGEMINY: "(T",
     RhythmKind.TACHYCARDIA: "(TACH",  # no MIT-BIH code: sinus or not, a fast rate
     RhythmKind.BRADYCARDIA: "(SBR",
-    RhythmKind.ASYSTOLE: "(ASYS",  # no MIT-BIH code
 }
-"""The aux note of a ``+`` (rhythm change) annotation per episode kind, most urgent first: when
-episodes overlap, the annotation names the first of them. Codes of the MIT-BIH Arrhythmia
-Database where one exists."""
+"""The aux note of a ``+`` (rhythm change) annotation per episode kind, in the stage's priority
+(``detector/rhythm/stage.py`` ``PRIORITY``): when episodes overlap, the annotation names the
+most urgent. Codes of the MIT-BIH Arrhythmia Database where one exists."""
 
 NORMAL_RHYTHM_CODE = "(N"
 """The aux note of a ``+`` annotation when no episode is open."""
@@ -315,6 +315,8 @@ class WfdbAnnotationSink:
         stream = self._streams.pop(stream_id)
         if not stream.samples:  # wfdb writes no empty file: a stream without beats gets none
             return
+        for sample, code in stream.rhythm_changes():
+            stream.add(sample, "+", code, stream.fs_hz)
         self.out_dir.mkdir(parents=True, exist_ok=True)
         order = sorted(range(len(stream.samples)), key=lambda k: (stream.samples[k], k))
         samples = np.array([stream.samples[k] for k in order], dtype=np.int64)
@@ -331,7 +333,7 @@ class WfdbAnnotationSink:
 
 
 class _AnnotatedStream:
-    """A stream's annotations so far, and its open episodes."""
+    """A stream's annotations so far: beats and instant events, and its rhythm episodes."""
 
     def __init__(self, record: str) -> None:
         self.record = record
@@ -339,8 +341,7 @@ class _AnnotatedStream:
         self.samples: list[int] = []
         self.symbols: list[str] = []
         self.notes: list[str] = []
-        self.open: set[RhythmKind] = set()
-        self.code = NORMAL_RHYTHM_CODE
+        self.episodes: list[tuple[RhythmKind, int, int | None]] = []  # kind, start, end
 
     def add(self, sample: int, symbol: str, note: str, fs_hz: float) -> None:
         self.samples.append(sample)
@@ -352,12 +353,32 @@ class _AnnotatedStream:
         event = placed.event
         if event.state is EventState.INSTANT:
             self.add(placed.sample_index, '"', event.kind.value.upper(), placed.fs_hz)
-            return
-        (self.open.add if event.state is EventState.START else self.open.discard)(event.kind)
-        code = next(
-            (code for kind, code in RHYTHM_CODES.items() if kind in self.open),
-            NORMAL_RHYTHM_CODE,
+        elif event.state is EventState.START:
+            self.episodes.append((event.kind, placed.sample_index, None))
+        else:  # the kind's open episode ends
+            for k in range(len(self.episodes) - 1, -1, -1):
+                kind, start, end = self.episodes[k]
+                if kind is event.kind and end is None:
+                    self.episodes[k] = (kind, start, placed.sample_index)
+                    break
+
+    def rhythm_changes(self) -> list[tuple[int, str]]:
+        """``+`` annotations: where the most urgent open episode changes, and its code."""
+        boundaries = sorted(
+            {start for _, start, _ in self.episodes}
+            | {end for _, _, end in self.episodes if end is not None}
         )
-        if code != self.code:
-            self.code = code
-            self.add(placed.sample_index, "+", code, placed.fs_hz)
+        changes: list[tuple[int, str]] = []
+        code = NORMAL_RHYTHM_CODE
+        for sample in boundaries:
+            open_kinds = {
+                kind
+                for kind, start, end in self.episodes
+                if start <= sample and (end is None or sample < end)
+            }
+            now = next((c for kind, c in RHYTHM_CODES.items() if kind in open_kinds), None)
+            now = NORMAL_RHYTHM_CODE if now is None else now
+            if now != code:
+                changes.append((sample, now))
+                code = now
+        return changes

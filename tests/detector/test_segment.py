@@ -86,7 +86,8 @@ def test_first_beat_features_use_the_stated_prior() -> None:
     )
     prior_s = PRIOR_RR_MS / 1000
     np.testing.assert_allclose(
-        feature_vector(window, FEATURE_NAMES), [prior_s, prior_s, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0]
+        feature_vector(window, FEATURE_NAMES),
+        [prior_s, prior_s, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 0.0, 0.0],  # no irregularity yet
     )
     np.testing.assert_allclose(feature_vector(window, ("amplitude_ratio", "rr_s")), [1, prior_s])
 
@@ -154,3 +155,16 @@ def test_premature_beats_never_become_the_template_even_in_bigeminy() -> None:
     assert all(beat.template_correlation > 0.99 for beat in normal_beats)
     assert all(beat.template_correlation < 0.8 for beat in ectopic_beats)
     assert all(beat.amplitude_ratio > 2.5 for beat in ectopic_beats)
+
+
+def test_rhythm_context_is_the_rr_irregularity_of_the_last_8_and_64_intervals() -> None:
+    segmenter = BeatSegmenter(ChainConfig())
+    rr = [300 if k % 2 else 250 for k in range(70)]  # alternating intervals, in samples
+    peaks = np.cumsum([400, *rr])
+    signal = np.zeros(int(peaks[-1]) + 400)
+    windows = segmenter.process(Detected(signal, tuple(RPeak(int(p), int(p)) for p in peaks)))
+    windows += segmenter.flush()
+    last = windows[-1].rr
+    assert last.irregularity_short == pytest.approx(50 / 275)
+    assert last.irregularity_long == pytest.approx(50 / 275)
+    assert math.isnan(windows[1].rr.irregularity_short)  # one interval: not known yet

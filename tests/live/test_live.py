@@ -7,6 +7,7 @@ called directly, without the session.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import math
 from collections.abc import Sequence
 from dataclasses import replace
@@ -100,12 +101,14 @@ def check_stream(
         assert message.time_s == pytest.approx(message.sample / record.fs_hz, abs=1e-6)
         assert message.compute_ms >= 0
     statuses = [s for s in collector.statuses if s.stream == stream_id]
-    # online, then re-published online statuses when the input's state changes, then offline
+    # online, then online again when the input's state or the rhythm changes, then offline
     assert [s.state for s in statuses[:1] + statuses[-1:]] == [
         StreamState.ONLINE,
         StreamState.OFFLINE,
     ]
-    assert all(s.state is StreamState.ONLINE and s.signal for s in statuses[1:-1])
+    assert all(s.state is StreamState.ONLINE for s in statuses[1:-1])
+    changes = [(s.signal, s.rhythm) for s in statuses[:-1]]
+    assert all(a != b for a, b in itertools.pairwise(changes))  # re-published on a change only
 
 
 @pytest.mark.mqtt
