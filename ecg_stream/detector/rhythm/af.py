@@ -29,10 +29,9 @@ References:
 from __future__ import annotations
 
 import math
+import statistics
 from collections import deque
 from dataclasses import dataclass
-
-import numpy as np
 
 from ecg_stream.errors import ConfigError
 from ecg_stream.types import BeatClass, LabeledBeat
@@ -208,13 +207,20 @@ class AfDetector:
         The differences are taken between the kept intervals in order, those left out skipped:
         in ventricular trigeminy the sinus intervals between the ectopic pairs remain.
         """
-        intervals = np.array(self._intervals_ms, dtype=np.float64)
-        if intervals.size < self.settings.min_intervals:
+        # statistics.median on a list: at most window_beats values, where numpy's call
+        # overhead would be most of the stage's time per beat
+        intervals = list(self._intervals_ms)
+        if len(intervals) < self.settings.min_intervals:
             return math.nan
-        median_rr_ms = float(np.median(intervals))
-        return min(
-            float(np.median(np.abs(intervals[lag:] - intervals[:-lag]))) / median_rr_ms
-            for lag in LAGS
+        median_rr_ms = statistics.median(intervals)
+        return (
+            min(
+                statistics.median(
+                    [abs(b - a) for a, b in zip(intervals, intervals[lag:], strict=False)]
+                )
+                for lag in LAGS
+            )
+            / median_rr_ms
         )
 
     def _is_compensatory_pause(self, rr_ms: float) -> bool:
@@ -223,7 +229,7 @@ class AfDetector:
         premature_ms = self._previous_kept_ms
         if fraction == 0.0 or math.isnan(premature_ms) or len(self._intervals_ms) < max(LAGS):
             return False
-        median_rr_ms = float(np.median(self._intervals_ms))
+        median_rr_ms = statistics.median(self._intervals_ms)
         short = premature_ms < (1 - fraction) * median_rr_ms
         return short and rr_ms > (1 + fraction) * median_rr_ms
 
