@@ -20,10 +20,11 @@ from hypothesis import strategies as st
 from ecg_stream import wire
 from ecg_stream.config import SUPPORTED_FS_HZ
 from ecg_stream.errors import ConfigError, PayloadError
-from ecg_stream.types import BEAT_CLASSES, BeatClass
+from ecg_stream.types import BEAT_CLASSES, BeatClass, EventState, RhythmKind
 from ecg_stream.wire import (
     BeatMessage,
     ClassProbabilities,
+    EventMessage,
     SamplesMessage,
     StatusMessage,
     StreamState,
@@ -155,10 +156,30 @@ def status_messages(draw: st.DrawFn, stream: str | None = None) -> StatusMessage
     )
 
 
+@st.composite
+def event_messages(draw: st.DrawFn, stream: str | None = None) -> EventMessage:
+    beats = draw(st.integers(0, 10_000))
+    return EventMessage(
+        stream=stream or draw(stream_ids),
+        record=draw(names),
+        rhythm=draw(st.sampled_from(RhythmKind)),
+        state=draw(st.sampled_from(EventState)),
+        sample=draw(st.integers(0, wire.MAX_INDEX)),
+        chain_sample=draw(st.integers(0, wire.MAX_INDEX)),
+        time_s=round(draw(st.floats(0.0, 1e9)), 6),
+        wall_time=round(draw(st.floats(0.0, wire.MAX_UNIX_TIME_S)), 6),
+        delay_s=round(draw(st.floats(0.0, 1e5)), 3),
+        beats=beats,
+        rate_bpm=round(draw(st.floats(1.0, wire.MAX_HEART_RATE_BPM)), 3) if beats else None,
+        detail=draw(st.none() | names),
+    )
+
+
 VALID: dict[str, Callable[..., st.SearchStrategy[WireMessage]]] = {
     "beats": beat_messages,
     "samples": samples_messages,
     "status": status_messages,
+    "events": event_messages,
 }
 
 
