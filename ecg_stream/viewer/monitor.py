@@ -1,4 +1,4 @@
-"""The live monitor window: scrolling ECG traces with labeled beats, fed from MQTT.
+"""The live monitor window: scrolling ECG traces with labeled beats and rhythm events, from MQTT.
 
 The GUI thread only draws (practice 11): a :class:`~ecg_stream.viewer.subscriber.Subscriber`
 thread decodes messages into a bounded queue; a ``QTimer`` at ~30 Hz drains it into per-stream
@@ -25,12 +25,17 @@ import numpy.typing as npt
 
 from ecg_stream.config import MqttConfig
 from ecg_stream.errors import ConfigError, MissingExtraError
-from ecg_stream.types import BEAT_CLASSES, BeatClass
+from ecg_stream.types import BEAT_CLASSES, BeatClass, EventState, RhythmKind
 from ecg_stream.viewer.background import BackgroundJob, CoroutineFactory
 from ecg_stream.viewer.ring import DisplayRing
 from ecg_stream.viewer.subscriber import Received, Subscriber, SubscriberStatus
-from ecg_stream.viewer.tracker import StreamTracker, format_record_time
-from ecg_stream.wire import BeatMessage, SamplesMessage, StatusMessage, StreamState
+from ecg_stream.viewer.tracker import (
+    RHYTHM_LABELS,
+    EventMark,
+    StreamTracker,
+    format_record_time,
+)
+from ecg_stream.wire import BeatMessage, EventMessage, SamplesMessage, StatusMessage, StreamState
 
 VIEWER_EXTRA = "viewer"
 """The optional dependency group holding PySide6 and pyqtgraph."""
@@ -53,6 +58,36 @@ CLASS_COLOURS: dict[BeatClass, str] = {
 }
 """Colour-blind-safe colour of each beat class (Okabe & Ito 2008)."""
 
+ALARM_COLOUR = "#CC3311"  # red (Tol's vibrant): life-threatening rhythms
+WARNING_COLOUR = "#E69F00"  # Okabe-Ito orange, used by no beat class
+NOTICE_COLOUR = "#555555"
+RHYTHM_COLOURS: dict[RhythmKind, str] = {
+    RhythmKind.VF: ALARM_COLOUR,
+    RhythmKind.VT: ALARM_COLOUR,
+    RhythmKind.ASYSTOLE: ALARM_COLOUR,
+    RhythmKind.AF: WARNING_COLOUR,
+    RhythmKind.SVT: WARNING_COLOUR,
+    RhythmKind.VENTRICULAR_RUN: WARNING_COLOUR,
+    RhythmKind.IDIOVENTRICULAR: WARNING_COLOUR,
+    RhythmKind.PAUSE: WARNING_COLOUR,
+    RhythmKind.COUPLET: NOTICE_COLOUR,
+    RhythmKind.VENTRICULAR_BIGEMINY: NOTICE_COLOUR,
+    RhythmKind.VENTRICULAR_TRIGEMINY: NOTICE_COLOUR,
+    RhythmKind.BRADYCARDIA: NOTICE_COLOUR,
+    RhythmKind.TACHYCARDIA: NOTICE_COLOUR,
+}
+"""Colour of each rhythm by urgency: its band, its label and its alarm lines."""
+BAND_ALPHA = 0.16
+"""Opacity of an episode band: the trace and the paper stay readable through it."""
+BAND_LABEL_PX = 14
+"""Size of the rhythm's name on its band, in pixels."""
+BAND_POOL_SIZE = 8
+"""Most episode bands drawn per stream at once (the newest); their items are made once, reused."""
+INSTANT_MARK_HEIGHT = 0.03
+"""Height of an instant event's triangle above the bottom of the strip, in strip heights."""
+MAX_INSTANT_MARKS = 64
+"""Most instant events (a pause, a couplet, a run) marked per stream at once (the newest)."""
+
 PAPER_COLOUR = "#fffaf6"
 MINOR_GRID_COLOUR = "#f7d9d4"
 MAJOR_GRID_COLOUR = "#eba69e"
@@ -68,6 +103,8 @@ PAPER_MV_PER_S = 2.5
 """25 mm/s over 10 mm/mV: with square boxes, 1 s of width spans 2.5 mV of height."""
 MINOR_GRID_MIN_PX = 4.0
 """Small boxes narrower than this (zoomed out) are not drawn: they would only grey the paper."""
+MAX_Y_TICKS = 20
+"""Most labelled ticks on the mV axis; beyond, the tick step grows tenfold."""
 LETTER_ROW_MV = 0.4
 """Gap between the tallest wave in view and the row of class letters, in mV."""
 CONFIDENCE_LEVELS = 10
@@ -115,6 +152,61 @@ def _tooltip(x: float, y: float, data: object) -> str:
     """Tooltip of a beat marker: the beat's own description, kept as the spot's data."""
     del x, y  # the description already holds the beat's time
     return str(data)
+
+
+def _translucent(colour: str, alpha: float) -> QtGui.QColor:
+    qcolour = QtGui.QColor(colour)
+    qcolour.setAlphaF(alpha)
+    return qcolour
+
+
+class EpisodeBand:
+    """A translucent band over the strip with the rhythm's name, reused for any episode.
+
+    Args:
+        plot: The plot to draw on.
+    """
+
+    def __init__(self, plot: Any) -> None:
+        self.region = pg.LinearRegionItem(values=(0.0, 0.0), orientation="vertical", movable=False)
+        self.region.setZValue(-15)  # over the paper, under the trace and the markers
+        self.label = pg.TextItem(anchor=(0.0, 1.0))
+        self.label.setZValue(-14)
+        self.rhythm: RhythmKind | None = None
+        plot.addItem(self.region, ignoreBounds=True)
+        plot.addItem(self.label, ignoreBounds=True)
+        self.hide()
+
+    def show(
+        self, rhythm: RhythmKind, x_range: tuple[float, float], label_at: float, y: float
+    ) -> None:
+        """Cover ``x_range`` (s) as an episode of ``rhythm``, named at ``(label_at, y)``."""
+        if rhythm is not self.rhythm:  # restyle only when reused for another rhythm
+            self.rhythm = rhythm
+            colour = RHYTHM_COLOURS[rhythm]
+            self.region.setBrush(pg.mkBrush(_translucent(colour, BAND_ALPHA)))
+            for line in self.region.lines:
+                line.setPen(pg.mkPen(_translucent(colour, 0.5), width=1))
+            self.label.setText(RHYTHM_LABELS[rhythm], color=colour)
+            font = QtGui.QFont()
+            font.setBold(True)
+            font.setPixelSize(BAND_LABEL_PX)
+            self.label.setFont(font)
+        if tuple(self.region.getRegion()) != x_range:
+            self.region.setRegion(x_range)
+        self.label.setPos(label_at, y)
+        self.region.setVisible(True)
+        self.label.setVisible(True)
+
+    def hide(self) -> None:
+        """Draw nothing (back in the pool)."""
+        self.region.setVisible(False)
+        self.label.setVisible(False)
+
+    @property
+    def shown(self) -> bool:
+        """Whether the band is on the strip."""
+        return bool(self.region.isVisible())
 
 
 class PaperGrid:
@@ -189,8 +281,22 @@ class StreamRow(QtWidgets.QWidget):
         self.info.setAlignment(QtCore.Qt.AlignmentFlag.AlignTop | QtCore.Qt.AlignmentFlag.AlignLeft)
         self.info.setFixedWidth(250)
         self.info.setWordWrap(True)
+        self.alarms = QtWidgets.QListWidget()
+        self.alarms.setFixedWidth(250)
+        self.alarms.setFrameShape(QtWidgets.QFrame.Shape.NoFrame)
+        self.alarms.setStyleSheet("QListWidget { background: transparent; font-size: 11px; }")
+        self.alarms.setFocusPolicy(QtCore.Qt.FocusPolicy.NoFocus)
+        self.alarms.setSelectionMode(QtWidgets.QAbstractItemView.SelectionMode.NoSelection)
+        self.alarms.setHorizontalScrollBarPolicy(QtCore.Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.alarms.setWordWrap(True)
+        self.alarms.setToolTip("rhythm events, newest first")
+        side = QtWidgets.QVBoxLayout()
+        side.setContentsMargins(0, 0, 0, 0)
+        side.setSpacing(2)
+        side.addWidget(self.info)
+        side.addWidget(self.alarms, stretch=1)
         self.plot_widget = pg.PlotWidget(background=PAPER_COLOUR)
-        layout.addWidget(self.info)
+        layout.addLayout(side)
         layout.addWidget(self.plot_widget, stretch=1)
         self.plot = self.plot_widget.getPlotItem()
         self.plot.hideButtons()
@@ -206,7 +312,8 @@ class StreamRow(QtWidgets.QWidget):
             # pyqtgraph's automatic ticks and unit labels are most of a row's redraw cost
             axis.enableAutoSIPrefix(False)
         self.plot.getAxis("bottom").setTickSpacing(1.0, 1.0)
-        self.plot.getAxis("left").setTickSpacing(1.0, MAJOR_GRID_MV)
+        self._y_tick_mv = 1.0
+        self.plot.getAxis("left").setTickSpacing(self._y_tick_mv, self._y_tick_mv / 2)
         self.grid = PaperGrid(self.plot)
         self.curve = self.plot.plot(pen=pg.mkPen(TRACE_COLOUR, width=1))
         self.curve.setDownsampling(auto=True, method="peak")
@@ -217,6 +324,20 @@ class StreamRow(QtWidgets.QWidget):
         )
         self.plot.addItem(self.dots)
         self.plot.addItem(self.letters)
+        self.bands: list[EpisodeBand] = []  # made as needed, at most BAND_POOL_SIZE, reused
+        self.instant_lines = pg.PlotCurveItem(
+            pen=pg.mkPen(NOTICE_COLOUR, width=1, style=QtCore.Qt.PenStyle.DashLine),
+            connect="pairs",
+        )
+        self.instant_lines.setZValue(-13)
+        self.instant_marks = pg.ScatterPlotItem(
+            size=10, symbol="t1", pen=None, hoverable=True, tip=_tooltip
+        )
+        self.plot.addItem(self.instant_lines, ignoreBounds=True)
+        self.plot.addItem(self.instant_marks, ignoreBounds=True)
+        self._instant_brushes = {
+            rhythm: pg.mkBrush(colour) for rhythm, colour in RHYTHM_COLOURS.items()
+        }
         self._symbols = {beat_class: _letter_symbol(beat_class.value) for beat_class in BeatClass}
         self._brushes = {
             (beat_class, level): pg.mkBrush(self._with_alpha(colour, level))
@@ -231,6 +352,8 @@ class StreamRow(QtWidgets.QWidget):
         self._drawn_y_range = (math.nan, math.nan)
         self._paused_drawn = False
         self._pending_dots = False
+        self._drawn_events = (-1, -1, (math.nan, math.nan))  # revision, end index, y range
+        self._listed_events_revision = -1
         self._info_text = ""
         self._y_range = (-1.0, 1.5)
         self._letter_y = 1.0
@@ -285,6 +408,7 @@ class StreamRow(QtWidgets.QWidget):
             ):
                 self._draw_markers(tracker, ring)
             if not paused:
+                self._draw_events(tracker, ring)
                 self._drawn_end_index = ring.end_index
         x_range, y_range = self.plot.viewRange()
         self.grid.update(x_range, y_range, self.plot.getViewBox().width())
@@ -328,6 +452,12 @@ class StreamRow(QtWidgets.QWidget):
                 extra = paper_span - (hi - lo)
                 lo, hi = lo - extra / 2, hi + extra / 2
         self._y_range = (lo, hi)
+        # fixed ticks, but never thousands of them: pyqtgraph compares every pair of ticks, and
+        # a railed input (tens of volts) would ask for gigabytes
+        tick_mv = 10.0 ** max(0, math.ceil(math.log10((hi - lo) / MAX_Y_TICKS)))
+        if tick_mv != self._y_tick_mv:
+            self._y_tick_mv = tick_mv
+            self.plot.getAxis("left").setTickSpacing(tick_mv, tick_mv / 2)
 
     def _draw_markers(self, tracker: StreamTracker, ring: DisplayRing) -> None:
         # only beats on the trace held: older ones would float over an empty strip
@@ -357,16 +487,73 @@ class StreamRow(QtWidgets.QWidget):
         self._drawn_revision = tracker.revision
         self._drawn_y_range = self._y_range
 
+    def _draw_events(self, tracker: StreamTracker, ring: DisplayRing) -> None:
+        """Bands of the episodes and marks of the instant events on the trace held."""
+        drawn = (tracker.events_revision, ring.end_index, self._y_range)
+        if drawn == self._drawn_events:
+            return
+        self._drawn_events = drawn
+        fs_hz, held_from, held_to = tracker.fs_hz, ring.start_index, ring.end_index
+        episodes = [
+            episode
+            for episode in tracker.episodes
+            if episode.end_sample is None or episode.end_sample >= held_from
+        ][-BAND_POOL_SIZE:]  # open ones last: always drawn
+        view_lo = self.plot.viewRange()[0][0]
+        y_lo, y_hi = self._y_range
+        for number, episode in enumerate(episodes):
+            if number == len(self.bands):
+                self.bands.append(EpisodeBand(self.plot))
+            start = held_from if episode.start_sample is None else episode.start_sample
+            end = held_to if episode.end_sample is None else episode.end_sample
+            x_lo, x_hi = max(start, held_from) / fs_hz, max(start, end, held_from) / fs_hz
+            # the name stays in sight while the band's start scrolls out on the left
+            label_at = min(max(x_lo, view_lo), x_hi)
+            self.bands[number].show(episode.rhythm, (x_lo, x_hi), label_at, y_lo)
+        for band in self.bands[len(episodes) :]:
+            band.hide()
+        instants = [mark for mark in tracker.instants if mark.chain_sample >= held_from][
+            -MAX_INSTANT_MARKS:
+        ]
+        x = np.array([mark.chain_sample for mark in instants], dtype=np.float64) / fs_hz
+        self.instant_lines.setData(np.repeat(x, 2), np.tile([y_lo, y_hi], x.size))
+        self.instant_marks.setData(
+            x=x,
+            y=np.full(x.size, y_lo + INSTANT_MARK_HEIGHT * (y_hi - y_lo)),
+            brush=[self._instant_brushes[mark.rhythm] for mark in instants],
+            data=[_event_tip(mark) for mark in instants],
+        )
+
     def update_info(self, tracker: StreamTracker) -> None:
-        """Refresh the text panel if anything in it changed."""
+        """Refresh the text panel and the alarm lines if anything in them changed."""
         text = _info_html(tracker)
         if text != self._info_text:
             self._info_text = text
             self.info.setText(text)
+        if tracker.events_revision != self._listed_events_revision:
+            self._listed_events_revision = tracker.events_revision
+            self.alarms.clear()  # at most MAX_ALARMS lines, and only when an event came
+            for mark in tracker.alarms:
+                item = QtWidgets.QListWidgetItem(mark.alarm_line())
+                ended = mark.state is EventState.END
+                item.setForeground(
+                    QtGui.QColor(NOTICE_COLOUR if ended else RHYTHM_COLOURS[mark.rhythm])
+                )
+                if not ended and RHYTHM_COLOURS[mark.rhythm] == ALARM_COLOUR:
+                    font = item.font()
+                    font.setBold(True)
+                    item.setFont(font)
+                item.setToolTip(_event_tip(mark))
+                self.alarms.addItem(item)
+
+
+def _event_tip(mark: EventMark) -> str:
+    """Tooltip of a rhythm event: what, when in the record, and the decision delay."""
+    return f"{mark.describe()}\n{mark.where()}"
 
 
 def _info_html(tracker: StreamTracker) -> str:
-    """The text panel of a stream: state, heart rate, counts, last abnormal beat, latency."""
+    """The text panel of a stream: state, rate and rhythm, counts, last abnormal beat, latency."""
     if tracker.online is None:
         state = f'<span style="color:{OFFLINE_COLOUR}">&#9675; no status yet</span>'
     elif tracker.online:
@@ -375,6 +562,12 @@ def _info_html(tracker: StreamTracker) -> str:
         state = f'<span style="color:{OFFLINE_COLOUR}">&#9675; offline</span>'
     heart_rate = tracker.heart_rate_bpm
     rate = "--" if heart_rate is None or tracker.online is False else f"{heart_rate:.0f}"
+    rhythm = ""
+    if tracker.rhythm is not None and tracker.online is not False:
+        rhythm = (
+            f' &nbsp;<span style="font-size:20px;color:{RHYTHM_COLOURS[tracker.rhythm]}">'
+            f"<b>{RHYTHM_LABELS[tracker.rhythm]}</b></span>"
+        )
     counts = " ".join(
         f'<span style="color:{CLASS_COLOURS[cls]}"><b>{cls.value}</b></span>&nbsp;'
         f"{tracker.counts[cls]}"
@@ -401,7 +594,7 @@ def _info_html(tracker: StreamTracker) -> str:
     return (
         f'<div style="font-size:15px"><b>{tracker.stream}</b> {state}</div>'
         f'<div style="color:#555555">{source}</div>'
-        f'<div><span style="font-size:26px"><b>{rate}</b></span> bpm</div>'
+        f'<div><span style="font-size:26px"><b>{rate}</b></span> bpm{rhythm}</div>'
         f"<div>{counts}</div>"
         f'<div style="color:#555555">last abnormal: {abnormal}</div>'
         f'<div style="color:#555555">latency (median): {latency}</div>'
@@ -524,6 +717,8 @@ class MonitorWindow(QtWidgets.QMainWindow):
             tracker.add_beat(message, item.receipt_wall_s)
         elif isinstance(message, StatusMessage):
             tracker.add_status(message)
+        elif isinstance(message, EventMessage):
+            tracker.add_event(message)
 
     def _add_stream(self, stream: str) -> StreamTracker:
         """Start tracking a stream and insert its row, rows sorted by stream id."""
@@ -600,6 +795,8 @@ class MonitorWindow(QtWidgets.QMainWindow):
         """
         self.refresh()
         self.refresh_text()
+        # lay out the side panels for their new text now, not at the next event loop turn
+        QtWidgets.QApplication.sendPostedEvents(None, QtCore.QEvent.Type.LayoutRequest)
         if not self.grab().save(str(path), "PNG"):
             msg = f"cannot write the screenshot to {path}; check that its folder exists"
             raise ConfigError(msg)

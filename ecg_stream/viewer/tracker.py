@@ -6,17 +6,46 @@ import math
 import statistics
 from collections import deque
 from dataclasses import dataclass
+from datetime import datetime
 
 from ecg_stream.errors import ConfigError
-from ecg_stream.types import BEAT_CLASSES, BeatClass
+from ecg_stream.types import BEAT_CLASSES, BeatClass, EventState, RhythmKind
 from ecg_stream.viewer.ring import DisplayRing
-from ecg_stream.wire import BeatMessage, SamplesMessage, StatusMessage, StreamState
+from ecg_stream.wire import BeatMessage, EventMessage, SamplesMessage, StatusMessage, StreamState
 
 RESTART_BACKSTEP_S = 1.0
 """A samples message this far behind the newest sample means the stream started over."""
 
 MAX_BEATS_PER_S = 5
 """Upper bound of the beat rate (300 bpm), sizing the bounded list of recent beats."""
+
+MAX_ALARMS = 50
+"""Alarm lines (rhythm events) kept per stream for the side panel."""
+
+MAX_CLOSED_EPISODES = 32
+"""Ended episodes kept per stream for drawing as bands (open ones are kept until they end)."""
+
+BANDED_RHYTHMS: frozenset[RhythmKind] = frozenset(
+    {RhythmKind.AF, RhythmKind.SVT, RhythmKind.VT, RhythmKind.VF, RhythmKind.ASYSTOLE}
+)
+"""Episodes drawn as bands on the strip; the others are only listed in the side panel."""
+
+RHYTHM_LABELS: dict[RhythmKind, str] = {
+    RhythmKind.AF: "AF",
+    RhythmKind.SVT: "SVT",
+    RhythmKind.VT: "VT",
+    RhythmKind.VENTRICULAR_RUN: "V run",
+    RhythmKind.COUPLET: "couplet",
+    RhythmKind.IDIOVENTRICULAR: "IVR",
+    RhythmKind.VENTRICULAR_BIGEMINY: "bigeminy",
+    RhythmKind.VENTRICULAR_TRIGEMINY: "trigeminy",
+    RhythmKind.VF: "VF",
+    RhythmKind.BRADYCARDIA: "brady",
+    RhythmKind.TACHYCARDIA: "tachy",
+    RhythmKind.PAUSE: "pause",
+    RhythmKind.ASYSTOLE: "asystole",
+}
+"""Short name of each rhythm, as the panel and the strip show it (a narrow panel)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +96,90 @@ class BeatMark:
         )
 
 
+@dataclass(frozen=True, slots=True)
+class EventMark:
+    """A rhythm event as the monitor lists and draws it.
+
+    Args:
+        rhythm: What rhythm or event.
+        state: Start or end of an episode, or an instant event.
+        chain_sample: The event's sample on the chain's clock (the samples topic's clock).
+        time_s: The event's time in the record, in s.
+        wall_time_s: The event's wall-clock time, in s since the Unix epoch.
+        delay_s: From the event's sample to the decision, in s of signal.
+        beats: Beats involved (an episode's beats so far; a run's length).
+        rate_bpm: Mean heart rate of those beats, in bpm (None when there are none).
+        detail: Why an episode ended when it did not end by itself, or ``sustained``.
+    """
+
+    rhythm: RhythmKind
+    state: EventState
+    chain_sample: int
+    time_s: float
+    wall_time_s: float
+    delay_s: float
+    beats: int
+    rate_bpm: float | None
+    detail: str | None
+
+    @classmethod
+    def from_message(cls, message: EventMessage) -> EventMark:
+        """Keep what the monitor shows from a decoded event message."""
+        return cls(
+            rhythm=message.rhythm,
+            state=message.state,
+            chain_sample=message.chain_sample,
+            time_s=message.time_s,
+            wall_time_s=message.wall_time,
+            delay_s=message.delay_s,
+            beats=message.beats,
+            rate_bpm=message.rate_bpm,
+            detail=message.detail,
+        )
+
+    def describe(self) -> str:
+        """What happened, e.g. ``VT start, 6 beats at 150 bpm``."""
+        text = RHYTHM_LABELS[self.rhythm]
+        if self.state is not EventState.INSTANT:
+            text += f" {self.state.value}"
+        if self.beats:
+            text += f", {self.beats} beat{'s' if self.beats != 1 else ''}"
+        if self.rate_bpm is not None:
+            text += f" at {self.rate_bpm:.0f} bpm"
+        if self.detail:
+            text += f" ({self.detail})"
+        return text
+
+    def alarm_line(self) -> str:
+        """The side panel's line: local wall-clock time of the event, then what happened."""
+        clock = datetime.fromtimestamp(self.wall_time_s).strftime("%H:%M:%S")
+        return f"{clock}  {self.describe()}"
+
+    def where(self) -> str:
+        """Its time in the record and decision delay, for a tooltip."""
+        return (
+            f"at {format_record_time(self.time_s)} in the record, "
+            f"decided {self.delay_s:.1f} s later"
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Episode:
+    """A rhythm episode as drawn on the strip: from its first beat to its last.
+
+    Args:
+        rhythm: The episode's rhythm (one of :data:`BANDED_RHYTHMS`).
+        start_sample: Its first sample on the chain's clock, or None when it started before
+            the monitor saw it (an end without a start): drawn from the oldest sample held.
+        end_sample: Its last sample on the chain's clock, or None while it is open: drawn up
+            to the newest sample.
+    """
+
+    rhythm: RhythmKind
+    start_sample: int | None
+    end_sample: int | None
+
+
 def format_record_time(time_s: float) -> str:
     """Format a time in the record as ``m:ss.s`` (or ``h:mm:ss.s``).
 
@@ -107,6 +220,12 @@ class StreamTracker:
         last_abnormal: The most recent beat not labeled N, if any.
         restarts: How often the stream started over (its sample index went back).
         revision: Incremented whenever ``beats`` changes, so a view redraws markers only then.
+        rhythm: The ongoing rhythm episode of highest priority, from the status topic (None
+            when none is, or before any status).
+        alarms: The most recent rhythm events, newest first (kept when the stream restarts:
+            they are a log in wall-clock time).
+        instants: The most recent instant events (a pause, a couplet, a run), oldest first.
+        events_revision: Incremented whenever ``alarms``, ``instants`` or the episodes change.
     """
 
     def __init__(
@@ -125,10 +244,17 @@ class StreamTracker:
         self.model = ""
         self.restarts = 0
         self.revision = 0
+        self.rhythm: RhythmKind | None = None
+        self.alarms: deque[EventMark] = deque(maxlen=MAX_ALARMS)
+        self.events_revision = 0
         self.reset()
 
     def reset(self) -> None:
-        """Forget trace, beats and figures (status, record and model stay)."""
+        """Forget trace, beats, figures, episodes and instants.
+
+        Status, record, model and the alarm lines stay: the chain's clock starts over, the
+        alarms' wall-clock times do not.
+        """
         self.ring: DisplayRing | None = None
         self.fs_hz = math.nan
         self.counts: dict[BeatClass, int] = dict.fromkeys(BEAT_CLASSES, 0)
@@ -139,13 +265,60 @@ class StreamTracker:
         self._rr_ms: deque[float] = deque(maxlen=self.rr_beats)
         self._compute_ms: deque[float] = deque(maxlen=self.latency_beats)
         self._end_to_end_ms: deque[float] = deque(maxlen=self.latency_beats)
+        self.instants: deque[EventMark] = deque(maxlen=self.beats.maxlen)
+        # episodes drawn as bands: the open ones by rhythm (their start), the ended ones in order
+        self._open_episodes: dict[RhythmKind, int | None] = {}  # None: began before we joined
+        self._closed_episodes: deque[Episode] = deque(maxlen=MAX_CLOSED_EPISODES)
         self.revision += 1
+        self.events_revision += 1
 
     def add_status(self, message: StatusMessage) -> None:
-        """Take the stream's state, record and model from a status message."""
+        """Take the stream's state, record, model and current rhythm from a status message.
+
+        The first status of a stream online (on joining, the retained one) may name an episode
+        that began before the monitor joined: it is drawn from the oldest sample held until its
+        end comes (or its start, if the events were only late).
+        """
+        joined = self.online is not True
         self.online = message.state is StreamState.ONLINE
         self.record = message.record
         self.model = message.model
+        self.rhythm = message.rhythm
+        if joined and self.online and message.rhythm in BANDED_RHYTHMS:
+            self._open_episodes.setdefault(message.rhythm, None)
+            self.events_revision += 1
+
+    def add_event(self, message: EventMessage) -> None:
+        """List a rhythm event; open or close its episode, or keep it as an instant mark.
+
+        An event already listed (delivered again after a reconnection) is ignored. An end
+        without its start (it began before the monitor joined) makes an episode from the oldest
+        sample held; a second start of an episode already open changes nothing, but gives one
+        known from the status alone its start.
+        """
+        mark = EventMark.from_message(message)
+        if mark in self.alarms:
+            return
+        self.record = message.record or self.record
+        self.alarms.appendleft(mark)
+        if mark.state is EventState.INSTANT:
+            self.instants.append(mark)
+        elif mark.rhythm in BANDED_RHYTHMS:
+            if mark.state is EventState.START:
+                if self._open_episodes.get(mark.rhythm) is None:
+                    self._open_episodes[mark.rhythm] = mark.chain_sample
+            else:
+                start = self._open_episodes.pop(mark.rhythm, None)
+                self._closed_episodes.append(Episode(mark.rhythm, start, mark.chain_sample))
+        self.events_revision += 1
+
+    @property
+    def episodes(self) -> list[Episode]:
+        """Episodes to draw as bands: the recently ended ones, then the open ones."""
+        open_episodes = [
+            Episode(rhythm, start, None) for rhythm, start in self._open_episodes.items()
+        ]
+        return [*self._closed_episodes, *open_episodes]
 
     def add_samples(self, message: SamplesMessage) -> None:
         """Append a chunk of the filtered trace (converted to mV)."""

@@ -5,10 +5,11 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
-from ecg_stream.types import BEAT_CLASSES, BeatClass
+from ecg_stream.types import BEAT_CLASSES, BeatClass, EventState, RhythmKind
 from ecg_stream.wire import (
     BeatMessage,
     ClassProbabilities,
+    EventMessage,
     SamplesMessage,
     StatusMessage,
     StreamState,
@@ -19,8 +20,38 @@ from ecg_stream.wire import (
 )
 
 
-def status(stream: str, state: StreamState = StreamState.ONLINE) -> StatusMessage:
-    return StatusMessage(stream, state, stream, 360.0, "beat_lstm", BEAT_CLASSES)
+def status(
+    stream: str, state: StreamState = StreamState.ONLINE, rhythm: RhythmKind | None = None
+) -> StatusMessage:
+    return StatusMessage(stream, state, stream, 360.0, "beat_lstm", BEAT_CLASSES, rhythm=rhythm)
+
+
+def event(
+    stream: str,
+    rhythm: RhythmKind,
+    state: EventState,
+    chain_sample: int,
+    *,
+    beats: int = 6,
+    rate_bpm: float | None = 150.0,
+    detail: str | None = None,
+    wall_time: float = 1.7e9,
+) -> EventMessage:
+    """An event of the stream's rhythm stage; its wall time is ``wall_time`` + the sample's."""
+    return EventMessage(
+        stream=stream,
+        record=stream,
+        rhythm=rhythm,
+        state=state,
+        sample=chain_sample,
+        chain_sample=chain_sample,
+        time_s=chain_sample / 360.0,
+        wall_time=wall_time + chain_sample / 360.0,
+        delay_s=0.5,
+        beats=beats,
+        rate_bpm=rate_bpm,
+        detail=detail,
+    )
 
 
 def samples(stream: str, start_index: int, values_mv: npt.NDArray[np.float64]) -> SamplesMessage:

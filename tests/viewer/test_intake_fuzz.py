@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 
+import msgspec
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -17,10 +18,17 @@ from pytestqt.qtbot import QtBot
 
 from ecg_stream import wire
 from ecg_stream.config import MqttConfig
+from ecg_stream.types import EventState, RhythmKind
 from ecg_stream.viewer.monitor import MonitorWindow
 from ecg_stream.viewer.subscriber import Subscriber
-from ecg_stream.viewer.tracker import StreamTracker
-from ecg_stream.wire import BeatMessage, SamplesMessage, StatusMessage, WireMessage
+from ecg_stream.viewer.tracker import MAX_CLOSED_EPISODES, StreamTracker
+from ecg_stream.wire import (
+    BeatMessage,
+    EventMessage,
+    SamplesMessage,
+    StatusMessage,
+    WireMessage,
+)
 from tests.test_wire_fuzz import (
     FUZZ,
     any_payload,
@@ -28,18 +36,51 @@ from tests.test_wire_fuzz import (
     deeply_nested,
     json_values,
     mutated,
+    names,
     samples_messages,
     status_messages,
 )
 
 STREAMS = ("s1", "s2")
+
+
+@st.composite
+def event_messages(draw: st.DrawFn, stream: str) -> EventMessage:
+    """Any valid rhythm event, at extreme samples and rates too."""
+    beats = draw(st.integers(0, wire.MAX_INDEX))
+    chain_sample = draw(st.integers(0, wire.MAX_INDEX))
+    return EventMessage(
+        stream=stream,
+        record=draw(names),
+        rhythm=draw(st.sampled_from(RhythmKind)),
+        state=draw(st.sampled_from(EventState)),
+        sample=chain_sample,
+        chain_sample=chain_sample,
+        time_s=draw(st.floats(0.0, 1e6)),
+        wall_time=draw(st.floats(0.0, wire.MAX_UNIX_TIME_S)),
+        delay_s=draw(st.floats(0.0, 1e3)),
+        beats=beats,
+        rate_bpm=None if beats == 0 else draw(st.floats(1.0, wire.MAX_HEART_RATE_BPM)),
+        detail=draw(st.none() | names),
+    )
+
+
+@st.composite
+def status_with_rhythm(draw: st.DrawFn, stream: str) -> StatusMessage:
+    rhythm = draw(st.none() | st.sampled_from(RhythmKind))
+    return msgspec.structs.replace(draw(status_messages(stream)), rhythm=rhythm)
+
+
 topics = st.one_of(
     st.sampled_from([f"ecg/{s}/{k.value}" for s in STREAMS for k in wire.TopicKind]),
     st.text(max_size=40),
 )
 valid_messages: st.SearchStrategy[WireMessage] = st.sampled_from(STREAMS).flatmap(
     lambda stream: st.one_of(
-        beat_messages(stream=stream), samples_messages(stream=stream), status_messages(stream)
+        beat_messages(stream=stream),
+        samples_messages(stream=stream),
+        status_with_rhythm(stream),
+        event_messages(stream),
     )
 )
 
@@ -91,8 +132,14 @@ def test_trackers_take_any_valid_message_and_stay_bounded(messages: list[WireMes
             tracker.add_beat(message, receipt_wall_s=1.7e9)
         elif isinstance(message, StatusMessage):
             tracker.add_status(message)
+        elif isinstance(message, EventMessage):
+            tracker.add_event(message)
         _ = (tracker.heart_rate_bpm, tracker.median_compute_ms, tracker.median_end_to_end_ms)
         assert len(tracker.beats) <= tracker.beats.maxlen  # type: ignore[operator]
+        assert len(tracker.alarms) <= tracker.alarms.maxlen  # type: ignore[operator]
+        assert len(tracker.instants) <= tracker.instants.maxlen  # type: ignore[operator]
+        assert len(tracker.episodes) <= MAX_CLOSED_EPISODES + len(RhythmKind)
+        _ = [(mark.alarm_line(), mark.where()) for mark in tracker.alarms]
         if tracker.ring is not None:
             assert tracker.ring.size <= tracker.ring.capacity_samples
             _ = tracker.ring.latest(tracker.ring.size)

@@ -12,10 +12,11 @@ from pytestqt.qtbot import QtBot
 
 from ecg_stream.config import MqttConfig
 from ecg_stream.types import BeatClass
-from ecg_stream.viewer.monitor import CLASS_COLOURS, MonitorWindow
+from ecg_stream.viewer.monitor import CLASS_COLOURS, MAX_Y_TICKS, MonitorWindow
 from ecg_stream.viewer.subscriber import Subscriber
+from ecg_stream.wire import SamplesMessage
 from tests.helpers import MqttBroker
-from tests.viewer.helpers import rhythm_payloads
+from tests.viewer.helpers import rhythm_payloads, wire
 
 pytestmark = pytest.mark.gui
 
@@ -234,3 +235,15 @@ def test_markers_cover_only_the_trace_held_on_a_long_stream(qtbot: QtBot) -> Non
     assert letters.min() >= held_from_s
     assert letters.size == row.dots.data.size == 75  # 60 s at 75 bpm
     assert tracker.counts[BeatClass.N] + tracker.counts[BeatClass.V] == 112  # counted since start
+
+
+def test_a_railed_input_keeps_the_mv_axis_to_a_few_ticks(qtbot: QtBot) -> None:
+    window, feed = make_window(qtbot)
+    railed = np.tile([-30_000.0, 30_000.0], 360)  # a device at full scale, 1 mV per count
+    feed.handle(*wire(SamplesMessage.from_mv("rail", 0, 360.0, railed, 1000.0)))
+    window.refresh()
+    row = window.rows["rail"]
+    (lo, hi) = row.plot.viewRange()[1]
+    assert hi - lo > 60_000
+    ticks = row.plot.getAxis("left").tickValues(lo, hi, 300)
+    assert sum(len(values) for _, values in ticks) <= 2 * 2 * MAX_Y_TICKS

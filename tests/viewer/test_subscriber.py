@@ -13,16 +13,18 @@ import pytest
 
 from ecg_stream.config import MqttConfig
 from ecg_stream.errors import ConfigError
+from ecg_stream.types import EventState, RhythmKind
 from ecg_stream.viewer.subscriber import BrokerState, Received, Subscriber
 from ecg_stream.wire import (
     BeatMessage,
+    EventMessage,
     StatusMessage,
     WireMessage,
     decode,
     encode,
 )
 from tests.helpers import MqttBroker
-from tests.viewer.helpers import beat, samples, status, wire
+from tests.viewer.helpers import beat, event, samples, status, wire
 
 WAIT_S = 20.0
 
@@ -67,6 +69,7 @@ def test_valid_messages_arrive_decoded_and_malformed_ones_are_counted(
             status("sub-1"),
             samples("sub-1", 0, np.zeros(36)),
             beat("sub-1", 370),
+            event("sub-1", RhythmKind.VT, EventState.START, 370),
         ]
         bad = [
             ("ecg/sub-1/beats", b"{not json"),
@@ -74,13 +77,16 @@ def test_valid_messages_arrive_decoded_and_malformed_ones_are_counted(
             ("ecg/sub-1/samples", encode(samples("other", 0, np.zeros(4)))),  # wrong stream
             ("ecg/sub-1/alarms", b'{"v": 1}'),  # not a topic of the contract
         ]
-        publish(config, [wire(good[0]), *bad[:2], wire(good[1]), *bad[2:], wire(good[2])])
-        received = drain_all(subscriber, 3)
+        publish(
+            config,
+            [wire(good[0]), *bad[:2], wire(good[1]), *bad[2:], wire(good[2]), wire(good[3])],
+        )
+        received = drain_all(subscriber, 4)
         wait_until(lambda: subscriber.status().malformed == 4, "4 malformed messages")
         state = subscriber.status()
     assert [item.message for item in received] == [decode(*wire(m)) for m in good]  # rounded
     assert all(item.receipt_wall_s > 1.7e9 for item in received)
-    assert (state.received, state.malformed, state.dropped) == (3, 4, 0)
+    assert (state.received, state.malformed, state.dropped) == (4, 4, 0)
     assert "ecg/sub-1/alarms" in state.last_problem
     assert subscriber.status().state is BrokerState.STOPPED
 
@@ -117,6 +123,22 @@ def test_full_queue_drops_the_oldest_and_counts_it() -> None:
     got = subscriber.drain(10)
     assert [item.message.start_index for item in got] == [72, 108, 144]  # type: ignore[union-attr]
     assert (subscriber.status().received, subscriber.status().dropped) == (5, 2)
+
+
+def test_rhythm_events_and_the_status_rhythm_are_decoded_and_queued() -> None:
+    subscriber = Subscriber(MqttConfig())  # not started: handle() is the decoder
+    sent = event("bed1", RhythmKind.AF, EventState.END, 7200, detail="stream ended")
+    subscriber.handle(*wire(sent))
+    subscriber.handle(*wire(status("bed1", rhythm=RhythmKind.VT)))
+    subscriber.handle("ecg/bed1/events", b'{"v": 1, "stream": "bed1", "kind": "flutter"}')
+    got, current = (item.message for item in subscriber.drain(10))
+    assert isinstance(got, EventMessage)
+    assert got == sent
+    assert isinstance(current, StatusMessage)
+    assert current.rhythm is RhythmKind.VT
+    state = subscriber.status()
+    assert (state.received, state.malformed) == (2, 1)
+    assert "ecg/bed1/events" in state.last_problem
 
 
 def test_lifecycle_is_checked() -> None:

@@ -8,10 +8,16 @@ import numpy as np
 import pytest
 
 from ecg_stream.errors import ConfigError
-from ecg_stream.types import BeatClass
-from ecg_stream.viewer.tracker import StreamTracker, format_record_time
+from ecg_stream.types import BeatClass, EventState, RhythmKind
+from ecg_stream.viewer.tracker import (
+    MAX_ALARMS,
+    MAX_CLOSED_EPISODES,
+    Episode,
+    StreamTracker,
+    format_record_time,
+)
 from ecg_stream.wire import StreamState
-from tests.viewer.helpers import beat, samples, status
+from tests.viewer.helpers import beat, event, samples, status
 
 
 def test_trace_is_appended_in_mv_on_the_chain_clock() -> None:
@@ -118,3 +124,92 @@ def test_record_time_format() -> None:
 def test_bad_settings_are_refused() -> None:
     with pytest.raises(ConfigError, match="history_s=0"):
         StreamTracker("100", history_s=0.0)
+
+
+def test_status_sets_the_current_rhythm() -> None:
+    tracker = StreamTracker("201", history_s=10.0)
+    assert tracker.rhythm is None
+    tracker.add_status(status("201", rhythm=RhythmKind.AF))
+    assert tracker.rhythm is RhythmKind.AF
+    tracker.add_status(status("201"))
+    assert tracker.rhythm is None
+
+
+def test_start_and_end_make_an_episode_and_alarm_lines_newest_first() -> None:
+    tracker = StreamTracker("bed1", history_s=10.0)
+    tracker.add_event(event("bed1", RhythmKind.VT, EventState.START, 3600))
+    assert tracker.episodes == [Episode(RhythmKind.VT, 3600, None)]  # open
+    tracker.add_event(event("bed1", RhythmKind.COUPLET, EventState.INSTANT, 4000, beats=2))
+    tracker.add_event(event("bed1", RhythmKind.VT, EventState.END, 5400, beats=12))
+    assert tracker.episodes == [Episode(RhythmKind.VT, 3600, 5400)]
+    assert [mark.chain_sample for mark in tracker.instants] == [4000]
+    assert [mark.describe() for mark in tracker.alarms] == [
+        "VT end, 12 beats at 150 bpm",
+        "couplet, 2 beats at 150 bpm",
+        "VT start, 6 beats at 150 bpm",
+    ]
+    line = tracker.alarms[-1].alarm_line()
+    assert line.endswith("  VT start, 6 beats at 150 bpm")
+    assert line[2] == line[5] == ":"  # local HH:MM:SS first
+
+
+def test_an_end_without_its_start_is_an_episode_from_before_the_trace() -> None:
+    tracker = StreamTracker("201", history_s=10.0)
+    tracker.add_event(event("201", RhythmKind.AF, EventState.END, 9000, detail="stream ended"))
+    assert tracker.episodes == [Episode(RhythmKind.AF, None, 9000)]
+    assert tracker.alarms[0].describe() == "AF end, 6 beats at 150 bpm (stream ended)"
+
+
+def test_other_episodes_are_listed_not_banded_and_redelivery_is_ignored() -> None:
+    tracker = StreamTracker("bed1", history_s=10.0)
+    bigeminy = event("bed1", RhythmKind.VENTRICULAR_BIGEMINY, EventState.START, 360)
+    tracker.add_event(bigeminy)
+    revision = tracker.events_revision
+    tracker.add_event(bigeminy)  # QoS 1: delivered again after a reconnection
+    assert tracker.events_revision == revision
+    assert len(tracker.alarms) == 1
+    assert tracker.episodes == []
+    assert tracker.alarms[0].describe() == "bigeminy start, 6 beats at 150 bpm"
+
+
+def test_events_stay_bounded_and_an_open_episode_outlives_many_closed_ones() -> None:
+    tracker = StreamTracker("bed1", history_s=10.0)
+    tracker.add_event(event("bed1", RhythmKind.AF, EventState.START, 0))
+    for k in range(1, 1000):
+        tracker.add_event(event("bed1", RhythmKind.VT, EventState.START, 1000 * k))
+        tracker.add_event(event("bed1", RhythmKind.VT, EventState.END, 1000 * k + 500))
+        tracker.add_event(event("bed1", RhythmKind.PAUSE, EventState.INSTANT, 1000 * k + 700))
+    assert len(tracker.alarms) == MAX_ALARMS
+    assert len(tracker.instants) == tracker.instants.maxlen == 50
+    episodes = tracker.episodes
+    assert len(episodes) == MAX_CLOSED_EPISODES + 1
+    assert episodes[-1] == Episode(RhythmKind.AF, 0, None)
+
+
+def test_a_restart_forgets_episodes_and_instants_but_keeps_the_alarm_log() -> None:
+    tracker = StreamTracker("bed1", history_s=10.0)
+    tracker.add_samples(samples("bed1", 36_000, np.zeros(36)))
+    tracker.add_event(event("bed1", RhythmKind.AF, EventState.START, 36_000))
+    tracker.add_event(event("bed1", RhythmKind.PAUSE, EventState.INSTANT, 36_010))
+    tracker.add_samples(samples("bed1", 0, np.zeros(36)))  # started over
+    assert tracker.episodes == []
+    assert not tracker.instants
+    assert len(tracker.alarms) == 2
+
+
+def test_joining_during_an_episode_draws_it_from_before_the_trace_until_it_ends() -> None:
+    tracker = StreamTracker("201", history_s=10.0)
+    tracker.add_status(status("201", rhythm=RhythmKind.AF))  # the retained status, on joining
+    assert tracker.episodes == [Episode(RhythmKind.AF, None, None)]
+    tracker.add_status(status("201", rhythm=RhythmKind.VT))  # later statuses open nothing
+    assert tracker.episodes == [Episode(RhythmKind.AF, None, None)]
+    tracker.add_event(event("201", RhythmKind.AF, EventState.END, 9000))
+    assert tracker.episodes == [Episode(RhythmKind.AF, None, 9000)]
+
+
+def test_a_start_arriving_after_its_status_gives_the_episode_its_start() -> None:
+    tracker = StreamTracker("201", history_s=10.0)
+    tracker.add_status(status("201", rhythm=RhythmKind.AF))
+    tracker.add_event(event("201", RhythmKind.AF, EventState.START, 3600))
+    tracker.add_event(event("201", RhythmKind.AF, EventState.START, 7200))  # open already
+    assert tracker.episodes == [Episode(RhythmKind.AF, 3600, None)]
