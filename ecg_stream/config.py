@@ -330,8 +330,9 @@ class RhythmSettings:
         checks = (
             (
                 low > 0.0 and band >= 0.0 and low + band < high - band,
-                f"bradycardia_bpm={low}, tachycardia_bpm={high}, rate_hysteresis_bpm={band}: "
-                "need 0 < bradycardia + hysteresis < tachycardia - hysteresis (e.g. 50, 120, 5)",
+                f"--bradycardia-bpm {low:g} and --tachycardia-bpm {high:g} (hysteresis {band:g} "
+                "bpm): need 0 < bradycardia + hysteresis < tachycardia - hysteresis, e.g. 50 "
+                "and 120",
             ),
             (
                 2 <= self.rate_beats <= 64,
@@ -339,8 +340,8 @@ class RhythmSettings:
             ),
             (
                 0.0 < self.pause_s < self.asystole_s,
-                f"pause_s={self.pause_s} and asystole_s={self.asystole_s}: need "
-                "0 < pause_s < asystole_s (e.g. 2.0 and 4.0)",
+                f"--pause-s {self.pause_s:g} and --asystole-s {self.asystole_s:g}: need "
+                "0 < pause < asystole, e.g. 2 and 4",
             ),
             (
                 0.0 <= self.asystole_margin_s <= 1.0,

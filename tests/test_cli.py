@@ -299,3 +299,20 @@ def test_messages_name_only_options_that_exist() -> None:
     known = option_strings(cli._build_parser()) | benchmark_options
     unknown = {flag: where for flag, where in named.items() if flag not in known}
     assert not unknown, unknown
+
+
+@pytest.mark.parametrize(
+    ("argv", "named"),
+    [
+        (["analyze", "100", "--bradycardia-bpm", "130"], "--bradycardia-bpm 130"),
+        (["replay", "100", "--pause-s", "5"], "--pause-s 5 and --asystole-s 4"),
+        (["serve", "--asystole-s", "-1"], "--asystole-s -1"),
+    ],
+)
+def test_a_rhythm_limit_out_of_range_is_one_line(
+    argv: list[str], named: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert named in err

@@ -9,8 +9,10 @@ from typing import TYPE_CHECKING
 from ecg_stream.cli.common import (
     add_data_dir,
     add_record_arguments,
+    add_rhythm_arguments,
     check_model_argument,
     default_model,
+    rhythm_settings,
 )
 from ecg_stream.errors import ConfigError
 
@@ -24,6 +26,7 @@ def add_analyze(commands: Commands) -> None:
         "analyze", help="run records through the streaming chain, write one CSV per record"
     )
     add_record_arguments(analyze)
+    add_rhythm_arguments(analyze)
     analyze.add_argument("--out-dir", type=Path, default=Path("out"), help="CSV directory")
     analyze.add_argument("--jobs", type=int, default=1, help="records analysed in parallel")
     analyze.add_argument(
@@ -115,7 +118,11 @@ def _analyze(args: argparse.Namespace) -> int:
         raise ConfigError(msg)
     check_model_argument(args.model)
     model = None if args.no_classify else args.model or default_model()
-    tasks = [(name, args.data_dir, args.lead, args.out_dir, args.chunk_s, model) for name in names]
+    rhythm = rhythm_settings(args)
+    tasks = [
+        (name, args.data_dir, args.lead, args.out_dir, args.chunk_s, model, rhythm)
+        for name in names
+    ]
     signal_s = chain_s = inference_s = 0.0
     for done in map_records(analyze_to_csv, tasks, args.jobs):
         signal_s += done.signal_s

@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ecg_stream.config import RhythmSettings
 from ecg_stream.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -55,6 +56,50 @@ def add_scale_arguments(parser: argparse.ArgumentParser) -> None:
         type=float,
         help="signal per samples message, in ms (default: one per 100 ms chunk; 500 or 1000 "
         "for hundreds of streams: fewer publishes, a coarser monitor trace)",
+    )
+
+
+def add_rhythm_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the rhythm stage's alarm limits (``RhythmSettings``; the others keep defaults)."""
+    defaults = RhythmSettings()
+    limits = parser.add_argument_group("rhythm alarms")
+    limits.add_argument(
+        "--bradycardia-bpm",
+        type=float,
+        default=defaults.bradycardia_bpm,
+        help="heart rate below which bradycardia starts (default: %(default)g)",
+    )
+    limits.add_argument(
+        "--tachycardia-bpm",
+        type=float,
+        default=defaults.tachycardia_bpm,
+        help="heart rate above which tachycardia starts (default: %(default)g)",
+    )
+    limits.add_argument(
+        "--pause-s",
+        type=float,
+        default=defaults.pause_s,
+        help="an RR interval longer than this is a pause (default: %(default)g)",
+    )
+    limits.add_argument(
+        "--asystole-s",
+        type=float,
+        default=defaults.asystole_s,
+        help="no beat for this long is asystole (default: %(default)g)",
+    )
+
+
+def rhythm_settings(args: argparse.Namespace) -> RhythmSettings:
+    """The rhythm limits given on the command line.
+
+    Raises:
+        ConfigError: They are out of range or contradict each other.
+    """
+    return RhythmSettings(
+        bradycardia_bpm=args.bradycardia_bpm,
+        tachycardia_bpm=args.tachycardia_bpm,
+        pause_s=args.pause_s,
+        asystole_s=args.asystole_s,
     )
 
 

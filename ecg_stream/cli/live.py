@@ -10,10 +10,12 @@ from typing import TYPE_CHECKING, Any
 from ecg_stream.cli.common import (
     add_broker_arguments,
     add_data_arguments,
+    add_rhythm_arguments,
     add_scale_arguments,
     add_screenshot_arguments,
     check_model_argument,
     check_screenshot_arguments,
+    rhythm_settings,
     say,
 )
 
@@ -46,6 +48,7 @@ def add_replay(commands: Commands) -> None:
     replay.add_argument("--model", type=Path, help="ONNX model (default: the shipped one)")
     replay.add_argument("--quiet", action="store_true", help="no line per beat, summary only")
     add_scale_arguments(replay)
+    add_rhythm_arguments(replay)
     replay.add_argument(
         "--monitor", action="store_true", help="also open the live monitor window on the streams"
     )
@@ -127,6 +130,7 @@ def add_serve(commands: Commands) -> None:
     )
     serve.add_argument("--model", type=Path, help="ONNX model (default: the shipped one)")
     serve.add_argument("--quiet", action="store_true", help="no line per beat, summary only")
+    add_rhythm_arguments(serve)
     serve.set_defaults(handler=_serve)
 
 
@@ -203,6 +207,7 @@ def _replay(args: argparse.Namespace) -> int:
         quiet=args.quiet,
         samples_s=None if args.samples_ms is None else args.samples_ms / 1e3,
         workers=args.workers,
+        rhythm=rhythm_settings(args),
     )
     if args.monitor:
         return _replay_with_monitor(args, settings)
@@ -318,6 +323,7 @@ def _serve(args: argparse.Namespace) -> int:
         samples_s=None if args.samples_ms is None else args.samples_ms / 1e3,
         model_path=args.model,
         quiet=args.quiet,
+        rhythm=rhythm_settings(args),
     )
     settings.check()  # a bad value fails before the model loads
     check_model_argument(args.model)

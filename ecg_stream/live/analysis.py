@@ -19,9 +19,9 @@ from typing import Any, TypeVar
 import numpy as np
 
 from ecg_stream.classify.batcher import ClassifierLike
-from ecg_stream.config import CHAIN_FS_HZ, ChainConfig
+from ecg_stream.config import CHAIN_FS_HZ, ChainConfig, RhythmSettings
 from ecg_stream.errors import ConfigError
-from ecg_stream.live.replay import RecordReplay
+from ecg_stream.live.replay import DEFAULT_RHYTHM, RecordReplay
 from ecg_stream.live.session import RunSummary, Sink, StreamBeat
 from ecg_stream.live.sinks import BeatCollector, CsvSink, EventsCsvSink, WfdbAnnotationSink
 from ecg_stream.live.sources import StreamSpec
@@ -83,6 +83,7 @@ def analyze_record(
     *,
     chunk_s: float = ANALYSIS_CHUNK_S,
     sinks: Sequence[Sink] = (),
+    rhythm: RhythmSettings | None = DEFAULT_RHYTHM,
 ) -> RecordAnalysis:
     """Stream a whole record through the session as fast as possible.
 
@@ -94,8 +95,11 @@ def analyze_record(
         classifier: Labels the beats (None: detection only).
         chunk_s: Chunk length, in s (results do not depend on it; speed does).
         sinks: Where else the beats go (e.g. a :class:`CsvSink`).
+        rhythm: Limits of the rhythm stage (None: none).
     """
-    return asyncio.run(stream_record(record, config, classifier, chunk_s=chunk_s, sinks=sinks))
+    return asyncio.run(
+        stream_record(record, config, classifier, chunk_s=chunk_s, sinks=sinks, rhythm=rhythm)
+    )
 
 
 async def stream_record(
@@ -105,6 +109,7 @@ async def stream_record(
     *,
     chunk_s: float = ANALYSIS_CHUNK_S,
     sinks: Sequence[Sink] = (),
+    rhythm: RhythmSettings | None = DEFAULT_RHYTHM,
 ) -> RecordAnalysis:
     """:func:`analyze_record` on the running event loop."""
     collector = BeatCollector()
@@ -116,6 +121,7 @@ async def stream_record(
         speed=math.inf,
         summary=summary,
         config=config,
+        rhythm=rhythm,
         chunk_s=chunk_s,
     )
     await replay.run()
@@ -160,6 +166,7 @@ def analyze_to_csv(
     out_dir: Path,
     chunk_s: float,
     model: Path | None,
+    rhythm: RhythmSettings = DEFAULT_RHYTHM,
 ) -> CsvAnalysis:
     """``ecg-stream analyze`` for one record: ``out_dir/<record>.csv``, labeled with ``model``.
 
@@ -178,7 +185,9 @@ def analyze_to_csv(
     else:
         sinks: list[Sink] = [csv_sink, WfdbAnnotationSink(out_dir), EventsCsvSink(out_dir)]
         with OnnxBeatClassifier(model, config) as classifier:
-            result = analyze_record(record, config, classifier, chunk_s=chunk_s, sinks=sinks)
+            result = analyze_record(
+                record, config, classifier, chunk_s=chunk_s, sinks=sinks, rhythm=rhythm
+            )
     return CsvAnalysis(
         record.name,
         len(result.beats),

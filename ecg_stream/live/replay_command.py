@@ -15,10 +15,11 @@ from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
-from ecg_stream.config import ChainConfig, MqttConfig
+from ecg_stream.config import ChainConfig, MqttConfig, RhythmSettings
 from ecg_stream.errors import ConfigError, EcgStreamError
 from ecg_stream.live.mqtt_sink import MqttSink, check_samples_s
 from ecg_stream.live.replay import (
+    DEFAULT_RHYTHM,
     MAX_WORKERS,
     REAL_TIME_CHUNK_S,
     RecordReplay,
@@ -73,6 +74,7 @@ class ReplaySettings:
         quiet: No per-beat lines.
         samples_s: Signal per ``samples`` message, in s (None: one per chunk).
         workers: Processes to spread the streams over (``ecg_stream.live.workers``).
+        rhythm: Limits of each stream's rhythm stage.
     """
 
     records: tuple[str, ...]
@@ -86,6 +88,7 @@ class ReplaySettings:
     quiet: bool = False
     samples_s: float | None = None
     workers: int = 1
+    rhythm: RhythmSettings = DEFAULT_RHYTHM
 
     def check(self) -> None:
         """Refuse a bad option before records and model load.
@@ -141,7 +144,15 @@ async def run_replay(settings: ReplaySettings, say: Say, summary: RunSummary) ->
         )
         if settings.workers > 1:
             jobs = [
-                WorkerJob(share, mqtt, classifier.path, speed, settings.samples_s, settings.quiet)
+                WorkerJob(
+                    share,
+                    mqtt,
+                    classifier.path,
+                    speed,
+                    settings.samples_s,
+                    settings.quiet,
+                    settings.rhythm,
+                )
                 for share in split_streams(specs, settings.workers)
             ]
             return await _replay_in_workers(jobs, say, summary)
@@ -152,7 +163,15 @@ async def run_replay(settings: ReplaySettings, say: Say, summary: RunSummary) ->
             samples_s=settings.samples_s,
             say=None if settings.quiet else say,
         )
-        replay = RecordReplay(specs, classifier, sinks, speed=speed, summary=summary, config=config)
+        replay = RecordReplay(
+            specs,
+            classifier,
+            sinks,
+            speed=speed,
+            summary=summary,
+            config=config,
+            rhythm=settings.rhythm,
+        )
         return await replay.run()
 
 
@@ -172,7 +191,14 @@ def replay_job(job: WorkerJob) -> WorkerResult:
         sinks = replay_sinks(
             job.mqtt, result.summary, speed=job.speed, samples_s=job.samples_s, say=say
         )
-        replay = RecordReplay(job.specs, classifier, sinks, speed=job.speed, summary=result.summary)
+        replay = RecordReplay(
+            job.specs,
+            classifier,
+            sinks,
+            speed=job.speed,
+            summary=result.summary,
+            rhythm=job.rhythm,
+        )
 
         async def run() -> None:
             async def sample_memory() -> None:

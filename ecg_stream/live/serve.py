@@ -426,6 +426,7 @@ class ServeSettings:
         samples_s: Signal per ``samples`` message, in s (None: one per raw chunk).
         model_path: ONNX model (None: the shipped one).
         quiet: No per-beat lines.
+        rhythm: Limits of each stream's rhythm stage.
     """
 
     broker_url: str | None = None
@@ -437,6 +438,7 @@ class ServeSettings:
     samples_s: float | None = None
     model_path: Path | None = None
     quiet: bool = False
+    rhythm: RhythmSettings = DEFAULT_RHYTHM
 
     def mqtt(self) -> MqttConfig:
         """The broker and topic prefix (checked).
@@ -496,6 +498,7 @@ async def run_serve(settings: ServeSettings, say: Say, summary: RunSummary) -> R
             share_group=settings.share_group,
             idle_timeout_s=settings.idle_timeout_s,
             worker_id=settings.worker_id,
+            rhythm=settings.rhythm,
             say=say,
         )
         return await worker.run()

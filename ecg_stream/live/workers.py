@@ -25,7 +25,7 @@ from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from pathlib import Path
 
-from ecg_stream.config import MqttConfig
+from ecg_stream.config import MqttConfig, RhythmSettings
 from ecg_stream.live.session import RunSummary
 from ecg_stream.live.sources import StreamSpec
 
@@ -46,6 +46,7 @@ class WorkerJob:
         speed: Factor of real time, or ``math.inf``.
         samples_s: Signal per ``samples`` message, in s (None: one per chunk).
         quiet: No line per beat.
+        rhythm: Limits of each stream's rhythm stage.
     """
 
     specs: tuple[StreamSpec, ...]
@@ -54,6 +55,7 @@ class WorkerJob:
     speed: float
     samples_s: float | None = None
     quiet: bool = True
+    rhythm: RhythmSettings = field(default_factory=RhythmSettings)
 
 
 @dataclass(slots=True)

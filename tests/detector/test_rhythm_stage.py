@@ -123,9 +123,9 @@ def test_settings_defaults_are_documented_values() -> None:
 @pytest.mark.parametrize(
     ("changes", "named"),
     [
-        ({"bradycardia_bpm": 130.0}, "bradycardia_bpm=130.0"),
+        ({"bradycardia_bpm": 130.0}, "--bradycardia-bpm 130"),
         ({"rate_beats": 1}, "rate_beats=1"),
-        ({"pause_s": 5.0}, "pause_s=5.0"),
+        ({"pause_s": 5.0}, "--pause-s 5 "),
         ({"asystole_margin_s": 2.0}, "asystole_margin_s=2.0"),
         ({"run_min_beats": 6}, "run_min_beats=6"),
         ({"vt_bpm": 0.0}, "vt_bpm=0.0"),
