@@ -28,6 +28,7 @@ from types import TracebackType
 from typing import Generic, Protocol, TypeVar
 
 import msgspec
+import numpy as np
 
 from ecg_stream.classify.batcher import InferenceBatcher
 from ecg_stream.config import CHAIN_FS_HZ
@@ -514,7 +515,10 @@ class StreamSession(Generic[In]):
         signal = self.front.signal() or SignalState.OK
         if ingested.fate is ChunkFate.AFTER_GAP:
             signal = SignalState.GAP
-        events = self.rhythm.process(RhythmInput(beats, self._end_index, signal))
+        samples = None
+        if ingested.filtered:  # the stream's newest filtered signal, for VF
+            samples = np.concatenate([chunk.samples for chunk in ingested.filtered])
+        events = self.rhythm.process(RhythmInput(beats, self._end_index, signal, samples))
         if ending:
             events += self.rhythm.flush()
         return tuple(self._placed(event) for event in events)
