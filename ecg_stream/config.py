@@ -297,7 +297,8 @@ class RhythmSettings:
             0.44 s after its R peak, when its window is complete); asystole is raised this long
             after its limit.
         vt_bpm: Rate of a run of ventricular beats above which it is ventricular tachycardia,
-            at or below which it is idioventricular, in bpm (default 100).
+            at or below which it is idioventricular, in bpm (default 90: MIT-BIH annotates
+            ventricular runs of 90-100 bpm as VT, e.g. record 223).
         run_min_beats: Consecutive ventricular (or supraventricular) beats that start a VT,
             idioventricular (or SVT) episode (default 3).
         run_max_beats: Longest run reported as a ``ventricular_run`` (default 5).
@@ -317,7 +318,7 @@ class RhythmSettings:
     pause_s: float = 2.0
     asystole_s: float = 4.0
     asystole_margin_s: float = 0.5
-    vt_bpm: float = 100.0
+    vt_bpm: float = 90.0
     run_min_beats: int = 3
     run_max_beats: int = 5
     sustained_vt_s: float = 30.0

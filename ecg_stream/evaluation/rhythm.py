@@ -22,14 +22,12 @@ import msgspec
 import numpy as np
 
 from ecg_stream.classify.classifier import OnnxBeatClassifier
-from ecg_stream.config import CHAIN_FS_HZ, ChainConfig, RhythmSettings
-from ecg_stream.detector.rhythm.af import AfDetector
-from ecg_stream.detector.rhythm.stage import RhythmInput, RhythmStage, ready_index
+from ecg_stream.config import ChainConfig
 from ecg_stream.documents import encode_json
 from ecg_stream.errors import RecordFormatError
 from ecg_stream.live.analysis import analyze_record, map_records
 from ecg_stream.records import DataDirs, Record, RhythmChange, load_record
-from ecg_stream.types import EventState, LabeledBeat, RhythmEvent, RhythmKind
+from ecg_stream.types import EventState, RhythmEvent, RhythmKind
 
 SECONDS_PER_HOUR = 3600.0
 
@@ -515,70 +513,6 @@ def _seconds(values: Sequence[float]) -> str:
     return f"{_number(p50, '.1f')}/{_number(p95, '.1f')} s"
 
 
-def af_events(beats: Iterable[LabeledBeat], detector: AfDetector) -> list[RhythmEvent]:
-    """Feed beats one by one to an AF detector; its episodes as start and end events.
-
-    An episode still open after the last beat is ended there (``detail="stream ended"``).
-
-    Args:
-        beats: Labeled beats in stream order (chain clock).
-        detector: The detector, used as it is (reset it first for a new stream).
-    """
-    events: list[RhythmEvent] = []
-    start: RhythmEvent | None = None
-    last_index = 0
-    for beat in beats:
-        last_index = beat.window.peak.index
-        decision = detector.process(beat)
-        if decision.episode_start_index is not None:
-            start = RhythmEvent(
-                RhythmKind.AF,
-                EventState.START,
-                decision.episode_start_index,
-                last_index,
-                0,
-                math.nan,
-            )
-            events.append(start)
-        elif decision.episode_end_index is not None and start is not None:
-            end = max(decision.episode_end_index, start.index)
-            events.append(RhythmEvent(RhythmKind.AF, EventState.END, end, last_index, 0, math.nan))
-            start = None
-    if start is not None:
-        events.append(
-            RhythmEvent(
-                RhythmKind.AF,
-                EventState.END,
-                last_index,
-                last_index,
-                0,
-                math.nan,
-                detail="stream ended",
-            )
-        )
-    return events
-
-
-def stage_events(beats: Sequence[LabeledBeat], length: int) -> list[RhythmEvent]:
-    """Feed a record's beats to a fresh rhythm stage one by one; its events, flush included.
-
-    Each beat arrives with the stream clock at the sample that completed it; the clock then
-    runs to ``length`` (chain samples) before the stream ends.
-
-    Args:
-        beats: Labeled beats in stream order (chain clock).
-        length: The record's length, in chain samples.
-    """
-    stage = RhythmStage(RhythmSettings(), CHAIN_FS_HZ)
-    events: list[RhythmEvent] = []
-    end_index = 0
-    for beat in beats:
-        end_index = max(end_index, ready_index(beat) + 1)
-        events += stage.process(RhythmInput(beats=(beat,), end_index=end_index))
-    events += stage.process(RhythmInput(beats=(), end_index=max(end_index, length)))
-    return events + stage.flush()
-
-
 def evaluate_rhythm(
     records: Sequence[str],
     model: Path,
@@ -589,8 +523,8 @@ def evaluate_rhythm(
 ) -> RhythmReport:
     """Stream annotated records through the session and the rhythm stage; score each family.
 
-    The beats are those the live session labels (``analyze_record``); the rhythm stage sees
-    them one by one, as a live stream's would.
+    Each record runs through the live session (``analyze_record``), whose rhythm stage sees the
+    beats and the filtered signal chunk by chunk, as a live stream's does.
 
     Args:
         records: Annotated record names.
@@ -623,6 +557,5 @@ def _evaluate_record(
         msg = f"record {name} has no reference annotations ({name}.atr) to score"
         raise RecordFormatError(msg)
     with OnnxBeatClassifier(model, config) as classifier:
-        beats = analyze_record(record, config, classifier).labeled
-    events = stage_events(beats, record.samples.size)
+        events = [placed.event for placed in analyze_record(record, config, classifier).events]
     return {family: score_record(record, events, family) for family in RhythmFamily}

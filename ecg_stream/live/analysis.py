@@ -22,7 +22,7 @@ from ecg_stream.classify.batcher import ClassifierLike
 from ecg_stream.config import CHAIN_FS_HZ, ChainConfig, RhythmSettings
 from ecg_stream.errors import ConfigError
 from ecg_stream.live.replay import DEFAULT_RHYTHM, RecordReplay
-from ecg_stream.live.session import RunSummary, Sink, StreamBeat
+from ecg_stream.live.session import RunSummary, Sink, StreamBeat, StreamEvent
 from ecg_stream.live.sinks import BeatCollector, CsvSink, EventsCsvSink, WfdbAnnotationSink
 from ecg_stream.live.sources import StreamSpec
 from ecg_stream.records import DataDirs, Record
@@ -41,12 +41,15 @@ class RecordAnalysis:
     Args:
         record: The analysed record.
         beats: Every detected beat, in order (labeled when a classifier ran).
+        events: The rhythm events of the session's rhythm stage, in order (none without a
+            classifier).
         chain_s: Wall time spent in the chain (filter, detector, windows), in s.
         inference_s: Wall time spent classifying, in s.
     """
 
     record: Record
     beats: tuple[StreamBeat, ...]
+    events: tuple[StreamEvent, ...]
     chain_s: float
     inference_s: float
 
@@ -128,6 +131,7 @@ async def stream_record(
     return RecordAnalysis(
         record,
         tuple(collector.beats[record.name]),
+        tuple(collector.events[record.name]),
         summary.streams[record.name].chain_s,
         summary.inference_s,
     )

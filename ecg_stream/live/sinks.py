@@ -64,29 +64,33 @@ class BeatLines:
 
 
 class BeatCollector:
-    """Keep every stream's beats in memory (offline evaluation, tests).
+    """Keep every stream's beats and rhythm events in memory (offline evaluation, tests).
 
     Attributes:
         beats: Each stream's beats, in order.
+        events: Each stream's rhythm events, in order.
         statuses: Every status received, in order.
     """
 
     def __init__(self) -> None:
         self.beats: dict[str, list[StreamBeat]] = {}
+        self.events: dict[str, list[StreamEvent]] = {}
         self.statuses: list[StatusMessage] = []
 
     async def status(self, message: StatusMessage) -> None:
-        """Keep it; an online stream starts a list."""
+        """Keep it; an online stream starts its lists."""
         self.statuses.append(message)
         self.beats.setdefault(message.stream, [])
+        self.events.setdefault(message.stream, [])
 
     async def write(self, output: SessionOutput) -> None:
-        """Keep the beats."""
+        """Keep the beats and events."""
         self.write_nowait(output)
 
     def write_nowait(self, output: SessionOutput) -> None:
-        """Keep the beats."""
+        """Keep the beats and events."""
         self.beats.setdefault(output.stream, []).extend(output.beats)
+        self.events.setdefault(output.stream, []).extend(output.events)
 
     async def close(self) -> None:
         """Nothing to release."""

@@ -117,7 +117,7 @@ def test_settings_defaults_are_documented_values() -> None:
     settings = RhythmSettings()
     assert (settings.bradycardia_bpm, settings.tachycardia_bpm, settings.rate_beats) == (50, 120, 8)
     assert (settings.pause_s, settings.asystole_s, settings.sustained_vt_s) == (2.0, 4.0, 30.0)
-    assert (settings.vt_bpm, settings.svt_bpm, settings.af_enabled) == (100, 100, True)
+    assert (settings.vt_bpm, settings.svt_bpm, settings.af_enabled) == (90, 100, True)
 
 
 @pytest.mark.parametrize(
@@ -182,10 +182,50 @@ def test_vt_of_30_s_is_reported_sustained_once() -> None:
 
 def test_unusable_beats_never_start_vt_and_end_it_with_a_detail() -> None:
     rr = [0.8] * 10 + [0.4] * 4 + [0.8] * 10
-    assert events_of("N" * 10 + "VVqV" + "N" * 10, rr) == []  # no run of 3 nor couplet
+    assert kinds(events_of("N" * 10 + "qVVN" + "N" * 10, rr)) == [("couplet", "instant")]
+    assert events_of("N" * 10 + "VqqV" + "N" * 10, rr) == []  # two unusable beats split it
     events = events_of("N" * 10 + "VVVVq" + "N" * 10, [*rr, 0.8])
     assert kinds(events) == [("vt", "start"), ("vt", "end")]
     assert events[1].detail == "unusable beat"
+    slow_q = [0.8] * 10 + [0.4] * 3 + [0.8] * 11  # the q beat is slower than VT: not held
+    events = events_of("N" * 10 + "VVVq" + "N" * 10, slow_q)
+    assert kinds(events) == [("vt", "start"), ("vt", "end")]  # ends at the last V beat
+    assert (events[1].index, events[1].detail) == (events[0].index + 2 * 144, "unusable beat")
+
+
+@pytest.mark.parametrize("unusable", ["q", "Q"])
+def test_one_unusable_beat_between_v_beats_joins_the_run(unusable: str) -> None:
+    rr = [0.8] * 10 + [0.4] * 4 + [0.8] * 10
+    beats = beats_of("N" * 10 + f"V{unusable}VV" + "N" * 10, rr)
+    events = run(RhythmStage(NO_AF, FS), chunked(beats, FS))
+    assert kinds(events) == [("vt", "start"), ("vt", "end"), ("ventricular_run", "instant")]
+    start, end, instant = events
+    assert (start.index, start.beats) == (beats[10].window.peak.index, 3)
+    assert start.decided_index == ready_index(beats[12])  # at the V beat after the held one
+    assert (end.index, end.beats, end.detail) == (beats[13].window.peak.index, 4, None)
+    assert instant.beats == 4
+
+
+def test_unusable_beats_at_the_vt_rate_continue_open_vt() -> None:
+    rr = [0.8] * 10 + [0.4] * 8 + [0.8] * 10
+    beats = beats_of("N" * 10 + "VVVqqQqq" + "N" * 10, rr)
+    events = run(RhythmStage(NO_AF, FS), chunked(beats, FS))
+    assert kinds(events) == [("vt", "start"), ("vt", "end")]  # 8 beats: no ventricular_run
+    assert (events[1].index, events[1].beats, events[1].detail) == (
+        beats[17].window.peak.index,
+        8,
+        None,
+    )
+
+
+def test_vt_starts_above_90_bpm() -> None:
+    rr = [0.8] * 10 + [0.63] * 4 + [0.8] * 10  # 95 bpm: VT since the 90 bpm default
+    assert kinds(events_of("N" * 10 + "VVVV" + "N" * 10, rr))[:2] == [
+        ("vt", "start"),
+        ("vt", "end"),
+    ]
+    slow = [0.8] * 10 + [0.7] * 4 + [0.8] * 10  # 86 bpm: idioventricular
+    assert kinds(events_of("N" * 10 + "VVVV" + "N" * 10, slow))[0] == ("idioventricular", "start")
 
 
 def test_svt_needs_three_fast_s_beats() -> None:

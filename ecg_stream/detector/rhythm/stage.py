@@ -4,14 +4,16 @@ The stage runs after the classifier. Each chunk of a stream hands it the labeled
 completed, the stream's clock (``end_index``) and the input's state; it answers with the rhythm
 events those decided, in chain samples (360 Hz). The rules, per beat in R-peak order:
 
-- **Ventricular runs.** Consecutive usable V beats form a run. At its ``run_min_beats``-th beat
-  a run whose mean rate is above ``vt_bpm`` starts a VT episode, else an idioventricular one
-  (the kind is kept for the whole run); VT that reaches ``sustained_vt_s`` gives an instant VT
-  event with detail ``"sustained"``. The next beat ends the run: a usable non-V beat ends its
-  episode and, for a run of 2 beats, gives a ``couplet``, for ``run_min_beats`` to
-  ``run_max_beats`` beats, a ``ventricular_run`` (both instants at the run's first beat). An
-  unusable beat ends the episode with detail ``"unusable beat"`` and gives no instant: what it
-  was is unknown.
+- **Ventricular runs.** Consecutive usable V beats form a run; one unusable beat between two
+  V beats joins it (the classifier often calls a beat of fast VT Q), and while VT is open,
+  unusable beats faster than ``vt_bpm`` continue it. Once a run has ``run_min_beats`` beats,
+  its mean rate above ``vt_bpm`` starts a VT episode, else an idioventricular one (the kind is
+  kept for the whole run); VT that reaches ``sustained_vt_s`` gives an instant VT event with
+  detail ``"sustained"``. A beat that does not continue the run ends it: a usable non-V beat
+  ends its episode and, for a run of 2 beats, gives a ``couplet``, for ``run_min_beats`` to
+  ``run_max_beats`` beats, a ``ventricular_run`` (both instants at the run's first beat). A
+  run ended by an unusable beat (the held one, then a non-V beat; or a second one) ends the
+  episode with detail ``"unusable beat"`` and gives no instant: what it was is unknown.
 - **SVT.** The same for usable S beats above ``svt_bpm`` (no episode at or below it), but
   none starts during AF, whose irregular beats the classifier often calls S.
 - **Bigeminy, trigeminy.** ``pattern_cycles`` cycles of (N V), or (N N V), in a row (N: an N
@@ -39,9 +41,16 @@ ended"``.
 
 Decision delays: a beat's events are decided when the beat is complete
 (``decided_index`` = the later of its R-peak decision and its window's last sample, about 0.44 s
-after the R peak); a run's or pattern's end waits for the next beat; asystole is decided
-``asystole_margin_s`` after its limit. VF (ventricular flutter or fibrillation, raised from the
-signal) is not detected yet: ``RhythmInput.samples`` is accepted and unused.
+after the R peak); a run's or pattern's end waits for the next beat (after an unusable beat
+in a V run, for the one after it); asystole is decided
+``asystole_margin_s`` after its limit.
+
+- **VF** (ventricular flutter or fibrillation), raised from the signal, not from the beats:
+  :class:`~ecg_stream.detector.rhythm.vf.VfDetector` sees ``RhythmInput.samples`` and decides
+  once per second on the last 4 s (spectral band share, VF-filter leakage, threshold crossing
+  count); its onset and end (placed back by the detector to the middle of the first and of
+  the last VF-like window) start and end the episode, decided about 4 s and 6 s after them.
+  A chunk without samples leaves a hole in the signal, which ends VF.
 """
 
 from __future__ import annotations
@@ -53,6 +62,7 @@ from itertools import pairwise
 
 from ecg_stream.config import RhythmSettings
 from ecg_stream.detector.rhythm.af import AfDetector, AfSettings
+from ecg_stream.detector.rhythm.vf import VfDetector, VfSettings
 from ecg_stream.detector.stage import ended_error
 from ecg_stream.errors import ConfigError
 from ecg_stream.types import (
@@ -104,8 +114,8 @@ class RhythmInput:
         beats: Labeled beats completed by the chunk, in R-peak order.
         end_index: Chain samples of the stream seen so far: the stage's clock.
         signal: The input's state at ``end_index``.
-        samples: The chunk's filtered samples ending at ``end_index``, or None (unused: VF
-            is not detected yet).
+        samples: The chunk's filtered samples ending at ``end_index`` (mV), for VF; None when
+            the chunk brought none (a hole in the signal for VF when the clock moved on).
     """
 
     beats: tuple[LabeledBeat, ...]
@@ -164,15 +174,18 @@ class RhythmStage:
         fs_hz: Sampling rate of the chain clock, in Hz.
         af_settings: Settings of the AF detector (None: its defaults); unused when
             ``settings.af_enabled`` is False.
+        vf_settings: Settings of the VF detector (None: its defaults).
 
     Attributes:
         af_detector: The AF detector, None when AF is off.
+        vf_detector: The VF detector.
         current: The most urgent open episode (``PRIORITY``), for the status topic.
 
     State (private, set in ``reset()``, bounded): the open episodes (one per kind), the
     current V and S runs, the last ``rate_beats`` RR intervals, the last beats' V/N pattern
     (``pattern_cycles`` trigeminy cycles), recent R peaks for AF (``window_beats`` plus the
-    AF streak), the previous beat, and the sample since which no beat came.
+    AF streak), the previous beat, the sample since which no beat came, and the VF detector's
+    last 4 s of signal.
 
     Example:
         >>> stage = RhythmStage(RhythmSettings(af_enabled=False), fs_hz=360.0)
@@ -184,13 +197,18 @@ class RhythmStage:
     """
 
     def __init__(
-        self, settings: RhythmSettings, fs_hz: float, af_settings: AfSettings | None = None
+        self,
+        settings: RhythmSettings,
+        fs_hz: float,
+        af_settings: AfSettings | None = None,
+        vf_settings: VfSettings | None = None,
     ) -> None:
         if not fs_hz > 0.0:
             msg = f"fs_hz={fs_hz} must be > 0; pass the chain's rate (360 Hz)"
             raise ConfigError(msg)
         self.settings, self.fs_hz = settings, fs_hz
         self.af_detector = AfDetector(af_settings) if settings.af_enabled else None
+        self.vf_detector = VfDetector(vf_settings, fs_hz)
         self._recent_beats = 0  # R peaks kept to count an AF onset's beats, placed back
         if self.af_detector is not None:
             af = self.af_detector.settings
@@ -207,6 +225,7 @@ class RhythmStage:
         """Forget the stream: the stage is as freshly built."""
         if self.af_detector is not None:
             self.af_detector.reset()
+        self.vf_detector.reset()
         self._end_index = 0  # chain samples seen
         self._newest_decided_index = 0  # latest sample an event could have been decided at
         self._quiet_since_index = 0  # last beat, or stream start, or end of lead-off/gap
@@ -214,6 +233,7 @@ class RhythmStage:
         self._previous_usable = False  # whether the previous beat was usable
         self._open: dict[RhythmKind, _Episode] = {}  # open episodes, at most one per kind
         self._v_run: _Episode | None = None  # consecutive usable V beats
+        self._v_bridge_index: int | None = None  # an unusable beat inside the V run, held
         self._s_run: _Episode | None = None  # consecutive usable S beats
         self._vt_sustained = False  # the open VT episode was reported sustained
         self._rr_samples: deque[int] = deque(maxlen=self.settings.rate_beats)
@@ -254,8 +274,10 @@ class RhythmStage:
         if chunk.signal in INTERRUPTING_STATES:
             self._interrupt(chunk.signal.value, last_sample_index, events)
             self._quiet_since_index = chunk.end_index
+            self.vf_detector.process(None, chunk.end_index)  # a hole: VF waits for new signal
         else:
             self._raise_asystole_if_due(last_sample_index, events)
+            self._take_vf(chunk.samples, chunk.end_index, events)
         return events
 
     def flush(self) -> list[RhythmEvent]:
@@ -380,10 +402,23 @@ class RhythmStage:
         """Ventricular runs (couplet, run, VT, idioventricular) and supraventricular ones."""
         detail = None if beat_class is not None else UNUSABLE_BEAT
         minimum = self.settings.run_min_beats
-        if beat_class is BeatClass.V:
-            self._v_run = self._extended(self._v_run, index)
-            run = self._v_run
-            if run.beats == minimum:
+        run = self._v_run
+        vt_samples = 60.0 * self.fs_hz / self.settings.vt_bpm  # RR at the VT rate limit
+        if run is not None and beat_class is None and RhythmKind.VT in self._open:
+            fast = index - run.last_index < vt_samples
+        else:
+            fast = False
+        if fast and run is not None:
+            run.extend(index)  # an unusable beat at the VT rate does not end open VT
+        elif beat_class is None and run is not None and self._v_bridge_index is None:
+            self._v_bridge_index = index  # held: a V beat next bridges it into the run
+        elif beat_class is BeatClass.V:
+            if run is not None and self._v_bridge_index is not None:
+                run.extend(self._v_bridge_index)
+            self._v_bridge_index = None
+            self._v_run = run = self._extended(run, index)
+            ventricular = RhythmKind.VT in self._open or RhythmKind.IDIOVENTRICULAR in self._open
+            if run.beats >= minimum and not ventricular:  # a bridge may step past minimum
                 fast = run.rate_bpm(self.fs_hz) > self.settings.vt_bpm
                 kind = RhythmKind.VT if fast else RhythmKind.IDIOVENTRICULAR
                 self._start(kind, run, decided_index, events)
@@ -404,8 +439,10 @@ class RhythmStage:
                         detail=SUSTAINED,
                     )
                 )
-        elif self._v_run is not None:
-            run, self._v_run = self._v_run, None
+        elif run is not None:
+            if self._v_bridge_index is not None:  # the run was followed by an unusable beat
+                detail, self._v_bridge_index = UNUSABLE_BEAT, None
+            self._v_run = None
             for kind in (RhythmKind.VT, RhythmKind.IDIOVENTRICULAR):
                 if kind in self._open:
                     self._end(kind, decided_index, detail, events)
@@ -414,8 +451,9 @@ class RhythmStage:
                 instant = RhythmKind.COUPLET
             elif minimum <= run.beats <= self.settings.run_max_beats:
                 instant = RhythmKind.VENTRICULAR_RUN
-            if instant is not None and beat_class is not None:
+            if instant is not None and detail is None:
                 events.append(self._event(instant, EventState.INSTANT, run, decided_index))
+        detail = None if beat_class is not None else UNUSABLE_BEAT
         if beat_class is BeatClass.S:
             self._s_run = self._extended(self._s_run, index)
             run = self._s_run
@@ -491,11 +529,26 @@ class RhythmStage:
             beats = 1 + sum(1 for peak in self._recent_indices if peak >= start_index)
             self._start(RhythmKind.AF, _Episode(start_index, index, beats), decided_index, events)
 
+    def _take_vf(
+        self, samples: FloatArray | None, end_index: int, events: list[RhythmEvent]
+    ) -> None:
+        """VF onset and end from the VF detector, placed back by it."""
+        for change in self.vf_detector.process(samples, end_index):
+            self._newest_decided_index = max(self._newest_decided_index, change.decided_index)
+            if change.in_vf:
+                episode = _Episode(change.index, change.index, 0)
+                self._start(RhythmKind.VF, episode, change.decided_index, events)
+            elif RhythmKind.VF in self._open:
+                episode = self._open[RhythmKind.VF]
+                episode.last_index = max(change.index, episode.start_index)
+                self._end(RhythmKind.VF, change.decided_index, None, events)
+
     def _interrupt(self, detail: str, decided_index: int, events: list[RhythmEvent]) -> None:
         """End every episode and forget the beats: the input was cut (lead-off, gap, restart)."""
         self._end_all(detail, decided_index, events)
         self._previous_index, self._previous_usable = None, False
         self._v_run = self._s_run = None
+        self._v_bridge_index = None
         self._rr_samples.clear()
         self._rr_first_indices.clear()
         self._pattern_v.clear()
@@ -504,6 +557,9 @@ class RhythmStage:
         self._af_pending_start_index = None
         if self.af_detector is not None:
             self.af_detector.reset()
+        if self.vf_detector.in_vf:  # its episode ended: VF must be found anew
+            self.vf_detector.reset()
+            self.vf_detector.process(None, self._end_index)
 
     def _end_all(self, detail: str, decided_index: int, events: list[RhythmEvent]) -> None:
         for kind in PRIORITY:
