@@ -9,7 +9,7 @@ from __future__ import annotations
 import csv
 import io
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -96,27 +96,33 @@ class BeatCollector:
         """Nothing to release."""
 
 
-class CsvSink:
-    """One CSV file per stream, ``<out_dir>/<record>.csv``, one row per beat, written at its end.
+class RowsSink:
+    """One CSV file per stream, ``<out_dir>/<record><suffix>``, written whole at its end.
 
-    Columns ``sample,time_s,rr_ms`` (sample in the source's own clock), then, with
-    ``labels``, ``label,confidence,p_N,p_S,p_V,p_F,p_Q``, then ``sqi,sqi_issue`` (the beat's
-    signal-quality index and, when unusable, why; such a beat is labelled Q). A file is
-    replaced whole when its stream goes offline, never left half written.
+    A file is replaced whole when its stream goes offline (or the sink closes), never left
+    half written. Subclasses say which rows an output gives and what the header is.
 
     Args:
         out_dir: Directory of the files (made if missing).
-        labels: Write the label columns (False: detections only).
+        suffix: The files' name after the record's.
 
     Attributes:
         written: Paths written so far, by stream.
     """
 
-    def __init__(self, out_dir: Path, *, labels: bool) -> None:
-        self.out_dir, self.labels = out_dir, labels
+    def __init__(self, out_dir: Path, suffix: str) -> None:
+        self.out_dir, self.suffix = out_dir, suffix
         self.written: dict[str, Path] = {}
         self._rows: dict[str, list[list[str]]] = {}
         self._records: dict[str, str] = {}
+
+    def header(self) -> tuple[str, ...]:
+        """The files' first row."""
+        raise NotImplementedError
+
+    def rows(self, output: SessionOutput) -> Iterator[list[str]]:
+        """The rows an output gives."""
+        raise NotImplementedError
 
     async def status(self, message: StatusMessage) -> None:
         """Online starts a stream's rows; offline writes its file."""
@@ -127,12 +133,12 @@ class CsvSink:
             self._save(message.stream)
 
     async def write(self, output: SessionOutput) -> None:
-        """Hold the rows of the beats."""
+        """Hold the output's rows."""
         self.write_nowait(output)
 
     def write_nowait(self, output: SessionOutput) -> None:
-        """Hold the rows of the beats."""
-        self._rows[output.stream].extend(self._row(beat) for beat in output.beats)
+        """Hold the output's rows."""
+        self._rows[output.stream].extend(self.rows(output))
 
     async def close(self) -> None:
         """Write the files of streams still open."""
@@ -142,27 +148,51 @@ class CsvSink:
     def _save(self, stream: str) -> None:
         text = io.StringIO(newline="")
         writer = csv.writer(text)
-        writer.writerow(CSV_HEADER + (LABEL_COLUMNS if self.labels else ()) + QUALITY_COLUMNS)
+        writer.writerow(self.header())
         writer.writerows(self._rows.pop(stream))
-        path = self.out_dir / f"{self._records.pop(stream)}.csv"
+        path = self.out_dir / f"{self._records.pop(stream)}{self.suffix}"
         write_atomically(path, text.getvalue())
         self.written[stream] = path
 
-    def _row(self, beat: StreamBeat) -> list[str]:
-        placed = beat.placed
-        rr_ms = placed.window.rr.rr_ms
-        row = [str(placed.sample_index), f"{placed.time_s:.4f}"]
-        row.append("" if math.isnan(rr_ms) else f"{rr_ms:.1f}")
-        if self.labels:
-            labeled = beat.label()
-            row += [labeled.label.value, f"{labeled.confidence:.4f}"]
-            row += [f"{p:.4f}" for p in labeled.probabilities]
-        quality = placed.window.quality
-        if quality is None:
-            row += ["", ""]
-        else:
-            row += [f"{quality.sqi:.3f}", "" if quality.issue is None else quality.issue.value]
-        return row
+
+class CsvSink(RowsSink):
+    """One CSV file per stream, ``<out_dir>/<record>.csv``, one row per beat.
+
+    Columns ``sample,time_s,rr_ms`` (sample in the source's own clock), then, with
+    ``labels``, ``label,confidence,p_N,p_S,p_V,p_F,p_Q``, then ``sqi,sqi_issue`` (the beat's
+    signal-quality index and, when unusable, why; such a beat is labelled Q).
+
+    Args:
+        out_dir: Directory of the files (made if missing).
+        labels: Write the label columns (False: detections only).
+    """
+
+    def __init__(self, out_dir: Path, *, labels: bool) -> None:
+        super().__init__(out_dir, ".csv")
+        self.labels = labels
+
+    def header(self) -> tuple[str, ...]:
+        """Beat, labels when classified, quality."""
+        return CSV_HEADER + (LABEL_COLUMNS if self.labels else ()) + QUALITY_COLUMNS
+
+    def rows(self, output: SessionOutput) -> Iterator[list[str]]:
+        """One row per beat."""
+        for beat in output.beats:
+            placed = beat.placed
+            rr_ms = placed.window.rr.rr_ms
+            row = [str(placed.sample_index), f"{placed.time_s:.4f}"]
+            row.append("" if math.isnan(rr_ms) else f"{rr_ms:.1f}")
+            if self.labels:
+                labeled = beat.label()
+                row += [labeled.label.value, f"{labeled.confidence:.4f}"]
+                row += [f"{p:.4f}" for p in labeled.probabilities]
+            quality = placed.window.quality
+            if quality is None:
+                row += ["", ""]
+            else:
+                issue = "" if quality.issue is None else quality.issue.value
+                row += [f"{quality.sqi:.3f}", issue]
+            yield row
 
 
 RHYTHM_CODES: dict[RhythmKind, str] = {
@@ -197,55 +227,26 @@ EVENTS_CSV_HEADER = (
 )
 
 
-class EventsCsvSink:
+class EventsCsvSink(RowsSink):
     """One CSV file per stream, ``<out_dir>/<record>.events.csv``, one row per rhythm event.
 
     Columns ``kind,state,sample,time_s,chain_sample,beats,rate_bpm,delay_s,detail`` (sample in
     the source's clock; ``delay_s`` from the event to the stage's decision, in signal time).
-    Written whole when the stream goes offline.
 
     Args:
         out_dir: Directory of the files (made if missing).
-
-    Attributes:
-        written: Paths written so far, by stream.
     """
 
     def __init__(self, out_dir: Path) -> None:
-        self.out_dir = out_dir
-        self.written: dict[str, Path] = {}
-        self._rows: dict[str, list[list[str]]] = {}
-        self._records: dict[str, str] = {}
+        super().__init__(out_dir, ".events.csv")
 
-    async def status(self, message: StatusMessage) -> None:
-        """Online starts a stream's rows; offline writes its file."""
-        if message.state is StreamState.ONLINE:
-            self._records[message.stream] = message.record
-            self._rows.setdefault(message.stream, [])
-        elif message.stream in self._rows:
-            self._save(message.stream)
+    def header(self) -> tuple[str, ...]:
+        """The event's fields."""
+        return EVENTS_CSV_HEADER
 
-    async def write(self, output: SessionOutput) -> None:
-        """Hold the rows of the events."""
-        self.write_nowait(output)
-
-    def write_nowait(self, output: SessionOutput) -> None:
-        """Hold the rows of the events."""
-        self._rows[output.stream].extend(_event_row(event) for event in output.events)
-
-    async def close(self) -> None:
-        """Write the files of streams still open."""
-        for stream in list(self._rows):
-            self._save(stream)
-
-    def _save(self, stream: str) -> None:
-        text = io.StringIO(newline="")
-        writer = csv.writer(text)
-        writer.writerow(EVENTS_CSV_HEADER)
-        writer.writerows(self._rows.pop(stream))
-        path = self.out_dir / f"{self._records.pop(stream)}.events.csv"
-        write_atomically(path, text.getvalue())
-        self.written[stream] = path
+    def rows(self, output: SessionOutput) -> Iterator[list[str]]:
+        """One row per event."""
+        return (_event_row(event) for event in output.events)
 
 
 def _event_row(placed: StreamEvent) -> list[str]:
