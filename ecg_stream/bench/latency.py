@@ -65,7 +65,7 @@ from ecg_stream.mqtt.transport import client_identifier, make_client
 from ecg_stream.records import DataDirs, Record, load_record
 from ecg_stream.stats import Percentiles
 from ecg_stream.training.dataset import stream_record_windows
-from ecg_stream.types import BeatWindow, Chunk, LabeledBeat
+from ecg_stream.types import BeatWindow, Chunk, FloatArray, LabeledBeat
 from ecg_stream.wire import BeatMessage, SamplesMessage, TopicKind
 
 Say = Callable[[str], None]
@@ -344,7 +344,8 @@ async def measure_throughput(
         started = time.perf_counter()
         analysis = await stream_record(record, config, classifier, chunk_s=chunk_s)
         best["pipeline"] = min(best["pipeline"], time.perf_counter() - started)
-        inputs = rhythm_inputs(analysis.labeled, [chunk.end_index for chunk in chunks])
+        filtered = BeatExtractor(config).process(Chunk(0, record.samples)).filtered.samples
+        inputs = rhythm_inputs(analysis.labeled, [chunk.end_index for chunk in chunks], filtered)
         stage = RhythmStage(DEFAULT_RHYTHM, CHAIN_FS_HZ)
         started = time.perf_counter()
         for rhythm_input in inputs:
@@ -356,16 +357,22 @@ async def measure_throughput(
     return Throughput(signal_s, x["chain"], x["pipeline"], x["rhythm"], chunk_s)
 
 
-def rhythm_inputs(beats: Sequence[LabeledBeat], chunk_ends: Sequence[int]) -> list[RhythmInput]:
-    """The rhythm stage's input per chunk: the beats whose window ended within it."""
+def rhythm_inputs(
+    beats: Sequence[LabeledBeat], chunk_ends: Sequence[int], filtered: FloatArray
+) -> list[RhythmInput]:
+    """The rhythm stage's input per chunk, as a session hands it.
+
+    The beats whose window ended within the chunk, and the chunk's filtered samples (for VF).
+    """
     inputs: list[RhythmInput] = []
-    start = 0
+    start, chunk_start = 0, 0
     for end_index in chunk_ends:
         stop = start
         while stop < len(beats) and beats[stop].window.ready_index <= end_index:
             stop += 1
-        inputs.append(RhythmInput(tuple(beats[start:stop]), end_index))
-        start = stop
+        samples = filtered[chunk_start:end_index]
+        inputs.append(RhythmInput(tuple(beats[start:stop]), end_index, samples=samples))
+        start, chunk_start = stop, end_index
     return inputs
 
 
