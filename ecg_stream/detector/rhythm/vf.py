@@ -196,7 +196,7 @@ def vf_features(samples: FloatArray, fs_hz: float) -> VfFeatures:
 @functools.cache
 def _spectrum_frame(size: int, fs_hz: float) -> tuple[FloatArray, FloatArray]:
     """The Hann taper and the bin frequencies of a window: the same every second."""
-    freqs: FloatArray = np.fft.rfftfreq(size, 1.0 / fs_hz)
+    freqs = np.asarray(np.fft.rfftfreq(size, 1.0 / fs_hz), dtype=np.float64)
     return np.hanning(size), freqs
 
 
