@@ -148,7 +148,8 @@ class MqttBroker:
 
 def record_stretch(stem: Path, directory: Path, name: str, samples: int) -> Path:
     """The first ``samples`` of a WFDB record (both leads, and its annotations) as a record of
-    its own in ``directory``; its path stem."""
+    its own in ``directory``, in the record's own format, gain and baseline (the same digital
+    samples); its path stem."""
     raw = wfdb.rdrecord(str(stem), sampto=samples)
     wfdb.wrsamp(
         name,
@@ -156,7 +157,9 @@ def record_stretch(stem: Path, directory: Path, name: str, samples: int) -> Path
         units=raw.units,
         sig_name=raw.sig_name,
         p_signal=raw.p_signal,
-        fmt=["16", "16"],
+        fmt=raw.fmt,
+        adc_gain=raw.adc_gain,
+        baseline=raw.baseline,
         write_dir=str(directory),
     )
     annotations = wfdb.rdann(str(stem), "atr", sampto=samples - 1)

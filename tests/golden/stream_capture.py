@@ -1,8 +1,8 @@
 """What a command publishes, in a form that does not depend on time: the stream golden files.
 
-Self-contained (aiomqtt, the command line as a subprocess, json) so that the same capture runs
-against any checkout of the project, old or new: ``python -m tests.golden.stream_capture``
-wrote ``streams.json`` with the code before the session refactor, and
+The commands run as subprocesses of the checkout given (aiomqtt listens here), so that the same
+capture runs against any checkout of the project, old or new:
+``python -m tests.golden.stream_capture`` wrote ``streams.json`` with the code before the session refactor, and
 ``tests/test_stream_golden.py`` compares today's output with it.
 
 Beats keep every field but the three that are clocks (``compute_ms``, ``published_at``,
@@ -25,7 +25,8 @@ from pathlib import Path
 from typing import Any
 
 import aiomqtt
-import wfdb
+
+from tests.helpers import record_stretch
 
 GOLDEN = Path(__file__).parent / "streams.json"
 RECORD_S = 60
@@ -35,19 +36,7 @@ CLOCK_FIELDS = ("compute_ms", "published_at", "r_wall_time")
 
 def cut_record(mitdb: Path, directory: Path) -> Path:
     """The first :data:`RECORD_S` of record 100 as a record of its own; its path stem."""
-    raw = wfdb.rdrecord(str(mitdb / "100"), sampto=RECORD_S * 360)
-    wfdb.wrsamp(
-        "cut100",
-        fs=raw.fs,
-        units=raw.units,
-        sig_name=raw.sig_name,
-        p_signal=raw.p_signal,
-        fmt=["212", "212"],
-        adc_gain=raw.adc_gain,
-        baseline=raw.baseline,
-        write_dir=str(directory),
-    )
-    return directory / "cut100"
+    return record_stretch(mitdb / "100", directory, "cut100", RECORD_S * 360)
 
 
 def command(checkout: Path, *args: str) -> subprocess.Popen[bytes]:
