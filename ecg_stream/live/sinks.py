@@ -10,7 +10,9 @@ import csv
 import io
 import math
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Generic, TypeVar
 
 import numpy as np
 
@@ -19,6 +21,8 @@ from ecg_stream.documents import write_atomically
 from ecg_stream.live.session import SessionOutput, StreamBeat, StreamEvent
 from ecg_stream.types import BEAT_CLASSES, EventState, RhythmKind
 from ecg_stream.wire import StatusMessage, StreamState
+
+Held = TypeVar("Held")
 
 CSV_HEADER = ("sample", "time_s", "rr_ms")
 LABEL_COLUMNS = ("label", "confidence", *(f"p_{c.value}" for c in BEAT_CLASSES))
@@ -96,25 +100,82 @@ class BeatCollector:
         """Nothing to release."""
 
 
-class RowsSink:
-    """One CSV file per stream, ``<out_dir>/<record><suffix>``, written whole at its end.
+class FileSink(Generic[Held]):
+    """One file per stream in ``out_dir``, written whole when the stream goes offline.
 
-    A file is replaced whole when its stream goes offline (or the sink closes), never left
-    half written. Subclasses say which rows an output gives and what the header is.
+    What a stream's outputs give is held until then (or until the sink closes), so a file is
+    never left half written. Subclasses say what is held (:meth:`start`), what an output adds
+    (:meth:`hold`) and how the file is written (:meth:`save`).
 
     Args:
         out_dir: Directory of the files (made if missing).
-        suffix: The files' name after the record's.
 
     Attributes:
         written: Paths written so far, by stream.
     """
 
-    def __init__(self, out_dir: Path, suffix: str) -> None:
-        self.out_dir, self.suffix = out_dir, suffix
+    def __init__(self, out_dir: Path) -> None:
+        self.out_dir = out_dir
         self.written: dict[str, Path] = {}
-        self._rows: dict[str, list[list[str]]] = {}
-        self._records: dict[str, str] = {}
+        self._held: dict[str, Held] = {}
+
+    def start(self, record: str) -> Held:
+        """What a new stream of ``record`` holds."""
+        raise NotImplementedError
+
+    def hold(self, held: Held, output: SessionOutput) -> None:
+        """Add an output to what a stream holds."""
+        raise NotImplementedError
+
+    def save(self, held: Held) -> Path | None:
+        """Write a stream's file; the path written (None: nothing to write)."""
+        raise NotImplementedError
+
+    async def status(self, message: StatusMessage) -> None:
+        """Online starts a stream's file; offline writes it."""
+        if message.state is StreamState.ONLINE:
+            self._held.setdefault(message.stream, self.start(message.record))
+        elif message.stream in self._held:
+            self._save(message.stream)
+
+    async def write(self, output: SessionOutput) -> None:
+        """Hold the output."""
+        self.write_nowait(output)
+
+    def write_nowait(self, output: SessionOutput) -> None:
+        """Hold the output."""
+        self.hold(self._held[output.stream], output)
+
+    async def close(self) -> None:
+        """Write the files of streams still open."""
+        for stream in list(self._held):
+            self._save(stream)
+
+    def _save(self, stream: str) -> None:
+        path = self.save(self._held.pop(stream))
+        if path is not None:
+            self.written[stream] = path
+
+
+@dataclass(slots=True)
+class _Rows:
+    record: str
+    rows: list[list[str]] = field(default_factory=list)
+
+
+class RowsSink(FileSink[_Rows]):
+    """One CSV file per stream, ``<out_dir>/<record><suffix>``.
+
+    Subclasses say which rows an output gives and what the header is.
+
+    Args:
+        out_dir: Directory of the files (made if missing).
+        suffix: The files' name after the record's.
+    """
+
+    def __init__(self, out_dir: Path, suffix: str) -> None:
+        super().__init__(out_dir)
+        self.suffix = suffix
 
     def header(self) -> tuple[str, ...]:
         """The files' first row."""
@@ -124,35 +185,23 @@ class RowsSink:
         """The rows an output gives."""
         raise NotImplementedError
 
-    async def status(self, message: StatusMessage) -> None:
-        """Online starts a stream's rows; offline writes its file."""
-        if message.state is StreamState.ONLINE:
-            self._records[message.stream] = message.record
-            self._rows.setdefault(message.stream, [])
-        elif message.stream in self._rows:
-            self._save(message.stream)
+    def start(self, record: str) -> _Rows:
+        """No rows yet."""
+        return _Rows(record)
 
-    async def write(self, output: SessionOutput) -> None:
+    def hold(self, held: _Rows, output: SessionOutput) -> None:
         """Hold the output's rows."""
-        self.write_nowait(output)
+        held.rows.extend(self.rows(output))
 
-    def write_nowait(self, output: SessionOutput) -> None:
-        """Hold the output's rows."""
-        self._rows[output.stream].extend(self.rows(output))
-
-    async def close(self) -> None:
-        """Write the files of streams still open."""
-        for stream in list(self._rows):
-            self._save(stream)
-
-    def _save(self, stream: str) -> None:
+    def save(self, held: _Rows) -> Path:
+        """The header and the rows, as one CSV file."""
         text = io.StringIO(newline="")
         writer = csv.writer(text)
         writer.writerow(self.header())
-        writer.writerows(self._rows.pop(stream))
-        path = self.out_dir / f"{self._records.pop(stream)}{self.suffix}"
+        writer.writerows(held.rows)
+        path = self.out_dir / f"{held.record}{self.suffix}"
         write_atomically(path, text.getvalue())
-        self.written[stream] = path
+        return path
 
 
 class CsvSink(RowsSink):
@@ -266,7 +315,7 @@ def _event_row(placed: StreamEvent) -> list[str]:
     ]
 
 
-class WfdbAnnotationSink:
+class WfdbAnnotationSink(FileSink["_AnnotatedStream"]):
     """One WFDB annotation file per stream, ``<out_dir>/<record>.<annotator>``.
 
     One beat annotation per labeled beat at its R peak in the source's clock, symbol ``N``,
@@ -280,61 +329,43 @@ class WfdbAnnotationSink:
     Args:
         out_dir: Directory of the files (made if missing).
         annotator: The annotator name (the file's extension).
-
-    Attributes:
-        written: Paths written so far, by stream.
     """
 
     def __init__(self, out_dir: Path, annotator: str = "ecgs") -> None:
-        self.out_dir, self.annotator = out_dir, annotator
-        self.written: dict[str, Path] = {}
-        self._streams: dict[str, _AnnotatedStream] = {}
+        super().__init__(out_dir)
+        self.annotator = annotator
 
-    async def status(self, message: StatusMessage) -> None:
-        """Online starts a stream's annotations; offline writes its file."""
-        if message.state is StreamState.ONLINE:
-            self._streams.setdefault(message.stream, _AnnotatedStream(message.record))
-        elif message.stream in self._streams:
-            self._save(message.stream)
+    def start(self, record: str) -> _AnnotatedStream:
+        """No annotation yet."""
+        return _AnnotatedStream(record)
 
-    async def write(self, output: SessionOutput) -> None:
+    def hold(self, held: _AnnotatedStream, output: SessionOutput) -> None:
         """Annotate the beats and the rhythm changes."""
-        self.write_nowait(output)
-
-    def write_nowait(self, output: SessionOutput) -> None:
-        """Annotate the beats and the rhythm changes."""
-        stream = self._streams[output.stream]
         for beat in output.beats:
-            stream.add(beat.placed.sample_index, beat.label().label.value, "", beat.placed.fs_hz)
+            held.add(beat.placed.sample_index, beat.label().label.value, "", beat.placed.fs_hz)
         for placed in output.events:
-            stream.add_event(placed)
+            held.add_event(placed)
 
-    async def close(self) -> None:
-        """Write the files of streams still open."""
-        for stream in list(self._streams):
-            self._save(stream)
-
-    def _save(self, stream_id: str) -> None:
+    def save(self, held: _AnnotatedStream) -> Path | None:
+        """The annotations in time order, as one annotation file (none without beats)."""
         import wfdb  # as records.py does: wfdb (and pandas) load only where they are used
 
-        stream = self._streams.pop(stream_id)
-        if not stream.samples:  # wfdb writes no empty file: a stream without beats gets none
-            return
-        for sample, code in stream.rhythm_changes():
-            stream.add(sample, "+", code, stream.fs_hz)
+        if not held.samples:  # wfdb writes no empty file: a stream without beats gets none
+            return None
+        for sample, code in held.rhythm_changes():
+            held.add(sample, "+", code, held.fs_hz)
         self.out_dir.mkdir(parents=True, exist_ok=True)
-        order = sorted(range(len(stream.samples)), key=lambda k: (stream.samples[k], k))
-        samples = np.array([stream.samples[k] for k in order], dtype=np.int64)
+        order = sorted(range(len(held.samples)), key=lambda k: (held.samples[k], k))
         wfdb.wrann(
-            stream.record,
+            held.record,
             self.annotator,
-            samples,
-            symbol=[stream.symbols[k] for k in order],
-            aux_note=[stream.notes[k] for k in order],
-            fs=stream.fs_hz,
+            np.array([held.samples[k] for k in order], dtype=np.int64),
+            symbol=[held.symbols[k] for k in order],
+            aux_note=[held.notes[k] for k in order],
+            fs=held.fs_hz,
             write_dir=str(self.out_dir),
         )
-        self.written[stream_id] = self.out_dir / f"{stream.record}.{self.annotator}"
+        return self.out_dir / f"{held.record}.{self.annotator}"
 
 
 class _AnnotatedStream:
