@@ -369,3 +369,7 @@ class RhythmSettings:
         for ok, msg in checks:
             if not ok:
                 raise ConfigError(msg)
+
+
+DEFAULT_RHYTHM = RhythmSettings()
+"""The rhythm stage's limits unless a command says otherwise."""

@@ -40,7 +40,7 @@ import numpy as np
 from ecg_stream import wire
 from ecg_stream.bench.inference import BASELINE, InferenceComparison, compare_inference
 from ecg_stream.classify.classifier import OnnxBeatClassifier, default_model_path
-from ecg_stream.config import CHAIN_FS_HZ, ChainConfig, MqttConfig
+from ecg_stream.config import CHAIN_FS_HZ, DEFAULT_RHYTHM, ChainConfig, MqttConfig
 from ecg_stream.detector.chain import BeatExtractor
 from ecg_stream.detector.rhythm.stage import RhythmInput, RhythmStage
 from ecg_stream.detector.segment import Detected
@@ -48,7 +48,6 @@ from ecg_stream.errors import BrokerError, ConfigError
 from ecg_stream.live.analysis import stream_record
 from ecg_stream.live.mqtt_sink import SAMPLES_SCALE_UV, check_samples_s
 from ecg_stream.live.replay import (
-    DEFAULT_RHYTHM,
     MAX_SPEED_CHUNK_S,
     MAX_WORKERS,
     REAL_TIME_CHUNK_S,

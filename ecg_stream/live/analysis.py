@@ -19,9 +19,9 @@ from typing import Any, TypeVar
 import numpy as np
 
 from ecg_stream.classify.batcher import ClassifierLike
-from ecg_stream.config import CHAIN_FS_HZ, ChainConfig, RhythmSettings
+from ecg_stream.config import CHAIN_FS_HZ, DEFAULT_RHYTHM, ChainConfig, RhythmSettings
 from ecg_stream.errors import ConfigError
-from ecg_stream.live.replay import DEFAULT_RHYTHM, RecordReplay
+from ecg_stream.live.replay import RecordReplay
 from ecg_stream.live.session import RunSummary, Sink, StreamBeat, StreamEvent
 from ecg_stream.live.sinks import BeatCollector, CsvSink, EventsCsvSink, WfdbAnnotationSink
 from ecg_stream.live.sources import StreamSpec

@@ -19,7 +19,7 @@ from contextlib import AsyncExitStack
 from dataclasses import replace
 
 from ecg_stream.classify.batcher import ClassifierLike, InferenceBatcher
-from ecg_stream.config import CHAIN_FS_HZ, ChainConfig, RhythmSettings
+from ecg_stream.config import CHAIN_FS_HZ, DEFAULT_RHYTHM, ChainConfig, RhythmSettings
 from ecg_stream.detector.rhythm.stage import RhythmStage
 from ecg_stream.errors import ConfigError
 from ecg_stream.live.front import RecordFront
@@ -41,9 +41,6 @@ MAX_SPEED_CHUNK_S = 1.0
 
 MAX_WORKERS = 64
 """Most worker processes one replay may start."""
-
-DEFAULT_RHYTHM = RhythmSettings()
-"""The rhythm stage's limits unless a command says otherwise."""
 
 NO_MODEL = "none"
 """Model name on the status of streams that are not classified (``analyze --no-classify``)."""

@@ -15,11 +15,10 @@ from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
-from ecg_stream.config import ChainConfig, MqttConfig, RhythmSettings
+from ecg_stream.config import DEFAULT_RHYTHM, ChainConfig, MqttConfig, RhythmSettings
 from ecg_stream.errors import ConfigError, EcgStreamError
 from ecg_stream.live.mqtt_sink import MqttSink, check_samples_s
 from ecg_stream.live.replay import (
-    DEFAULT_RHYTHM,
     MAX_WORKERS,
     REAL_TIME_CHUNK_S,
     RecordReplay,

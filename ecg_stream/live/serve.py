@@ -41,12 +41,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ecg_stream.classify.batcher import ClassifierLike, InferenceBatcher
-from ecg_stream.config import CHAIN_FS_HZ, Backoff, ChainConfig, MqttConfig, RhythmSettings
+from ecg_stream.config import (
+    CHAIN_FS_HZ,
+    DEFAULT_RHYTHM,
+    Backoff,
+    ChainConfig,
+    MqttConfig,
+    RhythmSettings,
+)
 from ecg_stream.detector.rhythm.stage import RhythmStage
 from ecg_stream.errors import BrokerError, ConfigError, PayloadError
 from ecg_stream.live.ingest import IngestSession
 from ecg_stream.live.mqtt_sink import MqttSink, check_samples_s
-from ecg_stream.live.replay import DEFAULT_RHYTHM
 from ecg_stream.live.runner import first_error
 from ecg_stream.live.session import RunSummary, Sink, StreamSession
 from ecg_stream.live.sinks import BeatLines

@@ -25,7 +25,7 @@ from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from pathlib import Path
 
-from ecg_stream.config import MqttConfig, RhythmSettings
+from ecg_stream.config import DEFAULT_RHYTHM, MqttConfig, RhythmSettings
 from ecg_stream.live.session import RunSummary
 from ecg_stream.live.sources import StreamSpec
 
@@ -55,7 +55,7 @@ class WorkerJob:
     speed: float
     samples_s: float | None = None
     quiet: bool = True
-    rhythm: RhythmSettings = field(default_factory=RhythmSettings)
+    rhythm: RhythmSettings = DEFAULT_RHYTHM
 
 
 @dataclass(slots=True)
