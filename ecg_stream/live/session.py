@@ -254,6 +254,18 @@ class RunSummary:
         self.inference_windows += batcher.windows
         self.inference_s += batcher.seconds
 
+    def merge(self, other: RunSummary) -> None:
+        """Add another process's streams and counters (a worker's)."""
+        self.streams.update(other.streams)
+        self.speed = other.speed
+        self.interrupted |= other.interrupted
+        self.inference_calls += other.inference_calls
+        self.inference_windows += other.inference_windows
+        self.inference_s += other.inference_s
+        self.received += other.received
+        self.malformed += other.malformed
+        self.foreign += other.foreign
+
     def format(self) -> str:
         """The summary as terminal lines."""
         if math.isnan(self.speed):  # device streams

@@ -163,9 +163,5 @@ def _passing_signals_to(processes: Sequence[BaseProcess]) -> Iterator[None]:
 def merge_results(results: Sequence[WorkerResult], into: RunSummary) -> RunSummary:
     """Add every worker's streams and counters to ``into``, in worker order; return it."""
     for result in results:
-        into.streams.update(result.summary.streams)
-        into.speed = result.summary.speed
-        into.interrupted |= result.summary.interrupted
-        into.inference_calls += result.summary.inference_calls
-        into.inference_windows += result.summary.inference_windows
+        into.merge(result.summary)
     return into
