@@ -31,7 +31,6 @@ from ecg_stream.types import Chunk
 from ecg_stream.wire import StatusMessage, check_stream_id
 
 Clock = Callable[[], float]
-Say = Callable[[str], None]
 
 REAL_TIME_CHUNK_S = 0.1
 """Chunk duration when paced: one ``samples`` message per 100 ms of signal."""

@@ -89,12 +89,6 @@ IDLE_TIMEOUT_RANGE_S = (0.1, 3600.0)
 INBOX_CHUNKS = 10_000
 """Chunks a stream's inbox holds before new ones are dropped (counted; each makes a gap)."""
 
-STATUS_INTERVAL_S = 5.0
-"""A stream's status (with its ingest counters) is re-published at least this often."""
-
-STATUS_MIN_INTERVAL_S = 1.0
-"""...and at most this often when a counter that means trouble (gaps, ...) changes."""
-
 MAX_SHARDS = 1024
 """Most workers ``--shard I/N`` can split the streams between."""
 
