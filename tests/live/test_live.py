@@ -18,7 +18,6 @@ import pytest
 
 from ecg_stream.classify.classifier import OnnxBeatClassifier
 from ecg_stream.config import MqttConfig
-from ecg_stream.detector.chain import BeatExtractor
 from ecg_stream.errors import ConfigError
 from ecg_stream.live.mqtt_sink import SamplesCollector
 from ecg_stream.live.replay import MAX_SPEED_CHUNK_S, RecordReplay, plan_streams
@@ -29,25 +28,9 @@ from ecg_stream.mqtt.broker import EmbeddedBroker
 from ecg_stream.records import Record
 from ecg_stream.types import Chunk, LabeledBeat
 from ecg_stream.wire import BeatMessage, StreamState, TopicKind
-from tests.helpers import Collector, MqttBroker, collect_until, run
+from tests.helpers import Collector, MqttBroker, collect_until, expected_beats, run
 
 FS_HZ = 360
-
-
-def expected_beats(record: Record, classifier: OnnxBeatClassifier) -> list[LabeledBeat]:
-    """The record's beats from the chain and the classifier called directly (no session).
-
-    In the 1 s chunks of ``--speed max``: some records' first seconds give other beats when
-    the detector learns from one whole-record chunk (a chunking dependence of the detector).
-    """
-    extractor = BeatExtractor(classifier.config)
-    chunk = round(MAX_SPEED_CHUNK_S * FS_HZ)
-    windows = [
-        window
-        for start in range(0, record.samples.size, chunk)
-        for window in extractor.process(Chunk(start, record.samples[start : start + chunk])).windows
-    ]
-    return classifier.classify([*windows, *extractor.flush().windows])
 
 
 def sliced(record: Record, start_s: float, duration_s: float) -> Record:

@@ -37,7 +37,7 @@ from ecg_stream.wire import (
     encode,
     topic_for,
 )
-from tests.helpers import Collector, MqttBroker, collect_until, run
+from tests.helpers import Collector, MqttBroker, collect_until, expected_beats, run
 
 CONFIG = ChainConfig()
 IDLE_S = 2.0
@@ -92,9 +92,9 @@ def make_worker(
 
 
 def analyzed(device: DeviceSignal, classifier: ClassifierLike) -> list[LabeledBeat]:
-    """``analyze``'s beats of the signal the device publishes (indices at the chain's rate)."""
+    """The beats of the signal the device publishes (indices at the chain's rate)."""
     record = Record("d", "MLII", device.fs_hz, resample_to_chain(device.millivolts(), device.fs_hz))
-    return classifier.classify(detect_record(record, CONFIG, 1.0).windows)
+    return expected_beats(record, classifier)
 
 
 def beats_of(collector: Collector, stream_id: str) -> list[BeatMessage]:

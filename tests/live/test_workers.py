@@ -19,8 +19,8 @@ from ecg_stream.live.session import RunSummary, StreamReport
 from ecg_stream.live.sources import StreamSpec
 from ecg_stream.live.workers import WorkerJob, merge_results, run_workers, split_streams
 from ecg_stream.wire import StreamState, TopicKind
-from tests.helpers import Collector, MqttBroker, collect_until, run
-from tests.live.test_live import BATCH_RECORDS, check_stream, expected_beats, sliced
+from tests.helpers import Collector, MqttBroker, collect_until, expected_beats, run
+from tests.live.test_live import BATCH_RECORDS, check_stream, sliced
 
 
 def test_streams_are_dealt_round_robin_and_no_share_is_empty() -> None:

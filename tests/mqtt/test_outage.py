@@ -16,7 +16,6 @@ import pytest
 from ecg_stream import wire
 from ecg_stream.classify.classifier import OnnxBeatClassifier, default_model_path
 from ecg_stream.config import Backoff, ChainConfig, MqttConfig
-from ecg_stream.live.analysis import detect_record
 from ecg_stream.live.replay import RecordReplay
 from ecg_stream.live.replay_command import replay_sinks
 from ecg_stream.live.session import RunSummary
@@ -34,6 +33,7 @@ from tests.helpers import (
     MqttBroker,
     beat_message,
     collect_until,
+    expected_beats,
     run,
     samples_message,
     stamped,
@@ -66,9 +66,8 @@ def classifier() -> Iterator[OnnxBeatClassifier]:
 
 
 def analyzed(record: Record, classifier: OnnxBeatClassifier) -> list[tuple[int, BeatClass]]:
-    """``analyze``'s beats of ``record``: (R-peak index at 360 Hz, label)."""
-    windows = detect_record(record, ChainConfig(), chunk_s=1.0).windows
-    return [(b.window.peak.index, b.label) for b in classifier.classify(windows)]
+    """The record's beats: (R-peak index at 360 Hz, label)."""
+    return [(b.window.peak.index, b.label) for b in expected_beats(record, classifier)]
 
 
 @dataclass
