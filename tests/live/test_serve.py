@@ -20,7 +20,6 @@ import pytest
 from ecg_stream.classify.batcher import ClassifierLike
 from ecg_stream.cli import main
 from ecg_stream.config import ChainConfig, MqttConfig
-from ecg_stream.live.analysis import detect_record
 from ecg_stream.live.device import DeviceSignal, load_device_signal, publish_device
 from ecg_stream.live.mqtt_sink import MqttSink
 from ecg_stream.live.serve import SERVE_SAMPLES_QUEUE, ServeWorker, Shard
@@ -118,7 +117,7 @@ def test_device_and_serve_give_the_beats_of_analyze(
     assert device.gain == 200.0
     assert device.values.dtype == np.int16
     record = Record("100", "MLII", 360.0, device.millivolts())
-    expected = classifier.classify(detect_record(record, CONFIG, 1.0).windows)
+    expected = expected_beats(record, classifier)
     mqtt = prefix_config(mqtt_broker, "test-serve-analyze")
     collector, (summary,) = run(serve_devices(mqtt, classifier, [("100", device)]), timeout_s=120)
     got = beats_of(collector, "100")
