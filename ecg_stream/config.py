@@ -309,6 +309,9 @@ class RhythmSettings:
             trigeminy (default 3).
         af_enabled: Run the atrial fibrillation detector (``detector/rhythm/af.py``; default
             True).
+        af_gate: While AF is open, a beat the classifier calls S is a conducted AF beat: its
+            S probability moves to N, for the rhythm rules and in the beats the stream
+            publishes (annotators label conducted AF beats N; default True; needs AF on).
     """
 
     bradycardia_bpm: float = 50.0
@@ -325,6 +328,7 @@ class RhythmSettings:
     svt_bpm: float = 100.0
     pattern_cycles: int = 3
     af_enabled: bool = True
+    af_gate: bool = True
 
     def __post_init__(self) -> None:
         low, high, band = self.bradycardia_bpm, self.tachycardia_bpm, self.rate_hysteresis_bpm

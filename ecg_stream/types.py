@@ -132,6 +132,10 @@ class RRFeatures:
             difference of successive intervals over their median (about 0 in a regular rhythm,
             above 0.1 in atrial fibrillation; NaN before 3 intervals).
         irregularity_long: The same over the last 64 intervals.
+        irregularity_lagged: The AF detector's irregularity of the last 32 intervals, from the
+            RR series alone: the smallest, over lags 1 to 3, median absolute difference of
+            intervals that lag apart, over their median (low in bigeminy and trigeminy too;
+            NaN before 16 intervals).
     """
 
     rr_ms: float
@@ -141,6 +145,7 @@ class RRFeatures:
     upper_rr_ms: float = math.nan
     irregularity_short: float = math.nan
     irregularity_long: float = math.nan
+    irregularity_lagged: float = math.nan
 
     @property
     def rr_ratio(self) -> float:
@@ -162,6 +167,11 @@ class MorphologyFeatures:
             per-sample median of the previous beats' normalised windows (1 for a typical beat).
         amplitude_ratio: QRS peak-to-peak amplitude over the median of the previous beats'.
         qrs_width_ratio: QRS width over the template's QRS width (1 for a typical beat).
+        p_wave_correlation: Pearson correlation of the stretch before the QRS (250 to 50 ms
+            before the R peak, where the P wave lies) with the template's same stretch: a
+            premature atrial beat's P wave differs, atrial fibrillation has none (1 typical).
+        p_wave_amplitude_ratio: Standard deviation of that stretch over the template's (1
+            typical; atrial activity that is absent or different changes it).
         template: The normalised template the beat was compared with (the beat itself for
             a stream's first beat); the model's second window channel.
     """
@@ -169,6 +179,8 @@ class MorphologyFeatures:
     template_correlation: float
     amplitude_ratio: float
     qrs_width_ratio: float = 1.0
+    p_wave_correlation: float = 1.0
+    p_wave_amplitude_ratio: float = 1.0
     template: FloatArray | None = field(default=None, compare=False, repr=False)
 
 

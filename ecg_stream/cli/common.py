@@ -87,6 +87,13 @@ def add_rhythm_arguments(parser: argparse.ArgumentParser) -> None:
         default=defaults.asystole_s,
         help="no beat for this long is asystole (default: %(default)g)",
     )
+    limits.add_argument(
+        "--no-af-gate",
+        dest="af_gate",
+        action="store_false",
+        help="publish beats called S during atrial fibrillation as S (default: as N, conducted "
+        "AF beats)",
+    )
 
 
 def rhythm_settings(args: argparse.Namespace) -> RhythmSettings:
@@ -100,6 +107,7 @@ def rhythm_settings(args: argparse.Namespace) -> RhythmSettings:
         tachycardia_bpm=args.tachycardia_bpm,
         pause_s=args.pause_s,
         asystole_s=args.asystole_s,
+        af_gate=args.af_gate,
     )
 
 

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 from ecg_stream.cli.common import add_data_dir, check_model_argument, default_model
 from ecg_stream.detector.segment import FEATURE_NAMES
 from ecg_stream.errors import ConfigError
+from ecg_stream.training.run import Architecture
 
 if TYPE_CHECKING:
     from ecg_stream.cli.common import Commands
@@ -47,7 +48,15 @@ def add_train(commands: Commands) -> None:
         type=Path,
         help="train on a dataset file written by `ecg-stream dataset` instead of the records",
     )
-    train.add_argument("--arch", choices=["lean", "reference"], help="network (default: lean)")
+    train.add_argument(
+        "--arch", choices=[arch.value for arch in Architecture], help="network (default: lean)"
+    )
+    train.add_argument(
+        "--whole-pool",
+        action="store_true",
+        help="with --cv: also train the recipe once on the whole pool (OUT_DIR/whole-pool); "
+        "export then ships that one network instead of the fold ensemble",
+    )
     train.add_argument(
         "--score-only",
         action="store_true",
@@ -180,7 +189,7 @@ def _train(args: argparse.Namespace) -> int:
     from ecg_stream.evaluation.classification import format_score_table
     from ecg_stream.records import expand_record_names
     from ecg_stream.training.dataset import load_dataset, select_records
-    from ecg_stream.training.run import Architecture, Protocol, TrainSettings
+    from ecg_stream.training.run import Protocol, TrainSettings
     from ecg_stream.training.train import cross_validate, train_model
 
     logging.basicConfig(level=logging.INFO, format=_LOG_FORMAT)
@@ -221,10 +230,13 @@ def _train(args: argparse.Namespace) -> int:
             dataset=dataset,
             baseline=args.baseline,
             train_missing=not args.score_only,
+            whole_pool=args.whole_pool,
             threads=args.threads,
         )
         print(f"== out-of-fold, {args.cv} folds of whole records ({result.train_seconds:.0f} s) ==")
         print(format_score_table(result.score))
+        print("== the same after the rhythm stage's AF gate (S in AF read as N) ==")
+        print(format_score_table(result.score_af_gated))
         print(f"wrote {result.result_path}")
         return 0
     if dataset is not None:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import math
+import statistics
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -27,10 +29,15 @@ FEATURE_NAMES = (
     "qrs_width_ratio",
     "rr_irregularity_8",
     "rr_irregularity_64",
+    "af_irregularity",
+    "p_wave_correlation",
+    "p_wave_amplitude_ratio",
+    "sqi",
 )
 """Every per-beat feature a model may take as its second input; a model's contract names its own.
-The rhythm context (the last two: RR irregularity over 8 and 64 intervals, from the RR series
-alone) is computed for every beat whether a model takes it or not."""
+The rhythm context (RR irregularity over 8 and 64 intervals and the AF detector's lagged
+irregularity, from the RR series alone), the atrial activity before the QRS and the signal
+quality index are computed for every beat whether a model takes them or not."""
 WINDOW_CHANNELS = ("beat", "template")
 """Every channel a model's window input may hold: the normalised beat, and the normalised
 template of the stream's dominant beat it is compared with; a model's contract names its own."""
@@ -43,6 +50,14 @@ ROBUST_RR_BEATS = 64
 about 50 s at 75 bpm."""
 SHORT_IRREGULARITY_BEATS = 8
 """Past RR intervals behind the short RR irregularity (the window of AF detectors)."""
+IRREGULARITY_LAGS: tuple[int, ...] = (1, 2, 3)
+"""Lags of the lagged RR irregularity; 2 and 3 make bigeminy and trigeminy regular."""
+LAGGED_IRREGULARITY_BEATS = 32
+"""Past RR intervals behind the ``af_irregularity`` feature (the AF detector's window)."""
+LAGGED_IRREGULARITY_MIN_BEATS = 16
+"""Intervals the lagged irregularity needs; NaN (feature 0) before."""
+P_WAVE_SPAN_S = (0.25, 0.05)
+"""The stretch before the R peak where the P wave lies: from 250 to 50 ms before it."""
 UPPER_RR_PERCENTILE = 90.0
 """Percentile of the recent intervals that ``upper_rr_ms`` takes."""
 QRS_WIDTH_LEVEL = 0.3
@@ -118,6 +133,10 @@ def beat_features(window: BeatWindow) -> dict[str, float]:
         "qrs_width_ratio": morphology.qrs_width_ratio,
         "rr_irregularity_8": _known_or_zero(rr.irregularity_short),
         "rr_irregularity_64": _known_or_zero(rr.irregularity_long),
+        "af_irregularity": _known_or_zero(rr.irregularity_lagged),
+        "p_wave_correlation": morphology.p_wave_correlation,
+        "p_wave_amplitude_ratio": morphology.p_wave_amplitude_ratio,
+        "sqi": 1.0 if window.quality is None else window.quality.sqi,
     }
 
 
@@ -168,6 +187,11 @@ qrs_width_ratio=1.0))
             max(config.window_before_samples - half_width, 0),
             config.window_before_samples + half_width,
         )
+        earliest_s, latest_s = P_WAVE_SPAN_S
+        self._p_wave = slice(
+            max(config.window_before_samples - round(earliest_s * config.fs_hz), 0),
+            max(config.window_before_samples - round(latest_s * config.fs_hz), 1),
+        )
         self.reset()
 
     def reset(self) -> None:
@@ -193,6 +217,8 @@ qrs_width_ratio=1.0))
                 qrs_width_ratio=min(self._qrs_width(shape) / typical_width, WIDTH_RATIO_CAP)
                 if typical_width
                 else 1.0,
+                p_wave_correlation=_correlation(shape[self._p_wave], template[self._p_wave]),
+                p_wave_amplitude_ratio=_spread_ratio(shape[self._p_wave], template[self._p_wave]),
                 template=template,
             )
         if not premature:
@@ -317,6 +343,9 @@ class BeatSegmenter:
             upper_rr_ms=float(robust[1]),
             irregularity_short=rr_irregularity(recent[-SHORT_IRREGULARITY_BEATS:]),
             irregularity_long=rr_irregularity(recent),
+            irregularity_lagged=lagged_rr_irregularity(
+                self._robust_rr_ms, LAGGED_IRREGULARITY_BEATS, LAGGED_IRREGULARITY_MIN_BEATS
+            ),
         )
 
     def _emit(self, *, final: bool) -> list[BeatWindow]:
@@ -372,6 +401,39 @@ def rr_irregularity(rr_ms: FloatArray) -> float:
     if rr_ms.size < 3:
         return float("nan")
     return float(np.median(np.abs(np.diff(rr_ms))) / np.median(rr_ms))
+
+
+def lagged_rr_irregularity(rr_ms: Iterable[float], last: int, min_intervals: int) -> float:
+    """The smallest, over ``IRREGULARITY_LAGS``, median ``|RR_i - RR_{i-lag}|`` over the median RR.
+
+    Taken over the ``last`` intervals of ``rr_ms``; NaN while fewer than ``min_intervals``.
+    Statistics on lists: at most a few dozen values, where numpy's call overhead would dominate.
+
+    Example:
+        >>> lagged_rr_irregularity([600.0, 900.0] * 8, last=32, min_intervals=16)  # bigeminy
+        0.0
+    """
+    intervals = list(rr_ms)[-last:]
+    if len(intervals) < max(min_intervals, 2 * max(IRREGULARITY_LAGS) + 1):
+        return math.nan
+    differences = (
+        statistics.median([abs(b - a) for a, b in zip(intervals, intervals[lag:], strict=False)])
+        for lag in IRREGULARITY_LAGS
+    )
+    return min(differences) / statistics.median(intervals)
+
+
+def _correlation(a: FloatArray, b: FloatArray) -> float:
+    """Pearson correlation of two stretches; 0 when either is flat."""
+    a, b = a - a.mean(), b - b.mean()
+    scale = float(np.sqrt(np.dot(a, a) * np.dot(b, b)))
+    return float(np.dot(a, b)) / scale if scale > 1e-12 else 0.0
+
+
+def _spread_ratio(stretch: FloatArray, reference: FloatArray) -> float:
+    """Standard deviation of ``stretch`` over ``reference``'s, capped; 1 for a flat reference."""
+    spread = float(reference.std())
+    return min(float(stretch.std()) / spread, AMPLITUDE_RATIO_CAP) if spread > 1e-9 else 1.0
 
 
 def _known_or_zero(value: float) -> float:

@@ -32,6 +32,7 @@ import numpy as np
 
 from ecg_stream.classify.batcher import InferenceBatcher
 from ecg_stream.config import CHAIN_FS_HZ
+from ecg_stream.detector.rhythm.af import conducted_in_af
 from ecg_stream.detector.rhythm.stage import RhythmInput, RhythmStage
 from ecg_stream.errors import ModelContractError
 from ecg_stream.live.front import ChunkFate, Front, Ingested, PlacedWindow
@@ -487,6 +488,12 @@ class StreamSession(Generic[In]):
         *,
         ending: bool = False,
     ) -> SessionOutput:
+        events = self._events(ingested, labeled, ending=ending)
+        if labeled is not None and self.rhythm is not None:
+            labeled = [
+                conducted_in_af(beat) if conducted else beat
+                for beat, conducted in zip(labeled, self.rhythm.conducted, strict=True)
+            ]
         beats = []
         for index, placed in enumerate(ingested.windows):
             label = None if labeled is None else labeled[index]
@@ -506,7 +513,6 @@ class StreamSession(Generic[In]):
                 self.report.beats[label.label] += 1
         for filtered in ingested.filtered:
             self.report.signal_s = max(self.report.signal_s, filtered.end_index / CHAIN_FS_HZ)
-        events = self._events(ingested, labeled, ending=ending)
         return SessionOutput(self.stream_id, tuple(beats), ingested.filtered, arrival_s, events)
 
     def _events(

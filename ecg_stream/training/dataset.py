@@ -45,7 +45,7 @@ CACHE_ENV = "ECG_STREAM_CACHE"
 """Environment variable that moves the dataset cache (default: the user cache directory)."""
 DATASET_CHUNK_SAMPLES = 360
 """Chunk length fed to the chain while building a dataset: one second at 360 Hz."""
-DATASET_FORMAT = 4
+DATASET_FORMAT = 5
 """Bumped whenever the stored arrays change meaning; part of the cache key."""
 PACKAGE = "ecg-stream"
 

@@ -66,9 +66,10 @@ def export_model(
 ) -> ExportResult:
     """Convert a training run to ONNX, check parity, then write it.
 
-    A single run exports its checkpoint. A cross-validation run (``cv.json``) exports the
-    ensemble of its fold models: their probabilities averaged inside one graph, then
-    calibrated by the variant chosen on the out-of-fold predictions (``calibration.json``).
+    A single run exports its checkpoint. A cross-validation run (``cv.json``) exports its
+    model trained on the whole pool (``whole-pool/``) if it has one, else the ensemble of its
+    fold models (their probabilities averaged inside one graph), calibrated by the variant
+    chosen on the out-of-fold predictions (``calibration.json``).
 
     Args:
         run_dir: Directory of a ``training/train.py`` run (single or cross-validation).
@@ -94,7 +95,7 @@ def export_model(
     if run.is_cv:
         cv = run.read_cv()
         settings = cv.settings
-        keras_model = _ensemble(tf.keras, run, cv, config.window_samples)
+        keras_model = _calibrated(tf.keras, run, cv, config.window_samples)
         training_records = " ".join(settings.records)
         validation_records = f"{cv.k}-fold cross-validation over the training records"
         default_parity = settings.records[:2]
@@ -174,8 +175,8 @@ def export_model(
     )
 
 
-def _ensemble(keras: Any, run: RunDir, cv: CvSummary, window_samples: int) -> Any:
-    """The fold models' averaged probabilities, calibrated, as one Keras model.
+def _calibrated(keras: Any, run: RunDir, cv: CvSummary, window_samples: int) -> Any:
+    """The whole-pool model's (or the fold models' averaged) probabilities, calibrated.
 
     The calibration (``softmax((log p + bias) / temperature)``) is chosen on the pooled
     out-of-fold predictions and recorded in ``calibration.json``.
@@ -189,8 +190,11 @@ def _ensemble(keras: Any, run: RunDir, cv: CvSummary, window_samples: int) -> An
     if settings.features:
         inputs.append(keras.Input(shape=(len(settings.features),), name=RR_INPUT))
     outputs = []
-    for index in range(cv.k):
-        path = run.fold(index).final_model
+    whole_pool = run.whole_pool.final_model
+    members = (
+        [whole_pool] if whole_pool.is_file() else [run.fold(i).final_model for i in range(cv.k)]
+    )
+    for index, path in enumerate(members):
         if not path.is_file():
             msg = f"{path} does not exist; finish the run (ecg-stream train {run} --cv {cv.k})"
             raise ConfigError(msg)
@@ -208,7 +212,8 @@ def _ensemble(keras: Any, run: RunDir, cv: CvSummary, window_samples: int) -> An
             np.array(calibration.bias, dtype=np.float32) / calibration.temperature,
         ]
     )
-    return keras.Model(inputs=inputs, outputs=calibrated, name="beat_lstm_ensemble")
+    name = "beat_lstm" if len(members) == 1 else "beat_lstm_ensemble"
+    return keras.Model(inputs=inputs, outputs=calibrated, name=name)
 
 
 def _parity_windows(dataset: BeatDataset) -> BeatDataset:

@@ -41,6 +41,9 @@ class Architecture(Enum):
     """LSTM 128 -> 64 -> 32 over all 250 samples: the network this project started from."""
     LEAN = "lean"
     """Two strided convolutions shorten the window to 63 steps, then LSTM 64 -> 32."""
+    COMPACT = "compact"
+    """Three strided convolutions shorten the window to 32 steps, then one LSTM 32: one
+    network within 0.1 ms per beat on a CPU core."""
 
 
 class TrainSettings(msgspec.Struct, frozen=True):
@@ -210,6 +213,8 @@ class CvSummary(msgspec.Struct, kw_only=True):
         pool_counts: Beats of the pool per class.
         train_seconds: Wall time of every fold's epochs, in s.
         out_of_fold: Figures of the pooled out-of-fold predictions.
+        out_of_fold_af_gated: The same after the rhythm stage's AF gate (None in files written
+            before it was measured).
         out_of_fold_loss_per_epoch: Beat-weighted held-out loss after each epoch.
         records: Per record, its out-of-fold figures.
     """
@@ -225,6 +230,7 @@ class CvSummary(msgspec.Struct, kw_only=True):
     pool_counts: dict[str, int]
     train_seconds: float
     out_of_fold: ScoreFigures
+    out_of_fold_af_gated: ScoreFigures | None = None
     out_of_fold_loss_per_epoch: list[float]
     records: dict[str, ScoreFigures]
 
@@ -262,9 +268,9 @@ class RunDir:
     """The files of one training run (``ecg-stream train OUT_DIR``): their one list of names.
 
     A cross-validation run holds ``settings.json``, ``folds.json``, ``fold-<i>/`` (each a
-    single run's model files), ``oof.npz``, ``cv.json`` and, once exported,
-    ``calibration.json``; a single run holds ``settings.json``, ``training.json``, the
-    checkpoints and ``training_log.csv``.
+    single run's model files), ``oof.npz``, ``cv.json``, optionally ``whole-pool/`` (the same
+    recipe trained on every record) and, once exported, ``calibration.json``; a single run
+    holds ``settings.json``, ``training.json``, the checkpoints and ``training_log.csv``.
 
     Args:
         path: The run directory.
@@ -285,6 +291,11 @@ class RunDir:
     def summary_file(self) -> Path:
         """``training.json``: :class:`TrainingSummary` of a single run."""
         return self.path / "training.json"
+
+    @property
+    def whole_pool(self) -> RunDir:
+        """``whole-pool/``: a cross-validation run's recipe trained once on the whole pool."""
+        return RunDir(self.path / "whole-pool")
 
     @property
     def cv_file(self) -> Path:

@@ -31,6 +31,7 @@ from ecg_stream.errors import TRAIN_EXTRA, ConfigError, MissingExtraError
 from ecg_stream.evaluation import ClassScore
 from ecg_stream.evaluation.figures import ScoreFigures
 from ecg_stream.records import DS1, DS2, PACED, DataDirs
+from ecg_stream.training.af_gate import af_gated
 from ecg_stream.training.augment import BeatAugmenter, NoiseBank
 from ecg_stream.training.baseline import fit_predict_baseline
 from ecg_stream.training.calibration import score_of
@@ -126,6 +127,7 @@ class CrossValidationResult:
         out_dir: The run directory (``fold-<i>/`` per fold, ``cv.json``, ``oof.npz``).
         folds: The records of each fold.
         score: Pooled out-of-fold confusion of the matched beats of the pool.
+        score_af_gated: The same after the rhythm stage's AF gate (``training/af_gate.py``).
         train_seconds: Wall time of all folds' epochs, in s.
         result_path: The ``cv.json`` file.
     """
@@ -133,6 +135,7 @@ class CrossValidationResult:
     out_dir: Path
     folds: tuple[tuple[str, ...], ...]
     score: ClassScore
+    score_af_gated: ClassScore
     train_seconds: float
     result_path: Path
 
@@ -221,8 +224,9 @@ def build_model(
     (batch, 5) in ``BEAT_CLASSES`` order.
 
     Args:
-        arch: ``reference`` (LSTM 128 -> 64 -> 32 over every sample) or ``lean`` (strided
-            convolutions down to 63 steps, then LSTM 64 -> 32).
+        arch: ``reference`` (LSTM 128 -> 64 -> 32 over every sample), ``lean`` (strided
+            convolutions down to 63 steps, then LSTM 64 -> 32) or ``compact`` (down to 32
+            steps, then LSTM 32, dense 32).
         window_samples: Samples per window.
         n_channels: Channels of the window input.
         n_features: Per-beat features of the second input (0: none).
@@ -241,9 +245,12 @@ def build_model(
     else:
         x = layers.Conv1D(32, 7, strides=2, padding="same", activation="relu")(window)
         x = layers.Conv1D(32, 5, strides=2, padding="same", activation="relu")(x)
+        if arch is Architecture.COMPACT:
+            x = layers.Conv1D(32, 5, strides=2, padding="same", activation="relu")(x)
         x = layers.BatchNormalization()(x)
-        x = layers.LSTM(64, return_sequences=True)(x)
-    x = layers.BatchNormalization()(layers.Dropout(DROPOUT_RATE)(x))
+        if arch is Architecture.LEAN:
+            x = layers.LSTM(64, return_sequences=True)(x)
+            x = layers.BatchNormalization()(layers.Dropout(DROPOUT_RATE)(x))
     x = layers.LSTM(32)(x)
     x = layers.BatchNormalization()(layers.Dropout(DROPOUT_RATE)(x))
     inputs = [window]
@@ -251,7 +258,8 @@ def build_model(
         rr = keras.Input(shape=(n_features,), name="rr")
         inputs.append(rr)
         x = layers.Concatenate()([x, layers.BatchNormalization()(rr)])
-    x = layers.Dense(64, activation="relu")(x)
+    if arch is not Architecture.COMPACT:
+        x = layers.Dense(64, activation="relu")(x)
     x = layers.Dense(32, activation="relu")(x)
     probabilities = layers.Dense(len(BEAT_CLASSES), activation="softmax", name="probabilities")(x)
     model = keras.Model(inputs=inputs, outputs=probabilities, name=f"beat_lstm_{arch.value}")
@@ -329,6 +337,7 @@ def cross_validate(
     dataset: BeatDataset | None = None,
     baseline: bool = False,
     train_missing: bool = True,
+    whole_pool: bool = False,
     threads: int | None = None,
     verbose: int = 2,
 ) -> CrossValidationResult:
@@ -349,6 +358,8 @@ def cross_validate(
         dataset: Ready-made beats of the pool; by default built from ``records``.
         train_missing: Train the folds that have no model yet; if False, score only the folds
             already trained (a run cut short elsewhere), and say so in ``cv.json``.
+        whole_pool: Also train the recipe once on every record of the pool, in
+            ``whole-pool/`` (unless there): the one network ``export`` then ships.
         baseline: Fit the gradient-boosted tree baseline on the same folds instead of the
             LSTM (``training/baseline.py``; no augmentation, no sampling).
         threads: TensorFlow threads (None: TensorFlow's choice).
@@ -423,6 +434,25 @@ def cross_validate(
                 train_seconds=train_seconds,
                 validation_loss_per_epoch=losses,
             )
+        )
+    if whole_pool and not baseline and not run.whole_pool.final_model.is_file():
+        logger.info("cv: the recipe on the whole pool, %d records", len(names))
+        run.whole_pool.path.mkdir(parents=True, exist_ok=True)
+        everything = DatasetSplits(
+            train=dataset,
+            validation=dataset.subset(np.zeros(len(dataset), dtype=bool)),
+            test=None,
+            train_records=names,
+            validation_records=(),
+        )
+        _fit(
+            run.whole_pool,
+            settings,
+            config,
+            everything,
+            augmenter,
+            stop_early=False,
+            verbose=verbose,
         )
     return _summarise_cv(
         run,
@@ -535,12 +565,15 @@ def _fit(
             learning_rate,
         )
     if initial_epoch < settings.epochs:
+        validation = splits.validation
         model.fit(
             batches,
             validation_data=(
-                model_inputs(splits.validation, settings.channels, settings.features),
-                _one_hot(splits.validation.labels),
-            ),
+                model_inputs(validation, settings.channels, settings.features),
+                _one_hot(validation.labels),
+            )
+            if len(validation)
+            else None,
             epochs=settings.epochs,
             initial_epoch=initial_epoch,
             callbacks=callbacks,
@@ -624,6 +657,7 @@ def _summarise_cv(
     )
     scored = fold_of_beat >= 0
     score = score_of(dataset.labels[scored], probabilities[scored])
+    score_af_gated = score_of(dataset.labels[scored], af_gated(dataset, probabilities)[scored])
     per_record = {
         str(name): ScoreFigures.of(score_of(dataset.labels[mask], probabilities[mask]))
         for name in np.unique(dataset.records[scored])
@@ -642,6 +676,7 @@ def _summarise_cv(
         pool_counts=_counts(dataset),
         train_seconds=train_seconds,
         out_of_fold=ScoreFigures.of(score),
+        out_of_fold_af_gated=ScoreFigures.of(score_af_gated),
         out_of_fold_loss_per_epoch=_pooled_loss_per_epoch(fold_summaries),
         records=per_record,
     )
@@ -650,6 +685,7 @@ def _summarise_cv(
         out_dir=run.path,
         folds=folds,
         score=score,
+        score_af_gated=score_af_gated,
         train_seconds=train_seconds,
         result_path=run.cv_file,
     )

@@ -234,6 +234,30 @@ def test_svt_needs_three_fast_s_beats() -> None:
     assert events_of("N" * 10 + "SSSS" + "N" * 10, 0.8) == []  # 75 bpm: no SVT
 
 
+def test_s_beats_in_af_are_read_as_conducted_and_start_no_svt(rng: np.random.Generator) -> None:
+    """In AF an S label means nothing: the gate reads it N, for the rules and the session."""
+    rr = [0.8] * 20 + list(rng.uniform(0.35, 1.0, size=200))
+    pattern = "N" * 20 + "".join(rng.choice(["N", "S"], size=200))
+    stage = RhythmStage(RhythmSettings(), FS)
+    inputs = chunked(beats_of(pattern, rr), FS)
+    conducted, events = [], []
+    for chunk in inputs:
+        events += stage.process(chunk)
+        assert len(stage.conducted) == len(chunk.beats)
+        conducted += [flag for flag, beat in zip(stage.conducted, chunk.beats, strict=True) if flag]
+        assert all(
+            beat.label is BeatClass.S
+            for flag, beat in zip(stage.conducted, chunk.beats, strict=True)
+            if flag
+        )
+    assert ("af", "start") in kinds(events)
+    assert ("svt", "start") not in kinds(events)
+    assert len(conducted) > 50  # most S beats after the onset
+    ungated = RhythmStage(RhythmSettings(af_gate=False), FS)
+    run(ungated, inputs)
+    assert not any(ungated.conducted)
+
+
 @pytest.mark.parametrize(
     ("cycle", "kind"),
     [("NV", RhythmKind.VENTRICULAR_BIGEMINY), ("NNV", RhythmKind.VENTRICULAR_TRIGEMINY)],

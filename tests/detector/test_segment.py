@@ -87,7 +87,7 @@ def test_first_beat_features_use_the_stated_prior() -> None:
     prior_s = PRIOR_RR_MS / 1000
     np.testing.assert_allclose(
         feature_vector(window, FEATURE_NAMES),
-        [prior_s, prior_s, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 0.0, 0.0],  # no irregularity yet
+        [prior_s, prior_s, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 0.0, 0.0, 0.0, 1.0, 1.0, 1.0],
     )
     np.testing.assert_allclose(feature_vector(window, ("amplitude_ratio", "rr_s")), [1, prior_s])
 
@@ -135,7 +135,11 @@ def test_morphology_of_a_flat_window_is_uncorrelated_not_nan() -> None:
     tracker.measure(np.sin(np.arange(250.0)))
     flat = tracker.measure(np.zeros(250))
     assert flat == MorphologyFeatures(
-        template_correlation=0.0, amplitude_ratio=0.0, qrs_width_ratio=0.0
+        template_correlation=0.0,
+        amplitude_ratio=0.0,
+        qrs_width_ratio=0.0,
+        p_wave_correlation=0.0,
+        p_wave_amplitude_ratio=0.0,
     )
 
 
@@ -168,3 +172,21 @@ def test_rhythm_context_is_the_rr_irregularity_of_the_last_8_and_64_intervals() 
     assert last.irregularity_short == pytest.approx(50 / 275)
     assert last.irregularity_long == pytest.approx(50 / 275)
     assert math.isnan(windows[1].rr.irregularity_short)  # one interval: not known yet
+    assert last.irregularity_lagged == 0.0  # alternation repeats at lag 2: bigeminy, not AF
+    assert math.isnan(windows[15].rr.irregularity_lagged)  # 15 intervals: too few
+
+
+def test_p_wave_measures_compare_the_stretch_before_the_qrs_with_the_template() -> None:
+    config = ChainConfig()
+    time = np.arange(config.window_samples)
+    qrs = np.exp(-(((time - config.window_before_samples) / 4.0) ** 2))
+    p_wave = 0.15 * np.exp(-(((time - config.window_before_samples + 50) / 10.0) ** 2))
+    tracker = MorphologyTracker(config)
+    for _ in range(5):
+        tracker.measure(qrs + p_wave)
+    typical = tracker.measure(qrs + p_wave)
+    without_p = tracker.measure(qrs + 0.01 * np.sin(time / 3.0), premature=True)
+    assert typical.p_wave_correlation == pytest.approx(1.0)
+    assert typical.p_wave_amplitude_ratio == pytest.approx(1.0)
+    assert without_p.p_wave_correlation < 0.5
+    assert without_p.p_wave_amplitude_ratio < 0.5

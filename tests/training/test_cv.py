@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import onnx
 import pytest
 
 from ecg_stream.classify.classifier import OnnxBeatClassifier
@@ -135,6 +136,33 @@ def test_cv_smoke_run_reports_out_of_fold_figures_and_exports_an_ensemble(
     assert json.loads(card_json.read_text())["model"]["contract"]["window_channels"] == (
         "beat,template"
     )
+
+
+def test_whole_pool_run_exports_one_compact_network(
+    small_dataset_file: Path,
+    noise_dir: Path,
+    data_dir: Path,
+    dataset_cache: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """``--whole-pool`` trains the recipe once more on every record: export ships that one."""
+    run = tmp_path / "cv"
+    argv = ["train", str(run), "--cv", "2", "--dataset", str(small_dataset_file), "--whole-pool"]
+    argv += ["--arch", "compact", "--epochs", "1", "--max-per-record-class", "30"]
+    assert main([*argv, "--data-dir", str(noise_dir)]) == 0
+    assert "after the rhythm stage's AF gate" in capsys.readouterr().out
+    summary = json.loads((run / "cv.json").read_text())
+    gated = summary["out_of_fold_af_gated"]["matched_beats"]
+    assert gated == summary["out_of_fold"]["matched_beats"]
+    assert RunDir(run).whole_pool.final_model.is_file()
+
+    path = tmp_path / "single.onnx"
+    export_onnx.export_model(
+        run, path, parity_records=["100"], data_dir=data_dir, cache_dir=dataset_cache
+    )
+    nodes = onnx.load(path).graph.node
+    assert sum(node.op_type == "LSTM" for node in nodes) == 1  # one network, not two members
 
 
 @pytest.mark.parametrize(

@@ -33,11 +33,11 @@ import statistics
 from collections import deque
 from dataclasses import dataclass
 
+from ecg_stream.detector.segment import IRREGULARITY_LAGS as LAGS
+from ecg_stream.detector.segment import lagged_rr_irregularity
 from ecg_stream.errors import ConfigError
 from ecg_stream.types import BeatClass, LabeledBeat
 
-LAGS: tuple[int, ...] = (1, 2, 3)
-"""Lags of the RR differences; 2 and 3 make bigeminy and trigeminy regular."""
 EXCLUDED_CLASSES: frozenset[BeatClass] = frozenset({BeatClass.V, BeatClass.F, BeatClass.Q})
 """Beats whose intervals (to and from them) are left out: ventricular, fusion, unclassifiable.
 S labels are not used: the classifier calls many AF beats S."""
@@ -54,6 +54,16 @@ DEFAULT_EXIT_BEATS = 16
 DEFAULT_LOOKBACK_BEATS = 16
 DEFAULT_MIN_INTERVALS = 16
 DEFAULT_ECTOPIC_FRACTION = 0.15
+
+
+def conducted_in_af(beat: LabeledBeat) -> LabeledBeat:
+    """The beat read as a conducted AF beat: its S probability moved to N.
+
+    In atrial fibrillation there is no premature atrial beat: the ventricles answer an
+    irregular atrial activity, and annotators label those beats N.
+    """
+    n, s, v, f, q = beat.probabilities
+    return LabeledBeat(beat.window, (n + s, 0.0, v, f, q))
 
 
 @dataclass(frozen=True, slots=True)
@@ -207,20 +217,9 @@ class AfDetector:
         The differences are taken between the kept intervals in order, those left out skipped:
         in ventricular trigeminy the sinus intervals between the ectopic pairs remain.
         """
-        # statistics.median on a list: at most window_beats values, where numpy's call
-        # overhead would be most of the stage's time per beat
-        intervals = list(self._intervals_ms)
-        if len(intervals) < self.settings.min_intervals:
-            return math.nan
-        median_rr_ms = statistics.median(intervals)
-        return (
-            min(
-                statistics.median(
-                    [abs(b - a) for a, b in zip(intervals, intervals[lag:], strict=False)]
-                )
-                for lag in LAGS
-            )
-            / median_rr_ms
+        settings = self.settings
+        return lagged_rr_irregularity(
+            self._intervals_ms, settings.window_beats, settings.min_intervals
         )
 
     def _is_compensatory_pause(self, rr_ms: float) -> bool:

@@ -28,9 +28,11 @@ events those decided, in chain samples (360 Hz). The rules, per beat in R-peak o
 - **Asystole**, raised by time: when no beat has come for ``asystole_s`` plus
   ``asystole_margin_s`` since the last beat (or the stream's start, or the end of a lead-off
   or gap), an episode starts at last beat + ``asystole_s``; the next beat ends it.
-- **AF**: :class:`~ecg_stream.detector.rhythm.af.AfDetector` sees every beat; its onset and
-  end (placed back by the detector) start and end the episode. An onset decided at an
-  unusable beat waits for the next usable beat.
+- **AF**: :class:`~ecg_stream.detector.rhythm.af.AfDetector` sees every beat first; its onset
+  and end (placed back by the detector) start and end the episode. An onset decided at an
+  unusable beat waits for the next usable beat. While AF is open, with ``af_gate``, a beat
+  called S is read as a conducted AF beat (N) by the rules below and in
+  ``RhythmStage.conducted``.
 
 A chunk whose input is ``lead-off`` or ``gap`` ends every open episode, with the state's value
 as detail, and forgets the beats before it: no RR interval, run or pattern spans it, and
@@ -61,7 +63,7 @@ from dataclasses import dataclass, replace
 from itertools import pairwise
 
 from ecg_stream.config import RhythmSettings
-from ecg_stream.detector.rhythm.af import AfDetector, AfSettings
+from ecg_stream.detector.rhythm.af import AfDetector, AfSettings, conducted_in_af
 from ecg_stream.detector.rhythm.vf import VfDetector, VfSettings
 from ecg_stream.detector.stage import ended_error
 from ecg_stream.errors import ConfigError
@@ -178,6 +180,8 @@ class RhythmStage:
 
     Attributes:
         af_detector: The AF detector, None when AF is off.
+        conducted: For each beat of the last chunk, whether the AF gate read it as a
+            conducted AF beat (an S beat while AF is open), which the session publishes as N.
         vf_detector: The VF detector.
         current: The most urgent open episode (``PRIORITY``), for the status topic.
 
@@ -242,6 +246,7 @@ class RhythmStage:
         self._pattern_indices: deque[int] = deque(maxlen=self._pattern_beats)
         self._af_pending_start_index: int | None = None  # AF onset decided at an unusable beat
         self._recent_indices: deque[int] = deque(maxlen=self._recent_beats)  # R peaks, for AF
+        self.conducted: tuple[bool, ...] = ()
         self._ended = False
 
     @property
@@ -265,9 +270,11 @@ class RhythmStage:
             )
             raise ValueError(msg)
         events: list[RhythmEvent] = []
+        conducted = []
         for beat in chunk.beats:
             self._raise_asystole_if_due(ready_index(beat) - 1, events)
-            self._take(beat, events)
+            conducted.append(self._take(beat, events))
+        self.conducted = tuple(conducted)
         self._end_index = chunk.end_index
         last_sample_index = chunk.end_index - 1
         self._newest_decided_index = max(self._newest_decided_index, last_sample_index)
@@ -308,8 +315,11 @@ class RhythmStage:
                 )
             )
 
-    def _take(self, beat: LabeledBeat, events: list[RhythmEvent]) -> None:
-        """The events one beat decides, in the order of the module docstring's rules."""
+    def _take(self, beat: LabeledBeat, events: list[RhythmEvent]) -> bool:
+        """The events one beat decides, in the order of the module docstring's rules.
+
+        Returns whether the AF gate read the beat as a conducted AF beat.
+        """
         index, decided_index = beat.window.peak.index, ready_index(beat)
         self._newest_decided_index = max(self._newest_decided_index, decided_index)
         if self._previous_index is not None and math.isnan(beat.window.rr.rr_ms):
@@ -326,18 +336,24 @@ class RhythmStage:
                     rate_bpm=math.nan,
                 )
             )
+        usable = _class_of(beat) is not None
+        self._take_af(beat, usable, decided_index, events)
+        conducted = (
+            self.settings.af_gate and RhythmKind.AF in self._open and beat.label is BeatClass.S
+        )
+        if conducted:
+            beat = conducted_in_af(beat)
         beat_class = _class_of(beat)
-        usable = beat_class is not None
         if usable and self._previous_usable and self._previous_index is not None:
             # No pause when the asystole episode already covers this interval.
             pause = asystole is None
             self._take_interval(self._previous_index, index, decided_index, events, pause=pause)
         self._take_run(beat_class, index, decided_index, events)
         self._take_pattern(beat_class, index, decided_index, events)
-        self._take_af(beat, usable, decided_index, events)
         self._recent_indices.append(index)
         self._previous_index, self._previous_usable = index, usable
         self._quiet_since_index = index
+        return conducted
 
     def _take_interval(
         self,
