@@ -17,7 +17,14 @@ from ecg_stream.detector.rhythm.vf import VfChange, VfDetector, VfSettings, vf_f
 from ecg_stream.errors import ConfigError
 from ecg_stream.evaluation.stress import add_noise
 from ecg_stream.records import load_record
-from ecg_stream.types import Chunk, EventState, FloatArray, RhythmKind, SignalState
+from ecg_stream.types import (
+    Chunk,
+    EventState,
+    FloatArray,
+    LabeledBeat,
+    RhythmKind,
+    SignalState,
+)
 from tests.test_conformance import state_nbytes
 
 FS = 360
@@ -217,3 +224,34 @@ def test_stage_vf_events_do_not_depend_on_chunking(data_dir: Path) -> None:
     assert len(whole) == 4
     for chunk in (1, 37, FS, 1000):
         assert vf_events(stage_inputs(samples, chunk)) == whole
+
+
+def test_organized_beats_keep_a_vf_like_wave_from_vf() -> None:
+    """A wave that looks like flutter is not VF while the chain finds steady beats at 75 bpm."""
+    wave = sine_vf(30.0)
+    assert episodes(changes_of(wave), wave.size)  # alone: VF
+    detector = VfDetector(fs_hz=FS)
+    peaks = [(index, index + 150) for index in range(0, wave.size, round(0.8 * FS))]
+    changes, start = [], 0
+    for end in [*range(FS, wave.size, FS), wave.size]:
+        chunk_peaks = [peak for peak in peaks if start <= peak[1] < end]
+        changes += detector.process(wave[start:end], end, chunk_peaks)
+        start = end
+    assert changes == []
+
+
+@pytest.mark.slow
+def test_paced_record_107_gives_no_vf(data_dir: Path) -> None:
+    """Paced beats are organized activity: no VF in 107 through the whole stage."""
+    record = load_record("107", data_dir)
+    extractor = BeatExtractor(ChainConfig())
+    stage = RhythmStage(RhythmSettings(), FS)
+    events = []
+    for start in range(0, record.samples.size, FS):
+        extracted = extractor.process(Chunk(start, record.samples[start : start + FS]))
+        beats = tuple(
+            LabeledBeat(window, (0.0, 0.0, 0.0, 0.0, 1.0)) for window in extracted.windows
+        )
+        end = start + extracted.filtered.samples.size
+        events += stage.process(RhythmInput(beats, end, samples=extracted.filtered.samples))
+    assert not [event for event in events if event.kind is RhythmKind.VF]

@@ -284,7 +284,8 @@ class RhythmStage:
             self.vf_detector.process(None, chunk.end_index)  # a hole: VF waits for new signal
         else:
             self._raise_asystole_if_due(last_sample_index, events)
-            self._take_vf(chunk.samples, chunk.end_index, events)
+            peaks = [(beat.window.peak.index, ready_index(beat)) for beat in chunk.beats]
+            self._take_vf(chunk.samples, chunk.end_index, peaks, events)
         return events
 
     def flush(self) -> list[RhythmEvent]:
@@ -546,10 +547,14 @@ class RhythmStage:
             self._start(RhythmKind.AF, _Episode(start_index, index, beats), decided_index, events)
 
     def _take_vf(
-        self, samples: FloatArray | None, end_index: int, events: list[RhythmEvent]
+        self,
+        samples: FloatArray | None,
+        end_index: int,
+        peaks: list[tuple[int, int]],
+        events: list[RhythmEvent],
     ) -> None:
         """VF onset and end from the VF detector, placed back by it."""
-        for change in self.vf_detector.process(samples, end_index):
+        for change in self.vf_detector.process(samples, end_index, peaks):
             self._newest_decided_index = max(self._newest_decided_index, change.decided_index)
             if change.in_vf:
                 episode = _Episode(change.index, change.index, 0)

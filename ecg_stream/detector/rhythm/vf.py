@@ -28,6 +28,11 @@ VF-like window, and the end to the middle of the last.
 A hole in the samples (a lead-off, a gap, a chunk without samples) empties the window: the
 next decision waits for ``window_s`` of new signal.
 
+A window that holds ``ORGANIZED_BEATS`` detected beats in a row at a steady rate of at most
+``ORGANIZED_MAX_BPM`` (each RR within ``ORGANIZED_TOLERANCE`` of their median; any label,
+paced beats too) is organized ventricular activity, not VF, and is not VF-like; its features
+are not computed. Only beats decided by the window's end count, so chunking changes nothing.
+
 Every default was chosen on DS1 records only: ventricular flutter in record 207 (six ``(VFL``
 episodes, 2.4 min), no VF allowed in the other 21 DS1 records (203, 205 and 208, with fast VT
 and many V beats, are the hard negatives), nor in record 100 with NSTDB electrode motion,
@@ -52,7 +57,10 @@ from __future__ import annotations
 
 import functools
 import math
+from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass
+from itertools import pairwise
 
 import numpy as np
 
@@ -67,6 +75,13 @@ TOTAL_HZ = (0.5, 40.0)
 """The filtered signal's band, in Hz: the denominator of both shares."""
 TCSC_FRACTION = 0.2
 """Threshold of the threshold crossing sample count, as a share of the window's largest |x|."""
+
+ORGANIZED_BEATS = 4
+"""Detected beats in a row at a steady rate that make a window organized (not VF)."""
+ORGANIZED_MAX_BPM = 150.0
+"""Fastest steady rate of organized activity: flutter waves (about 200-300 bpm) stay VF-like."""
+ORGANIZED_TOLERANCE = 0.15
+"""How far each RR interval of organized beats may lie from their median, a fraction of it."""
 
 DEFAULT_WINDOW_S = 4.0
 DEFAULT_STEP_S = 1.0
@@ -181,8 +196,7 @@ def vf_features(samples: FloatArray, fs_hz: float) -> VfFeatures:
         ahead, behind = x[period:], x[:-period]
         denominator = float(np.abs(ahead).sum() + np.abs(behind).sum())
         leakage = float(np.abs(ahead + behind).sum()) / max(denominator, 1e-12)
-    largest = float(magnitude.max(initial=0.0))
-    tcsc = float(np.mean(magnitude > TCSC_FRACTION * largest)) if largest > 0.0 else 0.0
+    tcsc = _tcsc(magnitude)
     low, high = _percentile(x, 0.05), _percentile(x, 0.95)
     return VfFeatures(
         band=share(BAND_HZ) / total,
@@ -190,6 +204,16 @@ def vf_features(samples: FloatArray, fs_hz: float) -> VfFeatures:
         leakage=leakage,
         tcsc=tcsc,
         amplitude_mv=float(high - low),
+    )
+
+
+def _tcsc(magnitude: FloatArray) -> float:
+    """Share of samples above ``TCSC_FRACTION`` of the largest magnitude (0 when flat)."""
+    largest = float(magnitude.max(initial=0.0))
+    return (
+        float(np.count_nonzero(magnitude > TCSC_FRACTION * largest)) / magnitude.size
+        if largest > 0.0
+        else 0.0
     )
 
 
@@ -240,11 +264,15 @@ class VfDetector:
         self.fs_hz = fs_hz
         self._window_samples = round(self.settings.window_s * fs_hz)
         self._step_samples = round(self.settings.step_s * fs_hz)
+        self._recent_peaks = math.ceil(5.0 * self.settings.window_s) + ORGANIZED_BEATS
         self.reset()
 
     def reset(self) -> None:
         """Forget the stream: the detector is as freshly built."""
-        self._window = np.zeros(self._window_samples)  # the newest samples, oldest first
+        self._ring = np.zeros(self._window_samples)  # the newest samples, a circular buffer
+        self._ring_next = 0  # where the next sample goes: the oldest sample's position
+        # (R peak, decided at) of the last beats decided, enough to fill a window at 300 bpm
+        self._peaks: deque[tuple[int, int]] = deque(maxlen=self._recent_peaks)
         self._valid_samples = 0  # samples of the window seen since the last hole
         self._end_index = 0  # samples of the stream seen
         self._like_run = 0  # VF-like windows in a row
@@ -253,8 +281,16 @@ class VfDetector:
         self._last_like_index = 0  # middle of the newest VF-like window
         self.in_vf = False
 
-    def process(self, samples: FloatArray | None, end_index: int) -> list[VfChange]:
+    def process(
+        self,
+        samples: FloatArray | None,
+        end_index: int,
+        peaks: Sequence[tuple[int, int]] = (),
+    ) -> list[VfChange]:
         """Take the stream's samples ending at ``end_index``; return the changes they decided.
+
+        ``peaks`` are the beats the chain decided with these samples, as (R peak, the sample
+        it was decided at), in order: organized beats keep a window from being VF-like.
 
         Samples that start after the previous ``end_index`` (or None while the clock moved on)
         leave a hole: the window is emptied and an open episode ends (placed back as
@@ -267,10 +303,12 @@ class VfDetector:
             msg = f"end_index={end_index} is before the previous {self._end_index}"
             raise ValueError(msg)
         changes: list[VfChange] = []
+        pending = deque(peaks)  # each joins the recent beats once its decision sample is reached
         size = 0 if samples is None else samples.size
         if end_index - size > self._end_index:
             self._hole(end_index - size, changes)
         if samples is None:
+            self._peaks.extend(pending)
             return changes
         new = samples[max(0, samples.size - (end_index - self._end_index)) :]
         start_index = end_index - new.size
@@ -279,11 +317,14 @@ class VfDetector:
         # Decisions at absolute samples: each window ends at a multiple of the step.
         first_boundary = (start_index // step + 1) * step
         for boundary in range(first_boundary, end_index + 1, step):
+            while pending and pending[0][1] < boundary:
+                self._peaks.append(pending.popleft())
             self._append(new[taken : boundary - start_index])
             taken = boundary - start_index
             if self._valid_samples >= self._window_samples:
                 self._decide(boundary - 1, changes)
         self._append(new[taken:])
+        self._peaks.extend(pending)
         self._end_index = end_index
         return changes
 
@@ -297,25 +338,58 @@ class VfDetector:
         self._end_index = end_index
 
     def _append(self, samples: FloatArray) -> None:
-        size = min(samples.size, self._window_samples)
+        capacity = self._window_samples
+        size = min(samples.size, capacity)
         if size == 0:
             return
-        self._window = np.roll(self._window, -size)
-        self._window[-size:] = samples[-size:]
-        self._valid_samples = min(self._valid_samples + samples.size, self._window_samples)
+        start = self._ring_next
+        first = min(size, capacity - start)
+        self._ring[start : start + first] = samples[
+            samples.size - size : samples.size - size + first
+        ]
+        self._ring[: size - first] = samples[samples.size - size + first :]
+        self._ring_next = (start + size) % capacity
+        self._valid_samples = min(self._valid_samples + samples.size, capacity)
 
-    def _decide(self, last_index: int, changes: list[VfChange]) -> None:
-        settings = self.settings
-        features = vf_features(self._window, self.fs_hz)
+    def _window(self) -> FloatArray:
+        """The last ``window_s`` of signal, oldest first."""
+        return np.concatenate((self._ring[self._ring_next :], self._ring[: self._ring_next]))
+
+    def _is_vf_like(self, last_index: int) -> bool:
+        """Whether the window is VF-like; organized beats, then a cheap count, screen first."""
+        if self._is_organized(last_index):
+            return False
+        settings, window = self.settings, self._window()
+        if _tcsc(np.abs(window - float(np.mean(window)))) < settings.min_tcsc:
+            return False  # the same answer as below, at a tenth of the cost
+        features = vf_features(window, self.fs_hz)
         max_high = settings.stay_max_high if self.in_vf else settings.max_high
         max_leakage = settings.stay_max_leakage if self.in_vf else settings.max_leakage
-        like = (
+        return (
             features.band >= settings.min_band
             and features.high <= max_high
             and features.leakage <= max_leakage
             and features.tcsc >= settings.min_tcsc
             and features.amplitude_mv >= settings.min_amplitude_mv
         )
+
+    def _is_organized(self, last_index: int) -> bool:
+        """Whether the window ending at ``last_index`` holds organized beats decided by then."""
+        first_index = last_index + 1 - self._window_samples
+        peaks = [
+            peak for peak, decided in self._peaks if first_index <= peak and decided <= last_index
+        ]
+        if len(peaks) < ORGANIZED_BEATS:
+            return False
+        recent = peaks[-ORGANIZED_BEATS:]
+        rr = [b - a for a, b in pairwise(recent)]
+        median = sorted(rr)[len(rr) // 2]
+        steady = all(abs(interval - median) <= ORGANIZED_TOLERANCE * median for interval in rr)
+        return steady and median >= 60.0 / ORGANIZED_MAX_BPM * self.fs_hz
+
+    def _decide(self, last_index: int, changes: list[VfChange]) -> None:
+        settings = self.settings
+        like = self._is_vf_like(last_index)
         if like:
             if self._like_run == 0:
                 self._run_start_index = last_index + 1 - self._window_samples // 2
