@@ -191,26 +191,26 @@ class MqttConfig:
                 password or CA file cannot be read.
         """
         env = os.environ if environ is None else environ
-        parts = urlsplit(url if "://" in url else f"mqtt://{url}")
-        scheme = parts.scheme.lower()
-        if scheme not in MQTT_DEFAULT_PORTS:
-            msg = f"broker URL {url!r} has scheme {scheme!r}; use mqtt://host:port or mqtts://..."
-            raise ConfigError(msg)
-        if parts.username is not None or parts.password is not None:
+        shown = _without_credentials(url)
+        if "@" in url:
             msg = (
-                f"broker URL {parts.scheme}://...@{parts.hostname} holds credentials; command "
-                "lines are visible to other users: set "
-                f"${MQTT_USERNAME_ENV} and ${MQTT_PASSWORD_ENV} instead"
+                f"broker URL {shown!r} holds credentials; command lines are visible to other "
+                f"users: set ${MQTT_USERNAME_ENV} and ${MQTT_PASSWORD_ENV} instead"
             )
             raise ConfigError(msg)
-        if parts.path not in ("", "/") or parts.query or parts.fragment:
-            msg = f"broker URL {url!r} has a path or query; use mqtt://host:port only"
-            raise ConfigError(msg)
         try:
+            parts = urlsplit(url if "://" in url else f"mqtt://{url}")
             port = parts.port
-        except ValueError as error:
-            msg = f"broker URL {url!r}: {error}; use e.g. mqtt://localhost:1883"
-            raise ConfigError(msg) from error
+        except ValueError as error:  # an unclosed [IPv6 literal, a port out of range
+            msg = f"broker URL {shown!r}: {error}; use e.g. mqtt://localhost:1883"
+            raise ConfigError(msg) from None
+        scheme = parts.scheme.lower()
+        if scheme not in MQTT_DEFAULT_PORTS:
+            msg = f"broker URL {shown!r} has scheme {scheme!r}; use mqtt://host:port or mqtts://..."
+            raise ConfigError(msg)
+        if parts.path not in ("", "/") or parts.query or parts.fragment:
+            msg = f"broker URL {shown!r} has a path or query; use mqtt://host:port only"
+            raise ConfigError(msg)
         ca_file = env.get(MQTT_CA_FILE_ENV) or None
         config = cls(
             host=parts.hostname or "",
@@ -223,6 +223,20 @@ class MqttConfig:
         )
         config.tls_context()  # a bad CA file fails here, before any connection
         return config
+
+
+def _without_credentials(url: str) -> str:
+    """``url`` as a message may show it: whatever comes before an ``@`` is hidden.
+
+    Example:
+        >>> _without_credentials("tcp://user:secret@broker:1883")
+        'tcp://...@broker:1883'
+    """
+    if "@" not in url:
+        return url
+    scheme, separator, _ = url.partition("://")
+    host = url.rsplit("@", 1)[1]
+    return f"{scheme}://...@{host}" if separator else f"...@{host}"
 
 
 def _password_from(env: Mapping[str, str]) -> str | None:

@@ -51,11 +51,29 @@ def test_credentials_come_from_the_environment_and_stay_out_of_repr() -> None:
         ("mqtt://broker.example:99999", "mqtt://broker.example:99999"),
         ("mqtt://broker.example/topic", "path or query"),
         ("mqtt://:1883", "host is empty"),
+        ("mqtt://[::1", "Invalid IPv6 URL"),
     ],
 )
 def test_bad_urls_are_refused(url: str, match: str) -> None:
     with pytest.raises(ConfigError, match=match):
         MqttConfig.from_url(url, environ={})
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://ward3:s3cret@broker.example",
+        "tcp://ward3:s3cret@broker.example:1883",
+        "mqtt:/ward3:s3cret@broker.example",
+        "ward3:s3cret@broker.example",
+        "mqtt://ward3:s3cret@[::1",
+    ],
+)
+def test_no_error_shows_a_urls_credentials_whatever_the_scheme(url: str) -> None:
+    with pytest.raises(ConfigError) as raised:
+        MqttConfig.from_url(url, environ={})
+    assert "s3cret" not in str(raised.value)
+    assert "ward3" not in str(raised.value)
 
 
 def test_password_without_username_is_refused() -> None:
