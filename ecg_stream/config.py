@@ -194,7 +194,7 @@ class MqttConfig:
         shown = _without_credentials(url)
         if "@" in url:
             msg = (
-                f"broker URL {shown!r} holds credentials; command lines are visible to other "
+                f"broker URL {shown} holds credentials; command lines are visible to other "
                 f"users: set ${MQTT_USERNAME_ENV} and ${MQTT_PASSWORD_ENV} instead"
             )
             raise ConfigError(msg)

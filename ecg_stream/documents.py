@@ -9,9 +9,13 @@ before these schemas, which may spell it ``NaN``, still read.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import TypeVar
+from typing import BinaryIO, TypeVar
 
 import msgspec
 
@@ -26,19 +30,81 @@ def encode_json(document: object) -> str:
 
 
 def write_json(document: object, path: Path) -> None:
-    """Write ``document`` to ``path`` as indented JSON (see :func:`encode_json`)."""
-    path.write_text(encode_json(document))
+    """Write ``document`` to ``path`` as indented JSON (see :func:`encode_json`), atomically."""
+    write_atomically(path, encode_json(document))
 
 
-def write_atomically(path: Path, text: str) -> None:
-    """Replace ``path`` with ``text`` whole: a reader sees the old file or the new, never part.
+def check_output_file(path: Path) -> None:
+    """Refuse an output path that names something other than a regular file.
 
-    The parent directory is made if missing.
+    Raises:
+        ConfigError: ``path`` is a directory, a device, a pipe or a socket.
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".{path.name}.partial")
-    partial.write_text(text, newline="")
-    partial.replace(path)
+    if path.exists() and not path.is_file():
+        kind = "a directory" if path.is_dir() else "not a regular file (a device, pipe or socket)"
+        msg = f"{path} is {kind}; name a file to write"
+        raise ConfigError(msg)
+
+
+def make_output_dir(path: Path) -> Path:
+    """Make the output directory ``path`` (and its parents) unless it exists; return it.
+
+    Raises:
+        ConfigError: It cannot be made (a read-only place, a file in the way), with the reason.
+    """
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        reason = error.strerror or error
+        msg = f"cannot make the output directory {path} ({reason}); choose a writable place"
+        raise ConfigError(msg) from None
+    return path
+
+
+@contextlib.contextmanager
+def atomic_output(path: Path) -> Iterator[BinaryIO]:
+    """A binary file that replaces ``path`` whole once the block ends without error.
+
+    Written under a name of its own in the same directory, then renamed: a reader sees the old
+    file or the new, never part of one; a failed write leaves ``path`` as it was. The parent
+    directory is made if missing.
+
+    Raises:
+        ConfigError: ``path`` is not a regular file, or cannot be written (a read-only
+            directory, a full disk, a file size limit), with the reason.
+    """
+    check_output_file(path)
+    make_output_dir(path.parent)
+    partial: Path | None = None
+    try:
+        descriptor, name = tempfile.mkstemp(
+            dir=path.parent, prefix=f".{path.name}.", suffix=".partial"
+        )
+        partial = Path(name)
+        umask = os.umask(0)
+        os.umask(umask)
+        partial.chmod(0o666 & ~umask)  # as open() would make it; mkstemp makes it private
+        with os.fdopen(descriptor, "wb") as handle:
+            yield handle
+        partial.replace(path)
+    except OSError as error:
+        if partial is not None:
+            partial.unlink(missing_ok=True)
+        msg = f"cannot write {path} ({error.strerror or error}); choose a writable place with room"
+        raise ConfigError(msg) from None
+    except BaseException:
+        if partial is not None:
+            partial.unlink(missing_ok=True)
+        raise
+
+
+def write_atomically(path: Path, data: str | bytes) -> None:
+    """Replace ``path`` with ``data`` whole (text as UTF-8, newlines as given).
+
+    See :func:`atomic_output`.
+    """
+    with atomic_output(path) as handle:
+        handle.write(data.encode() if isinstance(data, str) else data)
 
 
 def read_json(path: Path, schema: type[T], *, made_by: str) -> T:

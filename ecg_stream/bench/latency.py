@@ -44,6 +44,7 @@ from ecg_stream.config import CHAIN_FS_HZ, DEFAULT_RHYTHM, ChainConfig, MqttConf
 from ecg_stream.detector.chain import BeatExtractor
 from ecg_stream.detector.rhythm.stage import RhythmInput, RhythmStage
 from ecg_stream.detector.segment import Detected
+from ecg_stream.documents import make_output_dir, write_atomically
 from ecg_stream.errors import BrokerError, ConfigError
 from ecg_stream.live.analysis import stream_record
 from ecg_stream.live.mqtt_sink import SAMPLES_SCALE_UV, check_samples_s
@@ -816,7 +817,7 @@ def write_plots(report: BenchReport, directory: Path) -> list[Path]:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    directory.mkdir(parents=True, exist_ok=True)
+    make_output_dir(directory)
     series: dict[str, dict[str, list[float]]] = {}
     if report.stages is not None:
         series["latency_cdf.png"] = {STAGES[k]: v for k, v in report.stages.values_ms.items()}
@@ -955,9 +956,8 @@ def bench_main(options: BenchOptions, say: Say) -> int:
     report = asyncio.run(run_bench(options, say))
     say(format_report(report))
     if options.json_path is not None:
-        options.json_path.parent.mkdir(parents=True, exist_ok=True)
         text = json.dumps(_no_nan(report.to_json()), indent=2, allow_nan=False)
-        options.json_path.write_text(text + "\n")
+        write_atomically(options.json_path, text + "\n")
         say(f"wrote {options.json_path}")
     if options.plot_dir is not None:
         for path in write_plots(report, options.plot_dir):

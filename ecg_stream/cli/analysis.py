@@ -14,6 +14,7 @@ from ecg_stream.cli.common import (
     default_model,
     rhythm_settings,
 )
+from ecg_stream.documents import write_atomically
 from ecg_stream.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -177,8 +178,7 @@ def _evaluate_detector(args: argparse.Namespace) -> int:
         print(f"\n== R-peak detection, {span.title}, 150 ms matching ==")
         print(report.format_table(span))
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(report.to_json())
+        write_atomically(args.json, report.to_json())
         print(f"\nwrote {args.json}")
     return 0
 
@@ -199,8 +199,7 @@ def _evaluate_rhythm(args: argparse.Namespace) -> int:
         print(f"\n== {family.value}: {', '.join(family.codes)}, whole record, gross sums ==")
         print(report.format_table(family))
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(report.to_json())
+        write_atomically(args.json, report.to_json())
         print(f"\nwrote {args.json}")
     return 0
 
@@ -219,6 +218,6 @@ def _stress(args: argparse.Namespace) -> int:
     )
     print(report.format_table())
     if args.json is not None:
-        args.json.write_text(report.to_json())
+        write_atomically(args.json, report.to_json())
         print(f"wrote {args.json}")
     return 0

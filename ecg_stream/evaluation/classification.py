@@ -17,7 +17,7 @@ import numpy as np
 
 from ecg_stream.classify.classifier import OnnxBeatClassifier
 from ecg_stream.config import ChainConfig
-from ecg_stream.documents import encode_json
+from ecg_stream.documents import encode_json, make_output_dir, write_atomically
 from ecg_stream.errors import ConfigError, RecordFormatError
 from ecg_stream.evaluation import plots
 from ecg_stream.evaluation.figures import (
@@ -249,7 +249,7 @@ def evaluate_classifier(
         msg = "no records to evaluate; give record names or DS2"
         raise ConfigError(msg)
     config = config or ChainConfig()
-    out_dir.mkdir(parents=True, exist_ok=True)
+    make_output_dir(out_dir)
     predictions: list[RecordPredictions] = []
     annotations: dict[str, Annotations] = {}
     examples: list[LabeledBeat] = []
@@ -265,7 +265,7 @@ def evaluate_classifier(
                 plots.plot_raw_vs_filtered(record, beats, config, out_dir / "raw_vs_filtered.png")
         model_name = classifier.name
     report = score_records(predictions, annotations, model=model_name, model_path=str(model_path))
-    (out_dir / CLASSIFICATION_FILE).write_text(report.to_json())
+    write_atomically(out_dir / CLASSIFICATION_FILE, report.to_json())
     plots.plot_confusion(
         report.gross(Span.WHOLE_RECORD).score, out_dir / "confusion.png", model_name
     )

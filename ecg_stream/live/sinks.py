@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import io
 import math
+import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,7 +18,7 @@ from typing import Generic, TypeVar
 import numpy as np
 
 from ecg_stream.config import CHAIN_FS_HZ
-from ecg_stream.documents import write_atomically
+from ecg_stream.documents import atomic_output, write_atomically
 from ecg_stream.live.session import SessionOutput, StreamBeat, StreamEvent
 from ecg_stream.types import BEAT_CLASSES, EventState, RhythmKind
 from ecg_stream.wire import StatusMessage, StreamState
@@ -354,18 +355,20 @@ class WfdbAnnotationSink(FileSink["_AnnotatedStream"]):
             return None
         for sample, code in held.rhythm_changes():
             held.add(sample, "+", code, held.fs_hz)
-        self.out_dir.mkdir(parents=True, exist_ok=True)
+        path = self.out_dir / f"{held.record}.{self.annotator}"
         order = sorted(range(len(held.samples)), key=lambda k: (held.samples[k], k))
-        wfdb.wrann(
-            held.record,
-            self.annotator,
-            np.array([held.samples[k] for k in order], dtype=np.int64),
-            symbol=[held.symbols[k] for k in order],
-            aux_note=[held.notes[k] for k in order],
-            fs=held.fs_hz,
-            write_dir=str(self.out_dir),
-        )
-        return self.out_dir / f"{held.record}.{self.annotator}"
+        with atomic_output(path) as handle, tempfile.TemporaryDirectory(dir=self.out_dir) as work:
+            wfdb.wrann(  # wfdb names the file itself: written aside, then copied whole
+                held.record,
+                self.annotator,
+                np.array([held.samples[k] for k in order], dtype=np.int64),
+                symbol=[held.symbols[k] for k in order],
+                aux_note=[held.notes[k] for k in order],
+                fs=held.fs_hz,
+                write_dir=work,
+            )
+            handle.write((Path(work) / path.name).read_bytes())
+        return path
 
 
 class _AnnotatedStream:

@@ -19,7 +19,7 @@ import msgspec
 import numpy as np
 
 from ecg_stream.classify.classifier import ModelContract, default_model_path
-from ecg_stream.documents import read_json, write_json
+from ecg_stream.documents import make_output_dir, read_json, write_atomically, write_json
 from ecg_stream.errors import ConfigError
 from ecg_stream.evaluation.figures import (
     CLASSIFICATION_FILE,
@@ -244,10 +244,10 @@ def write_model_card(inputs: CardInputs, out_dir: Path) -> tuple[Path, Path]:
         targets_ds2_whole_record=_targets(evaluation.whole_record.gross),
         commands=_commands(inputs),
     )
-    out_dir.mkdir(parents=True, exist_ok=True)
+    make_output_dir(out_dir)
     markdown, card_json = out_dir / CARD_MARKDOWN, out_dir / CARD_JSON
     write_json(card, card_json)
-    markdown.write_text(_markdown(card))
+    write_atomically(markdown, _markdown(card))
     return markdown, card_json
 
 

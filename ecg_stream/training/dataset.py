@@ -14,7 +14,6 @@ import importlib.metadata
 import json
 import logging
 import os
-import tempfile
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -34,6 +33,7 @@ from ecg_stream.detector.segment import (
     unknown_features,
     window_channels,
 )
+from ecg_stream.documents import atomic_output
 from ecg_stream.errors import ConfigError, RecordFormatError
 from ecg_stream.evaluation import MATCH_TOLERANCE_S, match_beats
 from ecg_stream.records import PACED, DataDirs, find_record, load_record
@@ -427,12 +427,8 @@ def _write_npz(path: Path, arrays: dict[str, Any]) -> None:
     Written under a name of its own, then renamed: a crash mid-write never leaves a truncated
     file behind, and processes writing the same file do not collide.
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile(
-        dir=path.parent, prefix=f"{path.stem}.", suffix=".partial.npz", delete=False
-    ) as partial:
-        np.savez_compressed(partial, **arrays)
-    Path(partial.name).replace(path)
+    with atomic_output(path) as handle:
+        np.savez_compressed(handle, **arrays)
 
 
 def load_dataset(path: Path) -> BeatDataset:

@@ -17,7 +17,7 @@ import onnxruntime
 
 from ecg_stream.classify.classifier import RR_INPUT, WINDOW_INPUT, ModelContract
 from ecg_stream.config import ChainConfig
-from ecg_stream.documents import write_json
+from ecg_stream.documents import check_output_file, write_atomically, write_json
 from ecg_stream.errors import TRAIN_EXTRA, ConfigError, MissingExtraError, ModelContractError
 from ecg_stream.records import DataDirs
 from ecg_stream.training.calibration import PROBABILITY_FLOOR, choose_calibration
@@ -90,6 +90,7 @@ def export_model(
         MissingExtraError: TensorFlow, tf2onnx or onnx is not installed.
     """
     config = config or ChainConfig()
+    check_output_file(out_path)  # before minutes of conversion
     tf, tf2onnx, onnx = _train_extra()
     run = RunDir(run_dir)
     if run.is_cv:
@@ -155,10 +156,7 @@ def export_model(
             f"Check the tf2onnx version ({tf2onnx.__version__}) or try another opset"
         )
         raise ModelContractError(msg)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    partial = out_path.with_suffix(".partial")
-    partial.write_bytes(serialised)
-    partial.replace(out_path)
+    write_atomically(out_path, serialised)
     logger.info(
         "export: %s (%d bytes), parity on %d windows: max |diff| %.1e",
         out_path,

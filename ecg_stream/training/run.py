@@ -292,6 +292,29 @@ class RunDir:
         """``training.json``: :class:`TrainingSummary` of a single run."""
         return self.path / "training.json"
 
+    def claim(self) -> None:
+        """Make the run directory, or take one that holds a run of ours (to resume it).
+
+        Raises:
+            ConfigError: The path is not a directory, is a non-empty directory without a run
+                (``settings.json``), or cannot be made.
+        """
+        path = self.path
+        if path.exists() and not path.is_dir():
+            msg = f"{path} is not a directory; give a new or empty directory for the run"
+            raise ConfigError(msg)
+        if path.is_dir() and not self.settings_file.is_file() and any(path.iterdir()):
+            msg = (
+                f"{path} holds files but no ecg-stream run ({self.settings_file.name}); give a "
+                "new or empty directory, or the directory of a run to resume"
+            )
+            raise ConfigError(msg)
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            msg = f"cannot make the run directory {path} ({error.strerror}); give a writable place"
+            raise ConfigError(msg) from None
+
     @property
     def whole_pool(self) -> RunDir:
         """``whole-pool/``: a cross-validation run's recipe trained once on the whole pool."""

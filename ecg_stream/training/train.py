@@ -26,7 +26,7 @@ import numpy as np
 import numpy.typing as npt
 
 from ecg_stream.config import ChainConfig
-from ecg_stream.documents import read_json, write_json
+from ecg_stream.documents import atomic_output, read_json, write_json
 from ecg_stream.errors import TRAIN_EXTRA, ConfigError, MissingExtraError
 from ecg_stream.evaluation import ClassScore
 from ecg_stream.evaluation.figures import ScoreFigures
@@ -317,7 +317,7 @@ def train_model(
     config = config or ChainConfig()
     _set_threads(threads)
     run = RunDir(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    run.claim()
     _check_settings(run, RunSettings(settings, config))
     if splits is None:
         splits = split_dataset(settings, config, data_dir=data_dir, cache_dir=cache_dir)
@@ -376,7 +376,7 @@ def cross_validate(
     config = config or ChainConfig()
     _set_threads(threads)
     run = RunDir(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    run.claim()
     _check_settings(run, RunSettings(settings, config, cv_folds=k, baseline=baseline))
     if dataset is None:
         dataset = build_dataset(settings.records, config, data_dir=data_dir, cache_dir=cache_dir)
@@ -648,13 +648,14 @@ def _summarise_cv(
     *,
     baseline: bool,
 ) -> CrossValidationResult:
-    np.savez_compressed(
-        run.oof_file,
-        probabilities=probabilities,
-        labels=dataset.labels,
-        records=dataset.records,
-        folds=fold_of_beat,
-    )
+    with atomic_output(run.oof_file) as handle:
+        np.savez_compressed(
+            handle,
+            probabilities=probabilities,
+            labels=dataset.labels,
+            records=dataset.records,
+            folds=fold_of_beat,
+        )
     scored = fold_of_beat >= 0
     score = score_of(dataset.labels[scored], probabilities[scored])
     score_af_gated = score_of(dataset.labels[scored], af_gated(dataset, probabilities)[scored])
