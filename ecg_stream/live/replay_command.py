@@ -244,7 +244,8 @@ def replay_main(settings: ReplaySettings, say: Say) -> int:
     """Run :func:`run_replay` to its end or to Ctrl-C (or SIGTERM), then print the summary.
 
     Returns:
-        0 at the end of the records, 130 after Ctrl-C or SIGTERM.
+        0 at the end of the records, 1 when beats were lost (dropped before the broker or
+        refused by it), 130 after Ctrl-C or SIGTERM.
     """
     from ecg_stream.live.runner import run_until_stopped
 
@@ -252,4 +253,4 @@ def replay_main(settings: ReplaySettings, say: Say) -> int:
     stopped = run_until_stopped(run_replay(settings, say, summary))
     summary.interrupted |= stopped  # workers are stopped on their own
     say(summary.format())
-    return 130 if summary.interrupted else 0
+    return 130 if summary.interrupted else summary.exit_status()

@@ -508,11 +508,11 @@ def serve_main(settings: ServeSettings, say: Say) -> int:
     """Run :func:`run_serve` until Ctrl-C or SIGTERM, then print the summary.
 
     Returns:
-        0 once stopped.
+        0 once stopped, 1 when beats were lost (dropped before the broker or refused by it).
     """
     from ecg_stream.live.runner import run_until_stopped
 
     summary = RunSummary()
     run_until_stopped(run_serve(settings, say, summary))
     say(summary.format())
-    return 0
+    return summary.exit_status()

@@ -47,7 +47,7 @@ from ecg_stream.types import (
     RPeak,
     SignalState,
 )
-from ecg_stream.wire import IngestStatus, StatusMessage, StreamState
+from ecg_stream.wire import IngestStatus, StatusMessage, StreamState, TopicKind
 
 In = TypeVar("In")
 Clock = Callable[[], float]
@@ -238,8 +238,24 @@ class RunSummary:
 
     @property
     def beats_lost(self) -> int:
-        """Beats that never reached the broker, every stream."""
-        return sum(report.publisher.beats_dropped for report in self.streams.values())
+        """Beats no subscriber can get (dropped before the broker, or refused by it)."""
+        return sum(report.publisher.beats_lost for report in self.streams.values())
+
+    @property
+    def refused(self) -> int:
+        """Messages the broker refused, every stream."""
+        return sum(report.publisher.refused_total for report in self.streams.values())
+
+    @property
+    def refusal(self) -> str | None:
+        """The broker's reason for a refusal (None: none refused)."""
+        return next(
+            (r.publisher.refusal for r in self.streams.values() if r.publisher.refusal), None
+        )
+
+    def exit_status(self) -> int:
+        """The command's exit status once it ended by itself: 1 when beats were lost, else 0."""
+        return 1 if self.beats_lost else 0
 
     def compute(self) -> DurationHistogram:
         """Compute latency of every stream's published beats."""
@@ -278,7 +294,11 @@ class RunSummary:
         for report in self.streams.values():
             lines += _report_lines(report, replayed=not math.isnan(self.speed))
         compute, pacing = self.compute().summary(), self.pacing().summary()
-        lines.append(f"  compute latency (chunk arrival -> publish): {compute}")
+        lines.append(
+            f"  compute latency (chunk arrival -> publish): {compute}"
+            if compute.count
+            else "  compute latency: no beat reached the broker"
+        )
         if math.isinf(self.speed):
             lines.append(
                 "    (at --speed max the chain outruns the broker: compute latency is mostly the "
@@ -297,6 +317,12 @@ class RunSummary:
                 f"{self.foreign} of other shards"
             )
         lines.append(f"  dropped: {self.total_dropped}; beats lost: {self.beats_lost}")
+        if self.refused:
+            lines.append(
+                f"  refused by the broker: {self.refused} messages ({self.refusal}): these "
+                "credentials may not publish these topics; check the broker's ACL, the user "
+                "and --topic-prefix / --stream-id"
+            )
         return "\n".join(lines)
 
 
@@ -305,12 +331,18 @@ def _report_lines(report: StreamReport, *, replayed: bool) -> list[str]:
     publisher = report.publisher
     compute = publisher.compute.summary()
     details = [
-        f"compute latency mean {compute.mean_ms:.2f} ms, max {compute.max_ms:.2f} ms",
+        f"compute latency mean {compute.mean_ms:.2f} ms, max {compute.max_ms:.2f} ms"
+        if compute.count
+        else "no beat published",
         f"dropped {publisher.dropped_total} (beats {publisher.beats_dropped}, samples "
         f"{publisher.samples_dropped})",
         f"{report.signal_s:.1f} s of signal"
         + (f" at {report.speed_factor:.0f}x real time" if replayed else ""),
     ]
+    if publisher.refused_total:
+        details.append(
+            f"refused {publisher.refused_total} (beats {publisher.refused[TopicKind.BEATS]})"
+        )
     if report.sessions > 1:
         details.append(f"{report.sessions} sessions")
     if (ingest := report.ingest) is not None:

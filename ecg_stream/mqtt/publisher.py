@@ -45,6 +45,7 @@ from ecg_stream.errors import BrokerError, ConfigError
 from ecg_stream.mqtt.stats import PublisherStats
 from ecg_stream.mqtt.transport import (
     RECONNECT_BACKOFF,
+    PublishRefusedError,
     Reconnect,
     ReconnectingSession,
     link_lost,
@@ -401,10 +402,23 @@ class BeatPublisher:
         )
 
     async def _publish_status(self, client: aiomqtt.Client, state: StreamState) -> None:
-        await publish_acknowledged(
-            client, self.topics[TopicKind.STATUS], self._status_payload(state), qos=1, retain=True
-        )
+        try:
+            await publish_acknowledged(
+                client,
+                self.topics[TopicKind.STATUS],
+                self._status_payload(state),
+                qos=1,
+                retain=True,
+            )
+        except PublishRefusedError as refused:
+            self._count_refusal(TopicKind.STATUS, refused)
+            return
         self.stats.published[TopicKind.STATUS] += 1
+
+    def _count_refusal(self, kind: TopicKind, refused: PublishRefusedError) -> None:
+        """A message the broker refused is lost: counted, with the broker's reason."""
+        self.stats.refused[kind] += 1
+        self.stats.refusal = refused.reason
 
     async def _next(self, client: aiomqtt.Client) -> _Outgoing | None:
         """The next message to publish, beats first; None once stopping and both are empty.
@@ -448,6 +462,10 @@ class BeatPublisher:
             kind = _kind_of(item.message)
             try:
                 await self._publish(client, item)
+            except PublishRefusedError as refused:  # lost: the same terms would be refused again
+                self._in_flight = None
+                self._count_refusal(kind, refused)
+                continue
             except aiomqtt.MqttError:
                 self._in_flight = None
                 if kind is TopicKind.SAMPLES:  # QoS 0, display: not worth a retry

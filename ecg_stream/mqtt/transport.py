@@ -69,6 +69,46 @@ _REFUSED_LOGIN_CODES = {4, 5, 134, 135}
 and MQTT 5 (0x86, 0x87)."""
 
 
+class PublishRefusedError(Exception):
+    """The broker acknowledged a QoS 1 message with a failure code (MQTT 5 PUBACK >= 0x80).
+
+    The message is lost: publishing it again on the same terms would be refused again (for
+    example an ACL that does not let these credentials write the topic).
+
+    Args:
+        topic: The topic of the refused message.
+        reason: The broker's reason, e.g. ``Not authorized``.
+    """
+
+    def __init__(self, topic: str, reason: str) -> None:
+        super().__init__(f"the broker refused a message on {topic}: {reason}")
+        self.topic, self.reason = topic, reason
+
+
+class _RefusalAwareClient(aiomqtt.Client):
+    """An aiomqtt client that keeps the reason of each refused publish, in order.
+
+    aiomqtt drops the PUBACK's reason code; this keeps it for :func:`publish_acknowledged`,
+    which publishes one message at a time per client.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.refusals: list[str] = []
+
+    def _on_publish(
+        self,
+        client: Any,
+        userdata: Any,
+        mid: int,
+        reason_code: Any,
+        properties: Any,
+    ) -> None:
+        if getattr(reason_code, "is_failure", False):
+            self.refusals.append(str(reason_code))
+        super()._on_publish(client, userdata, mid, reason_code, properties)
+
+
 class ConnectRefusedError(aiomqtt.MqttError):
     """The broker was reached but the connection was refused: its login or its TLS certificate.
 
@@ -214,7 +254,7 @@ def make_client(
         }
     elif persistent:
         session = {"clean_session": False}
-    return aiomqtt.Client(
+    return _RefusalAwareClient(
         config.host,
         config.port,
         username=config.username,
@@ -258,8 +298,9 @@ async def publish_acknowledged(
     the next one) at once.
 
     Raises:
-        aiomqtt.MqttError: The message was refused, or the link ended before it was
-            acknowledged: the broker may or may not have it.
+        PublishRefusedError: The broker acknowledged the message with a failure code: lost.
+        aiomqtt.MqttError: The link ended before the message was acknowledged: the broker
+            may or may not have it.
     """
     lost = link_lost(client)
     if lost.done():
@@ -277,9 +318,14 @@ async def publish_acknowledged(
     _retrieve(lost)
     if not publish.cancelled():
         error = publish.exception()
-        if error is None:
-            return
-        raise error
+        if error is not None:
+            raise error
+        refusals = getattr(client, "refusals", [])
+        if refusals:
+            reason = refusals.pop(0)
+            refusals.clear()  # one message at a time: nothing else was in flight
+            raise PublishRefusedError(topic, reason)
+        return
     msg = "the connection was lost before the broker acknowledged the message"
     raise aiomqtt.MqttError(msg)
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 import selectors
 import shutil
 import signal
@@ -202,6 +203,24 @@ def test_replay_and_subscribe_over_tls_with_a_password_file(
     assert len(beats) >= 8  # 10 s of record 100: 12 beats, the last few held by the chain
     assert any("status offline" in line for line in received)
     assert PASSWORD not in replayed + "".join(received)
+
+
+@pytest.mark.mqtt
+def test_beats_the_acl_refuses_are_lost_said_and_exit_non_zero(
+    secure_broker: SecureBroker, short_record: Path
+) -> None:
+    """Under another prefix the broker answers every publish "not authorized" (MQTT 5)."""
+    code, replayed = ecg_stream(
+        "replay", str(short_record), "--broker", secure_broker.url, "--topic-prefix",
+        "site2/ecg", "--speed", "max", "--quiet", env=secure_broker.env(),
+    )  # fmt: skip
+    assert code == 1, replayed
+    assert "refused by the broker" in replayed
+    assert "Not authorized" in replayed
+    lost = re.search(r"beats lost: (\d+)", replayed)
+    assert lost is not None
+    assert int(lost.group(1)) >= 8
+    assert "nan" not in replayed
 
 
 @pytest.mark.mqtt
