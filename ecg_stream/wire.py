@@ -94,6 +94,11 @@ MAX_TIME_S = MAX_INDEX / SUPPORTED_FS_HZ[0]
 MAX_UNIX_TIME_S = 4_102_444_800.0
 """Latest wall-clock time a payload may carry (2100-01-01 UTC), in s since the Unix epoch."""
 
+MAX_DEVICE_TIME_S = 1e9
+"""Latest sample time a device's clock may reach, ``(start_index + samples) / fs_hz``, in s
+(about 31 years of signal): every beat of an accepted chunk stays within the beat message's
+bounds (sample indices at 360 Hz, record time)."""
+
 MAX_COMPUTE_MS = 86_400_000.0
 """Longest compute latency a beat may report: one day, in ms."""
 
@@ -797,8 +802,19 @@ class RawMessage(
                 f"{MAX_RAW_SAMPLES_PER_MESSAGE}; send long stretches in several chunks"
             )
             raise PayloadError(msg)
-        if self.start_index + count > MAX_INDEX:
-            msg = f"{where}: 'start_index' {self.start_index} + {count} samples passes {MAX_INDEX}"
+        end_s = (self.start_index + count) / self.fs_hz
+        if end_s > MAX_DEVICE_TIME_S:
+            msg = (
+                f"{where}: 'start_index' {self.start_index} + {count} samples at {self.fs_hz:g} "
+                f"Hz reach {end_s:.3g} s, past the {MAX_DEVICE_TIME_S:.0e} s a device's clock may "
+                "count; restart the counter"
+            )
+            raise PayloadError(msg)
+        if self.t0 is not None and self.t0 + end_s > MAX_UNIX_TIME_S:
+            msg = (
+                f"{where}: 't0' {self.t0:.6g} + {end_s:.6g} s of samples passes "
+                f"{MAX_UNIX_TIME_S:.0f} (2100-01-01); send Unix time in s"
+            )
             raise PayloadError(msg)
         if int16:
             data = np.frombuffer(self.data, dtype="<i2").astype(np.int16)

@@ -98,7 +98,9 @@ FLOAT32 = RawMessage.from_mv("bed1", 0, 250.0, np.zeros(4))
         (RAW, {"fs_hz": "250"}, "fs_hz"),
         (RAW, {"start_index": -1}, "start_index"),
         (RAW, {"start_index": 2**53}, "start_index"),
-        (RAW, {"start_index": 2**53 - 2}, "passes"),
+        (RAW, {"start_index": 2**53 - 2}, "a device's clock may count"),
+        (RAW, {"start_index": 10**12}, "a device's clock may count"),  # 127 years at 250 Hz
+        (RAW, {"t0": 1e12}, "2100-01-01"),
         (RAW, {"encoding": "int24"}, "encoding"),
         (RAW, {"gain": ...}, "gain"),
         (RAW, {"gain": 0}, "gain"),
