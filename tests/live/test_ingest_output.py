@@ -85,9 +85,10 @@ def published(chunks: list[RawMessage], classifier: OnnxBeatClassifier) -> list[
     asyncio.run(run())
     beats = [pending(beat).stamped(1.0, PUBLISHED_AT) for beat in collector.beats["bed1"]]
     events = [event_message(event) for event in collector.events["bed1"]]
+    messages: list[wire.WireMessage] = [*beats, *events, *collector.statuses]
     return [
         (wire.topic_for("ecg", "bed1", message.kind), wire.encode(message))
-        for message in [*beats, *events, *collector.statuses]
+        for message in messages
     ]
 
 
