@@ -48,6 +48,10 @@ class ModelContractError(EcgStreamError):
     """An ONNX model's contract does not match the chain's configuration."""
 
 
+class ModelOutputError(EcgStreamError):
+    """A model gave a batch outputs that are not class probabilities (NaN, logits): no label."""
+
+
 class PayloadError(EcgStreamError):
     """An MQTT payload does not follow the versioned wire contract."""
 

@@ -574,6 +574,10 @@ class StatusMessage(
         rhythm: The ongoing rhythm episode of highest priority (``af``, ``vt``, ...), or None
             when none is (or the stream has no rhythm stage). Optional on the wire
             (``"rhythm"``).
+        error: On an ``offline`` status, why the stream was stopped by an error of its own
+            (for example a model whose outputs are not probabilities), at most
+            ``MAX_TEXT_CHARS`` characters; None when it ended normally. Optional on the wire
+            (``"error"``).
     """
 
     kind: ClassVar[TopicKind] = TopicKind.STATUS
@@ -586,6 +590,7 @@ class StatusMessage(
     ingest: IngestStatus | None = None
     signal: SignalState | None = None
     rhythm: RhythmKind | None = None
+    error: Text | None = None
 
     @classmethod
     def online(

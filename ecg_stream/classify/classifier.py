@@ -28,8 +28,16 @@ from ecg_stream.detector.segment import (
     unknown_features,
     window_channels,
 )
-from ecg_stream.errors import ConfigError, ModelContractError
-from ecg_stream.types import BEAT_CLASSES, BeatWindow, FloatArray, LabeledBeat
+from ecg_stream.errors import ConfigError, ModelContractError, ModelOutputError
+from ecg_stream.types import (
+    BEAT_CLASSES,
+    BeatWindow,
+    FloatArray,
+    LabeledBeat,
+    MorphologyFeatures,
+    RPeak,
+    RRFeatures,
+)
 
 CONTRACT_VERSION: Final = "1"
 """Version of the set of ``metadata_props`` keys below; bumped when their meaning changes."""
@@ -267,6 +275,11 @@ class OnnxBeatClassifier:
         _check_inputs(session, path.name, config.window_samples, self.contract)
         self._session: Any = session
         self.state = ClassifierState.OPEN
+        try:
+            self.predict_proba(_probe_windows(config))
+        except ModelOutputError as error:
+            msg = f"{path.name}: {error}; export a model whose last layer is a softmax"
+            raise ModelContractError(msg) from None
 
     def __enter__(self) -> OnnxBeatClassifier:
         if self.state is ClassifierState.CLOSED:
@@ -340,7 +353,56 @@ class OnnxBeatClassifier:
                 [feature_vector(w, self.contract.rr_features) for w in windows]
             ).astype(np.float32)
         (probabilities,) = self._session.run(None, feeds)
-        return np.asarray(probabilities, dtype=np.float32)
+        probabilities = np.asarray(probabilities, dtype=np.float32)
+        check_probabilities(probabilities, self.name)
+        return probabilities
+
+
+PROBABILITY_TOLERANCE: Final = 1e-3
+"""How far outside [0, 1] a probability, and how far from 1 a beat's sum, may fall."""
+
+
+def check_probabilities(probabilities: npt.NDArray[np.floating[Any]], model: str) -> None:
+    """Refuse a batch whose rows are not probabilities: finite, in [0, 1], summing to 1.
+
+    Raises:
+        ModelOutputError: Says how many beats and how far off; none of them gets a label.
+    """
+    tolerance = PROBABILITY_TOLERANCE
+    with np.errstate(invalid="ignore"):
+        bad = ~np.isfinite(probabilities).all(axis=1)
+        bad |= (probabilities < -tolerance).any(axis=1) | (probabilities > 1 + tolerance).any(
+            axis=1
+        )
+        bad |= ~(np.abs(probabilities.sum(axis=1) - 1.0) <= tolerance)
+    if bad.any():
+        row = probabilities[int(np.argmax(bad))]
+        msg = (
+            f"model {model} gave {int(bad.sum())} of {len(bad)} beats outputs that are not "
+            f"class probabilities (e.g. {np.array2string(row, precision=3)}); no label given"
+        )
+        raise ModelOutputError(msg)
+
+
+def _probe_windows(config: ChainConfig) -> list[BeatWindow]:
+    """A few plausible beats (a QRS, P and T wave at 75 bpm) to try a model on at load."""
+    time = np.arange(config.window_samples) - config.window_before_samples
+    fs_ms = config.fs_hz / 1000.0
+    beat = (
+        np.exp(-((time / (12 * fs_ms)) ** 2))
+        + 0.15 * np.exp(-(((time + 160 * fs_ms) / (25 * fs_ms)) ** 2))
+        + 0.3 * np.exp(-(((time - 250 * fs_ms) / (60 * fs_ms)) ** 2))
+    )
+    return [
+        BeatWindow(
+            peak=RPeak(index, index),
+            samples=scale * beat,
+            rr=RRFeatures(rr_ms=rr_ms, local_mean_rr_ms=800.0, long_mean_rr_ms=800.0),
+            morphology=MorphologyFeatures(template_correlation=1.0, amplitude_ratio=scale),
+            ready_index=index + config.window_after_samples,
+        )
+        for index, (scale, rr_ms) in enumerate(((1.0, 800.0), (1.5, 500.0), (0.8, 1200.0)))
+    ]
 
 
 UNCLASSIFIABLE: Final = (0.0, 0.0, 0.0, 0.0, 1.0)

@@ -50,7 +50,7 @@ from ecg_stream.config import (
     RhythmSettings,
 )
 from ecg_stream.detector.rhythm.stage import RhythmStage
-from ecg_stream.errors import BrokerError, ConfigError, PayloadError
+from ecg_stream.errors import BrokerError, ConfigError, ModelOutputError, PayloadError
 from ecg_stream.live.ingest import IngestSession
 from ecg_stream.live.mqtt_sink import MqttSink, check_samples_s
 from ecg_stream.live.runner import first_error
@@ -379,6 +379,10 @@ class ServeWorker:
                 await self._pump(stream)
         except BrokerError as error:
             logger.warning("stream %s: %s; its chunks are dropped", stream_id, error)
+        except ModelOutputError as error:  # that stream's error: the others go on
+            self.summary.report(stream_id, stream_id).error = str(error)
+            if self.say is not None:
+                self.say(f"stream {stream_id} stopped: {error}")
         finally:
             if self._streams.get(stream_id) is stream:
                 del self._streams[stream_id]

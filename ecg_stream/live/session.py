@@ -34,7 +34,7 @@ from ecg_stream.classify.batcher import InferenceBatcher
 from ecg_stream.config import CHAIN_FS_HZ
 from ecg_stream.detector.rhythm.af import conducted_in_af
 from ecg_stream.detector.rhythm.stage import RhythmInput, RhythmStage
-from ecg_stream.errors import ModelContractError
+from ecg_stream.errors import EcgStreamError, ModelContractError
 from ecg_stream.live.front import ChunkFate, Front, Ingested, PlacedWindow
 from ecg_stream.mqtt.stats import PublisherStats
 from ecg_stream.stats import DurationHistogram
@@ -47,7 +47,7 @@ from ecg_stream.types import (
     RPeak,
     SignalState,
 )
-from ecg_stream.wire import IngestStatus, StatusMessage, StreamState, TopicKind
+from ecg_stream.wire import MAX_TEXT_CHARS, IngestStatus, StatusMessage, StreamState, TopicKind
 
 In = TypeVar("In")
 Clock = Callable[[], float]
@@ -174,6 +174,7 @@ class StreamReport:
         chain_s: Wall time spent in the chain (front end), in s.
         started_s: Clock time of the first input (NaN before).
         finished_s: Clock time the stream ended (NaN before).
+        error: Why the stream was stopped by an error of its own (None: it was not).
     """
 
     stream_id: str
@@ -188,6 +189,7 @@ class StreamReport:
     chain_s: float = 0.0
     started_s: float = math.nan
     finished_s: float = math.nan
+    error: str | None = None
 
     @property
     def speed_factor(self) -> float:
@@ -254,8 +256,9 @@ class RunSummary:
         )
 
     def exit_status(self) -> int:
-        """The command's exit status once it ended by itself: 1 when beats were lost, else 0."""
-        return 1 if self.beats_lost else 0
+        """Exit status of a command that ended by itself: 1 on lost beats or a stream error."""
+        failed = any(report.error for report in self.streams.values())
+        return 1 if self.beats_lost or failed else 0
 
     def compute(self) -> DurationHistogram:
         """Compute latency of every stream's published beats."""
@@ -339,6 +342,8 @@ def _report_lines(report: StreamReport, *, replayed: bool) -> list[str]:
         f"{report.signal_s:.1f} s of signal"
         + (f" at {report.speed_factor:.0f}x real time" if replayed else ""),
     ]
+    if report.error:
+        details.append(f"STOPPED: {report.error}")
     if publisher.refused_total:
         details.append(
             f"refused {publisher.refused_total} (beats {publisher.refused[TopicKind.BEATS]})"
@@ -434,7 +439,10 @@ class StreamSession(Generic[In]):
             if (ingest := self.front.ingest()) is not None:
                 self.report.ingest = ingest
                 self.status = msgspec.structs.replace(self.status, ingest=ingest)
-            offline = msgspec.structs.replace(self.status, state=StreamState.OFFLINE)
+            error = str(exc)[:MAX_TEXT_CHARS] if isinstance(exc, EcgStreamError) else None
+            offline = msgspec.structs.replace(
+                self.status, state=StreamState.OFFLINE, error=error or None
+            )
             for sink in self.sinks:
                 await sink.status(offline)
 

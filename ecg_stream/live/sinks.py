@@ -133,9 +133,14 @@ class FileSink(Generic[Held]):
         raise NotImplementedError
 
     async def status(self, message: StatusMessage) -> None:
-        """Online starts a stream's file; offline writes it."""
+        """Online starts a stream's file; offline writes it, unless the stream failed.
+
+        A failed stream's offline status carries its ``error``: a file cut short is not written.
+        """
         if message.state is StreamState.ONLINE:
             self._held.setdefault(message.stream, self.start(message.record))
+        elif message.error is not None:
+            self._held.pop(message.stream, None)
         elif message.stream in self._held:
             self._save(message.stream)
 

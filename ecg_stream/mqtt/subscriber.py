@@ -334,9 +334,10 @@ def format_message(message: WireMessage, received_at: float) -> str:
     if isinstance(message, StatusMessage):
         classes = "".join(cls.value for cls in message.classes)
         rhythm = "" if message.rhythm is None else f", rhythm {message.rhythm.value}"
+        error = "" if message.error is None else f"; STOPPED: {message.error}"
         return (
             f"{message.stream:>8}  status {message.state.value}: record {message.record}, "
-            f"{message.fs_hz:g} Hz, model {message.model} ({classes}){rhythm}"
+            f"{message.fs_hz:g} Hz, model {message.model} ({classes}){rhythm}{error}"
         )
     if isinstance(message, EventMessage):
         rate = "" if message.rate_bpm is None else f" at {message.rate_bpm:.0f} bpm"

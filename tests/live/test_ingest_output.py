@@ -87,8 +87,7 @@ def published(chunks: list[RawMessage], classifier: OnnxBeatClassifier) -> list[
     events = [event_message(event) for event in collector.events["bed1"]]
     messages: list[wire.WireMessage] = [*beats, *events, *collector.statuses]
     return [
-        (wire.topic_for("ecg", "bed1", message.kind), wire.encode(message))
-        for message in messages
+        (wire.topic_for("ecg", "bed1", message.kind), wire.encode(message)) for message in messages
     ]
 
 

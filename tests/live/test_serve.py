@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 
 from ecg_stream.classify.batcher import ClassifierLike
+from ecg_stream.classify.classifier import OnnxBeatClassifier
 from ecg_stream.cli import main
 from ecg_stream.config import ChainConfig, MqttConfig
 from ecg_stream.live.device import DeviceSignal, load_device_signal, publish_device
@@ -37,6 +38,7 @@ from ecg_stream.wire import (
     topic_for,
 )
 from tests.helpers import Collector, MqttBroker, collect_until, expected_beats, run
+from tests.models import MakeModel
 
 CONFIG = ChainConfig()
 IDLE_S = 2.0
@@ -347,6 +349,28 @@ def test_shared_subscription_round_robin_is_detected_not_classified(
     }
     assert flagged == {"w0", "w1"}
     assert all(summary.streams["rr"].ingest.interleaved for summary in summaries)  # type: ignore[union-attr]
+
+
+@pytest.mark.mqtt
+def test_a_model_that_fails_at_run_time_stops_each_stream_with_its_reason(
+    mqtt_broker: MqttBroker, data_dir: Path, make_model: MakeModel
+) -> None:
+    """NaN for real beats: no label is published, each stream goes offline saying why, the
+    worker keeps serving (it used to crash and leave every status online)."""
+    device = load_device_signal("100", data_dir, duration_s=30.0)
+    mqtt = prefix_config(mqtt_broker, "test-serve-model-error")
+    with OnnxBeatClassifier(make_model(output="nan_on_real_beats"), ChainConfig()) as broken:
+        collector, (summary,) = run(
+            serve_devices(mqtt, broken, [("bed1", device), ("bed2", device)]), timeout_s=60
+        )
+    assert collector.beats == []
+    for stream_id in ("bed1", "bed2"):
+        last = statuses_of(collector, stream_id)[-1]
+        assert last.state is StreamState.OFFLINE
+        assert last.error is not None
+        assert "not class probabilities" in last.error
+        assert "not class probabilities" in (summary.streams[stream_id].error or "")
+    assert summary.exit_status() == 1
 
 
 @pytest.mark.parametrize(
