@@ -27,7 +27,7 @@ from ecg_stream.live.serve import SERVE_SAMPLES_QUEUE, ServeWorker, Shard
 from ecg_stream.live.session import RunSummary
 from ecg_stream.mqtt.transport import make_client
 from ecg_stream.records import Record, resample_to_chain
-from ecg_stream.types import LabeledBeat
+from ecg_stream.types import LabeledBeat, SignalState
 from ecg_stream.wire import (
     BeatMessage,
     RawMessage,
@@ -349,6 +349,23 @@ def test_shared_subscription_round_robin_is_detected_not_classified(
     }
     assert flagged == {"w0", "w1"}
     assert all(summary.streams["rr"].ingest.interleaved for summary in summaries)  # type: ignore[union-attr]
+
+
+@pytest.mark.mqtt
+def test_serve_publishes_the_signal_state_as_replay_does(
+    mqtt_broker: MqttBroker, data_dir: Path, classifier: ClassifierLike
+) -> None:
+    """A flat stretch (electrode off) from a device: its status says lead-off, then ok."""
+    device = load_device_signal("100", data_dir, duration_s=40.0)
+    values = device.values.copy()
+    values[15 * 360 : 25 * 360] = values[15 * 360]  # a flat line of 10 s
+    flat = replace(device, values=values)
+    mqtt = prefix_config(mqtt_broker, "test-serve-signal")
+    collector, _ = run(serve_devices(mqtt, classifier, [("bed1", flat)]), timeout_s=60)
+    signals = [status.signal for status in statuses_of(collector, "bed1")]
+    assert SignalState.LEAD_OFF in signals
+    assert signals.index(SignalState.LEAD_OFF) < len(signals) - 1
+    assert SignalState.OK in signals[signals.index(SignalState.LEAD_OFF) :]
 
 
 @pytest.mark.mqtt
