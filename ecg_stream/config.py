@@ -293,6 +293,11 @@ class Backoff:
         return ceiling / 2 + rng.uniform(0.0, ceiling / 2)
 
 
+DEFAULT_MAX_STREAMS = 2000
+"""Streams one ``serve`` worker serves at once (``--max-streams``); chunks of more are dropped
+and counted until one goes idle."""
+
+
 @dataclass(frozen=True, slots=True)
 class RhythmSettings:
     """Limits of the rhythm stage (``detector/rhythm/stage.py``): rates, runs, pauses, asystole.

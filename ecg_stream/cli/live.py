@@ -18,6 +18,7 @@ from ecg_stream.cli.common import (
     rhythm_settings,
     say,
 )
+from ecg_stream.config import DEFAULT_MAX_STREAMS
 
 if TYPE_CHECKING:
     from ecg_stream.cli.common import Commands
@@ -115,6 +116,15 @@ def add_serve(commands: Commands) -> None:
         type=float,
         default=10.0,
         help="a device silent this long goes offline and its state is freed (default: 10)",
+    )
+    serve.add_argument(
+        "--max-streams",
+        type=int,
+        default=DEFAULT_MAX_STREAMS,
+        help="streams served at once; chunks of more are dropped and counted until one goes "
+        "idle (default: %(default)s). Each stream may also send at most twice its rate on "
+        "average, beyond a backlog of 10 minutes of signal: the excess is dropped and counted "
+        "on its status (ingest 'dropped')",
     )
     serve.add_argument(
         "--worker-id",
@@ -319,6 +329,7 @@ def _serve(args: argparse.Namespace) -> int:
         shard=None if args.shard is None else Shard.parse(args.shard),
         share_group=args.share,
         idle_timeout_s=args.idle_timeout_s,
+        max_streams=args.max_streams,
         worker_id=args.worker_id,
         samples_s=None if args.samples_ms is None else args.samples_ms / 1e3,
         model_path=args.model,

@@ -43,6 +43,7 @@ from pathlib import Path
 from ecg_stream.classify.batcher import ClassifierLike, InferenceBatcher
 from ecg_stream.config import (
     CHAIN_FS_HZ,
+    DEFAULT_MAX_STREAMS,
     DEFAULT_RHYTHM,
     Backoff,
     ChainConfig,
@@ -167,6 +168,49 @@ def default_worker_id() -> str:
     return f"{socket.gethostname()}-{os.getpid()}"
 
 
+RATE_LIMIT_FACTOR = 2.0
+"""A stream may send its samples at most this many times faster than its ``fs_hz`` on average
+(a device catching up after a lost link sends faster than real time for a while)."""
+RATE_BURST_S = 600.0
+"""Signal a stream may send at once beyond its rate, in s: a backlog the broker kept while the
+link was down, or a recording sent as fast as possible (10 minutes of it)."""
+LISTED_STREAMS = 64
+"""Streams the summary lists one by one; beyond, a stream that went idle is folded into one
+line and its report freed (a worker sees unbounded stream ids over its life)."""
+
+
+class RateLimit:
+    """A stream's token bucket of samples: refilled at ``RATE_LIMIT_FACTOR`` times its rate.
+
+    It holds at most ``RATE_BURST_S`` of signal, and starts full.
+
+    Args:
+        fs_hz: The stream's sampling rate (its first chunk's), in Hz.
+        now_s: Clock reading at the first chunk, in s.
+
+    Example:
+        >>> limit = RateLimit(360.0, now_s=0.0)
+        >>> limit.take(360 * 600, now_s=0.0), limit.take(360, now_s=0.0)
+        (True, False)
+        >>> limit.take(360, now_s=1.0)  # refilled: 720 samples a second
+        True
+    """
+
+    def __init__(self, fs_hz: float, now_s: float) -> None:
+        self.rate = RATE_LIMIT_FACTOR * fs_hz
+        self.capacity = fs_hz * RATE_BURST_S
+        self.tokens, self.now_s = self.capacity, now_s
+
+    def take(self, samples: int, now_s: float) -> bool:
+        """Whether ``samples`` more fit the stream's rate now (then they are taken)."""
+        self.tokens = min(self.tokens + (now_s - self.now_s) * self.rate, self.capacity)
+        self.now_s = now_s
+        if samples > self.tokens:
+            return False
+        self.tokens -= samples
+        return True
+
+
 @dataclass(frozen=True, slots=True)
 class _Arrival:
     message: RawMessage
@@ -180,6 +224,7 @@ class _Stream:
     session: StreamSession[RawMessage]
     inbox: asyncio.Queue[_Arrival]
     front: IngestSession
+    rate: RateLimit
     closed: asyncio.Event = field(default_factory=asyncio.Event)
 
 
@@ -194,6 +239,8 @@ class ServeWorker:
         shard: Keep only this shard's streams (every worker receives every message).
         share_group: Subscribe as a member of ``$share/<group>/``.
         idle_timeout_s: A stream silent this long is flushed, announced offline and freed.
+        max_streams: Streams served at once; the chunks of a stream beyond are dropped and
+            counted (``refused_streams``) until one goes idle.
         worker_id: Names this worker on the status topic. Given, it also names the worker's
             persistent broker session (with the topic prefix): the raw chunks published while
             the worker is down (a crash, a restart, a lost link) wait for it at the broker, up
@@ -214,6 +261,7 @@ class ServeWorker:
         shard: Shard | None = None,
         share_group: str | None = None,
         idle_timeout_s: float = DEFAULT_IDLE_TIMEOUT_S,
+        max_streams: int = DEFAULT_MAX_STREAMS,
         worker_id: str | None = None,
         rhythm: RhythmSettings = DEFAULT_RHYTHM,
         say: Say | None = None,
@@ -230,6 +278,9 @@ class ServeWorker:
         if not low <= idle_timeout_s <= high:
             msg = f"--idle-timeout-s {idle_timeout_s} must lie in [{low:g}, {high:g}] s"
             raise ConfigError(msg)
+        if max_streams < 1:
+            msg = f"--max-streams {max_streams} must be >= 1"
+            raise ConfigError(msg)
         if share_group is not None and (
             not share_group or any(char in share_group for char in "/+#\x00")
         ):
@@ -238,6 +289,7 @@ class ServeWorker:
         self.classifier, self.mqtt, self.sinks = classifier, mqtt, tuple(sinks)
         self.config, self.model_name = classifier.config, classifier.name
         self.shard, self.share_group, self.idle_timeout_s = shard, share_group, idle_timeout_s
+        self.max_streams = max_streams
         self.worker_id = worker_id or default_worker_id()
         self.session_id = (
             None if worker_id is None else f"ecg-stream-serve-{mqtt.topic_prefix}-{worker_id}"
@@ -337,13 +389,19 @@ class ServeWorker:
             logger.warning("skipped a malformed raw message: %s", error)
             return
         if stream is None:
-            stream = self._start(message)
+            if len(self._streams) >= self.max_streams:
+                self.summary.refused_streams += 1
+                return
+            stream = self._start(message, arrival_s)
+        if not stream.rate.take(message.end_index - message.start_index, arrival_s):
+            stream.front.count_dropped()  # a flood: the stream's own loss, the others go on
+            return
         try:
             stream.inbox.put_nowait(_Arrival(message, arrival_s))
         except asyncio.QueueFull:
             stream.front.count_dropped()
 
-    def _start(self, first: RawMessage) -> _Stream:
+    def _start(self, first: RawMessage, arrival_s: float) -> _Stream:
         stream_id = first.stream
         front = IngestSession(stream_id, self.config, self.worker_id)
         status = StatusMessage.online(
@@ -362,7 +420,8 @@ class ServeWorker:
             clock=self.clock,
             wall_clock=self.wall_clock,
         )
-        stream = _Stream(session, asyncio.Queue(maxsize=INBOX_CHUNKS), front)
+        rate = RateLimit(first.fs_hz, arrival_s)
+        stream = _Stream(session, asyncio.Queue(maxsize=INBOX_CHUNKS), front, rate)
         self._streams[stream_id] = stream
         assert self._group is not None  # set by run
         previous = self._closing.get(stream_id)
@@ -389,6 +448,8 @@ class ServeWorker:
             stream.closed.set()
             if self._closing.get(stream_id) is stream.closed:
                 del self._closing[stream_id]
+            if stream_id not in self._streams and len(self.summary.streams) > LISTED_STREAMS:
+                self.summary.retire(stream_id)
 
     async def _pump(self, stream: _Stream) -> None:
         session = stream.session
@@ -426,6 +487,7 @@ class ServeSettings:
         shard: ``I/N``: keep only the streams of shard I of N.
         share_group: Join the shared subscription ``$share/<group>/...``.
         idle_timeout_s: A stream silent this long goes offline.
+        max_streams: Streams served at once (``DEFAULT_MAX_STREAMS``).
         worker_id: Names this worker on the status topic (and its persistent session).
         samples_s: Signal per ``samples`` message, in s (None: one per raw chunk).
         model_path: ONNX model (None: the shipped one).
@@ -438,6 +500,7 @@ class ServeSettings:
     shard: Shard | None = None
     share_group: str | None = None
     idle_timeout_s: float = DEFAULT_IDLE_TIMEOUT_S
+    max_streams: int = DEFAULT_MAX_STREAMS
     worker_id: str | None = None
     samples_s: float | None = None
     model_path: Path | None = None
@@ -462,6 +525,9 @@ class ServeSettings:
             ConfigError: An option is not valid.
         """
         check_samples_s(self.samples_s)
+        if self.max_streams < 1:
+            msg = f"--max-streams {self.max_streams} must be >= 1"
+            raise ConfigError(msg)
         self.mqtt()
 
 
@@ -501,6 +567,7 @@ async def run_serve(settings: ServeSettings, say: Say, summary: RunSummary) -> R
             shard=settings.shard,
             share_group=settings.share_group,
             idle_timeout_s=settings.idle_timeout_s,
+            max_streams=settings.max_streams,
             worker_id=settings.worker_id,
             rhythm=settings.rhythm,
             say=say,

@@ -191,6 +191,18 @@ class StreamReport:
     finished_s: float = math.nan
     error: str | None = None
 
+    def add(self, other: StreamReport) -> None:
+        """Add another stream's counters (its latency histograms merged)."""
+        self.sessions += other.sessions
+        self.detected += other.detected
+        for beat_class, count in other.beats.items():
+            self.beats[beat_class] += count
+        self.pacing.merge(other.pacing)
+        self.publisher.merge(other.publisher)
+        self.signal_s += other.signal_s
+        self.chain_s += other.chain_s
+        self.error = other.error or self.error
+
     @property
     def speed_factor(self) -> float:
         """Signal time over wall time."""
@@ -209,12 +221,17 @@ class RunSummary:
         inference_calls: Classifier calls for all streams together.
         inference_windows: Beat windows those calls classified.
         inference_s: Wall time those calls took, in s.
+        retired: The streams :meth:`retire` folded into one report (``serve``: streams that
+            went idle once more than ``LISTED_STREAMS`` were listed), and their number.
         received: Raw device messages received (``serve``).
         malformed: Raw messages that did not decode (skipped).
         foreign: Raw messages of streams another shard keeps (not decoded).
+        refused_streams: Raw messages of new streams a worker at its ``--max-streams`` dropped.
     """
 
     streams: dict[str, StreamReport] = field(default_factory=dict)
+    retired: StreamReport = field(default_factory=lambda: StreamReport("", ""))
+    retired_count: int = 0
     speed: float = math.nan
     interrupted: bool = False
     inference_calls: int = 0
@@ -223,50 +240,62 @@ class RunSummary:
     received: int = 0
     malformed: int = 0
     foreign: int = 0
+    refused_streams: int = 0
 
     def report(self, stream_id: str, record: str) -> StreamReport:
         """The stream's report, made on first use."""
         return self.streams.setdefault(stream_id, StreamReport(stream_id, record))
 
+    def retire(self, stream_id: str) -> None:
+        """Fold a finished stream's report into ``retired`` and forget it (bounded memory)."""
+        report = self.streams.pop(stream_id, None)
+        if report is None:
+            return
+        self.retired.add(report)
+        self.retired_count += 1
+
+    @property
+    def reports(self) -> list[StreamReport]:
+        """Every stream's report, the retired ones folded into one."""
+        return [*self.streams.values(), *([self.retired] if self.retired_count else [])]
+
     @property
     def beats(self) -> int:
         """Beats handed to the sinks, all streams."""
-        return sum(report.detected for report in self.streams.values())
+        return sum(report.detected for report in self.reports)
 
     @property
     def total_dropped(self) -> int:
         """Messages dropped by every publisher."""
-        return sum(report.publisher.dropped_total for report in self.streams.values())
+        return sum(report.publisher.dropped_total for report in self.reports)
 
     @property
     def beats_lost(self) -> int:
         """Beats no subscriber can get (dropped before the broker, or refused by it)."""
-        return sum(report.publisher.beats_lost for report in self.streams.values())
+        return sum(report.publisher.beats_lost for report in self.reports)
 
     @property
     def refused(self) -> int:
         """Messages the broker refused, every stream."""
-        return sum(report.publisher.refused_total for report in self.streams.values())
+        return sum(report.publisher.refused_total for report in self.reports)
 
     @property
     def refusal(self) -> str | None:
         """The broker's reason for a refusal (None: none refused)."""
-        return next(
-            (r.publisher.refusal for r in self.streams.values() if r.publisher.refusal), None
-        )
+        return next((r.publisher.refusal for r in self.reports if r.publisher.refusal), None)
 
     def exit_status(self) -> int:
         """Exit status of a command that ended by itself: 1 on lost beats or a stream error."""
-        failed = any(report.error for report in self.streams.values())
+        failed = any(report.error for report in self.reports)
         return 1 if self.beats_lost or failed else 0
 
     def compute(self) -> DurationHistogram:
         """Compute latency of every stream's published beats."""
-        return DurationHistogram.merged(r.publisher.compute for r in self.streams.values())
+        return DurationHistogram.merged(r.publisher.compute for r in self.reports)
 
     def pacing(self) -> DurationHistogram:
         """Pacing error of every stream's chunks."""
-        return DurationHistogram.merged(r.pacing for r in self.streams.values())
+        return DurationHistogram.merged(r.pacing for r in self.reports)
 
     def add_inference(self, batcher: InferenceBatcher) -> None:
         """Count a batcher's calls."""
@@ -277,6 +306,8 @@ class RunSummary:
     def merge(self, other: RunSummary) -> None:
         """Add another process's streams and counters (a worker's)."""
         self.streams.update(other.streams)
+        self.retired.add(other.retired)
+        self.retired_count += other.retired_count
         self.speed = other.speed
         self.interrupted |= other.interrupted
         self.inference_calls += other.inference_calls
@@ -285,17 +316,26 @@ class RunSummary:
         self.received += other.received
         self.malformed += other.malformed
         self.foreign += other.foreign
+        self.refused_streams += other.refused_streams
 
     def format(self) -> str:
         """The summary as terminal lines."""
         if math.isnan(self.speed):  # device streams
-            lines = [f"served {len(self.streams)} streams, {self.beats} beats"]
+            served = len(self.streams) + self.retired_count
+            lines = [f"served {served} streams, {self.beats} beats"]
         elif not self.streams:
             return "nothing replayed"
         else:
             lines = ["interrupted: summary so far" if self.interrupted else "summary"]
         for report in self.streams.values():
             lines += _report_lines(report, replayed=not math.isnan(self.speed))
+        if self.retired_count:
+            retired = self.retired
+            lines.append(
+                f"  {self.retired_count} more streams, idle and freed: {retired.detected} beats, "
+                f"{retired.signal_s:.1f} s of signal, dropped {retired.publisher.dropped_total}, "
+                f"beats lost {retired.publisher.beats_lost}"
+            )
         compute, pacing = self.compute().summary(), self.pacing().summary()
         lines.append(
             f"  compute latency (chunk arrival -> publish): {compute}"
@@ -318,6 +358,11 @@ class RunSummary:
             lines.append(
                 f"  raw messages: {self.received} received, {self.malformed} malformed, "
                 f"{self.foreign} of other shards"
+                + (
+                    f", {self.refused_streams} of streams past --max-streams"
+                    if self.refused_streams
+                    else ""
+                )
             )
         lines.append(f"  dropped: {self.total_dropped}; beats lost: {self.beats_lost}")
         if self.refused:

@@ -23,7 +23,7 @@ from ecg_stream.cli import main
 from ecg_stream.config import ChainConfig, MqttConfig
 from ecg_stream.live.device import DeviceSignal, load_device_signal, publish_device
 from ecg_stream.live.mqtt_sink import MqttSink
-from ecg_stream.live.serve import SERVE_SAMPLES_QUEUE, ServeWorker, Shard
+from ecg_stream.live.serve import RATE_BURST_S, SERVE_SAMPLES_QUEUE, ServeWorker, Shard
 from ecg_stream.live.session import RunSummary
 from ecg_stream.mqtt.transport import make_client
 from ecg_stream.records import Record, resample_to_chain
@@ -349,6 +349,42 @@ def test_shared_subscription_round_robin_is_detected_not_classified(
     }
     assert flagged == {"w0", "w1"}
     assert all(summary.streams["rr"].ingest.interleaved for summary in summaries)  # type: ignore[union-attr]
+
+
+@pytest.mark.mqtt
+def test_streams_past_the_limit_are_dropped_and_counted(
+    mqtt_broker: MqttBroker, data_dir: Path, classifier: ClassifierLike
+) -> None:
+    """``max_streams`` 1: whichever device comes second is refused while the first is served."""
+    device = load_device_signal("100", data_dir, duration_s=20.0)
+    mqtt = prefix_config(mqtt_broker, "test-serve-max-streams")
+    collector, (summary,) = run(
+        serve_devices(
+            mqtt,
+            classifier,
+            [("bed1", device), ("bed2", device)],
+            workers=({"max_streams": 1},),
+            done=lambda c: c.offline_seen("bed1") or c.offline_seen("bed2"),
+        ),
+        timeout_s=60,
+    )
+    assert summary.refused_streams > 0
+    assert not (beats_of(collector, "bed1") and beats_of(collector, "bed2"))
+    assert "past --max-streams" in summary.format()
+
+
+@pytest.mark.mqtt
+def test_a_flood_loses_its_excess_counted_on_its_status(
+    mqtt_broker: MqttBroker, data_dir: Path, classifier: ClassifierLike
+) -> None:
+    """12 minutes of signal sent at once: past the 10-minute backlog, chunks are dropped."""
+    device = load_device_signal("100", data_dir, duration_s=720.0)
+    mqtt = prefix_config(mqtt_broker, "test-serve-flood")
+    collector, _ = run(serve_devices(mqtt, classifier, [("flood", device)]), timeout_s=120)
+    final = statuses_of(collector, "flood")[-1].ingest
+    assert final is not None
+    assert final.dropped > 0
+    assert final.samples <= 1.05 * RATE_BURST_S * 360  # the backlog, and the refill meanwhile
 
 
 @pytest.mark.mqtt

@@ -22,7 +22,7 @@ from ecg_stream.live.sinks import BeatCollector, CsvSink
 from ecg_stream.live.sources import StreamSpec
 from ecg_stream.records import Record
 from ecg_stream.types import Chunk
-from ecg_stream.wire import StreamState
+from ecg_stream.wire import StreamState, TopicKind
 
 CONFIG = ChainConfig()
 FS = 360
@@ -96,3 +96,22 @@ def test_a_record_analysis_knows_its_speed(minute: Record) -> None:
     result: RecordAnalysis = analyze_record(minute, CONFIG)
     assert result.signal_s == pytest.approx(60.0)
     assert result.speed_factor > 1
+
+
+def test_retired_streams_are_folded_into_one_line_with_their_counts() -> None:
+    """A worker sees unbounded stream ids: finished ones are folded, their reports freed."""
+    summary = RunSummary()
+    for k in range(3):
+        report = summary.report(f"bed{k}", f"bed{k}")
+        report.detected, report.signal_s = 10, 30.0
+        report.publisher.compute.add(2.0)
+        report.publisher.dropped[TopicKind.BEATS] = k
+    summary.retire("bed0")
+    summary.retire("bed1")
+    summary.retire("unknown")  # nothing to fold
+    assert list(summary.streams) == ["bed2"]
+    assert summary.retired_count == 2
+    assert summary.beats == 30
+    assert summary.beats_lost == 3
+    assert summary.compute().count == 3
+    assert "2 more streams, idle and freed: 20 beats" in summary.format()
