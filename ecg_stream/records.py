@@ -143,7 +143,8 @@ class Record:
         name: Record name (e.g. "100").
         lead: Name of the lead that was loaded.
         fs_hz: The record's own sampling rate, in Hz.
-        samples: The lead at ``CHAIN_FS_HZ``, in mV.
+        samples: The lead at ``CHAIN_FS_HZ``, in mV; NaN where the record has missing samples
+            (WFDB's invalid-sample code), which the chain treats as a gap.
         annotations: Reference beats, if the record has an ``atr`` file.
     """
 
@@ -160,6 +161,20 @@ class Record:
     def to_chain_index(self, record_index: int) -> int:
         """Convert a sample index in the record's clock to the chain's."""
         return round(record_index * CHAIN_FS_HZ / self.fs_hz)
+
+    def missing_stretches(self) -> list[tuple[int, int]]:
+        """The stretches of missing samples, ``(first, end)`` in the record's own clock.
+
+        Example:
+            >>> Record("r", "MLII", 360.0, np.array([0.1, np.nan, np.nan, 0.2])).missing_stretches()
+            [(1, 3)]
+        """
+        missing = np.isnan(self.samples).astype(np.int8)
+        edges = np.flatnonzero(np.diff(np.concatenate(([0], missing, [0]))))
+        return [
+            (self.to_record_index(int(a)), self.to_record_index(int(b)))
+            for a, b in zip(edges[::2], edges[1::2], strict=True)
+        ]
 
 
 def expand_record_names(names: list[str]) -> list[str]:
@@ -257,7 +272,7 @@ def load_record(
         DataNotFoundError: The record cannot be found.
         RecordFormatError: The lead does not exist, or a file of the record is damaged or
             inconsistent: rate outside 50-10000 Hz, a length or size that does not match, a
-            checksum that does not match, units that are no voltage, missing (NaN) samples or
+            checksum that does not match, units that are no voltage, only missing samples,
             magnitudes beyond 1 V, annotations past the end or out of order.
     """
     import wfdb
@@ -296,6 +311,11 @@ def load_record(
     )
 
 
+MISSING_REACH_SAMPLES = 10
+"""Input samples either side of a missing stretch whose resampled neighbourhood is missing too:
+the half-length of ``resample_poly``'s default filter, over which the gap's fill would leak."""
+
+
 def resample_to_chain(samples: FloatArray, fs_hz: float) -> FloatArray:
     """Resample a whole lead to ``CHAIN_FS_HZ`` (polyphase, anti-aliased); identity at 360 Hz."""
     if fs_hz <= 0:
@@ -305,7 +325,15 @@ def resample_to_chain(samples: FloatArray, fs_hz: float) -> FloatArray:
         return samples
     ratio = np.round(CHAIN_FS_HZ / fs_hz, 6).as_integer_ratio()
     up, down = ratio if max(ratio) < 10_000 else (round(CHAIN_FS_HZ), round(fs_hz))
-    return np.asarray(signal.resample_poly(samples, up, down), dtype=np.float64)
+    missing = np.isnan(samples)
+    resampled = np.asarray(signal.resample_poly(np.where(missing, 0.0, samples), up, down))
+    if missing.any():  # missing stays missing, and so does what the filter took from it
+        edges = np.flatnonzero(np.diff(np.concatenate(([0], missing.astype(np.int8), [0]))))
+        scale = CHAIN_FS_HZ / fs_hz
+        for first, end in zip(edges[::2], edges[1::2], strict=True):
+            start = max(math.floor((first - MISSING_REACH_SAMPLES) * scale), 0)
+            resampled[start : math.ceil((end + MISSING_REACH_SAMPLES) * scale)] = np.nan
+    return resampled.astype(np.float64)
 
 
 def _lead_index(record: str, leads: list[str], lead: str | int) -> int:
@@ -451,25 +479,21 @@ def _check_checksum(
 
 
 def _check_samples(signal_path: Path, lead: str, samples: FloatArray, fs_hz: float) -> None:
-    """Refuse missing samples and magnitudes no body-surface signal reaches.
+    """Refuse a lead that is all missing, and magnitudes no body-surface signal reaches.
 
-    A missing sample (WFDB's invalid-sample code) has no value a causal filter could take: a
-    zero would be a step the detector calls a beat, an interpolation would invent signal. No
-    record of the MIT-BIH databases holds one; a record that does is refused, not patched.
+    Missing samples (WFDB's invalid-sample code, NaN here) are kept: the chain treats them as
+    a gap, as it does live (the windows that touch one are labelled Q, issue ``missing``, and
+    a fresh chain starts after it); ``Record.missing_stretches`` reports them.
     """
-    missing = np.flatnonzero(~np.isfinite(samples))
-    if missing.size:
-        first, last = int(missing[0]), int(missing[-1])
+    if np.isnan(samples).all():
         msg = (
-            f"{signal_path}: lead {lead!r} has {missing.size} missing sample(s) (WFDB's "
-            f"invalid-sample code), the first at sample {first} ({first / fs_hz:.2f} s), the "
-            f"last at {last}; ecg-stream streams complete signals only: pick another lead "
-            "(--lead) or cut the record before the gap"
+            f"{signal_path}: lead {lead!r} holds only missing samples (WFDB's invalid-sample "
+            "code); pick another lead (--lead)"
         )
         raise RecordFormatError(msg)
-    peak = float(np.max(np.abs(samples)))
+    peak = float(np.nanmax(np.abs(samples)))
     if peak > MAX_ABS_MV:
-        where = int(np.argmax(np.abs(samples)))
+        where = int(np.nanargmax(np.abs(samples)))
         msg = (
             f"{signal_path}: lead {lead!r} reaches {peak:.4g} mV at sample {where}, beyond the "
             f"{MAX_ABS_MV:g} mV no body-surface signal reaches: the header's gain or units "

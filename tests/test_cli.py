@@ -191,10 +191,11 @@ def damage_signal_byte(stem: Path) -> None:
     stem.with_suffix(".dat").write_bytes(bytes(data))
 
 
-def damage_with_gap(stem: Path) -> None:
+def damage_with_gap(stem: Path, first: int = 100, end: int = 110) -> None:
+    """Samples ``first`` to ``end`` of lead 0 missing (WFDB's invalid-sample code)."""
     raw = wfdb.rdrecord(str(stem))
     signals = raw.p_signal.copy()
-    signals[100:110, 0] = np.nan
+    signals[first:end, 0] = np.nan
     wfdb.wrsamp(
         stem.name,
         fs=raw.fs,
@@ -217,7 +218,6 @@ def damage_header(record_line: str, units: str = "mV") -> Callable[[Path], None]
 
 BAD_FILES: dict[str, tuple[Callable[[Path], None], str, str]] = {
     "checksum": (damage_signal_byte, ".dat", "does not match its checksum in short.hea"),
-    "missing-samples": (damage_with_gap, ".dat", "has 10 missing sample(s)"),
     "rate-1hz": (damage_header("short 2 1 3600"), ".hea", "sampling rate 1 Hz is outside"),
     "length-lie": (damage_header("short 2 360 3500"), ".dat", "the file is longer or the head"),
     "units": (damage_header("short 2 360 3600", "mmHg"), ".hea", "'mmHg', not a voltage"),
@@ -263,6 +263,37 @@ def test_every_command_refuses_a_bad_file_in_one_line(
     assert f"{short_record}{suffix}: " in err
     assert fault in err
     assert not out.exists() or not any(out.iterdir())
+
+
+def test_a_record_with_missing_samples_is_analyzed_with_its_gap_reported(
+    short_record: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Missing samples are a gap, as live: reported, and the chain starts afresh after it (no
+    beat in it, no RR interval across it)."""
+    damage_with_gap(short_record, 1800, 1900)
+    assert main(["analyze", str(short_record), "--out-dir", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "100 missing samples in 1 stretch(es), the first at sample 1800" in out
+    rows = [row.split(",") for row in (tmp_path / "short.csv").read_text().splitlines()[1:]]
+    samples = [int(row[0]) for row in rows]
+    assert not [sample for sample in samples if 1800 <= sample < 1900]
+    first_after = next(row for row in rows if int(row[0]) >= 1900)
+    assert first_after[2] == ""  # its RR would span the gap: none
+    assert len(rows) >= 10
+
+
+def test_a_batch_goes_on_past_a_record_it_cannot_read(
+    short_record: Path, data_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    damage_signal_byte(short_record)
+    argv = ["analyze", str(short_record), "100", "--no-classify", "--out-dir", str(tmp_path)]
+    assert main([*argv, "--data-dir", str(data_dir)]) == 2
+    captured = capsys.readouterr()
+    assert (tmp_path / "100.csv").is_file()  # the good record after the bad one
+    assert not (tmp_path / "short.csv").exists()
+    assert "short: skipped" in captured.out
+    assert captured.err.count("\n") == 1
+    assert "short.dat: lead 'MLII' does not match its checksum" in captured.err
 
 
 def test_card_is_a_subcommand_and_a_missing_run_is_one_line(

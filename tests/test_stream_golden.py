@@ -1,6 +1,7 @@
 """Change aversion: what ``replay`` and ``device`` + ``serve`` publish for 60 s of record 100.
 
-``tests/golden/streams.json`` was captured with the code before the session refactor
+``tests/golden/streams.json`` was captured with the code before the session refactor (and again
+when classifier v3 replaced the model: only labels and probabilities changed)
 (``python -m tests.golden.stream_capture``); every beat (but its clock fields), every status
 and the bytes of every ``samples`` message must stay the same.
 """

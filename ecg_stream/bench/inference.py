@@ -26,8 +26,6 @@ from ecg_stream.types import BeatWindow
 
 Feeds = dict[str, npt.NDArray[np.float32]]
 
-KERAS_FOLD_MODEL = Path("runs/lean_noaugment/fold-0/final.keras")
-"""The Keras fold model compared by default (one member of the shipped ensemble)."""
 
 BASELINE = "onnx fold, batch 1"
 """The variant every ratio is taken against."""

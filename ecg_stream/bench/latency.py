@@ -39,7 +39,7 @@ import numpy as np
 
 from ecg_stream import wire
 from ecg_stream.bench.inference import BASELINE, InferenceComparison, compare_inference
-from ecg_stream.classify.classifier import OnnxBeatClassifier, default_model_path
+from ecg_stream.classify.classifier import OnnxBeatClassifier, default_model_path, keras_path_of
 from ecg_stream.config import CHAIN_FS_HZ, DEFAULT_RHYTHM, ChainConfig, MqttConfig
 from ecg_stream.detector.chain import BeatExtractor
 from ecg_stream.detector.rhythm.stage import RhythmInput, RhythmStage
@@ -573,7 +573,8 @@ class BenchOptions:
         lead: Lead name or index.
         quick: Only the first ``QUICK_S`` of the record, and fewer inference rounds.
         model_path: The ONNX model (None: the shipped one).
-        keras_path: The Keras fold model compared with ONNX (None: skip that part).
+        keras_path: The Keras network compared with ONNX (None: the one ``export`` wrote
+            beside the model; skipped if missing).
         batch: Beats per batched inference call.
         rounds: Inference rounds (None: 40 with ``quick``, 300 without).
         broker_url: A running broker (None: start one).
@@ -904,7 +905,7 @@ async def run_bench(options: BenchOptions, say: Say) -> BenchReport:
             windows,
             classifier.contract,
             model,
-            options.keras_path,
+            options.keras_path or keras_path_of(model),
             rounds=rounds,
             batch=options.batch,
         )

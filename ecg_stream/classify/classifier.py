@@ -414,6 +414,11 @@ def default_model_path() -> Path:
     return Path(__file__).parent / "assets" / "beat_lstm.onnx"
 
 
+def keras_path_of(model_path: Path) -> Path:
+    """Where ``export`` writes the Keras network behind an ONNX model (before calibration)."""
+    return model_path.with_name(f"{model_path.stem}.keras")
+
+
 def _check_inputs(session: Any, source: str, window_samples: int, contract: ModelContract) -> None:
     """Refuse a model whose input names or shapes do not fit the contract."""
     shapes = {node.name: list(node.shape) for node in session.get_inputs()}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -110,7 +111,7 @@ def add_stress(commands: Commands) -> None:
 
 
 def _analyze(args: argparse.Namespace) -> int:
-    from ecg_stream.live.analysis import analyze_to_csv, map_records
+    from ecg_stream.live.analysis import RecordFailure, analyze_or_fail, map_records
     from ecg_stream.records import expand_record_names
 
     names = expand_record_names(args.records)
@@ -125,18 +126,36 @@ def _analyze(args: argparse.Namespace) -> int:
         for name in names
     ]
     signal_s = chain_s = inference_s = 0.0
-    for done in map_records(analyze_to_csv, tasks, args.jobs):
+    failures: list[RecordFailure] = []
+    for done in map_records(analyze_or_fail, tasks, args.jobs):
+        if isinstance(done, RecordFailure):
+            failures.append(done)
+            print(f"{done.record}: skipped, cannot be read (see the end)")
+            continue
         signal_s += done.signal_s
         chain_s += done.chain_s
         inference_s += done.inference_s
         speed = done.signal_s / done.chain_s
-        print(f"{done.record}: {done.beats} beats -> {done.path}  (chain {speed:.0f}x real time)")
+        gaps = ""
+        if done.missing:
+            count = sum(end - first for first, end in done.missing)
+            gaps = (
+                f"; {count} missing samples in {len(done.missing)} stretch(es), the first at "
+                f"sample {done.missing[0][0]}: gaps, beats there labelled Q (missing)"
+            )
+        print(
+            f"{done.record}: {done.beats} beats -> {done.path}  (chain {speed:.0f}x real "
+            f"time){gaps}"
+        )
+    analyzed = len(names) - len(failures)
     print(
-        f"analyzed {len(names)} record(s), {signal_s / 60:.1f} min of signal: chain "
-        f"(filter + detector + windows) {chain_s:.2f} s = {signal_s / chain_s:.0f}x real time "
-        f"on one core" + (f"; classification {inference_s:.2f} s" if model else "")
+        f"analyzed {analyzed} record(s), {signal_s / 60:.1f} min of signal: chain "
+        f"(filter + detector + windows) {chain_s:.2f} s = {signal_s / max(chain_s, 1e-9):.0f}x "
+        f"real time on one core" + (f"; classification {inference_s:.2f} s" if model else "")
     )
-    return 0
+    for failure in failures:
+        print(f"ecg-stream analyze: error: {failure.record}: {failure.reason}", file=sys.stderr)
+    return 2 if failures else 0
 
 
 def _evaluate(args: argparse.Namespace) -> int:

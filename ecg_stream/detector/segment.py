@@ -159,8 +159,9 @@ class MorphologyTracker:
 
     A patient's own dominant beat is the reference: a bundle-branch-block patient's wide
     normal beats match their template, while an ectopic beat stands out in shape and size.
-    Premature beats are compared but never join the template, so even when ectopic beats
-    are as frequent as normal ones the template keeps the normal shape. Not a ``Stage``: one
+    Premature beats (and windows padded at a stream's edge) are compared but never join the
+    template, so even when ectopic beats are as frequent as normal ones the template keeps the
+    normal shape. Not a ``Stage``: one
     whole window in, its features out, called by ``BeatSegmenter`` for each window it cuts.
 
     Args:
@@ -172,7 +173,7 @@ class MorphologyTracker:
         >>> beat = np.sin(np.linspace(0, 6, 250))
         >>> tracker.measure(beat).amplitude_ratio, tracker.measure(2 * beat, premature=True)
         (1.0, MorphologyFeatures(template_correlation=1.0, amplitude_ratio=2.0, \
-qrs_width_ratio=1.0))
+qrs_width_ratio=1.0, p_wave_correlation=1.0, p_wave_amplitude_ratio=1.0))
         >>> tracker.measure(beat).amplitude_ratio
         1.0
     """
@@ -356,19 +357,22 @@ class BeatSegmenter:
             if ready_index > self._end_index and not final:
                 break
             self._waiting.popleft()
-            samples = self._cut(peak.index)
+            samples, padded = self._cut(peak.index)
+            # a padded window (the stream's first or last beat) is no beat shape to learn from
+            kept_out = padded or _is_premature(rr)
             windows.append(
                 BeatWindow(
                     peak=peak,
                     samples=samples,
                     rr=rr,
-                    morphology=self._morphology.measure(samples, premature=_is_premature(rr)),
+                    morphology=self._morphology.measure(samples, premature=kept_out),
                     ready_index=ready_index,
                 )
             )
         return windows
 
-    def _cut(self, peak_index: int) -> FloatArray:
+    def _cut(self, peak_index: int) -> tuple[FloatArray, bool]:
+        """The window around ``peak_index``, and whether it was padded at a stream edge."""
         start = peak_index - self.config.window_before_samples
         stop = peak_index + self.config.window_after_samples
         recent_start = self._end_index - self._recent.size
@@ -383,7 +387,8 @@ class BeatSegmenter:
         after = stop - start - before - window.size
         first = self._first_sample if self._first_sample is not None else 0.0
         last = float(window[-1]) if window.size else first
-        return np.concatenate([np.full(before, first), window, np.full(after, last)])
+        padded = np.concatenate([np.full(before, first), window, np.full(after, last)])
+        return padded, before > 0 or after > 0
 
 
 def _is_premature(rr: RRFeatures) -> bool:

@@ -20,7 +20,7 @@ import numpy as np
 
 from ecg_stream.classify.batcher import ClassifierLike
 from ecg_stream.config import CHAIN_FS_HZ, DEFAULT_RHYTHM, ChainConfig, RhythmSettings
-from ecg_stream.errors import ConfigError
+from ecg_stream.errors import ConfigError, DataNotFoundError, RecordFormatError
 from ecg_stream.live.replay import RecordReplay
 from ecg_stream.live.session import RunSummary, Sink, StreamBeat, StreamEvent
 from ecg_stream.live.sinks import BeatCollector, CsvSink, EventsCsvSink, WfdbAnnotationSink
@@ -153,6 +153,8 @@ class CsvAnalysis:
         signal_s: Signal analysed, in s.
         chain_s: Wall time in the chain, in s.
         inference_s: Wall time classifying, in s.
+        missing: The record's stretches of missing samples, ``(first, end)`` in its own clock:
+            gaps for the chain (the windows touching one are labelled Q, issue ``missing``).
     """
 
     record: str
@@ -161,6 +163,15 @@ class CsvAnalysis:
     signal_s: float
     chain_s: float
     inference_s: float
+    missing: tuple[tuple[int, int], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class RecordFailure:
+    """A record of a batch that could not be read: its name and why (the batch goes on)."""
+
+    record: str
+    reason: str
 
 
 def analyze_to_csv(
@@ -199,7 +210,19 @@ def analyze_to_csv(
         result.signal_s,
         result.chain_s,
         result.inference_s,
+        tuple(record.missing_stretches()),
     )
+
+
+def analyze_or_fail(*args: Any) -> CsvAnalysis | RecordFailure:
+    """:func:`analyze_to_csv`, a record that cannot be read or found answered as a failure.
+
+    Other errors (a model, an output place) concern every record: they are raised.
+    """
+    try:
+        return analyze_to_csv(*args)
+    except (RecordFormatError, DataNotFoundError) as error:
+        return RecordFailure(str(args[0]), str(error))
 
 
 def map_records(function: Callable[..., T], tasks: list[tuple[Any, ...]], jobs: int) -> Iterator[T]:

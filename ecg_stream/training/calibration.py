@@ -3,10 +3,10 @@
 Calibrated probabilities are ``softmax((log p + bias) / temperature)``. The temperature alone
 never changes the predicted class and is fitted by minimising the negative log-likelihood of
 the pooled out-of-fold predictions (never DS2). A bias moves decisions: fitted by likelihood it
-undoes the balanced sampling of training; fitted for macro F1 it sets the decision thresholds.
-The variant kept is chosen on out-of-fold figures (:func:`choose_calibration`); a decision
-bias is scored cross-fitted (fitted on the other folds' predictions), so its figure is not
-the in-sample one.
+undoes the balanced sampling of training; fitted for macro F1 it sets the decision thresholds;
+an F bias alone keeps F calls within ``MAX_F_CALLS_PER_F_BEAT``. The variant kept is chosen on
+out-of-fold figures (:func:`choose_calibration`); a decision bias (and the F limit) is scored
+cross-fitted (fitted on the other folds' predictions), so its figure is not the in-sample one.
 """
 
 from __future__ import annotations
@@ -145,6 +145,24 @@ def fit_decision_bias(
     return tuple(float(b) for b in bias)
 
 
+def fit_f_limit(
+    probabilities: FloatArray, labels: IntArray, temperature: float
+) -> tuple[float, ...]:
+    """The mildest negative F bias (others 0) that keeps F calls within the limit.
+
+    A model that does not learn fusion must not flood its labels with F: this moves only the
+    F decisions, as far as ``MAX_F_CALLS_PER_F_BEAT`` needs and no further.
+    """
+    allowed = MAX_F_CALLS_PER_F_BEAT * np.count_nonzero(labels == BeatClass.F.index)
+    bias = np.zeros(len(BEAT_CLASSES))
+    for value in sorted((v for v in DECISION_BIAS_GRID if v <= 0.0), reverse=True):
+        bias[BeatClass.F.index] = value
+        calibrated = Calibration("fit", temperature, tuple(bias)).apply(probabilities)
+        if score_of(labels, calibrated).confusion[:, BeatClass.F.index].sum() <= allowed:
+            break
+    return tuple(float(b) for b in bias)
+
+
 def choose_calibration(
     probabilities: FloatArray, labels: IntArray, folds: IntArray
 ) -> tuple[Calibration, dict[str, dict[str, float]]]:
@@ -161,20 +179,25 @@ def choose_calibration(
     probabilities, labels, folds = probabilities[scored], labels[scored], folds[scored]
     variants = list(fit_calibrations(probabilities, labels))
     temperature = variants[1].temperature
-    decision = Calibration(
-        "temperature+decision-bias",
-        temperature,
-        fit_decision_bias(probabilities, labels, temperature),
-    )
-    cross_fitted = np.empty_like(probabilities)
-    for fold in np.unique(folds):
-        inside = folds == fold
-        bias = fit_decision_bias(probabilities[~inside], labels[~inside], temperature)
-        cross_fitted[inside] = Calibration("fold", temperature, bias).apply(probabilities[inside])
+    cross_fitted: dict[str, FloatArray] = {}
+    fitted: list[Calibration] = []
+    for name, fit in (
+        ("temperature+decision-bias", fit_decision_bias),
+        ("temperature+f-limit", fit_f_limit),
+    ):
+        fitted.append(Calibration(name, temperature, fit(probabilities, labels, temperature)))
+        cross_fitted[name] = np.empty_like(probabilities)
+        for fold in np.unique(folds):
+            inside = folds == fold
+            bias = fit(probabilities[~inside], labels[~inside], temperature)
+            calibration = Calibration("fold", temperature, bias)
+            cross_fitted[name][inside] = calibration.apply(probabilities[inside])
     figures: dict[str, dict[str, float]] = {}
     best: tuple[float, float, Calibration] | None = None
-    for calibration in [*variants, decision]:
-        calibrated = cross_fitted if calibration is decision else calibration.apply(probabilities)
+    for calibration in [*variants, *fitted]:
+        calibrated = cross_fitted.get(calibration.name)
+        if calibrated is None:
+            calibrated = calibration.apply(probabilities)
         score = score_of(labels, calibrated)
         nll = negative_log_likelihood(calibrated, labels)
         f_calls = int(score.confusion[:, BeatClass.F.index].sum())

@@ -18,7 +18,7 @@ from pathlib import Path
 import msgspec
 import numpy as np
 
-from ecg_stream.classify.classifier import ModelContract, default_model_path
+from ecg_stream.classify.classifier import ModelContract, default_model_path, keras_path_of
 from ecg_stream.documents import make_output_dir, read_json, write_atomically, write_json
 from ecg_stream.errors import ConfigError
 from ecg_stream.evaluation.figures import (
@@ -42,12 +42,14 @@ from ecg_stream.types import BEAT_CLASSES, BeatClass
 
 TARGETS: tuple[tuple[str, str, str, float], ...] = (
     ("V", "se", "V Se", 0.95),
-    ("V", "pp", "V +P", 0.95),
-    ("S", "se", "S Se", 0.75),
-    ("S", "pp", "S +P", 0.50),
+    ("V", "pp", "V +P", 0.92),
+    ("S", "se", "S Se", 0.80),
+    ("S", "pp", "S +P", 0.60),
     ("N", "se", "N Se", 0.97),
 )
-"""Issue 10's targets on DS2 (inter-patient, whole record): (class, figure, label, minimum)."""
+"""Issue 21's targets on DS2 (inter-patient, whole record): (class, figure, label, minimum)."""
+MAX_N_CALLED_Q = 0.005
+"""Issue 21: at most this share of the N beats may be called Q (the quality gate included)."""
 CARD_MARKDOWN = "MODEL_CARD.md"
 CARD_JSON = "model_card.json"
 
@@ -73,6 +75,9 @@ class CvEntry(msgspec.Struct, omit_defaults=True):
         folds_scored: Folds with a model.
         train_seconds: Wall time of every fold's epochs, in s.
         out_of_fold: Pooled out-of-fold figures.
+        out_of_fold_af_gated: The same after the rhythm stage's AF gate (None: not measured).
+        whole_pool: Whether the run trained its recipe once more on the whole pool (the one
+            network ``export`` ships).
         records: Per record, its out-of-fold figures (the shipped run only).
     """
 
@@ -84,6 +89,8 @@ class CvEntry(msgspec.Struct, omit_defaults=True):
     folds_scored: list[int]
     train_seconds: float
     out_of_fold: ScoreFigures
+    out_of_fold_af_gated: ScoreFigures | None = None
+    whole_pool: bool = False
     records: dict[str, ScoreFigures] | None = None
 
     @classmethod
@@ -98,6 +105,8 @@ class CvEntry(msgspec.Struct, omit_defaults=True):
             folds_scored=cv.scored_folds,
             train_seconds=cv.train_seconds,
             out_of_fold=cv.out_of_fold,
+            out_of_fold_af_gated=cv.out_of_fold_af_gated,
+            whole_pool=run.whole_pool.final_model.is_file(),
         )
 
 
@@ -282,11 +291,17 @@ def _markdown(card: ModelCard) -> str:
     lines = [
         f"# Model card: {model.name}",
         "",
-        f"Beat classifier of ecg-stream: the ensemble of the {cv.k} fold models of a "
-        f"patient-grouped {cv.k}-fold cross-validation, their probabilities averaged inside "
-        f"one ONNX graph, then calibrated. Each member is the `{settings.arch.value}` stacked LSTM "
-        "(two strided 1-D convolutions shorten the 250-sample window to 63 steps, then LSTM 64 "
-        "-> LSTM 32, the per-beat features joined, Dense 64 -> 32 -> 5 softmax). Inputs: the "
+        "Beat classifier of ecg-stream: "
+        + (
+            f"one network, the recipe chosen by patient-grouped {cv.k}-fold cross-validation "
+            "trained once more on the whole pool, then calibrated. It is"
+            if cv.whole_pool
+            else f"the ensemble of the {cv.k} fold models of a patient-grouped {cv.k}-fold "
+            "cross-validation, their probabilities averaged inside one ONNX graph, then "
+            "calibrated. Each member is"
+        )
+        + f" the `{settings.arch.value}` stacked LSTM ({ARCHITECTURE_TEXT[settings.arch]}). "
+        "Inputs: the "
         f"window channels `{contract['window_channels']}` "
         f"({contract['window_before_samples']} samples before and "
         f"{contract['window_after_samples']} from the R peak at {contract['fs_hz']} Hz, band "
@@ -330,7 +345,16 @@ def _markdown(card: ModelCard) -> str:
         "| accuracy % | macro F1 | training min |",
         "|---|---|---|---|---|---|---|---|---|",
         _cv_row("**shipped** (before calibration)", cv, cv.out_of_fold),
+        *(
+            [_cv_row("shipped, after the rhythm stage's AF gate", cv, cv.out_of_fold_af_gated)]
+            if cv.out_of_fold_af_gated is not None
+            else []
+        ),
         *(_cv_row(entry.label, entry, entry.out_of_fold) for entry in card.compared),
+        "",
+        "The AF gate is the rhythm stage's (`RhythmSettings.af_gate`, on by default): a beat "
+        "called S while atrial fibrillation is open is published as N. Its row replays the "
+        "stage's AF detector on each held-out record's beats with their out-of-fold labels.",
         "",
     ]
     full = [
@@ -395,7 +419,9 @@ def _markdown(card: ModelCard) -> str:
         )
     lines += [
         "",
-        f"Shipped: `{calibration.chosen}` (best out-of-fold macro F1 {chosen['macro_f1']:.3f}).",
+        f"Shipped: `{calibration.chosen}` (the best out-of-fold macro F1, "
+        f"{chosen['macro_f1']:.3f}, of the variants that call at most "
+        f"{MAX_F_CALLS_PER_F_BEAT:g} beats F per F beat).",
         "",
     ]
     for span in (card.ds2.whole_record, card.ds2.ec57):
@@ -404,6 +430,8 @@ def _markdown(card: ModelCard) -> str:
     gross = card.ds2.whole_record.gross
     f_calls = int(np.array(gross.confusion)[:, BeatClass.F.index].sum())
     f_beats = gross.classes["F"].reference_beats
+    n_beats = gross.classes["N"].reference_beats
+    n_called_q = int(np.array(gross.confusion)[BeatClass.N.index, BeatClass.Q.index])
     lines += [
         "## Targets (DS2, whole record)",
         "",
@@ -419,6 +447,9 @@ def _markdown(card: ModelCard) -> str:
     lines += [
         f"| beats called F | <= {MAX_F_CALLS_PER_F_BEAT:g} x {f_beats} F beats | {f_calls} | "
         f"{'yes' if f_calls <= MAX_F_CALLS_PER_F_BEAT * f_beats else 'no'} |",
+        f"| N beats called Q | <= {100 * MAX_N_CALLED_Q:g} % | "
+        f"{100 * n_called_q / max(n_beats, 1):.2f} % | "
+        f"{'yes' if n_called_q <= MAX_N_CALLED_Q * n_beats else 'no'} |",
         "",
         *_intra_lines(card.intra_patient_secondary),
         "## Commands that re-make every figure",
@@ -481,7 +512,8 @@ def _commands(inputs: CardInputs) -> list[str]:
         f"ecg-stream dataset runs/pool.npz pool {data}",
         f"ecg-stream dataset runs/pool-cap600.npz pool {data} --max-per-record-class 600",
         "# per run: fix the folds on every beat of the pool (scores nothing yet), train the",
-        "# folds where the GPU is (the capped file and folds.json travel), score them here",
+        "# folds on the capped file (on a GPU, KERAS_BACKEND=jax; the capped file and",
+        "# folds.json travel), score them on every beat",
     ]
     for run_dir in (inputs.run_dir, *(entry.run_dir for entry in inputs.compared)):
         cv = RunDir(run_dir).read_cv()
@@ -492,10 +524,15 @@ def _commands(inputs: CardInputs) -> list[str]:
             continue
         commands += [
             f"ecg-stream train {name} {flags} --dataset runs/pool.npz --score-only",
-            f"KERAS_BACKEND=jax ecg-stream train {name} {flags} --dataset runs/pool-cap600.npz",
+            f"ecg-stream train {name} {flags} --dataset runs/pool-cap600.npz",
             f"ecg-stream train {name} {flags} --dataset runs/pool.npz"
             + (" --score-only" if len(cv.scored_folds) < cv.k else ""),
         ]
+        if RunDir(run_dir).whole_pool.final_model.is_file():
+            commands.insert(
+                len(commands) - 1,
+                f"ecg-stream train {name} {flags} --dataset runs/pool-cap600.npz --whole-pool",
+            )
     commands += [
         *([] if inputs.intra_dir is None else [_intra_command(inputs.intra_dir)]),
         f"ecg-stream export {run} {_relative(inputs.model_path)} --data-dir $D/mitdb",
@@ -507,7 +544,7 @@ def _commands(inputs: CardInputs) -> list[str]:
         + f' --device "{inputs.training_device}" --training-data "{inputs.training_data}"'
         + ("" if inputs.intra_dir is None else f" --intra {_relative(inputs.intra_dir)}"),
         "python benchmarks/classifier_cost.py --dataset runs/pool.npz --models "
-        f"{_relative(inputs.model_path)} --keras {run}/fold-0/final.keras",
+        f"{_relative(inputs.model_path)} --keras {_relative(keras_path_of(inputs.model_path))}",
     ]
     return commands
 
@@ -519,6 +556,17 @@ def _intra_command(run_dir: Path) -> str:
         f"ecg-stream train {_relative(run_dir)} --protocol intra-patient --arch "
         f"{settings.arch.value}{augment} --epochs {settings.epochs} --data-dir $D/mitdb"
     )
+
+
+ARCHITECTURE_TEXT = {
+    Architecture.REFERENCE: "LSTM 128 -> LSTM 64 -> LSTM 32 over all 250 samples, the per-beat "
+    "features joined, Dense 64 -> 32 -> 5 softmax",
+    Architecture.LEAN: "two strided 1-D convolutions shorten the 250-sample window to 63 steps, "
+    "then LSTM 64 -> LSTM 32, the per-beat features joined, Dense 64 -> 32 -> 5 softmax",
+    Architecture.COMPACT: "three strided 1-D convolutions shorten the 250-sample window to 32 "
+    "steps, then LSTM 32, the per-beat features joined, Dense 32 -> 5 softmax",
+}
+"""What each network is, in the card's words."""
 
 
 def _flags(cv: CvSummary) -> str:

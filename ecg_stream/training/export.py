@@ -7,6 +7,7 @@ file is written only once onnxruntime reproduces the Keras probabilities on real
 from __future__ import annotations
 
 import logging
+import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,7 +16,7 @@ from typing import Any
 import numpy as np
 import onnxruntime
 
-from ecg_stream.classify.classifier import RR_INPUT, WINDOW_INPUT, ModelContract
+from ecg_stream.classify.classifier import RR_INPUT, WINDOW_INPUT, ModelContract, keras_path_of
 from ecg_stream.config import ChainConfig
 from ecg_stream.documents import check_output_file, write_atomically, write_json
 from ecg_stream.errors import TRAIN_EXTRA, ConfigError, MissingExtraError, ModelContractError
@@ -69,7 +70,9 @@ def export_model(
     A single run exports its checkpoint. A cross-validation run (``cv.json``) exports its
     model trained on the whole pool (``whole-pool/``) if it has one, else the ensemble of its
     fold models (their probabilities averaged inside one graph), calibrated by the variant
-    chosen on the out-of-fold predictions (``calibration.json``).
+    chosen on the out-of-fold predictions (``calibration.json``). The whole-pool network is
+    also written, without its optimizer and before calibration, as ``OUT.keras`` beside the
+    ONNX file (``bench`` compares Keras with onnxruntime on it).
 
     Args:
         run_dir: Directory of a ``training/train.py`` run (single or cross-validation).
@@ -157,6 +160,11 @@ def export_model(
         )
         raise ModelContractError(msg)
     write_atomically(out_path, serialised)
+    if run.is_cv and run.whole_pool.final_model.is_file():  # one network: its Keras file too
+        network = tf.keras.models.load_model(run.whole_pool.final_model, compile=False)
+        with tempfile.TemporaryDirectory() as work:  # Keras names the file by its suffix
+            network.save(Path(work) / "network.keras")
+            write_atomically(keras_path_of(out_path), (Path(work) / "network.keras").read_bytes())
     logger.info(
         "export: %s (%d bytes), parity on %d windows: max |diff| %.1e",
         out_path,

@@ -43,7 +43,17 @@ def test_the_chosen_calibration_never_floods_f(rng: np.random.Generator) -> None
     chosen, figures = choose_calibration(probabilities, labels, folds)
     f_beats = np.count_nonzero(labels == BeatClass.F.index)
     assert figures[chosen.name]["f_calls"] <= MAX_F_CALLS_PER_F_BEAT * f_beats
-    assert set(figures) == {"none", "temperature", "temperature+bias", "temperature+decision-bias"}
+    assert set(figures) == {
+        "none",
+        "temperature",
+        "temperature+bias",
+        "temperature+decision-bias",
+        "temperature+f-limit",
+    }
+    f_limit = figures["temperature+f-limit"]
+    assert f_limit["f_calls"] <= figures["temperature"]["f_calls"]
+    assert f_limit["bias_F"] < 0.0  # as far as the grid goes: this model is too sure of F
+    assert f_limit["bias_S"] == f_limit["bias_V"] == f_limit["bias_Q"] == 0.0  # F alone
 
 
 def test_identity_calibration_returns_the_probabilities() -> None:
