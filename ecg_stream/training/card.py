@@ -314,7 +314,7 @@ def _markdown(card: ModelCard) -> str:
         "Figures follow the project's evaluation protocol (docs/protocol.md): 150 ms one-to-one "
         "matching, paced records 102 104 107 217 excluded, e and j counted as N. "
         f"**DS2 was evaluated {card.ds2_evaluations} time(s) in this model's development**, "
-        "once for the model shipped here, after every choice was made on cross-validation.",
+        "each time the model shipped here, after every choice was made on cross-validation.",
         "",
         "## Training pool and cross-validation",
         "",
@@ -542,7 +542,8 @@ def _commands(inputs: CardInputs) -> list[str]:
         + str(run)
         + "".join(f' --compare "{e.label}={_relative(e.run_dir)}"' for e in inputs.compared)
         + f' --device "{inputs.training_device}" --training-data "{inputs.training_data}"'
-        + ("" if inputs.intra_dir is None else f" --intra {_relative(inputs.intra_dir)}"),
+        + ("" if inputs.intra_dir is None else f" --intra {_relative(inputs.intra_dir)}")
+        + ("" if inputs.ds2_evaluations == 1 else f" --ds2-evaluations {inputs.ds2_evaluations}"),
         "python benchmarks/classifier_cost.py --dataset runs/pool.npz --models "
         f"{_relative(inputs.model_path)} --keras {_relative(keras_path_of(inputs.model_path))}",
     ]
