@@ -13,7 +13,10 @@ index in the device's clock:
 - earlier, wholly seen already: a **duplicate** (QoS 1 redelivery, or an older chunk), dropped
   and counted; a chunk that overlaps the end of what was processed has its new samples
   processed and counts as a duplicate too;
-- another sampling rate than the session's: the chain restarts as after a gap.
+- another sampling rate than the session's: the chain restarts as after a gap;
+- a counter that started again (a rebooted device: a chunk within ``RESTART_MAX_START_S`` of
+  zero while the stream is more than ``RESTART_BACK_S`` further on): a new run from there, as
+  after a gap, not duplicates of what came before.
 
 Chunks at 360 Hz go to the chain as they are (the same samples, hence the same beats, as
 ``replay`` and ``analyze``); other rates go through a streaming resampler
@@ -53,6 +56,13 @@ INTERLEAVE_MIN_GAPS = 4
 
 INTERLEAVE_MAX_MISSING_CHUNKS = 8
 """Largest gap, in chunks, that counts towards that pattern (more is an outage, not a split)."""
+
+RESTART_MAX_START_S = 10.0
+"""A chunk starting this close to sample 0 (in s of the device's clock) may be a restarted one."""
+
+RESTART_BACK_S = 60.0
+"""How far behind the stream (in s of the device's clock) such a chunk must be to restart it:
+redelivered duplicates (QoS 1, a persistent session) lie seconds behind, not a minute."""
 
 RECOVER_CHUNKS = 20
 """Consecutive chunks after which an interleaved stream is taken up again, afresh."""
@@ -224,7 +234,11 @@ class IngestSession:
         start, end = message.start_index, message.end_index
         flushed = Ingested(ChunkFate.PROCESSED)
         fate = ChunkFate.PROCESSED
-        if self.next_index is not None and message.fs_hz == self.fs_hz:
+        if (
+            self.next_index is not None
+            and message.fs_hz == self.fs_hz
+            and not self._restarted(start, end, message.fs_hz)
+        ):
             if end <= self.next_index:
                 self._counts["duplicates"] += 1
                 return Ingested(ChunkFate.DUPLICATE)
@@ -283,6 +297,12 @@ class IngestSession:
         if run is None:
             return Ingested(ChunkFate.PROCESSED)
         return run.finish(arrival_s)
+
+    def _restarted(self, start: int, end: int, fs_hz: float) -> bool:
+        """Whether the chunk comes from a device whose sample counter started again."""
+        assert self.next_index is not None  # only asked once a chunk came
+        near_zero = start < RESTART_MAX_START_S * fs_hz
+        return near_zero and self.next_index - end > RESTART_BACK_S * fs_hz
 
     def _note_gap(self, missing: int) -> None:
         chunk = self._last_chunk_samples

@@ -156,6 +156,23 @@ def test_duplicates_and_older_chunks_are_dropped_and_counted(lead: FloatArray) -
     assert (status.duplicates, status.gaps) == (4, 0)
 
 
+def test_a_device_whose_counter_restarts_is_taken_up_again_not_dropped(
+    lead: FloatArray,
+) -> None:
+    """A rebooted device counts from 0 again: 90 s in, its new samples are a new run."""
+    session = IngestSession("s", CONFIG, "w")
+    first = feed(session, lead[: 90 * 360], 360.0, every(360, 90 * 360))
+    again = feed(session, lead[: 20 * 360], 360.0, every(360, 20 * 360))
+    again.append(session.finish(0.0))
+    assert again[0].fate is ChunkFate.AFTER_GAP
+    fresh = IngestSession("s", CONFIG, "w")
+    alone = peaks([*feed(fresh, lead[: 20 * 360], 360.0, every(360, 20 * 360)), fresh.finish(0.0)])
+    assert peaks(again) == alone  # the same beats as a device that just started
+    status = session.ingest()
+    assert (status.duplicates, status.gaps) == (0, 1)
+    assert len(peaks(first)) > 100
+
+
 def test_chunks_split_between_workers_are_detected_not_classified(lead: FloatArray) -> None:
     session = IngestSession("s", CONFIG, "w")
     fates = []
