@@ -27,7 +27,7 @@ from ecg_stream.types import BeatWindow
 Feeds = dict[str, npt.NDArray[np.float32]]
 
 
-BASELINE = "onnx fold, batch 1"
+BASELINE = "onnx of the keras network, batch 1"
 """The variant every ratio is taken against."""
 
 WARMUP_ROUNDS = 3
@@ -127,16 +127,16 @@ def compare_inference(
     """Time each variant ``rounds`` times, interleaved, on the same real windows.
 
     A round classifies beat ``r`` alone with each batch-1 variant and beats ``r .. r + batch``
-    with each batched variant. Variants: the shipped ONNX ensemble; with a Keras fold model also
+    with each batched variant. Variants: the shipped ONNX model; with a Keras network also
     its ``predict`` (batch 1 and batched), its call ``model(x, training=False)`` and its ONNX
-    conversion (onnxruntime, 1 thread, batch 1 and batched); and the shipped ensemble quantized
+    conversion (onnxruntime, 1 thread, batch 1 and batched); and the shipped model quantized
     to int8, with how often it keeps the shipped model's label on these windows.
 
     Args:
         windows: Real beat windows (at least ``batch``).
         contract: The shipped model's contract: channel and feature names of the inputs.
         shipped_model: The shipped ``.onnx`` file.
-        keras_path: The Keras fold model (None or missing: those variants are skipped).
+        keras_path: The Keras network (None or missing: those variants are skipped).
         rounds: Timed rounds.
         batch: Beats per batched call.
     """
@@ -148,8 +148,8 @@ def compare_inference(
     result = InferenceComparison(beats=beats, batch=batch)
     shipped = onnx_session(shipped_model)
     calls: dict[str, tuple[Callable[[Feeds], object], int]] = {
-        "onnx shipped ensemble, batch 1": (lambda x: shipped.run(None, x), 1),
-        f"onnx shipped ensemble, batch {batch}": (lambda x: shipped.run(None, x), batch),
+        "onnx shipped model, batch 1": (lambda x: shipped.run(None, x), 1),
+        f"onnx shipped model, batch {batch}": (lambda x: shipped.run(None, x), batch),
     }
     try:
         int8 = onnx_session(quantized_int8(shipped_model))
@@ -160,8 +160,8 @@ def compare_inference(
         result.int8_label_agreement = float(np.mean(reference.argmax(1) == quantized.argmax(1)))
         result.int8_max_abs = float(np.max(np.abs(reference - quantized)))
         calls |= {
-            "onnx shipped ensemble int8, batch 1": (lambda x: int8.run(None, x), 1),
-            f"onnx shipped ensemble int8, batch {batch}": (lambda x: int8.run(None, x), batch),
+            "onnx shipped model int8, batch 1": (lambda x: int8.run(None, x), 1),
+            f"onnx shipped model int8, batch {batch}": (lambda x: int8.run(None, x), batch),
         }
     if keras_path is None or not keras_path.is_file():
         result.skipped = (
@@ -177,7 +177,7 @@ def compare_inference(
             f"keras predict, batch {batch}": (lambda x: keras_model.predict(x, verbose=0), batch),
             "keras call, batch 1": (lambda x: keras_model(x, training=False), 1),
             BASELINE: (lambda x: fold.run(None, x), 1),
-            f"onnx fold, batch {batch}": (lambda x: fold.run(None, x), batch),
+            f"onnx of the keras network, batch {batch}": (lambda x: fold.run(None, x), batch),
             **calls,
         }
         first = _slice(feeds, 0, batch)

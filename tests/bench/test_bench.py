@@ -54,10 +54,10 @@ def test_quick_benchmark_reports_every_stage(
     assert inference["keras_skipped"] is not None
     assert str(missing) in inference["keras_skipped"]
     assert set(inference["variants"]) == {
-        "onnx shipped ensemble, batch 1",
-        "onnx shipped ensemble, batch 8",
-        "onnx shipped ensemble int8, batch 1",
-        "onnx shipped ensemble int8, batch 8",
+        "onnx shipped model, batch 1",
+        "onnx shipped model, batch 8",
+        "onnx shipped model int8, batch 1",
+        "onnx shipped model int8, batch 8",
     }
     assert 0.0 <= inference["int8"]["label_agreement"] <= 1.0
     assert inference["int8"]["max_abs_probability_difference"] >= 0.0
