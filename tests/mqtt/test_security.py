@@ -22,9 +22,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+import numpy as np
 import pytest
 from pwdlib import PasswordHash
 
+from ecg_stream import wire
 from ecg_stream.cli import main
 from ecg_stream.config import (
     MQTT_CA_FILE_ENV,
@@ -36,23 +38,40 @@ from ecg_stream.config import (
 from ecg_stream.errors import ConfigError
 from ecg_stream.mqtt.broker import EmbeddedBroker, is_loopback
 from ecg_stream.mqtt.mosquitto import free_port, mosquitto_executable, port_open
-from ecg_stream.mqtt.transport import ConnectRefusedError, connect, make_client
+from ecg_stream.mqtt.transport import (
+    ConnectRefusedError,
+    PublishRefusedError,
+    connect,
+    make_client,
+    publish_acknowledged,
+)
+from ecg_stream.wire import RawMessage, TopicKind
 from tests.helpers import run
 
 ROOT = Path(__file__).parents[2]
 PASSWORD = "Tr0ub4dor-3-horse-staple"  # must never appear in any output
-USER = "site1-device"
+USER = "site1-replay"
 PREFIX = "site1/ecg"
+DEVICE = "bed1"  # a device's user name is its stream id
 ACL = f"""\
 user {USER}
 topic readwrite {PREFIX}/#
 
+user site1-worker
+topic read {PREFIX}/+/raw
+topic write {PREFIX}/+/beats
+topic write {PREFIX}/+/samples
+topic write {PREFIX}/+/status
+topic write {PREFIX}/+/events
+
 user site1-monitor
 topic read {PREFIX}/#
 
-pattern write {PREFIX}/%u/#
+pattern write {PREFIX}/%u/raw
 """
-"""The ACL example of docs/operations.md: each user may publish and read under its own prefix."""
+"""The ACL example of docs/operations.md: a replay computes its beats and writes its prefix;
+serve workers read devices' raw chunks and write the outputs; monitors read; each device
+writes its own stream's ``raw`` and nothing else."""
 
 
 def openssl(*args: str, cwd: Path) -> None:
@@ -120,6 +139,7 @@ def secure_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecureBr
     ca_file, rogue_ca_file = make_ca(directory, "ca"), make_ca(directory, "rogue")
     make_server_certificate(directory, "ca")
     subprocess.run([passwd, "-b", "-c", str(directory / "passwd"), USER, PASSWORD], check=True)
+    subprocess.run([passwd, "-b", str(directory / "passwd"), DEVICE, PASSWORD], check=True)
     (directory / "acl").write_text(ACL)
     client_password = directory / "client-password"
     client_password.write_text(PASSWORD + "\n")
@@ -309,6 +329,38 @@ def test_the_password_stays_out_of_debug_logs(
     assert PASSWORD not in caplog.text
     assert PASSWORD not in str(caught.value)
     assert PASSWORD not in repr(config)
+
+
+@pytest.mark.mqtt
+def test_a_device_writes_its_own_raw_topic_and_nothing_else(secure_broker: SecureBroker) -> None:
+    """A device's password cannot fake a beat or status, nor feed another stream."""
+    config = MqttConfig(
+        host="127.0.0.1",
+        port=secure_broker.port,
+        tls=True,
+        topic_prefix=PREFIX,
+        username=DEVICE,
+        password=PASSWORD,
+        ca_file=secure_broker.ca_file,
+    )
+    raw = wire.encode(RawMessage.from_counts(DEVICE, 0, 360.0, np.zeros(36), gain=200.0))
+
+    async def publish(stream: str, kind: TopicKind, payload: bytes) -> str:
+        async with contextlib.AsyncExitStack() as stack:
+            client = make_client(config, identifier=f"ecg-test-{stream}", persistent=True)
+            await connect(stack, client, config)
+            try:
+                await publish_acknowledged(
+                    client, wire.topic_for(PREFIX, stream, kind), payload, qos=1
+                )
+            except PublishRefusedError as refused:
+                return refused.reason
+        return "accepted"
+
+    assert run(publish(DEVICE, TopicKind.RAW, raw)) == "accepted"
+    assert run(publish(DEVICE, TopicKind.BEATS, b"{}")) == "Not authorized"
+    assert run(publish(DEVICE, TopicKind.STATUS, b"{}")) == "Not authorized"
+    assert run(publish("bed2", TopicKind.RAW, raw)) == "Not authorized"
 
 
 async def _connect(config: MqttConfig) -> None:
