@@ -520,7 +520,7 @@ class SamplesMessage(msgspec.Struct, frozen=True, tag_field="v", tag=SCHEMA_VERS
         return msgspec.structs.replace(self, counts=counts)
 
 
-class IngestStatus(msgspec.Struct, frozen=True):
+class IngestStatus(msgspec.Struct, frozen=True, omit_defaults=True):
     """What a ``serve`` worker did with a device's ``raw`` chunks; part of its ``status``.
 
     Args:
@@ -536,6 +536,9 @@ class IngestStatus(msgspec.Struct, frozen=True):
         interleaved: The stream's chunks are being split between workers (a shared
             subscription that does not keep a topic on one member): no beats are produced.
             Optional on the wire (false when absent).
+        refused_sources: Chunks refused because another device (another ``session``) sent on
+            this stream id while the first still did: two patients must not be spliced into
+            one stream. Optional on the wire (0 when absent).
     """
 
     worker: Text
@@ -548,6 +551,7 @@ class IngestStatus(msgspec.Struct, frozen=True):
     malformed: Index
     dropped: Index
     interleaved: bool = False
+    refused_sources: Index = 0
 
     @classmethod
     def starting(cls, worker: str, device_fs_hz: float) -> IngestStatus:
@@ -683,6 +687,9 @@ class RawMessage(
         data: The samples: int16 counts (``encoding`` INT16) or float32 mV (FLOAT32).
         lead: Lead name (e.g. ``MLII``), if the device says.
         t0: Unix time of the first sample by the device's clock, in s, if the device says.
+        session: A token the device draws at each start (``device`` sends one), if it says:
+            chunks of another session on the same stream id, while this one still sends, are
+            another device's and are refused; a new session after a silence is a restart.
 
     Example:
         >>> msg = RawMessage.from_counts("bed1", 720, 360.0, np.array([200, -100]), gain=200.0)
@@ -699,6 +706,7 @@ class RawMessage(
     data: npt.NDArray[np.int16 | np.float32]
     lead: Annotated[str, Meta(min_length=1, max_length=MAX_LEAD_CHARS)] | None = None
     t0: Annotated[float, Meta(ge=0.0, extra={"digits": 6})] | None = None
+    session: Text | None = None
 
     def __post_init__(self) -> None:
         if isinstance(self.data, _WireBytes):
@@ -723,6 +731,7 @@ class RawMessage(
         gain: float,
         lead: str | None = None,
         t0: float | None = None,
+        session: str | None = None,
     ) -> RawMessage:
         """Int16 counts with their gain (counts per mV), as an ADC delivers them."""
         data = np.asarray(counts)
@@ -738,6 +747,7 @@ class RawMessage(
             data=data.astype(np.int16),
             lead=lead,
             t0=t0,
+            session=session,
         )
 
     @classmethod
@@ -750,6 +760,7 @@ class RawMessage(
         *,
         lead: str | None = None,
         t0: float | None = None,
+        session: str | None = None,
     ) -> RawMessage:
         """Float32 samples in mV."""
         data = np.asarray(samples_mv, dtype=np.float32)
@@ -761,6 +772,7 @@ class RawMessage(
             data=data,
             lead=lead,
             t0=t0,
+            session=session,
         )
 
     @property
@@ -780,7 +792,7 @@ class RawMessage(
         theirs = (other.stream, other.start_index, other.fs_hz, other.encoding, other.gain)
         return (
             mine == (*theirs, other.lead)
-            and self.t0 == other.t0
+            and (self.t0, self.session) == (other.t0, other.session)
             and np.array_equal(self.data, other.data)
         )
 

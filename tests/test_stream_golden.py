@@ -1,7 +1,8 @@
 """Change aversion: what ``replay`` and ``device`` + ``serve`` publish for 60 s of record 100.
 
 ``tests/golden/streams.json`` was captured with the code before the session refactor (and again
-when classifier v3 replaced the model: only labels and probabilities changed)
+when classifier v3 replaced the model: only labels and probabilities changed; and when the
+status's ``ingest`` came to omit ``interleaved`` false)
 (``python -m tests.golden.stream_capture``); every beat (but its clock fields), every status
 and the bytes of every ``samples`` message must stay the same.
 """

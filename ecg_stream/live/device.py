@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import secrets
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -73,13 +74,17 @@ class DeviceSignal:
         values = self.values.astype(np.float64)
         return values / self.gain if self.gain is not None else values
 
-    def message(self, stream: str, start: int, stop: int, t0: float | None) -> RawMessage:
-        """The ``raw`` message of samples ``start:stop``."""
-        part = self.values[start:stop]
+    def message(
+        self, stream: str, start: int, stop: int, t0: float | None, session: str | None = None
+    ) -> RawMessage:
+        """The ``raw`` message of samples ``start:stop`` (``session``: the device's token)."""
+        part, lead = self.values[start:stop], self.lead
         if self.gain is None:
-            return RawMessage.from_mv(stream, start, self.fs_hz, part, lead=self.lead, t0=t0)
+            return RawMessage.from_mv(
+                stream, start, self.fs_hz, part, lead=lead, t0=t0, session=session
+            )
         return RawMessage.from_counts(
-            stream, start, self.fs_hz, part, gain=self.gain, lead=self.lead, t0=t0
+            stream, start, self.fs_hz, part, gain=self.gain, lead=lead, t0=t0, session=session
         )
 
 
@@ -208,7 +213,8 @@ async def publish_device(
 ) -> DeviceReport:
     """Publish one device's lead on ``<prefix>/<stream_id>/raw``, paced, QoS 1.
 
-    The device connects, waits ``start_delay_s``, then sends its first chunk.
+    The device connects, waits ``start_delay_s``, then sends its first chunk. Its chunks carry
+    a session token drawn at this start.
 
     Raises:
         BrokerError: The broker cannot be reached.
@@ -218,6 +224,7 @@ async def publish_device(
     source = ReplaySource(
         device.values.astype(np.float64), device.fs_hz, speed=speed, chunk_s=chunk_s, clock=clock
     )
+    session = secrets.token_hex(8)  # new at each start: serve tells a restart from a twin
     client = make_client(mqtt, identifier=unique_identifier(f"ecg-device-{stream_id}"))
     try:
         async with client:
@@ -228,7 +235,9 @@ async def publish_device(
                     start_wall = wall_clock()
                 start = chunk.start_index
                 lag_s = 0.0 if math.isinf(speed) else start / device.fs_hz / speed
-                message = device.message(stream_id, start, chunk.end_index, start_wall + lag_s)
+                message = device.message(
+                    stream_id, start, chunk.end_index, start_wall + lag_s, session
+                )
                 await client.publish(topic, encode(message), qos=TopicKind.RAW.qos)
                 report.messages += 1
                 report.samples += chunk.end_index - start

@@ -36,6 +36,7 @@ class ChunkFate(Enum):
     AFTER_GAP = "after_gap"  # processed, by a fresh chain (gap or new rate)
     DUPLICATE = "duplicate"  # dropped: seen already
     INTERLEAVED = "interleaved"  # dropped: the stream is split between workers
+    REFUSED_SOURCE = "refused_source"  # dropped: a second device on the same stream id
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,7 +16,11 @@ index in the device's clock:
 - another sampling rate than the session's: the chain restarts as after a gap;
 - a counter that started again (a rebooted device: a chunk within ``RESTART_MAX_START_S`` of
   zero while the stream is more than ``RESTART_BACK_S`` further on): a new run from there, as
-  after a gap, not duplicates of what came before.
+  after a gap, not duplicates of what came before;
+- another device ``session`` than the stream's (the optional token a device draws at each
+  start): while the stream's session sent within ``SESSION_SILENCE_S``, a second device on the
+  same stream id, refused and counted (``refused_sources``), so two patients are never spliced
+  into one stream; after that silence, the same device restarted: a new run from its chunk.
 
 Chunks at 360 Hz go to the chain as they are (the same samples, hence the same beats, as
 ``replay`` and ``analyze``); other rates go through a streaming resampler
@@ -33,6 +37,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
+from enum import Enum
 
 import numpy as np
 import soxr
@@ -64,8 +69,20 @@ RESTART_BACK_S = 60.0
 """How far behind the stream (in s of the device's clock) such a chunk must be to restart it:
 redelivered duplicates (QoS 1, a persistent session) lie seconds behind, not a minute."""
 
+SESSION_SILENCE_S = 5.0
+"""Silence of a stream's device session, in s of arrival time, after which a chunk of another
+session is a restart of the device rather than a second device on the same stream id."""
+
 RECOVER_CHUNKS = 20
 """Consecutive chunks after which an interleaved stream is taken up again, afresh."""
+
+
+class _Source(Enum):
+    """Whose chunk a session is handed."""
+
+    SAME = "same"  # the stream's device (or a device that sends no session)
+    RESTARTED = "restarted"  # the stream's device under a new session, after a silence
+    SECOND_DEVICE = "second device"  # another device on the same stream id, refused
 
 
 class _ChainRun:
@@ -179,6 +196,9 @@ class IngestSession:
         self._consecutive_chunks = 0  # while interleaved: chunks received without a gap
         self._last_chunk_samples = 0
         self._wall_anchor: tuple[int, float] | None = None  # (device index, Unix time)
+        self._session: str | None = None  # the device session the stream follows, if sent
+        self._session_s = math.nan  # arrival of that session's last chunk
+        self._refused_sources = 0
 
     @property
     def record(self) -> str:
@@ -201,7 +221,11 @@ class IngestSession:
         """The counters, as published on the stream's ``status`` topic."""
         fs_hz = self.fs_hz if math.isfinite(self.fs_hz) else CHAIN_FS_HZ
         return IngestStatus(
-            worker=self.worker, device_fs_hz=fs_hz, interleaved=self.interleaved, **self._counts
+            worker=self.worker,
+            device_fs_hz=fs_hz,
+            interleaved=self.interleaved,
+            refused_sources=self._refused_sources,
+            **self._counts,
         )
 
     def source_index(self, chain_index: int) -> int:
@@ -234,9 +258,14 @@ class IngestSession:
         start, end = message.start_index, message.end_index
         flushed = Ingested(ChunkFate.PROCESSED)
         fate = ChunkFate.PROCESSED
+        source = self._source_of(message.session, arrival_s)
+        if source is _Source.SECOND_DEVICE:
+            self._refused_sources += 1
+            return Ingested(ChunkFate.REFUSED_SOURCE)
         if (
             self.next_index is not None
             and message.fs_hz == self.fs_hz
+            and source is _Source.SAME
             and not self._restarted(start, end, message.fs_hz)
         ):
             if end <= self.next_index:
@@ -297,6 +326,18 @@ class IngestSession:
         if run is None:
             return Ingested(ChunkFate.PROCESSED)
         return run.finish(arrival_s)
+
+    def _source_of(self, session: str | None, arrival_s: float) -> _Source:
+        """Whose chunk this is: the stream's device, a restart of it, or a second device."""
+        if session is None or session == self._session:
+            if session is not None:
+                self._session_s = arrival_s
+            return _Source.SAME
+        if self._session is not None and arrival_s - self._session_s < SESSION_SILENCE_S:
+            return _Source.SECOND_DEVICE
+        restarted = self._session is not None
+        self._session, self._session_s = session, arrival_s
+        return _Source.RESTARTED if restarted else _Source.SAME
 
     def _restarted(self, start: int, end: int, fs_hz: float) -> bool:
         """Whether the chunk comes from a device whose sample counter started again."""

@@ -4,7 +4,8 @@ The commands run as subprocesses of the checkout given (aiomqtt listens here), s
 capture runs against any checkout of the project, old or new:
 ``python -m tests.golden.stream_capture`` wrote ``streams.json`` with the code before the session
 refactor (and again when classifier v3 replaced the model: only the beats' labels and
-probabilities changed), and ``tests/test_stream_golden.py`` compares today's output with it.
+probabilities changed; and when the status's ``ingest`` came to omit ``interleaved`` false),
+and ``tests/test_stream_golden.py`` compares today's output with it.
 
 Beats keep every field but the three that are clocks (``compute_ms``, ``published_at``,
 ``r_wall_time``); statuses keep every field but the worker's name; ``samples`` payloads are

@@ -13,7 +13,12 @@ from ecg_stream.live import ingest, serve
 from ecg_stream.live.analysis import detect_record
 from ecg_stream.live.device import resample_lead
 from ecg_stream.live.front import ChunkFate, Ingested
-from ecg_stream.live.ingest import INTERLEAVE_MIN_GAPS, RECOVER_CHUNKS, IngestSession
+from ecg_stream.live.ingest import (
+    INTERLEAVE_MIN_GAPS,
+    RECOVER_CHUNKS,
+    SESSION_SILENCE_S,
+    IngestSession,
+)
 from ecg_stream.records import Record, resample_to_chain
 from ecg_stream.types import FloatArray
 from ecg_stream.wire import RawMessage
@@ -28,9 +33,13 @@ def counts_of(samples_mv: FloatArray) -> FloatArray:
 
 
 def chunk(
-    start: int, counts: FloatArray, fs_hz: float = 360.0, t0: float | None = None
+    start: int,
+    counts: FloatArray,
+    fs_hz: float = 360.0,
+    t0: float | None = None,
+    session: str | None = None,
 ) -> RawMessage:
-    return RawMessage.from_counts("s", start, fs_hz, counts, gain=GAIN, t0=t0)
+    return RawMessage.from_counts("s", start, fs_hz, counts, gain=GAIN, t0=t0, session=session)
 
 
 def feed(
@@ -171,6 +180,26 @@ def test_a_device_whose_counter_restarts_is_taken_up_again_not_dropped(
     status = session.ingest()
     assert (status.duplicates, status.gaps) == (0, 1)
     assert len(peaks(first)) > 100
+
+
+def test_a_second_device_on_the_stream_id_is_refused_a_restarted_one_taken_up(
+    lead: FloatArray,
+) -> None:
+    """Two sessions at once on one id would splice two patients: the second is refused and
+    counted; a new session after a silence is the same device restarted: a new run."""
+    session = IngestSession("s", CONFIG, "w")
+    fates = []
+    for k, a in enumerate(range(0, 20 * 360, 360)):
+        mine = chunk(a, lead[a : a + 360], session="first")
+        twin = chunk(5000 + a, lead[a : a + 360], session="twin")
+        fates.append(session.process(mine, float(k), 1.7e9).fate)
+        fates.append(session.process(twin, float(k), 1.7e9).fate)
+    assert fates[::2] == [ChunkFate.PROCESSED] * 20
+    assert fates[1::2] == [ChunkFate.REFUSED_SOURCE] * 20
+    assert session.ingest().refused_sources == 20
+    later = chunk(0, lead[:360], session="second start")
+    assert session.process(later, 19.0 + SESSION_SILENCE_S, 1.7e9).fate is ChunkFate.AFTER_GAP
+    assert session.ingest().duplicates == 0
 
 
 def test_chunks_split_between_workers_are_detected_not_classified(lead: FloatArray) -> None:
