@@ -347,3 +347,33 @@ def test_a_rhythm_limit_out_of_range_is_one_line(
     err = capsys.readouterr().err
     assert err.count("\n") == 1
     assert named in err
+
+
+def test_version_is_the_package_version(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as done:
+        main(["--version"])
+    assert done.value.code == 0
+    assert capsys.readouterr().out.strip() == f"ecg-stream {cli.package_version()}"
+
+
+def test_every_help_shows_each_default() -> None:
+    """An option with a default says it in --help (e.g. analyze --out-dir out)."""
+    parser = cli._build_parser()
+    subparsers = next(
+        action for action in parser._actions if isinstance(action, argparse._SubParsersAction)
+    )
+    for name, command in subparsers.choices.items():
+        text = " ".join(command.format_help().split())
+        for action in command._actions:
+            silent = action.default in (None, False, argparse.SUPPRESS) or action.default == []
+            if not action.option_strings or silent or action.help is None:
+                continue
+            said = "default" in action.help or f"(default: {action.default})" in text
+            assert said, (name, action.option_strings)
+    assert "(default: out)" in " ".join(subparsers.choices["analyze"].format_help().split())
+
+
+def test_the_licence_file_matches_the_package_metadata() -> None:
+    root = Path(__file__).resolve().parents[1]
+    assert (root / "LICENSE").read_text().startswith("MIT License")
+    assert 'license = { text = "MIT" }' in (root / "pyproject.toml").read_text()

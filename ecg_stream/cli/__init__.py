@@ -58,11 +58,36 @@ def main(argv: Sequence[str] | None = None) -> int:
     return code
 
 
+class DefaultsHelpFormatter(argparse.HelpFormatter):
+    """Help that ends each option with its default, unless it has none or already says it."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help
+        if text is None or "default" in text or not action.option_strings:
+            return text
+        if action.default in (None, False, argparse.SUPPRESS) or action.default == []:
+            return text
+        return f"{text} (default: %(default)s)"
+
+
+def package_version() -> str:
+    """The installed package's version (``unknown`` when run from a tree not installed)."""
+    from importlib import metadata
+
+    try:
+        return metadata.version("ecg-stream")
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
 def _build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="ecg-stream", description="Real-time ECG beat classification over MQTT."
     )
+    parser.add_argument("--version", action="version", version=f"ecg-stream {package_version()}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for add_command in _COMMANDS:
         add_command(commands)
+    for command in commands.choices.values():
+        command.formatter_class = DefaultsHelpFormatter
     return parser
