@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -176,3 +177,8 @@ def check_screenshot_arguments(args: argparse.Namespace, needs: str) -> None:
 def say(line: str) -> None:
     """Print one line of a command's progress now (flushed: the output may be a pipe)."""
     print(line, flush=True)
+
+
+def say_error(line: str) -> None:
+    """Print one line on stderr now (stdout holds a command's machine-readable output)."""
+    print(line, file=sys.stderr, flush=True)

@@ -17,6 +17,7 @@ from ecg_stream.cli.common import (
     check_screenshot_arguments,
     rhythm_settings,
     say,
+    say_error,
 )
 from ecg_stream.config import DEFAULT_MAX_STREAMS
 
@@ -80,6 +81,12 @@ def add_subscribe(commands: Commands) -> None:
     add_broker_arguments(subscribe, default_help="mqtt://localhost:1883")
     subscribe.add_argument("--stream", help="one stream id (default: every stream)")
     subscribe.add_argument("--samples", action="store_true", help="also list samples messages")
+    subscribe.add_argument(
+        "--json",
+        action="store_true",
+        help="one JSON object per message on stdout: its topic and the fields of its wire "
+        "payload (other lines go to stderr)",
+    )
     subscribe.add_argument(
         "--share", metavar="GROUP", help="join shared subscription $share/GROUP/... (a pool)"
     )
@@ -304,6 +311,8 @@ def _subscribe(args: argparse.Namespace) -> int:
         samples=args.samples,
         shared_group=args.share,
         client_id=args.client_id,
+        json_lines=args.json,
+        note=say_error if args.json else None,
     )
 
 

@@ -32,6 +32,7 @@ from enum import Enum
 from types import TracebackType
 
 import aiomqtt
+import msgspec
 
 from ecg_stream import wire
 from ecg_stream.config import Backoff, MqttConfig
@@ -53,6 +54,7 @@ from ecg_stream.wire import (
     StatusMessage,
     TopicKind,
     WireMessage,
+    encode,
 )
 
 logger = logging.getLogger(__name__)
@@ -315,6 +317,12 @@ def _log_malformed(topic: str, error: PayloadError) -> None:
     logger.warning("skipped a malformed message: %s", error)  # the error starts with the topic
 
 
+def json_line(topic: str, message: WireMessage) -> str:
+    """A message as one JSON object: ``topic``, then the fields of its wire payload."""
+    payload: dict[str, object] = msgspec.json.decode(encode(message))
+    return msgspec.json.encode({"topic": topic, **payload}).decode()
+
+
 def format_message(message: WireMessage, received_at: float) -> str:
     """One terminal line for a received message.
 
@@ -363,6 +371,8 @@ async def run_subscribe(
     shared_group: str | None = None,
     client_id: str | None = None,
     limit: int | None = None,
+    json_lines: bool = False,
+    note: Callable[[str], None] | None = None,
     wall_clock: Callable[[], float] = time.time,
 ) -> int:
     """Print received messages until cancelled (Ctrl-C) or ``limit``; ``ecg-stream subscribe``.
@@ -378,6 +388,9 @@ async def run_subscribe(
         shared_group: Join a shared subscription group.
         client_id: MQTT client id (its session outlives this process); default a random one.
         limit: Stop after this many valid messages.
+        json_lines: Print each message as one JSON object: its wire payload and its ``topic``.
+        note: Where the other lines go (subscribed, reconnecting, skipped); default ``say``
+            (``subscribe --json`` sends them to stderr, so stdout holds JSON only).
         wall_clock: Unix time, in s.
 
     Returns:
@@ -395,28 +408,29 @@ async def run_subscribe(
         kinds=kinds,
         shared_group=shared_group,
         client_id=client_id,
-        on_malformed=lambda topic, error: say(
+        on_malformed=lambda topic, error: tell(
             f"skipped malformed message: {error}"  # the error starts with the topic
         ),
     )
     received = 0
+    tell = note or say
 
     def announce() -> None:
-        say(f"subscribed to {where} at {config.url} ({', '.join(subscriber.filters)})")
+        tell(f"subscribed to {where} at {config.url} ({', '.join(subscriber.filters)})")
 
-    def show(_topic: str, message: WireMessage) -> bool:
+    def show(topic: str, message: WireMessage) -> bool:
         nonlocal received
-        say(format_message(message, wall_clock()))
+        say(json_line(topic, message) if json_lines else format_message(message, wall_clock()))
         received += 1
         return limit is not None and received >= limit
 
     def report(retry: Reconnect) -> None:
         problem = (_unreachable if retry.while_connecting else _lost)(config, retry.error)
-        say(f"{problem}; reconnecting in {retry.delay_s:.1f} s")
+        tell(f"{problem}; reconnecting in {retry.delay_s:.1f} s")
 
     try:
         await subscriber.follow(show, on_connect=announce, on_retry=report)
     finally:
         if subscriber.duplicates:
-            say(f"{subscriber.duplicates} beats delivered twice (after reconnections), shown once")
+            tell(f"{subscriber.duplicates} beats delivered twice (after reconnections), shown once")
     return received

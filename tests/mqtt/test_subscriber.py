@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from dataclasses import replace
 
 import aiomqtt
@@ -62,6 +63,37 @@ def test_subscribe_command_prints_retained_status(mqtt_broker: MqttBroker) -> No
     assert run(scenario()) == 1
     assert lines[0].startswith("subscribed to stream printed at mqtt://127.0.0.1:")
     assert lines[1].endswith("status online: record 100, 360 Hz, model test_model (NSVFQ)")
+
+
+@pytest.mark.mqtt
+def test_subscribe_json_prints_one_object_per_message_with_its_topic(
+    mqtt_broker: MqttBroker,
+) -> None:
+    """``subscribe --json``: stdout holds the wire payload's fields and the topic, nothing else."""
+    stream = "json"
+    lines: list[str] = []
+    notes: list[str] = []
+
+    async def scenario() -> int:
+        async with aiomqtt.Client("127.0.0.1", mqtt_broker.port) as client:
+            topic = wire.topic_for("ecg", stream, TopicKind.STATUS)
+            await client.publish(topic, wire.encode(status_of(stream)), qos=1, retain=True)
+        return await run_subscribe(
+            mqtt_broker.config,
+            lines.append,
+            stream=stream,
+            limit=1,
+            json_lines=True,
+            note=notes.append,
+        )
+
+    assert run(scenario()) == 1
+    assert notes[0].startswith("subscribed to stream json")
+    (line,) = lines
+    document = json.loads(line)
+    assert document["topic"] == "ecg/json/status"
+    payload = {key: value for key, value in document.items() if key != "topic"}
+    assert wire.decode("ecg/json/status", json.dumps(payload)) == status_of(stream)
 
 
 def test_beat_line_shows_time_label_confidence_rate_and_latencies() -> None:
