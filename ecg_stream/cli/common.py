@@ -174,6 +174,25 @@ def check_screenshot_arguments(args: argparse.Namespace, needs: str) -> None:
         raise ConfigError(msg)
 
 
+def add_summary_json_argument(parser: argparse.ArgumentParser) -> None:
+    """Add ``--summary-json F``: the end-of-run summary as a JSON document too."""
+    parser.add_argument(
+        "--summary-json",
+        type=Path,
+        metavar="F",
+        help="also write the summary printed at the end as a JSON document (per stream: beats "
+        "by class, compute latency, published, dropped, refused, beats lost; totals)",
+    )
+
+
+def check_summary_json(path: Path | None) -> None:
+    """Refuse a ``--summary-json`` target that is a directory or a device, before the run."""
+    from ecg_stream.documents import check_output_file
+
+    if path is not None:
+        check_output_file(path)
+
+
 def say(line: str) -> None:
     """Print one line of a command's progress now (flushed: the output may be a pipe)."""
     print(line, flush=True)

@@ -13,8 +13,10 @@ from ecg_stream.cli.common import (
     add_rhythm_arguments,
     add_scale_arguments,
     add_screenshot_arguments,
+    add_summary_json_argument,
     check_model_argument,
     check_screenshot_arguments,
+    check_summary_json,
     rhythm_settings,
     say,
     say_error,
@@ -50,6 +52,7 @@ def add_replay(commands: Commands) -> None:
     replay.add_argument("--model", type=Path, help="ONNX model (default: the shipped one)")
     replay.add_argument("--quiet", action="store_true", help="no line per beat, summary only")
     add_scale_arguments(replay)
+    add_summary_json_argument(replay)
     add_rhythm_arguments(replay)
     replay.add_argument(
         "--monitor", action="store_true", help="also open the live monitor window on the streams"
@@ -124,6 +127,7 @@ def add_serve(commands: Commands) -> None:
         default=10.0,
         help="a device silent this long goes offline and its state is freed (default: 10)",
     )
+    add_summary_json_argument(serve)
     serve.add_argument(
         "--max-streams",
         type=int,
@@ -212,6 +216,7 @@ def _replay(args: argparse.Namespace) -> int:
 
     speed = parse_speed(args.speed)
     check_model_argument(args.model)
+    check_summary_json(args.summary_json)
     settings = ReplaySettings(
         records=tuple(args.records),
         speed=speed,
@@ -229,7 +234,7 @@ def _replay(args: argparse.Namespace) -> int:
     if args.monitor:
         return _replay_with_monitor(args, settings)
     check_screenshot_arguments(args, needs="--monitor")
-    return replay_main(settings, say)
+    return replay_main(settings, say, args.summary_json)
 
 
 def _replay_with_monitor(args: argparse.Namespace, settings: ReplaySettings) -> int:
@@ -258,7 +263,7 @@ def _replay_with_monitor(args: argparse.Namespace, settings: ReplaySettings) -> 
     )
     # a --screenshot run ends the replay when the picture is taken: a normal end, not a stop
     summary.interrupted = code == 130 or (not finished and args.screenshot is None)
-    say(summary.format())
+    summary.report_to(say, args.summary_json)
     return code
 
 
@@ -347,7 +352,8 @@ def _serve(args: argparse.Namespace) -> int:
     )
     settings.check()  # a bad value fails before the model loads
     check_model_argument(args.model)
-    return serve_main(settings, say)
+    check_summary_json(args.summary_json)
+    return serve_main(settings, say, args.summary_json)
 
 
 def _device(args: argparse.Namespace) -> int:

@@ -240,7 +240,7 @@ async def _replay_in_workers(
     return summary
 
 
-def replay_main(settings: ReplaySettings, say: Say) -> int:
+def replay_main(settings: ReplaySettings, say: Say, summary_json: Path | None = None) -> int:
     """Run :func:`run_replay` to its end or to Ctrl-C (or SIGTERM), then print the summary.
 
     Returns:
@@ -252,5 +252,5 @@ def replay_main(settings: ReplaySettings, say: Say) -> int:
     summary = RunSummary()
     stopped = run_until_stopped(run_replay(settings, say, summary))
     summary.interrupted |= stopped  # workers are stopped on their own
-    say(summary.format())
+    summary.report_to(say, summary_json)
     return 130 if summary.interrupted else summary.exit_status()

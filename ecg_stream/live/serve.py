@@ -575,7 +575,7 @@ async def run_serve(settings: ServeSettings, say: Say, summary: RunSummary) -> R
         return await worker.run()
 
 
-def serve_main(settings: ServeSettings, say: Say) -> int:
+def serve_main(settings: ServeSettings, say: Say, summary_json: Path | None = None) -> int:
     """Run :func:`run_serve` until Ctrl-C or SIGTERM, then print the summary.
 
     Returns:
@@ -585,5 +585,5 @@ def serve_main(settings: ServeSettings, say: Say) -> int:
 
     summary = RunSummary()
     run_until_stopped(run_serve(settings, say, summary))
-    say(summary.format())
+    summary.report_to(say, summary_json)
     return summary.exit_status()

@@ -24,6 +24,7 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from types import TracebackType
 from typing import Generic, Protocol, TypeVar
 
@@ -34,10 +35,11 @@ from ecg_stream.classify.batcher import InferenceBatcher
 from ecg_stream.config import CHAIN_FS_HZ
 from ecg_stream.detector.rhythm.af import conducted_in_af
 from ecg_stream.detector.rhythm.stage import RhythmInput, RhythmStage
+from ecg_stream.documents import write_json
 from ecg_stream.errors import EcgStreamError, ModelContractError
 from ecg_stream.live.front import ChunkFate, Front, Ingested, PlacedWindow
 from ecg_stream.mqtt.stats import PublisherStats
-from ecg_stream.stats import DurationHistogram
+from ecg_stream.stats import DurationHistogram, Percentiles
 from ecg_stream.types import (
     BEAT_CLASSES,
     BeatClass,
@@ -209,6 +211,79 @@ class StreamReport:
         return self.signal_s / max(self.finished_s - self.started_s, 1e-9)
 
 
+class StreamFigures(msgspec.Struct, kw_only=True):
+    """One stream of ``--summary-json`` (or the retired streams folded into one, ``stream`` "")."""
+
+    stream: str
+    record: str
+    sessions: int
+    beats: dict[str, int]
+    detected: int
+    signal_s: float
+    compute_ms: Percentiles
+    published: dict[str, int]
+    dropped: dict[str, int]
+    refused: dict[str, int]
+    beats_lost: int
+    error: str | None = None
+
+    @classmethod
+    def of(cls, report: StreamReport) -> StreamFigures:
+        """The figures of one stream's report."""
+        publisher = report.publisher
+        return cls(
+            stream=report.stream_id,
+            record=report.record,
+            sessions=report.sessions,
+            beats={beat_class.value: count for beat_class, count in report.beats.items()},
+            detected=report.detected,
+            signal_s=report.signal_s,
+            compute_ms=publisher.compute.summary(),
+            published={kind.value: n for kind, n in publisher.published.items()},
+            dropped={kind.value: n for kind, n in publisher.dropped.items()},
+            refused={kind.value: n for kind, n in publisher.refused.items()},
+            beats_lost=publisher.beats_lost,
+            error=report.error,
+        )
+
+
+class SummaryDocument(msgspec.Struct, kw_only=True):
+    """``replay --summary-json F`` and ``serve --summary-json F``: the summary, machine-readable.
+
+    Args:
+        streams: Each listed stream's figures.
+        retired_streams: Streams folded into ``retired`` (idle and freed; ``serve``).
+        retired: Their figures together (None when there are none).
+        interrupted: The run was stopped by Ctrl-C or SIGTERM.
+        beats: Beats handed to the sinks, all streams.
+        beats_lost: Beats no subscriber can get (dropped before the broker, or refused).
+        refusal: The broker's reason for a refused publish, if any.
+        compute_ms: Compute latency of every published beat.
+        inference_calls: Classifier calls; ``inference_windows`` the windows they classified.
+        received: Raw messages received (``serve``), of which ``malformed`` did not decode,
+            ``foreign`` belonged to another shard, ``refused_streams`` to streams past
+            ``--max-streams``.
+        exit_status: The command's exit status (0, 1 on lost beats or a stream's error, 130
+            after Ctrl-C).
+    """
+
+    streams: list[StreamFigures]
+    retired_streams: int
+    retired: StreamFigures | None
+    interrupted: bool
+    beats: int
+    beats_lost: int
+    refusal: str | None
+    compute_ms: Percentiles
+    inference_calls: int
+    inference_windows: int
+    received: int
+    malformed: int
+    foreign: int
+    refused_streams: int
+    exit_status: int
+
+
 @dataclass(slots=True)
 class RunSummary:
     """Every stream's report and the process's counters; printed at the end or on Ctrl-C.
@@ -317,6 +392,33 @@ class RunSummary:
         self.malformed += other.malformed
         self.foreign += other.foreign
         self.refused_streams += other.refused_streams
+
+    def document(self) -> SummaryDocument:
+        """The summary as the typed document ``--summary-json`` writes."""
+        return SummaryDocument(
+            streams=[StreamFigures.of(report) for report in self.streams.values()],
+            retired_streams=self.retired_count,
+            retired=StreamFigures.of(self.retired) if self.retired_count else None,
+            interrupted=self.interrupted,
+            beats=self.beats,
+            beats_lost=self.beats_lost,
+            refusal=self.refusal,
+            compute_ms=self.compute().summary(),
+            inference_calls=self.inference_calls,
+            inference_windows=self.inference_windows,
+            received=self.received,
+            malformed=self.malformed,
+            foreign=self.foreign,
+            refused_streams=self.refused_streams,
+            exit_status=130 if self.interrupted else self.exit_status(),
+        )
+
+    def report_to(self, say: Callable[[str], None], summary_json: Path | None = None) -> None:
+        """Say the summary's lines; with ``summary_json``, also write it there (atomically)."""
+        say(self.format())
+        if summary_json is not None:
+            write_json(self.document(), summary_json)
+            say(f"wrote {summary_json}")
 
     def format(self) -> str:
         """The summary as terminal lines."""

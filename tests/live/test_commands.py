@@ -14,6 +14,8 @@ import pytest
 
 from ecg_stream.cli import main
 from ecg_stream.config import MqttConfig
+from ecg_stream.documents import read_json
+from ecg_stream.live.session import SummaryDocument
 from ecg_stream.mqtt.broker import probe_broker
 from ecg_stream.mqtt.mosquitto import free_port
 from tests.helpers import MqttBroker, run
@@ -130,3 +132,26 @@ def test_replay_command_stops_on_sigterm_with_summary_and_offline(
         .splitlines()[-1]
         .endswith("status offline: record 100, 360 Hz, model beat_lstm (NSVFQ)")
     )
+
+
+@pytest.mark.mqtt
+def test_replay_writes_its_summary_as_json(
+    mqtt_broker: MqttBroker, short_record: Path, tmp_path: Path
+) -> None:
+    path = tmp_path / "summary.json"
+    url = f"mqtt://127.0.0.1:{mqtt_broker.port}"
+    argv = ["replay", str(short_record), "--speed", "max", "--quiet", "--broker", url]
+    assert main([*argv, "--summary-json", str(path)]) == 0
+    summary = read_json(path, SummaryDocument, made_by="ecg-stream replay --summary-json")
+    (stream,) = summary.streams
+    assert stream.stream == "short"
+    assert stream.detected == sum(stream.beats.values()) >= 10
+    assert stream.published["beats"] == stream.detected
+    assert (summary.beats_lost, summary.exit_status) == (0, 0)
+
+
+def test_a_summary_json_that_cannot_be_a_file_is_refused_before_the_run(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["replay", "100", "--summary-json", str(tmp_path)]) == 2
+    assert "is a directory; name a file to write" in capsys.readouterr().err
