@@ -29,6 +29,7 @@ Several workers share the streams in one of two ways:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 import os
@@ -51,7 +52,13 @@ from ecg_stream.config import (
     RhythmSettings,
 )
 from ecg_stream.detector.rhythm.stage import RhythmStage
-from ecg_stream.errors import BrokerError, ConfigError, ModelOutputError, PayloadError
+from ecg_stream.errors import (
+    BrokerError,
+    ConfigError,
+    EcgStreamError,
+    ModelOutputError,
+    PayloadError,
+)
 from ecg_stream.live.ingest import IngestSession
 from ecg_stream.live.mqtt_sink import MqttSink, check_samples_s
 from ecg_stream.live.runner import first_error
@@ -466,10 +473,12 @@ class ServeWorker:
                 await session.process(arrival.message, arrival.arrival_s)
             await session.finish()
         except asyncio.CancelledError:
-            # Stopping: what was received is processed and handed over here (the loop is ending)
-            while not stream.inbox.empty():
-                arrival = stream.inbox.get_nowait()
-                session.process_nowait(arrival.message, arrival.arrival_s)
+            # Stopping: what was received is processed and handed over here (the loop is ending);
+            # the stream's own error (a bad model batch) ends that, never the stopping
+            with contextlib.suppress(EcgStreamError):
+                while not stream.inbox.empty():
+                    arrival = stream.inbox.get_nowait()
+                    session.process_nowait(arrival.message, arrival.arrival_s)
             raise
 
 

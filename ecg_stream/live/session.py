@@ -580,15 +580,18 @@ class StreamSession(Generic[In]):
         try:
             if exc_type is asyncio.CancelledError:  # the beats held go out all the same
                 arrival_s = self.clock()
-                self._drain(self.front.finish(arrival_s), arrival_s, ending=True)
+                try:
+                    self._drain(self.front.finish(arrival_s), arrival_s, ending=True)
+                except EcgStreamError as failure:  # the stream's own error, said on its status
+                    exc = failure
         finally:
             self.report.finished_s = self.clock()
             if (ingest := self.front.ingest()) is not None:
                 self.report.ingest = ingest
                 self.status = msgspec.structs.replace(self.status, ingest=ingest)
-            error = str(exc)[:MAX_TEXT_CHARS] if isinstance(exc, EcgStreamError) else None
+            reason = str(exc)[:MAX_TEXT_CHARS] if isinstance(exc, EcgStreamError) else None
             offline = msgspec.structs.replace(
-                self.status, state=StreamState.OFFLINE, error=error or None
+                self.status, state=StreamState.OFFLINE, error=reason or None
             )
             for sink in self.sinks:
                 await sink.status(offline)

@@ -414,14 +414,21 @@ def test_a_model_that_fails_at_run_time_stops_each_stream_with_its_reason(
     mqtt = prefix_config(mqtt_broker, "test-serve-model-error")
     with OnnxBeatClassifier(make_model(output="nan_on_real_beats"), ChainConfig()) as broken:
         collector, (summary,) = run(
-            serve_devices(mqtt, broken, [("bed1", device), ("bed2", device)]), timeout_s=60
+            serve_devices(
+                mqtt,
+                broken,
+                [("bed1", device), ("bed2", device)],
+                done=lambda c: all(
+                    any(status.error for status in statuses_of(c, stream_id))
+                    for stream_id in ("bed1", "bed2")
+                ),
+            ),
+            timeout_s=60,
         )
     assert collector.beats == []
     for stream_id in ("bed1", "bed2"):
-        last = statuses_of(collector, stream_id)[-1]
-        assert last.state is StreamState.OFFLINE
-        assert last.error is not None
-        assert "not class probabilities" in last.error
+        stopped = [s.error for s in statuses_of(collector, stream_id) if s.error is not None]
+        assert "not class probabilities" in stopped[0]
         assert "not class probabilities" in (summary.streams[stream_id].error or "")
     assert summary.exit_status() == 1
 
