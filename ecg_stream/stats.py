@@ -125,6 +125,20 @@ class DurationHistogram:
         if other.count:
             self.max_ms = other.max_ms if not self.max_ms >= other.max_ms else self.max_ms
 
+    def count_at_most(self, value_ms: float) -> int:
+        """How many values lie at or below ``value_ms``, to the bins' resolution.
+
+        Every value of the bin that holds ``value_ms`` counts.
+        """
+        if value_ms < 0:
+            return 0
+        if value_ms <= self.floor_ms:
+            return int(self._counts[0])
+        index = min(
+            math.ceil(math.log(value_ms / self.floor_ms) / self._log_step - 1e-9), self._bins
+        )
+        return int(self._counts[: index + 1].sum())
+
     @classmethod
     def merged(cls, histograms: Iterable[DurationHistogram]) -> DurationHistogram:
         """One histogram holding every value of ``histograms`` (default bins)."""

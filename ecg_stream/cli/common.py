@@ -185,6 +185,18 @@ def add_summary_json_argument(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def add_metrics_argument(parser: argparse.ArgumentParser) -> None:
+    """Add ``--metrics-port P``: Prometheus metrics while the command runs."""
+    parser.add_argument(
+        "--metrics-port",
+        type=int,
+        metavar="P",
+        help="serve Prometheus metrics on http://127.0.0.1:P/metrics while running: streams "
+        "online, beats by class, rhythm events, compute latency, messages dropped and refused, "
+        "beats lost, raw messages, signal state",
+    )
+
+
 def check_summary_json(path: Path | None) -> None:
     """Refuse a ``--summary-json`` target that is a directory or a device, before the run."""
     from ecg_stream.documents import check_output_file

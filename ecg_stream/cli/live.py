@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 from ecg_stream.cli.common import (
     add_broker_arguments,
     add_data_arguments,
+    add_metrics_argument,
     add_rhythm_arguments,
     add_scale_arguments,
     add_screenshot_arguments,
@@ -53,6 +54,7 @@ def add_replay(commands: Commands) -> None:
     replay.add_argument("--quiet", action="store_true", help="no line per beat, summary only")
     add_scale_arguments(replay)
     add_summary_json_argument(replay)
+    add_metrics_argument(replay)
     add_rhythm_arguments(replay)
     replay.add_argument(
         "--monitor", action="store_true", help="also open the live monitor window on the streams"
@@ -128,6 +130,7 @@ def add_serve(commands: Commands) -> None:
         help="a device silent this long goes offline and its state is freed (default: 10)",
     )
     add_summary_json_argument(serve)
+    add_metrics_argument(serve)
     serve.add_argument(
         "--max-streams",
         type=int,
@@ -230,6 +233,7 @@ def _replay(args: argparse.Namespace) -> int:
         samples_s=None if args.samples_ms is None else args.samples_ms / 1e3,
         workers=args.workers,
         rhythm=rhythm_settings(args),
+        metrics_port=args.metrics_port,
     )
     if args.monitor:
         return _replay_with_monitor(args, settings)
@@ -344,6 +348,7 @@ def _serve(args: argparse.Namespace) -> int:
         share_group=args.share,
         idle_timeout_s=args.idle_timeout_s,
         max_streams=args.max_streams,
+        metrics_port=args.metrics_port,
         worker_id=args.worker_id,
         samples_s=None if args.samples_ms is None else args.samples_ms / 1e3,
         model_path=args.model,

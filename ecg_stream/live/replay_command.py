@@ -74,6 +74,8 @@ class ReplaySettings:
         samples_s: Signal per ``samples`` message, in s (None: one per chunk).
         workers: Processes to spread the streams over (``ecg_stream.live.workers``).
         rhythm: Limits of each stream's rhythm stage.
+        metrics_port: Serve Prometheus metrics on ``127.0.0.1:PORT/metrics`` (one process
+            only: not with ``workers`` > 1).
     """
 
     records: tuple[str, ...]
@@ -88,6 +90,7 @@ class ReplaySettings:
     samples_s: float | None = None
     workers: int = 1
     rhythm: RhythmSettings = DEFAULT_RHYTHM
+    metrics_port: int | None = None
 
     def check(self) -> None:
         """Refuse a bad option before records and model load.
@@ -101,6 +104,9 @@ class ReplaySettings:
             msg = (
                 f"--workers {self.workers} must lie in [1, {MAX_WORKERS}] (one per core is plenty)"
             )
+            raise ConfigError(msg)
+        if self.metrics_port is not None and self.workers > 1:
+            msg = "--metrics-port counts this process's streams: use it with --workers 1"
             raise ConfigError(msg)
         if self.broker_url is not None:  # a wrong URL fails before records and model load
             MqttConfig.from_url(self.broker_url, self.topic_prefix)
@@ -162,6 +168,10 @@ async def run_replay(settings: ReplaySettings, say: Say, summary: RunSummary) ->
             samples_s=settings.samples_s,
             say=None if settings.quiet else say,
         )
+        if settings.metrics_port is not None:
+            from ecg_stream.live.metrics import start_metrics  # prometheus only when asked
+
+            sinks.append(start_metrics(settings.metrics_port, summary, say))
         replay = RecordReplay(
             specs,
             classifier,

@@ -497,6 +497,7 @@ class ServeSettings:
         share_group: Join the shared subscription ``$share/<group>/...``.
         idle_timeout_s: A stream silent this long goes offline.
         max_streams: Streams served at once (``DEFAULT_MAX_STREAMS``).
+        metrics_port: Serve Prometheus metrics on ``127.0.0.1:PORT/metrics``.
         worker_id: Names this worker on the status topic (and its persistent session).
         samples_s: Signal per ``samples`` message, in s (None: one per raw chunk).
         model_path: ONNX model (None: the shipped one).
@@ -510,6 +511,7 @@ class ServeSettings:
     share_group: str | None = None
     idle_timeout_s: float = DEFAULT_IDLE_TIMEOUT_S
     max_streams: int = DEFAULT_MAX_STREAMS
+    metrics_port: int | None = None
     worker_id: str | None = None
     samples_s: float | None = None
     model_path: Path | None = None
@@ -568,6 +570,10 @@ async def run_serve(settings: ServeSettings, say: Say, summary: RunSummary) -> R
         ]
         if not settings.quiet:
             sinks.append(BeatLines(say))
+        if settings.metrics_port is not None:
+            from ecg_stream.live.metrics import start_metrics  # prometheus only when asked
+
+            sinks.append(start_metrics(settings.metrics_port, summary, say))
         worker = ServeWorker(
             classifier,
             mqtt,

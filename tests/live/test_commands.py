@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -155,3 +157,31 @@ def test_a_summary_json_that_cannot_be_a_file_is_refused_before_the_run(
 ) -> None:
     assert main(["replay", "100", "--summary-json", str(tmp_path)]) == 2
     assert "is a directory; name a file to write" in capsys.readouterr().err
+
+
+@pytest.mark.mqtt
+def test_replay_serves_prometheus_metrics_while_it_runs(
+    mqtt_broker: MqttBroker, short_record: Path
+) -> None:
+    """``--metrics-port``: a scrape during a real-time replay sees its stream and beats."""
+    port = free_port()
+    url = f"mqtt://127.0.0.1:{mqtt_broker.port}"
+    with command(
+        "replay", str(short_record), "--speed", "1", "--quiet", "--broker", url,
+        "--metrics-port", str(port),
+    ) as process:  # fmt: skip
+        text, deadline = "", time.monotonic() + 30.0
+        beats = re.compile(r'ecg_stream_beats_total\{class="N"\} [1-9]')
+        while not beats.search(text):
+            assert time.monotonic() < deadline, text
+            time.sleep(0.5)
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics") as answer:
+                    text = answer.read().decode()
+            except OSError:
+                continue
+        process.send_signal(signal.SIGINT)
+        process.wait(timeout=30)
+    assert "ecg_stream_streams_online 1.0" in text
+    assert "ecg_stream_compute_latency_seconds_bucket" in text
+    assert 'ecg_stream_messages_dropped_total{topic="beats"} 0.0' in text
