@@ -127,7 +127,7 @@ def _analyze(args: argparse.Namespace) -> int:
     ]
     signal_s = chain_s = inference_s = 0.0
     failures: list[RecordFailure] = []
-    for done in map_records(analyze_or_fail, tasks, args.jobs):
+    for done in map_records(analyze_or_fail, tasks, args.jobs, "analyze"):
         if isinstance(done, RecordFailure):
             failures.append(done)
             print(f"{done.record}: skipped, cannot be read (see the end)")

@@ -37,6 +37,7 @@ from ecg_stream.evaluation.matching import (
     scored_mask,
 )
 from ecg_stream.live.analysis import analyze_record
+from ecg_stream.live.progress import progress
 from ecg_stream.records import Annotations, DataDirs, Record, load_record
 from ecg_stream.types import BEAT_CLASSES, BeatClass, IntArray, LabeledBeat
 
@@ -254,7 +255,7 @@ def evaluate_classifier(
     annotations: dict[str, Annotations] = {}
     examples: list[LabeledBeat] = []
     with OnnxBeatClassifier(model_path, config) as classifier:
-        for name in records:
+        for name in progress(records, len(records), "evaluate --classifier"):
             record = load_record(name, data_dir)
             beats = classify_record(record, classifier, config)
             if record.annotations is not None:

@@ -153,7 +153,7 @@ def evaluate_detector(
     found: dict[str, dict[Span, list[DetectionEvaluation]]] = {
         detector: {span: [] for span in Span} for detector in detectors
     }
-    for evaluations in map_records(_evaluate_record, tasks, jobs):
+    for evaluations in map_records(_evaluate_record, tasks, jobs, "evaluate --detector"):
         for (detector, span), evaluation in evaluations.items():
             found[detector][span].append(evaluation)
     return DetectionReport(

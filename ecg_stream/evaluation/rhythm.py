@@ -539,7 +539,7 @@ def evaluate_rhythm(
     """
     tasks = [(name, model, data_dir, lead) for name in records]
     found: dict[RhythmFamily, list[RhythmScore]] = {family: [] for family in RhythmFamily}
-    for scores in map_records(_evaluate_record, tasks, jobs):
+    for scores in map_records(_evaluate_record, tasks, jobs, "evaluate --rhythm"):
         for family, score in scores.items():
             found[family].append(score)
     return RhythmReport(

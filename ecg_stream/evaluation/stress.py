@@ -31,6 +31,7 @@ from ecg_stream.evaluation.classification import (
     score_records,
 )
 from ecg_stream.evaluation.matching import Span
+from ecg_stream.live.progress import progress
 from ecg_stream.records import Annotations, DataDirs, Record, load_record
 from ecg_stream.types import BEAT_CLASSES, BeatClass, FloatArray
 
@@ -164,7 +165,11 @@ def stress_test(
         for snr_db in (None, *snr_levels):
             rng = np.random.default_rng(seed)
             noisy = [r if snr_db is None else add_noise(r, noise, snr_db, rng) for r in clean]
-            both = [_ungated_and_gated(record, classifier, config) for record in noisy]
+            level = "clean" if snr_db is None else f"{snr_db:g} dB"
+            both = [
+                _ungated_and_gated(record, classifier, config)
+                for record in progress(noisy, len(noisy), f"stress {noise_name} {level}")
+            ]
             for span in StressSpan:
                 row = _figures(snr_db, span, noisy, [ungated for ungated, _, _ in both])
                 gated = _figures(snr_db, span, noisy, [gated for _, gated, _ in both])

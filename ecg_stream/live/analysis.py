@@ -21,6 +21,7 @@ import numpy as np
 from ecg_stream.classify.batcher import ClassifierLike
 from ecg_stream.config import CHAIN_FS_HZ, DEFAULT_RHYTHM, ChainConfig, RhythmSettings
 from ecg_stream.errors import ConfigError, DataNotFoundError, RecordFormatError
+from ecg_stream.live.progress import progress
 from ecg_stream.live.replay import RecordReplay
 from ecg_stream.live.session import RunSummary, Sink, StreamBeat, StreamEvent
 from ecg_stream.live.sinks import BeatCollector, CsvSink, EventsCsvSink, WfdbAnnotationSink
@@ -225,8 +226,12 @@ def analyze_or_fail(*args: Any) -> CsvAnalysis | RecordFailure:
         return RecordFailure(str(args[0]), str(error))
 
 
-def map_records(function: Callable[..., T], tasks: list[tuple[Any, ...]], jobs: int) -> Iterator[T]:
+def map_records(
+    function: Callable[..., T], tasks: list[tuple[Any, ...]], jobs: int, description: str = ""
+) -> Iterator[T]:
     """Apply ``function`` to each task's arguments, results in task order, in ``jobs`` processes.
+
+    With ``description``, a progress bar on a terminal's stderr (``live/progress.py``).
 
     Raises:
         ConfigError: ``jobs`` is below 1.
@@ -235,7 +240,8 @@ def map_records(function: Callable[..., T], tasks: list[tuple[Any, ...]], jobs: 
         msg = f"--jobs {jobs} must be >= 1"
         raise ConfigError(msg)
     if jobs == 1:
-        yield from itertools.starmap(function, tasks)
+        yield from progress(itertools.starmap(function, tasks), len(tasks), description)
         return
     with ProcessPoolExecutor(jobs) as pool:
-        yield from pool.map(function, *zip(*tasks, strict=True))
+        results = pool.map(function, *zip(*tasks, strict=True))
+        yield from progress(results, len(tasks), description)
