@@ -76,6 +76,19 @@ def test_evaluate_rhythm_prints_each_family_and_writes_json(
     assert set(json.loads(out.read_text())) == {"af", "vt", "svt", "bigeminy", "trigeminy", "vfl"}
 
 
+def test_evaluate_classifier_writes_its_report_to_json_too(
+    short_record: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``--json F`` on every command that writes a report: the classifier's too."""
+    out = tmp_path / "classification.json"
+    argv = ["evaluate", "--classifier", str(short_record), "--out-dir", str(tmp_path / "figures")]
+    assert main([*argv, "--json", str(out)]) == 0
+    assert f"wrote {out}" in capsys.readouterr().out
+    report = json.loads(out.read_text())
+    assert report == json.loads((tmp_path / "figures" / "classification.json").read_text())
+    assert report["whole_record"]["gross"]["matched_beats"] >= 10
+
+
 def test_unknown_record_is_one_line_and_exit_2(
     data_dir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -15,7 +15,7 @@ from ecg_stream.cli.common import (
     default_model,
     rhythm_settings,
 )
-from ecg_stream.documents import write_atomically
+from ecg_stream.documents import check_output_file, write_atomically
 from ecg_stream.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -67,7 +67,7 @@ def add_evaluate(commands: Commands) -> None:
         "--xqrs", action="store_true", help="--detector: also score wfdb's xqrs_detect"
     )
     evaluate.add_argument(
-        "--json", type=Path, help="--detector, --rhythm: write the figures to this file"
+        "--json", type=Path, help="write the figures to this file (any of the three)"
     )
     evaluate.add_argument(
         "--jobs", type=int, default=1, help="--detector, --rhythm: records in parallel"
@@ -168,6 +168,8 @@ def _evaluate(args: argparse.Namespace) -> int:
     from ecg_stream.evaluation.classification import evaluate_classifier
     from ecg_stream.records import expand_record_names
 
+    if args.json is not None:
+        check_output_file(args.json)  # before minutes of evaluation
     report = evaluate_classifier(
         expand_record_names(args.records),
         args.model or default_model(),
@@ -178,6 +180,9 @@ def _evaluate(args: argparse.Namespace) -> int:
     for span in Span:
         print(f"== {span.title} ==\n{report.format_table(span)}")
     print(f"wrote {args.out_dir}/classification.json and pictures")
+    if args.json is not None:
+        write_atomically(args.json, report.to_json())
+        print(f"wrote {args.json}")
     return 0
 
 
