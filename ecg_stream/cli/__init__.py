@@ -36,6 +36,8 @@ _COMMANDS: tuple[Callable[[Commands], None], ...] = (
     live.add_replay,
     live.add_broker,
     live.add_subscribe,
+    live.add_store,
+    live.add_history,
     live.add_serve,
     live.add_device,
     live.add_monitor,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -23,6 +24,7 @@ from ecg_stream.cli.common import (
     say_error,
 )
 from ecg_stream.config import DEFAULT_MAX_STREAMS
+from ecg_stream.errors import ConfigError
 
 if TYPE_CHECKING:
     from ecg_stream.cli.common import Commands
@@ -78,6 +80,50 @@ def add_broker(commands: Commands) -> None:
         "listen on any address but loopback",
     )
     broker.set_defaults(handler=_broker)
+
+
+def add_store(commands: Commands) -> None:
+    """Add ``store``: keep every stream's messages in a history database."""
+    store = commands.add_parser(
+        "store", help="keep every stream's beats, events, statuses and signal in a database"
+    )
+    add_broker_arguments(store, default_help="mqtt://localhost:1883")
+    store.add_argument(
+        "--db",
+        help="SQLite file or sqlite:///PATH (default: $XDG_DATA_HOME/ecg-stream/history.sqlite, "
+        "named at start)",
+    )
+    store.add_argument(
+        "--keep-days", type=float, help="delete what is older than this many days (default: keep)"
+    )
+    store.add_argument(
+        "--client-id",
+        metavar="ID",
+        help="MQTT session name: the broker keeps what is published while the store is down "
+        "(default: one per topic prefix)",
+    )
+    store.set_defaults(handler=_store)
+
+
+def add_history(commands: Commands) -> None:
+    """Add ``history``: a stream's beats and events of a time range, from the database."""
+    history = commands.add_parser(
+        "history", help="print a stream's stored beats and events of a time range"
+    )
+    history.add_argument("stream", help="stream id")
+    history.add_argument("--db", help="SQLite file or sqlite:///PATH (default: store's default)")
+    history.add_argument(
+        "--from", dest="start", metavar="T", help="from T: Unix seconds or ISO 8601 (default: all)"
+    )
+    history.add_argument(
+        "--to", dest="end", metavar="T", help="before T: Unix seconds or ISO 8601 (default: all)"
+    )
+    form = history.add_mutually_exclusive_group()
+    form.add_argument(
+        "--json", action="store_true", help="one JSON object per beat or event (the wire payload)"
+    )
+    form.add_argument("--csv", action="store_true", help="CSV, one row per beat or event")
+    history.set_defaults(handler=_history)
 
 
 def add_subscribe(commands: Commands) -> None:
@@ -306,6 +352,65 @@ def _broker_main(
     run_until_stopped(run_broker(host, port, say, password_file))
     say("embedded MQTT broker stopped")
     return 0
+
+
+def _store(args: argparse.Namespace) -> int:
+    from ecg_stream.config import MqttConfig
+    from ecg_stream.live.history import HistoryStore, database_path, run_store
+    from ecg_stream.live.runner import run_until_stopped
+    from ecg_stream.mqtt.broker import DEFAULT_BROKER_URL
+
+    if args.keep_days is not None and not args.keep_days > 0:
+        msg = f"--keep-days {args.keep_days} must be > 0"
+        raise ConfigError(msg)
+    config = MqttConfig.from_url(args.broker or DEFAULT_BROKER_URL, args.topic_prefix)
+    store = HistoryStore(database_path(args.db))
+    try:
+        run_until_stopped(
+            run_store(config, store, say, keep_days=args.keep_days, client_id=args.client_id)
+        )
+    finally:
+        store.close()
+    return 0
+
+
+def _history(args: argparse.Namespace) -> int:
+    from ecg_stream.live.history import HistoryStore, database_path, history_lines
+
+    path = database_path(args.db)
+    if not path.is_file():
+        msg = f"no history database at {path}; run `ecg-stream store` first, or give --db"
+        raise ConfigError(msg)
+    store = HistoryStore(path)
+    try:
+        form = "json" if args.json else "csv" if args.csv else "table"
+        for line in history_lines(
+            store, args.stream, _moment(args.start, -math.inf), _moment(args.end, math.inf), form
+        ):
+            print(line)
+    finally:
+        store.close()
+    return 0
+
+
+def _moment(text: str | None, default: float) -> float:
+    """A ``--from``/``--to`` value as Unix seconds: a number, or an ISO 8601 date and time."""
+    import datetime
+
+    if text is None:
+        return default
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    try:
+        moment = datetime.datetime.fromisoformat(text)
+    except ValueError:
+        msg = f"{text!r} is no time: give Unix seconds or ISO 8601, e.g. 2026-12-07T02:14"
+        raise ConfigError(msg) from None
+    if moment.tzinfo is None:
+        moment = moment.astimezone()  # local time, as a user at the bedside means it
+    return moment.timestamp()
 
 
 def _subscribe(args: argparse.Namespace) -> int:
