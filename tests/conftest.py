@@ -22,7 +22,7 @@ from ecg_stream.mqtt.mosquitto import free_port, mosquitto_executable
 from ecg_stream.records import DATA_ENV, MITDB_RECORDS, Record, find_record, load_record
 from tests.helpers import BROKER_ENV, BrokerKind, MqttBroker, record_stretch, selected_broker_kind
 
-pytest_plugins = ["tests.models"]  # the tiny ONNX model and dataset-cache fixtures
+pytest_plugins = ["tests.models", "tests.postgres"]  # ONNX model, dataset cache, PostgreSQL
 
 SHARED_DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "mitdb"
 BROKER_KIND = pytest.StashKey[BrokerKind]()

@@ -90,8 +90,8 @@ def add_store(commands: Commands) -> None:
     add_broker_arguments(store, default_help="mqtt://localhost:1883")
     store.add_argument(
         "--db",
-        help="SQLite file or sqlite:///PATH (default: $XDG_DATA_HOME/ecg-stream/history.sqlite, "
-        "named at start)",
+        help="SQLite file, sqlite:///PATH or postgresql://... (default: "
+        "$XDG_DATA_HOME/ecg-stream/history.sqlite, named at start)",
     )
     store.add_argument(
         "--keep-days", type=float, help="delete what is older than this many days (default: keep)"
@@ -111,7 +111,9 @@ def add_history(commands: Commands) -> None:
         "history", help="print a stream's stored beats and events of a time range"
     )
     history.add_argument("stream", help="stream id")
-    history.add_argument("--db", help="SQLite file or sqlite:///PATH (default: store's default)")
+    history.add_argument(
+        "--db", help="SQLite file, sqlite:///PATH or postgresql://... (default: store's default)"
+    )
     history.add_argument(
         "--from", dest="start", metavar="T", help="from T: Unix seconds or ISO 8601 (default: all)"
     )
@@ -375,13 +377,18 @@ def _store(args: argparse.Namespace) -> int:
 
 
 def _history(args: argparse.Namespace) -> int:
-    from ecg_stream.live.history import HistoryStore, database_path, history_lines
+    from ecg_stream.live.history import (
+        POSTGRES_SCHEMES,
+        HistoryStore,
+        database_path,
+        history_lines,
+    )
 
-    path = database_path(args.db)
-    if not path.is_file():
-        msg = f"no history database at {path}; run `ecg-stream store` first, or give --db"
+    where = database_path(args.db)
+    if not where.startswith(POSTGRES_SCHEMES) and not Path(where).is_file():
+        msg = f"no history database at {where}; run `ecg-stream store` first, or give --db"
         raise ConfigError(msg)
-    store = HistoryStore(path)
+    store = HistoryStore(where)
     try:
         form = "json" if args.json else "csv" if args.csv else "table"
         for line in history_lines(

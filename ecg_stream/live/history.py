@@ -3,8 +3,10 @@
 ``store`` is a subscriber (a persistent session, de-duplicated, surviving broker restarts as
 ``subscribe`` does) that keeps every stream's messages in a database; ``history`` reads a
 stream's time range back as the wire payloads. The embedded database is SQLite (Python's own
-``sqlite3``): one file, written in batched transactions. Schema version 1, one table per topic
-kind, each row the wire payload (JSON text, as published) and the columns a query needs:
+``sqlite3``, one file); ``--db postgresql://...`` uses a PostgreSQL server (psycopg 3, the
+``postgres`` extra). Both are written in batched transactions with the same SQL. Schema version
+1, one table per topic kind, each row the wire payload (JSON text, as published) and the
+columns a query needs:
 
 - ``beats(stream, chain_sample, r_wall_time, label, payload)``, unique per stream, chain sample
   and R-peak time (a beat delivered twice is kept once);
@@ -28,9 +30,10 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from ecg_stream.config import MqttConfig
-from ecg_stream.errors import ConfigError
+from ecg_stream.errors import ConfigError, MissingExtraError
 from ecg_stream.mqtt.subscriber import WireSubscriber
 from ecg_stream.wire import (
     BeatMessage,
@@ -42,6 +45,8 @@ from ecg_stream.wire import (
     encode,
 )
 
+POSTGRES_EXTRA = "postgres"
+"""Optional dependency group of ``--db postgresql://...`` (psycopg 3)."""
 SCHEMA_VERSION = 1
 """Version of the database layout; a store refuses a database of another version."""
 FLUSH_INTERVAL_S = 0.5
@@ -51,31 +56,30 @@ FLUSH_ROWS = 2000
 PRUNE_INTERVAL_S = 3600.0
 """How often ``--keep-days`` deletes old rows while the store runs, in s."""
 SQLITE_PREFIX = "sqlite:///"
+POSTGRES_SCHEMES = ("postgresql://", "postgres://")
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS beats (
-    stream TEXT NOT NULL, chain_sample INTEGER NOT NULL, r_wall_time REAL NOT NULL,
-    label TEXT NOT NULL, payload TEXT NOT NULL,
-    PRIMARY KEY (stream, chain_sample, r_wall_time));
-CREATE INDEX IF NOT EXISTS beats_by_time ON beats (stream, r_wall_time);
-CREATE TABLE IF NOT EXISTS events (
-    stream TEXT NOT NULL, chain_sample INTEGER NOT NULL, wall_time REAL NOT NULL,
-    kind TEXT NOT NULL, state TEXT NOT NULL, payload TEXT NOT NULL,
-    PRIMARY KEY (stream, kind, state, chain_sample, wall_time));
-CREATE INDEX IF NOT EXISTS events_by_time ON events (stream, wall_time);
-CREATE TABLE IF NOT EXISTS statuses (
-    stream TEXT NOT NULL, received_at REAL NOT NULL, state TEXT NOT NULL, payload TEXT NOT NULL);
-CREATE INDEX IF NOT EXISTS statuses_by_time ON statuses (stream, received_at);
-CREATE TABLE IF NOT EXISTS samples (
-    stream TEXT NOT NULL, start_index INTEGER NOT NULL, received_at REAL NOT NULL,
-    payload TEXT NOT NULL);
-CREATE INDEX IF NOT EXISTS samples_by_time ON samples (stream, received_at);
-"""
+_SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS beats (stream TEXT NOT NULL, chain_sample BIGINT NOT NULL, "
+    "r_wall_time DOUBLE PRECISION NOT NULL, label TEXT NOT NULL, payload TEXT NOT NULL, "
+    "PRIMARY KEY (stream, chain_sample, r_wall_time))",
+    "CREATE INDEX IF NOT EXISTS beats_by_time ON beats (stream, r_wall_time)",
+    "CREATE TABLE IF NOT EXISTS events (stream TEXT NOT NULL, chain_sample BIGINT NOT NULL, "
+    "wall_time DOUBLE PRECISION NOT NULL, kind TEXT NOT NULL, state TEXT NOT NULL, "
+    "payload TEXT NOT NULL, PRIMARY KEY (stream, kind, state, chain_sample, wall_time))",
+    "CREATE INDEX IF NOT EXISTS events_by_time ON events (stream, wall_time)",
+    "CREATE TABLE IF NOT EXISTS statuses (stream TEXT NOT NULL, "
+    "received_at DOUBLE PRECISION NOT NULL, state TEXT NOT NULL, payload TEXT NOT NULL)",
+    "CREATE INDEX IF NOT EXISTS statuses_by_time ON statuses (stream, received_at)",
+    "CREATE TABLE IF NOT EXISTS samples (stream TEXT NOT NULL, start_index BIGINT NOT NULL, "
+    "received_at DOUBLE PRECISION NOT NULL, payload TEXT NOT NULL)",
+    "CREATE INDEX IF NOT EXISTS samples_by_time ON samples (stream, received_at)",
+)
+"""The tables and indices, in SQL that SQLite and PostgreSQL both take."""
 
 _INSERT = {
-    TopicKind.BEATS: "INSERT OR IGNORE INTO beats VALUES (?, ?, ?, ?, ?)",
-    TopicKind.EVENTS: "INSERT OR IGNORE INTO events VALUES (?, ?, ?, ?, ?, ?)",
+    TopicKind.BEATS: "INSERT INTO beats VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+    TopicKind.EVENTS: "INSERT INTO events VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
     TopicKind.STATUS: "INSERT INTO statuses VALUES (?, ?, ?, ?)",
     TopicKind.SAMPLES: "INSERT INTO samples VALUES (?, ?, ?, ?)",
 }
@@ -99,24 +103,25 @@ def default_database() -> Path:
     return Path(data_home) / "ecg-stream" / "history.sqlite"
 
 
-def database_path(db: str | None) -> Path:
-    """The SQLite file ``--db`` names (a path or a ``sqlite:///`` URL; None: the default).
+def database_path(db: str | None) -> str:
+    """What ``--db`` names: a SQLite file's path, or a ``postgresql://`` URL as it is.
+
+    A SQLite file is a path or ``sqlite:///PATH``; None names the default file.
 
     Raises:
         ConfigError: Another kind of URL.
     """
     if db is None:
-        return default_database()
+        return str(default_database())
     if db.startswith(SQLITE_PREFIX):
-        return Path(db.removeprefix(SQLITE_PREFIX))
+        return db.removeprefix(SQLITE_PREFIX)
+    if db.startswith(POSTGRES_SCHEMES):
+        return db
     if "://" in db:
         scheme = db.split("://", 1)[0]
-        msg = (
-            f"--db {scheme}://...: only SQLite is supported so far; give a file path or "
-            "sqlite:///PATH"
-        )
+        msg = f"--db {scheme}://...: give a SQLite file (or sqlite:///PATH) or postgresql://..."
         raise ConfigError(msg)
-    return Path(db)
+    return db
 
 
 def _row(message: WireMessage, received_at: float) -> tuple[object, ...]:
@@ -149,40 +154,54 @@ class HistoryStore:
     """A history database: messages in, batched; time ranges of a stream out.
 
     Args:
-        path: The SQLite file (made, with its directory, if missing).
+        where: A SQLite file (made, with its directory, if missing) or a ``postgresql://`` URL
+            (its credentials are never shown).
 
     Attributes:
         written: Rows written so far, per topic kind (duplicates not counted).
 
     Raises:
-        ConfigError: The file cannot be opened, or holds another schema version.
+        ConfigError: The database cannot be opened, or holds another schema version.
+        MissingExtraError: A PostgreSQL URL without psycopg installed.
     """
 
-    path: Path
+    where: str
     written: dict[TopicKind, int] = field(default_factory=lambda: dict.fromkeys(TopicKind, 0))
 
     def __post_init__(self) -> None:
+        postgres = self.where.startswith(POSTGRES_SCHEMES)
+        self.shown = _without_credentials(self.where) if postgres else self.where
+        self._placeholder = "%s" if postgres else "?"
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(self.path)
-            self._db.executescript(_SCHEMA)
-            found = self._db.execute("SELECT value FROM meta WHERE key = 'schema_version'")
-            version = found.fetchone()
+            self._db: Any = _connect_postgres(self.where) if postgres else self._connect_sqlite()
+            cursor = self._db.cursor()
+            for statement in _SCHEMA:
+                cursor.execute(statement)
+            cursor.execute(self._sql("SELECT value FROM meta WHERE key = ?"), ("schema_version",))
+            version = cursor.fetchone()
             if version is None:
-                with self._db:
-                    self._db.execute(
-                        "INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
-                    )
-            elif version[0] != str(SCHEMA_VERSION):
-                msg = (
-                    f"{self.path} holds history schema version {version[0]}, this version "
-                    f"reads {SCHEMA_VERSION}; give another --db"
-                )
-                raise ConfigError(msg)
+                insert = "INSERT INTO meta VALUES (?, ?)"
+                cursor.execute(self._sql(insert), ("schema_version", str(SCHEMA_VERSION)))
+            self._db.commit()
         except (OSError, sqlite3.Error) as error:
-            msg = f"cannot open the history database {self.path} ({error}); give another --db"
+            msg = f"cannot open the history database {self.shown} ({error}); give another --db"
             raise ConfigError(msg) from None
+        if version is not None and version[0] != str(SCHEMA_VERSION):
+            msg = (
+                f"{self.shown} holds history schema version {version[0]}, this version reads "
+                f"{SCHEMA_VERSION}; give another --db"
+            )
+            raise ConfigError(msg)
         self._pending: dict[TopicKind, list[tuple[object, ...]]] = {k: [] for k in TopicKind}
+
+    def _connect_sqlite(self) -> sqlite3.Connection:
+        path = Path(self.where)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return sqlite3.connect(path)
+
+    def _sql(self, statement: str) -> str:
+        """``statement`` with this database's parameter placeholders."""
+        return statement.replace("?", self._placeholder)
 
     @property
     def pending(self) -> int:
@@ -199,23 +218,24 @@ class HistoryStore:
         """Write what is queued, in one transaction."""
         if not self.pending:
             return
-        with self._db:
-            for kind, rows in self._pending.items():
-                if rows:
-                    before = self._db.total_changes
-                    self._db.executemany(_INSERT[kind], rows)
-                    self.written[kind] += self._db.total_changes - before
-                    rows.clear()
+        cursor = self._db.cursor()
+        for kind, rows in self._pending.items():
+            if rows:
+                cursor.executemany(self._sql(_INSERT[kind]), rows)
+                self.written[kind] += max(cursor.rowcount, 0)
+                rows.clear()
+        self._db.commit()
 
     def prune(self, keep_days: float, now: float) -> int:
         """Delete every row older than ``keep_days``; how many were deleted."""
-        cutoff = now - keep_days * 86400.0
-        with self._db:
-            before = self._db.total_changes
-            for kind, table in _TABLE.items():
-                column = _TIME_COLUMN[kind]
-                self._db.execute(f"DELETE FROM {table} WHERE {column} < ?", (cutoff,))
-            return self._db.total_changes - before
+        cutoff, deleted = now - keep_days * 86400.0, 0
+        cursor = self._db.cursor()
+        for kind, table in _TABLE.items():
+            column = _TIME_COLUMN[kind]
+            cursor.execute(self._sql(f"DELETE FROM {table} WHERE {column} < ?"), (cutoff,))
+            deleted += max(cursor.rowcount, 0)
+        self._db.commit()
+        return deleted
 
     def payloads(
         self, kind: TopicKind, stream: str, start: float = -math.inf, end: float = math.inf
@@ -226,7 +246,9 @@ class HistoryStore:
             f"SELECT {column}, payload FROM {table} WHERE stream = ? AND {column} >= ? "
             f"AND {column} < ? ORDER BY {column}"
         )
-        yield from self._db.execute(query, (stream, max(start, -1e300), min(end, 1e300)))
+        cursor = self._db.cursor()
+        cursor.execute(self._sql(query), (stream, max(start, -1e300), min(end, 1e300)))
+        yield from cursor
 
     def close(self) -> None:
         """Write what is queued and close the file."""
@@ -279,6 +301,31 @@ def _csv_row(moment: float, message: WireMessage) -> str:
     return f"{kind},{moment:.6f},{message.sample},{message.time_s:.6f},{what},{detail}"
 
 
+def _connect_postgres(url: str) -> Any:
+    """A psycopg 3 connection to ``url``.
+
+    Raises:
+        MissingExtraError: psycopg is not installed.
+        ConfigError: The server cannot be reached or refuses the login.
+    """
+    try:
+        import psycopg
+    except ImportError as error:
+        raise MissingExtraError(POSTGRES_EXTRA, error.name or "psycopg") from error
+    try:
+        return psycopg.connect(url, connect_timeout=10)
+    except psycopg.Error as error:
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        msg = f"cannot open the history database {_without_credentials(url)} ({reason})"
+        raise ConfigError(msg) from None
+
+
+def _without_credentials(url: str) -> str:
+    """``url`` as a message may show it: a password hidden."""
+    scheme, _, rest = url.partition("://")
+    return f"{scheme}://...@{rest.rsplit('@', 1)[1]}" if "@" in rest else url
+
+
 async def run_store(
     config: MqttConfig,
     store: HistoryStore,
@@ -316,7 +363,7 @@ async def run_store(
     flusher = asyncio.create_task(flush_now_and_then())
     try:
         await subscriber.follow(
-            keep, on_connect=lambda: say(f"storing {config.url} into {store.path}")
+            keep, on_connect=lambda: say(f"storing {config.url} into {store.shown}")
         )
     finally:
         flusher.cancel()
@@ -324,4 +371,4 @@ async def run_store(
             await flusher
         store.flush()
         counts = ", ".join(f"{n} {kind.value}" for kind, n in store.written.items())
-        say(f"stored {counts} in {store.path}")
+        say(f"stored {counts} in {store.shown}")

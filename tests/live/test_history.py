@@ -7,8 +7,11 @@ import contextlib
 import json
 import subprocess
 import sys
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
+import psycopg
 import pytest
 
 from ecg_stream.cli import main
@@ -20,14 +23,27 @@ from tests.helpers import MqttBroker, beat_message, run, stamped, status_of
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_beats_are_kept_once_and_read_back_by_time_range(tmp_path: Path) -> None:
-    store = HistoryStore(tmp_path / "h.sqlite")
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """An empty history database: a SQLite file, or a fresh database on a real PostgreSQL."""
+    if request.param == "sqlite":
+        yield str(tmp_path / "h.sqlite")
+        return
+    server: str = request.getfixturevalue("postgres_url")
+    name = f"h{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(server, autocommit=True) as admin:
+        admin.execute(f"CREATE DATABASE {name}")
+    yield server.rsplit("/", 1)[0] + f"/{name}"
+
+
+def test_beats_are_kept_once_and_read_back_by_time_range(database: str) -> None:
+    store = HistoryStore(database)
     beats = [stamped(beat_message("bed1", 360 * k)) for k in range(5)]
     for beat in [*beats, beats[2]]:  # one delivered twice
         store.add(beat, received_at=1.8e9)
     store.add(status_of("bed1"), received_at=1.8e9)
     store.close()
-    again = HistoryStore(tmp_path / "h.sqlite")
+    again = HistoryStore(database)
     assert again.written == dict.fromkeys(TopicKind, 0)
     times = [moment for moment, _ in again.payloads(TopicKind.BEATS, "bed1")]
     assert len(times) == 5
@@ -40,15 +56,17 @@ def test_beats_are_kept_once_and_read_back_by_time_range(tmp_path: Path) -> None
     assert csv[0] == "type,wall_time,sample,time_s,what,detail"
     assert all(row.startswith("beat,") for row in csv[1:])
     assert again.prune(keep_days=1.0, now=times[-1] + 86400.0 + 0.5) == 5  # the status is newer
+    again.close()
 
 
-def test_only_sqlite_is_taken_and_a_bad_time_is_one_line(
+def test_other_databases_and_bad_times_are_one_line(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    with pytest.raises(ConfigError, match="only SQLite is supported so far"):
-        database_path("postgresql://db.example/ecg")
-    assert database_path(f"sqlite:///{tmp_path}/x.sqlite") == tmp_path / "x.sqlite"
-    HistoryStore(tmp_path / "x.sqlite").close()
+    with pytest.raises(ConfigError, match=r"give a SQLite file \(or sqlite:///PATH\)"):
+        database_path("mysql://db.example/ecg")
+    assert database_path("postgresql://db.example/ecg") == "postgresql://db.example/ecg"
+    assert database_path(f"sqlite:///{tmp_path}/x.sqlite") == str(tmp_path / "x.sqlite")
+    HistoryStore(str(tmp_path / "x.sqlite")).close()
     assert main(["history", "bed1", "--db", str(tmp_path / "x.sqlite"), "--from", "noon"]) == 2
     assert "'noon' is no time" in capsys.readouterr().err
     assert main(["history", "bed1", "--db", str(tmp_path / "none.sqlite")]) == 2
@@ -60,7 +78,7 @@ def test_a_replay_is_stored_whole_and_history_prints_it(
     mqtt_broker: MqttBroker, short_record: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     db, summary_path = tmp_path / "history.sqlite", tmp_path / "summary.json"
-    store = HistoryStore(db)
+    store = HistoryStore(str(db))
     url = f"mqtt://127.0.0.1:{mqtt_broker.port}"
     lines: list[str] = []
 
