@@ -125,6 +125,13 @@ def add_history(commands: Commands) -> None:
         "--json", action="store_true", help="one JSON object per beat or event (the wire payload)"
     )
     form.add_argument("--csv", action="store_true", help="CSV, one row per beat or event")
+    form.add_argument(
+        "--wfdb",
+        type=Path,
+        metavar="DIR",
+        help="write the range as a WFDB record DIR/STREAM (the filtered signal) with its "
+        "annotation file DIR/STREAM.ecgs (beats and rhythm changes)",
+    )
     history.set_defaults(handler=_history)
 
 
@@ -382,18 +389,22 @@ def _history(args: argparse.Namespace) -> int:
         HistoryStore,
         database_path,
         history_lines,
+        write_wfdb,
     )
 
     where = database_path(args.db)
     if not where.startswith(POSTGRES_SCHEMES) and not Path(where).is_file():
         msg = f"no history database at {where}; run `ecg-stream store` first, or give --db"
         raise ConfigError(msg)
+    start, end = _moment(args.start, -math.inf), _moment(args.end, math.inf)
     store = HistoryStore(where)
     try:
+        if args.wfdb is not None:
+            record, annotations = write_wfdb(store, args.stream, start, end, args.wfdb)
+            print(f"wrote {record}.hea, {record}.dat" + (f", {annotations}" if annotations else ""))
+            return 0
         form = "json" if args.json else "csv" if args.csv else "table"
-        for line in history_lines(
-            store, args.stream, _moment(args.start, -math.inf), _moment(args.end, math.inf), form
-        ):
+        for line in history_lines(store, args.stream, start, end, form):
             print(line)
     finally:
         store.close()

@@ -326,6 +326,70 @@ def _without_credentials(url: str) -> str:
     return f"{scheme}://...@{rest.rsplit('@', 1)[1]}" if "@" in rest else url
 
 
+def write_wfdb(
+    store: HistoryStore, stream: str, start: float, end: float, out_dir: Path
+) -> tuple[Path, Path | None]:
+    """A stream's stored range as a WFDB record, ``out_dir/<stream>``, and its annotations.
+
+    The signal is the filtered signal of the stored ``samples`` messages at the chain's rate,
+    one lead in mV; samples no message brought are WFDB's invalid value. Beats and rhythm
+    events become ``<stream>.ecgs`` (the annotation file of ``analyze``) in the same clock.
+
+    Raises:
+        ConfigError: No signal is stored for the stream in the range.
+    """
+    import tempfile
+
+    import numpy as np
+    import wfdb
+
+    from ecg_stream.documents import atomic_output, make_output_dir
+    from ecg_stream.live.sinks import AnnotationTrack
+    from ecg_stream.wire import decode_beat, decode_event, decode_samples
+
+    pieces = [
+        decode_samples(payload)
+        for _, payload in store.payloads(TopicKind.SAMPLES, stream, start, end)
+    ]
+    if not pieces:
+        msg = f"no signal of stream {stream!r} is stored in that range; widen --from/--to"
+        raise ConfigError(msg)
+    fs_hz = pieces[0].fs_hz
+    first = min(piece.start_index for piece in pieces)
+    last = max(piece.start_index + piece.counts.size for piece in pieces)
+    signal = np.full(last - first, np.nan)
+    for piece in pieces:
+        at = piece.start_index - first
+        signal[at : at + piece.counts.size] = piece.counts * piece.scale_uv / 1000.0
+    track = AnnotationTrack(stream)
+    for _, payload in store.payloads(TopicKind.BEATS, stream, start, end):
+        beat = decode_beat(payload)
+        if first <= beat.chain_sample < last:
+            track.add(beat.chain_sample - first, beat.label.value, "", fs_hz)
+    for _, payload in store.payloads(TopicKind.EVENTS, stream, start, end):
+        event = decode_event(payload)
+        if first <= event.chain_sample < last:
+            track.add_event(event.rhythm, event.state, event.chain_sample - first, fs_hz)
+    make_output_dir(out_dir)
+    record = out_dir / stream
+    with tempfile.TemporaryDirectory(dir=out_dir) as work:
+        wfdb.wrsamp(
+            stream,
+            fs=fs_hz,
+            units=["mV"],
+            sig_name=["ECG"],
+            p_signal=signal[:, np.newaxis],
+            fmt=["16"],
+            adc_gain=[200.0],
+            baseline=[0],
+            write_dir=work,
+        )
+        for suffix in (".dat", ".hea"):
+            with atomic_output(record.with_name(stream + suffix)) as handle:
+                handle.write((Path(work) / (stream + suffix)).read_bytes())
+    return record, track.write(out_dir, "ecgs")
+
+
 async def run_store(
     config: MqttConfig,
     store: HistoryStore,

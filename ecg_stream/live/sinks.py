@@ -321,7 +321,7 @@ def _event_row(placed: StreamEvent) -> list[str]:
     ]
 
 
-class WfdbAnnotationSink(FileSink["_AnnotatedStream"]):
+class WfdbAnnotationSink(FileSink["AnnotationTrack"]):
     """One WFDB annotation file per stream, ``<out_dir>/<record>.<annotator>``.
 
     One beat annotation per labeled beat at its R peak in the source's clock, symbol ``N``,
@@ -341,43 +341,29 @@ class WfdbAnnotationSink(FileSink["_AnnotatedStream"]):
         super().__init__(out_dir)
         self.annotator = annotator
 
-    def start(self, record: str) -> _AnnotatedStream:
+    def start(self, record: str) -> AnnotationTrack:
         """No annotation yet."""
-        return _AnnotatedStream(record)
+        return AnnotationTrack(record)
 
-    def hold(self, held: _AnnotatedStream, output: SessionOutput) -> None:
+    def hold(self, held: AnnotationTrack, output: SessionOutput) -> None:
         """Annotate the beats and the rhythm changes."""
         for beat in output.beats:
             held.add(beat.placed.sample_index, beat.label().label.value, "", beat.placed.fs_hz)
         for placed in output.events:
-            held.add_event(placed)
+            event = placed.event
+            held.add_event(event.kind, event.state, placed.sample_index, placed.fs_hz)
 
-    def save(self, held: _AnnotatedStream) -> Path | None:
+    def save(self, held: AnnotationTrack) -> Path | None:
         """The annotations in time order, as one annotation file (none without beats)."""
-        import wfdb  # as records.py does: wfdb (and pandas) load only where they are used
-
-        if not held.samples:  # wfdb writes no empty file: a stream without beats gets none
-            return None
-        for sample, code in held.rhythm_changes():
-            held.add(sample, "+", code, held.fs_hz)
-        path = self.out_dir / f"{held.record}.{self.annotator}"
-        order = sorted(range(len(held.samples)), key=lambda k: (held.samples[k], k))
-        with atomic_output(path) as handle, tempfile.TemporaryDirectory(dir=self.out_dir) as work:
-            wfdb.wrann(  # wfdb names the file itself: written aside, then copied whole
-                held.record,
-                self.annotator,
-                np.array([held.samples[k] for k in order], dtype=np.int64),
-                symbol=[held.symbols[k] for k in order],
-                aux_note=[held.notes[k] for k in order],
-                fs=held.fs_hz,
-                write_dir=work,
-            )
-            handle.write((Path(work) / path.name).read_bytes())
-        return path
+        return held.write(self.out_dir, self.annotator)
 
 
-class _AnnotatedStream:
-    """A stream's annotations so far: beats and instant events, and its rhythm episodes."""
+class AnnotationTrack:
+    """A stream's WFDB annotations so far: beats and instant events, and its rhythm episodes.
+
+    Args:
+        record: The record's name (the annotation file's).
+    """
 
     def __init__(self, record: str) -> None:
         self.record = record
@@ -388,23 +374,53 @@ class _AnnotatedStream:
         self.episodes: list[tuple[RhythmKind, int, int | None]] = []  # kind, start, end
 
     def add(self, sample: int, symbol: str, note: str, fs_hz: float) -> None:
+        """One annotation: a beat's class, or a note."""
         self.samples.append(sample)
         self.symbols.append(symbol)
         self.notes.append(note)
         self.fs_hz = fs_hz
 
-    def add_event(self, placed: StreamEvent) -> None:
-        event = placed.event
-        if event.state is EventState.INSTANT:
-            self.add(placed.sample_index, '"', event.kind.value.upper(), placed.fs_hz)
-        elif event.state is EventState.START:
-            self.episodes.append((event.kind, placed.sample_index, None))
+    def add_event(self, kind: RhythmKind, state: EventState, sample: int, fs_hz: float) -> None:
+        """A rhythm event: an instant becomes a note, a start or end bounds an episode."""
+        if state is EventState.INSTANT:
+            self.add(sample, '"', kind.value.upper(), fs_hz)
+        elif state is EventState.START:
+            self.episodes.append((kind, sample, None))
         else:  # the kind's open episode ends
             for k in range(len(self.episodes) - 1, -1, -1):
-                kind, start, end = self.episodes[k]
-                if kind is event.kind and end is None:
-                    self.episodes[k] = (kind, start, placed.sample_index)
+                open_kind, start, end = self.episodes[k]
+                if open_kind is kind and end is None:
+                    self.episodes[k] = (kind, start, sample)
                     break
+
+    def write(self, out_dir: Path, annotator: str) -> Path | None:
+        """Write ``out_dir/<record>.<annotator>`` whole; None without beats (none written).
+
+        The annotations in time order, with a ``+`` at each rhythm change.
+        """
+        import wfdb  # as records.py does: wfdb (and pandas) load only where they are used
+
+        if not self.samples:
+            return None
+        samples, symbols, notes = list(self.samples), list(self.symbols), list(self.notes)
+        for sample, code in self.rhythm_changes():
+            samples.append(sample)
+            symbols.append("+")
+            notes.append(code)
+        path = out_dir / f"{self.record}.{annotator}"
+        order = sorted(range(len(samples)), key=lambda k: (samples[k], k))
+        with atomic_output(path) as handle, tempfile.TemporaryDirectory(dir=out_dir) as work:
+            wfdb.wrann(  # wfdb names the file itself: written aside, then copied whole
+                self.record,
+                annotator,
+                np.array([samples[k] for k in order], dtype=np.int64),
+                symbol=[symbols[k] for k in order],
+                aux_note=[notes[k] for k in order],
+                fs=self.fs_hz,
+                write_dir=work,
+            )
+            handle.write((Path(work) / path.name).read_bytes())
+        return path
 
     def rhythm_changes(self) -> list[tuple[int, str]]:
         """``+`` annotations: where the most urgent open episode changes, and its code."""

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
+import wfdb
 
 from ecg_stream.cli import main
 from ecg_stream.errors import ConfigError
@@ -113,3 +114,11 @@ def test_a_replay_is_stored_whole_and_history_prints_it(
     assert len(beats) == published >= 10
     assert len({beat["chain_sample"] for beat in beats}) == published
     assert lines[-1].startswith(f"stored {published} beats")
+
+    assert main(["history", "short", "--db", str(db), "--wfdb", str(tmp_path / "wfdb")]) == 0
+    record = wfdb.rdrecord(str(tmp_path / "wfdb" / "short"))
+    annotations = wfdb.rdann(str(tmp_path / "wfdb" / "short"), "ecgs")
+    assert record.fs == 360
+    assert record.sig_len >= 8 * 360  # the stored filtered signal
+    beat_symbols = [symbol for symbol in annotations.symbol if symbol in "NSVFQ"]
+    assert len(beat_symbols) >= published - 2  # beats within the stored signal
