@@ -19,7 +19,7 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "ecg_stream"
 
-L0 = frozenset({"config", "errors", "types", "documents", "stats"})
+L0 = frozenset({"config", "errors", "types", "documents", "stats", "progress"})
 CORE = frozenset({"records", "detector", "wire", "classify"})
 EVERYTHING = frozenset(
     {"L0", "package", *CORE, "mqtt", "live", "viewer", "evaluation", "training", "bench", "cli"}
@@ -42,7 +42,7 @@ MAY_IMPORT: Mapping[str, frozenset[str]] = {
     "cli": EVERYTHING,
 }
 """Layer -> the layers (or single ``ecg_stream`` modules) its code may import. A layer is a
-folder or module under ``ecg_stream``; "L0" is config, errors, types, documents and stats;
+folder or module under ``ecg_stream``; "L0" is config, errors, types, documents, stats and progress;
 "package" is ``ecg_stream/__init__.py``."""
 
 THIRD_PARTY_HOMES: Mapping[str, frozenset[str]] = {

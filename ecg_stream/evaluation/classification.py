@@ -37,7 +37,7 @@ from ecg_stream.evaluation.matching import (
     scored_mask,
 )
 from ecg_stream.live.analysis import analyze_record
-from ecg_stream.live.progress import progress
+from ecg_stream.progress import progress
 from ecg_stream.records import Annotations, DataDirs, Record, load_record
 from ecg_stream.types import BEAT_CLASSES, BeatClass, IntArray, LabeledBeat
 

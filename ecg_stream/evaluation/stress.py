@@ -31,7 +31,7 @@ from ecg_stream.evaluation.classification import (
     score_records,
 )
 from ecg_stream.evaluation.matching import Span
-from ecg_stream.live.progress import progress
+from ecg_stream.progress import progress
 from ecg_stream.records import Annotations, DataDirs, Record, load_record
 from ecg_stream.types import BEAT_CLASSES, BeatClass, FloatArray
 

@@ -21,11 +21,11 @@ import numpy as np
 from ecg_stream.classify.batcher import ClassifierLike
 from ecg_stream.config import CHAIN_FS_HZ, DEFAULT_RHYTHM, ChainConfig, RhythmSettings
 from ecg_stream.errors import ConfigError, DataNotFoundError, RecordFormatError
-from ecg_stream.live.progress import progress
 from ecg_stream.live.replay import RecordReplay
 from ecg_stream.live.session import RunSummary, Sink, StreamBeat, StreamEvent
 from ecg_stream.live.sinks import BeatCollector, CsvSink, EventsCsvSink, WfdbAnnotationSink
 from ecg_stream.live.sources import StreamSpec
+from ecg_stream.progress import progress
 from ecg_stream.records import DataDirs, Record
 from ecg_stream.types import BeatWindow, IntArray, LabeledBeat
 
@@ -231,7 +231,7 @@ def map_records(
 ) -> Iterator[T]:
     """Apply ``function`` to each task's arguments, results in task order, in ``jobs`` processes.
 
-    With ``description``, a progress bar on a terminal's stderr (``live/progress.py``).
+    With ``description``, a progress bar on a terminal's stderr (``ecg_stream/progress.py``).
 
     Raises:
         ConfigError: ``jobs`` is below 1.

@@ -36,6 +36,7 @@ from ecg_stream.detector.segment import (
 from ecg_stream.documents import atomic_output
 from ecg_stream.errors import ConfigError, RecordFormatError
 from ecg_stream.evaluation import MATCH_TOLERANCE_S, match_beats
+from ecg_stream.progress import progress
 from ecg_stream.records import PACED, DataDirs, find_record, load_record
 from ecg_stream.types import BEAT_CLASSES, BeatClass, BeatWindow, Chunk, FloatArray, IntArray
 
@@ -353,7 +354,7 @@ def _build_arrays(
     peak_indices: list[int] = []
     unmatched: list[int] = []
     missed: list[int] = []
-    for number, name in enumerate(records, start=1):
+    for number, name in enumerate(progress(records, len(records), "dataset"), start=1):
         record = load_record(name, data_dir)
         if record.annotations is None:
             msg = f"record {name} has no reference annotations (.atr); training needs them"

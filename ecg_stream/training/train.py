@@ -30,6 +30,7 @@ from ecg_stream.documents import atomic_output, read_json, write_json
 from ecg_stream.errors import TRAIN_EXTRA, ConfigError, MissingExtraError
 from ecg_stream.evaluation import ClassScore
 from ecg_stream.evaluation.figures import ScoreFigures
+from ecg_stream.progress import progress
 from ecg_stream.records import DS1, DS2, PACED, DataDirs
 from ecg_stream.training.af_gate import af_gated
 from ecg_stream.training.augment import BeatAugmenter, NoiseBank
@@ -386,7 +387,7 @@ def cross_validate(
     probabilities = np.zeros((len(dataset), len(BEAT_CLASSES)), dtype=np.float32)
     fold_of_beat = np.full(len(dataset), -1, dtype=np.int64)
     fold_summaries: list[FoldSummary] = []
-    for index, held_out in enumerate(folds):
+    for index, held_out in enumerate(progress(folds, len(folds), "train --cv")):
         fold_run = run.fold(index)
         train_records = tuple(name for name in names if name not in held_out)
         splits = DatasetSplits(

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from ecg_stream.live.progress import progress
+from ecg_stream.progress import progress
 
 
 def test_no_bar_when_stderr_is_not_a_terminal(capsys: pytest.CaptureFixture[str]) -> None:
