@@ -183,6 +183,9 @@ class EmbeddedBroker:
         finally:
             amqtt_logger.removeFilter(_drop_startup_traceback)
         self._broker, self._port = broker, port
+        loop = asyncio.get_running_loop()
+        self._previous_handler = loop.get_exception_handler()
+        loop.set_exception_handler(_quiet_about_vanished_clients)
         self.state = BrokerState.RUNNING
         return self
 
@@ -196,6 +199,20 @@ class EmbeddedBroker:
             return
         self.state = BrokerState.STOPPED
         await self._broker.shutdown()
+        asyncio.get_running_loop().set_exception_handler(self._previous_handler)
+
+
+def _quiet_about_vanished_clients(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+    """The loop's exception handler while amqtt runs: quiet about clients that left early.
+
+    A client gone before amqtt closed its connection (our MQTT 5 probe, which amqtt does not
+    answer) is no error worth a traceback.
+    """
+    error = context.get("exception")
+    if isinstance(error, OSError) and error.errno in (errno.ENOTCONN, errno.EPIPE):
+        logger.debug("a client left before amqtt closed its connection: %s", error)
+        return
+    loop.default_exception_handler(context)
 
 
 def _drop_startup_traceback(record: logging.LogRecord) -> bool:

@@ -12,6 +12,7 @@ from ecg_stream.errors import BrokerError
 from ecg_stream.mqtt.broker import BrokerState, EmbeddedBroker, broker_for, probe_broker
 from ecg_stream.mqtt.mosquitto import free_port
 from ecg_stream.mqtt.publisher import BeatPublisher
+from ecg_stream.mqtt.subscriber import WireSubscriber
 from ecg_stream.wire import StreamState
 from tests.helpers import Collector, MqttBroker, beat_message, collect_until, run, status_of
 
@@ -41,6 +42,24 @@ def test_embedded_broker_carries_beats_and_status() -> None:
     assert run(scenario()) == [BrokerState.RUNNING, BrokerState.STOPPED]
     assert [b.chain_sample for b in collector.beats] == [i * 300 for i in range(30)]
     assert [s.state for s in collector.statuses] == [StreamState.ONLINE, StreamState.OFFLINE]
+
+
+@pytest.mark.mqtt
+def test_the_mqtt5_probe_of_the_embedded_broker_leaves_no_traceback(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """amqtt does not answer an MQTT 5 CONNECT; the client falls back to 3.1.1, quietly."""
+
+    async def scenario() -> None:
+        async with EmbeddedBroker(port=0) as broker:
+            config = MqttConfig(host=broker.host, port=broker.port)
+            async with WireSubscriber(config):  # persistent: probes MQTT 5 first
+                pass
+            await asyncio.sleep(0.2)  # amqtt closes the probe's connection meanwhile
+
+    run(scenario())
+    assert "Unhandled exception" not in caplog.text
+    assert "Traceback" not in caplog.text
 
 
 @pytest.mark.mqtt
