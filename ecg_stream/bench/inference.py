@@ -9,7 +9,6 @@ functions that need them (the ``train`` extra).
 from __future__ import annotations
 
 import math
-import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -82,11 +81,10 @@ def keras_to_onnx(model: Any) -> bytes:
 
 
 def load_keras(path: Path) -> Any:
-    """Load a saved Keras model (TensorFlow's C++ log quietened)."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    import keras
+    """Load a saved Keras model (TensorFlow's native log kept off stderr)."""
+    from ecg_stream.training.run import import_keras
 
-    return keras.models.load_model(path)
+    return import_keras().models.load_model(path)
 
 
 def onnx_session(model: bytes | Path) -> Any:

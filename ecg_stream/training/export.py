@@ -23,7 +23,7 @@ from ecg_stream.errors import TRAIN_EXTRA, ConfigError, MissingExtraError, Model
 from ecg_stream.records import DataDirs
 from ecg_stream.training.calibration import PROBABILITY_FLOOR, choose_calibration
 from ecg_stream.training.dataset import BeatDataset, build_dataset, project_version
-from ecg_stream.training.run import CalibrationSummary, CvSummary, RunDir
+from ecg_stream.training.run import CalibrationSummary, CvSummary, RunDir, import_keras
 
 logger = logging.getLogger(__name__)
 
@@ -235,6 +235,7 @@ def _parity_windows(dataset: BeatDataset) -> BeatDataset:
 
 
 def _train_extra() -> tuple[Any, Any, Any]:
+    import_keras()  # TensorFlow's native start-up, off stderr
     try:
         import onnx
         import tensorflow as tf

@@ -6,9 +6,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import contextlib
+import os
+from collections.abc import Iterator, Mapping
 from enum import Enum
 from pathlib import Path
+from typing import Any
 
 import msgspec
 
@@ -20,7 +23,7 @@ from ecg_stream.detector.segment import (
     unknown_features,
 )
 from ecg_stream.documents import read_json
-from ecg_stream.errors import ConfigError
+from ecg_stream.errors import TRAIN_EXTRA, ConfigError, MissingExtraError
 from ecg_stream.evaluation.figures import ScoreFigures
 from ecg_stream.records import POOL
 
@@ -402,3 +405,35 @@ class RunDir:
 
     def __str__(self) -> str:
         return str(self.path)
+
+
+@contextlib.contextmanager
+def native_stderr_silenced() -> Iterator[None]:
+    """Point file descriptor 2 at /dev/null meanwhile; Python errors still raise.
+
+    Native libraries' start-up lines (TensorFlow's absl and oneDNN notices) stay off the
+    terminal.
+    """
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "wb") as devnull:
+            os.dup2(devnull.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def import_keras() -> Any:
+    """Keras (on TensorFlow), imported without TensorFlow's native log noise on stderr.
+
+    Raises:
+        MissingExtraError: Keras or TensorFlow is not installed.
+    """
+    with native_stderr_silenced():
+        try:
+            import keras
+            import tensorflow  # noqa: F401  (its native start-up happens here, silenced)
+        except ImportError as error:
+            raise MissingExtraError(TRAIN_EXTRA, error.name or "keras") from error
+    return keras

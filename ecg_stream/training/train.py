@@ -27,7 +27,7 @@ import numpy.typing as npt
 
 from ecg_stream.config import ChainConfig
 from ecg_stream.documents import atomic_output, read_json, write_json
-from ecg_stream.errors import TRAIN_EXTRA, ConfigError, MissingExtraError
+from ecg_stream.errors import ConfigError
 from ecg_stream.evaluation import ClassScore
 from ecg_stream.evaluation.figures import ScoreFigures
 from ecg_stream.progress import progress
@@ -53,6 +53,7 @@ from ecg_stream.training.run import (
     RunSettings,
     TrainingSummary,
     TrainSettings,
+    import_keras,
 )
 from ecg_stream.types import BEAT_CLASSES, IntArray
 
@@ -841,8 +842,4 @@ def _set_threads(threads: int | None) -> None:
 
 
 def _keras() -> Any:
-    try:
-        import keras
-    except ImportError as error:
-        raise MissingExtraError(TRAIN_EXTRA, "keras") from error
-    return keras
+    return import_keras()

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import csv
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -140,3 +142,15 @@ def test_failed_parity_writes_no_file(
         )
     assert not path.exists()
     assert not list(tmp_path.iterdir())
+
+
+def test_importing_keras_prints_no_native_log_lines() -> None:
+    """TensorFlow's absl and oneDNN start-up notices stay off the user's stderr."""
+    done = subprocess.run(
+        [sys.executable, "-c", "from ecg_stream.training.run import import_keras; import_keras()"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    assert done.stderr == ""
