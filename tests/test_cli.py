@@ -89,6 +89,15 @@ def test_evaluate_classifier_writes_its_report_to_json_too(
     assert report["whole_record"]["gross"]["matched_beats"] >= 10
 
 
+def test_evaluate_on_training_records_says_so_above_the_table(
+    data_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["evaluate", "--classifier", "119", "--out-dir", str(tmp_path)]
+    assert main([*argv, "--data-dir", str(data_dir)]) == 0
+    first = capsys.readouterr().out.splitlines()[0]
+    assert first.startswith("note: the model was trained on 119: their figures are not a test")
+
+
 def test_unknown_record_is_one_line_and_exit_2(
     data_dir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -170,13 +170,16 @@ def _evaluate(args: argparse.Namespace) -> int:
 
     if args.json is not None:
         check_output_file(args.json)  # before minutes of evaluation
+    names = expand_record_names(args.records)
+    model = args.model or default_model()
     report = evaluate_classifier(
-        expand_record_names(args.records),
-        args.model or default_model(),
-        args.out_dir,
-        data_dir=args.data_dir,
-        training_log=args.training_log,
+        names, model, args.out_dir, data_dir=args.data_dir, training_log=args.training_log
     )
+    if seen := trained_on(model, names):
+        print(
+            f"note: the model was trained on {', '.join(seen)}: their figures are not a test "
+            "of patients it never saw (DS2 is)"
+        )
     for span in Span:
         print(f"== {span.title} ==\n{report.format_table(span)}")
     print(f"wrote {args.out_dir}/classification.json and pictures")
@@ -184,6 +187,16 @@ def _evaluate(args: argparse.Namespace) -> int:
         write_atomically(args.json, report.to_json())
         print(f"wrote {args.json}")
     return 0
+
+
+def trained_on(model: Path, records: list[str]) -> list[str]:
+    """Which of ``records`` the model's contract names among its training records."""
+    from ecg_stream.classify.classifier import OnnxBeatClassifier
+    from ecg_stream.config import ChainConfig
+
+    with OnnxBeatClassifier(model, ChainConfig()) as classifier:
+        training = set(classifier.contract.training_records.split())
+    return [name for name in records if Path(name).name in training]
 
 
 def _evaluate_detector(args: argparse.Namespace) -> int:
