@@ -18,7 +18,7 @@ import numpy.typing as npt
 from ecg_stream.config import ChainConfig
 from ecg_stream.detector.filter import CausalBandpass
 from ecg_stream.detector.segment import QRS_HALF_WIDTH_S, normalise_window
-from ecg_stream.errors import ConfigError
+from ecg_stream.errors import ConfigError, DataNotFoundError
 from ecg_stream.records import DataDirs, load_record
 from ecg_stream.types import FloatArray
 
@@ -52,16 +52,20 @@ class NoiseBank:
         """Load ``bw``, ``em`` and ``ma`` (lead 0) and pass them through the chain's band-pass.
 
         Raises:
-            DataNotFoundError: A noise record cannot be found.
+            ConfigError: A noise record cannot be found (says where to get them).
         """
-        return cls(
-            {
-                name: CausalBandpass.from_config(config).process(
-                    load_record(name, data_dir).samples
-                )
-                for name in NOISE_RECORDS
-            }
-        )
+        try:
+            records = {name: load_record(name, data_dir) for name in NOISE_RECORDS}
+        except DataNotFoundError as error:
+            msg = (
+                f"augmentation needs the noise records {', '.join(NOISE_RECORDS)} of the MIT-BIH "
+                f"Noise Stress Test Database (PhysioNet nstdb), and {error.record!r} is not in "
+                "the data directories: pass --data-dir DIR holding them, or train with "
+                "--no-augment"
+            )
+            raise ConfigError(msg) from None
+        bandpass = CausalBandpass.from_config(config)
+        return cls({name: bandpass.process(record.samples) for name, record in records.items()})
 
     def segments(self, rng: np.random.Generator, count: int, length: int) -> FloatArray:
         """``count`` unit-variance noise segments of ``length`` samples, shape (count, length)."""

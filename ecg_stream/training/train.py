@@ -318,12 +318,12 @@ def train_model(
     """
     config = config or ChainConfig()
     _set_threads(threads)
+    augmenter = _augmenter(settings, config, data_dir)  # its noise records, before any file
     run = RunDir(out_dir)
     run.claim()
     _check_settings(run, RunSettings(settings, config))
     if splits is None:
         splits = split_dataset(settings, config, data_dir=data_dir, cache_dir=cache_dir)
-    augmenter = _augmenter(settings, config, data_dir)
     weights = _fit(run, settings, config, splits, augmenter, stop_early=True, verbose=verbose)
     return _summarise(run, settings, config, splits, weights)
 
@@ -377,14 +377,14 @@ def cross_validate(
         raise ConfigError(msg)
     config = config or ChainConfig()
     _set_threads(threads)
+    augmenter = None if baseline else _augmenter(settings, config, data_dir)  # before any file
+    if dataset is None:
+        dataset = build_dataset(settings.records, config, data_dir=data_dir, cache_dir=cache_dir)
     run = RunDir(out_dir)
     run.claim()
     _check_settings(run, RunSettings(settings, config, cv_folds=k, baseline=baseline))
-    if dataset is None:
-        dataset = build_dataset(settings.records, config, data_dir=data_dir, cache_dir=cache_dir)
     names = tuple(str(name) for name in np.unique(dataset.records))
     folds = _folds(run, dataset, names, k)
-    augmenter = None if baseline else _augmenter(settings, config, data_dir)
     probabilities = np.zeros((len(dataset), len(BEAT_CLASSES)), dtype=np.float32)
     fold_of_beat = np.full(len(dataset), -1, dtype=np.int64)
     fold_summaries: list[FoldSummary] = []

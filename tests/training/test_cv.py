@@ -171,6 +171,7 @@ def test_whole_pool_run_exports_one_compact_network(
         (["--dataset", "missing.npz"], "does not exist; write one with `ecg-stream dataset"),
         (["--records", "999"], "records ['999'] are not in"),
         (["--max-per-record-class", "0"], "must all be >= 1"),
+        (["--data-dir", "."], "augmentation needs the noise records bw, em, ma"),
     ],
 )
 def test_cv_mistakes_are_one_line_and_exit_2(
@@ -188,6 +189,7 @@ def test_cv_mistakes_are_one_line_and_exit_2(
     err = capsys.readouterr().err
     assert message in err
     assert err.count("\n") == 1
+    assert not (tmp_path / "run").exists()  # a failed train leaves no half-made run
 
 
 def test_a_file_that_is_not_a_dataset_is_refused(tmp_path: Path) -> None:
