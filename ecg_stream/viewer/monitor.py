@@ -209,6 +209,40 @@ class EpisodeBand:
         return bool(self.region.isVisible())
 
 
+CALIBRATION_MV = 1.0
+"""Height of the calibration pulse at each trace's left edge: 1 mV, two large boxes."""
+CALIBRATION_S = (0.1, 0.04, 0.2, 0.04)
+"""The pulse's shape: offset from the left edge, rise after, width at 1 mV, tail after (s)."""
+PAPER_SCALE = "25 mm/s, 10 mm/mV"
+"""What the paper grid is: small boxes 0.04 s x 0.1 mV, large boxes 0.2 s x 0.5 mV."""
+
+
+def calibration_pulse(x_lo: float, baseline_mv: float) -> tuple[list[float], list[float]]:
+    """The 1 mV calibration pulse drawn from ``x_lo`` (s) on ``baseline_mv``, as x and y.
+
+    Example:
+        >>> calibration_pulse(10.0, -1.0)[1]
+        [-1.0, -1.0, 0.0, 0.0, -1.0, -1.0]
+    """
+    offset, rise, width, tail = CALIBRATION_S
+    up, down = x_lo + offset + rise, x_lo + offset + rise + width
+    top = baseline_mv + CALIBRATION_MV
+    x = [x_lo + offset, up, up, down, down, down + tail]
+    return x, [baseline_mv, baseline_mv, top, top, baseline_mv, baseline_mv]
+
+
+def class_legend_html() -> str:
+    """The class colours and the paper's scale, for the toolbar."""
+    names = {"N": "normal", "S": "supraventricular", "V": "ventricular", "F": "fusion"}
+    names["Q"] = "unclassifiable"
+    parts = [
+        f'<b style="color:{CLASS_COLOURS[beat_class]}">{beat_class.value}</b> '
+        f"{names[beat_class.value]}"
+        for beat_class in BeatClass
+    ]
+    return "&nbsp;&nbsp;".join(parts) + f"&nbsp;&nbsp;|&nbsp;&nbsp;paper {PAPER_SCALE}, pulse 1 mV"
+
+
 class PaperGrid:
     """ECG paper drawn as two line sets (small and large boxes) behind a trace.
 
@@ -315,6 +349,9 @@ class StreamRow(QtWidgets.QWidget):
         self._y_tick_mv = 1.0
         self.plot.getAxis("left").setTickSpacing(self._y_tick_mv, self._y_tick_mv / 2)
         self.grid = PaperGrid(self.plot)
+        self.calibration = pg.PlotCurveItem(pen=pg.mkPen(TRACE_COLOUR, width=1.5))
+        self.calibration.setToolTip(f"calibration: 1 mV; paper {PAPER_SCALE}")
+        self.plot.addItem(self.calibration, ignoreBounds=True)
         self.curve = self.plot.plot(pen=pg.mkPen(TRACE_COLOUR, width=1))
         self.curve.setDownsampling(auto=True, method="peak")
         self.curve.setClipToView(True)
@@ -412,6 +449,9 @@ class StreamRow(QtWidgets.QWidget):
                 self._drawn_end_index = ring.end_index
         x_range, y_range = self.plot.viewRange()
         self.grid.update(x_range, y_range, self.plot.getViewBox().width())
+        if not paused:  # on the first large-box line above the view's bottom
+            baseline = math.ceil((y_range[0] + 0.1) / MAJOR_GRID_MV) * MAJOR_GRID_MV
+            self.calibration.setData(*calibration_pulse(x_range[0], baseline))
 
     def _allocate(self, capacity: int) -> None:
         """Preallocate the display buffers: no allocation per frame."""
@@ -666,6 +706,10 @@ class MonitorWindow(QtWidgets.QMainWindow):
         self.screenshot_action.triggered.connect(self._on_screenshot)
         toolbar.addAction(self.pause_action)
         toolbar.addAction(self.screenshot_action)
+        toolbar.addSeparator()
+        self.legend = QtWidgets.QLabel(class_legend_html())
+        self.legend.setTextFormat(QtCore.Qt.TextFormat.RichText)
+        toolbar.addWidget(self.legend)
         self._status_label = QtWidgets.QLabel()
         self.statusBar().addWidget(self._status_label, stretch=1)
 

@@ -83,6 +83,25 @@ def test_trace_holds_the_last_window_and_scrolls_with_the_data(qtbot: QtBot) -> 
     assert np.all(np.diff(x) > 0)  # drawn in order: no jumps back at chunk edges
 
 
+def test_each_trace_shows_a_1_mv_calibration_pulse_and_the_window_a_legend(
+    qtbot: QtBot,
+) -> None:
+    """The class colours, the paper's scale and a 1 mV pulse at each trace's left edge."""
+    window, feed = make_window(qtbot)
+    feed_payloads(feed, rhythm_payloads("100", 12.0))
+    window.refresh()
+    row = window.rows["100"]
+    x, y = row.calibration.getData()
+    (x_lo, _), (y_lo, y_hi) = row.plot.viewRange()
+    assert max(y) - min(y) == pytest.approx(1.0)  # 1 mV
+    assert x_lo < min(x) < max(x) < x_lo + 1.0  # at the left edge, in view
+    assert y_lo < min(y) < max(y) < y_hi
+    legend = window.legend.text()
+    assert "25 mm/s, 10 mm/mV" in legend
+    for beat_class, colour in CLASS_COLOURS.items():
+        assert f'color:{colour}">{beat_class.value}</b>' in legend
+
+
 def test_markers_sit_on_r_peaks_with_class_letters_and_colours(qtbot: QtBot) -> None:
     window, feed = make_window(qtbot)
     feed_payloads(feed, rhythm_payloads("208", 12.0, rr_s=0.8, v_every=4))
