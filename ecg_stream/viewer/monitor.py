@@ -394,6 +394,7 @@ class StreamRow(QtWidgets.QWidget):
         self._info_text = ""
         self._y_range = (-1.0, 1.5)
         self._letter_y = 1.0
+        self._pulse_baseline = -0.5
         self._y_checked_at_index = -1
 
     def resizeEvent(self, event: QtGui.QResizeEvent) -> None:  # noqa: N802  # Qt's name
@@ -449,9 +450,8 @@ class StreamRow(QtWidgets.QWidget):
                 self._drawn_end_index = ring.end_index
         x_range, y_range = self.plot.viewRange()
         self.grid.update(x_range, y_range, self.plot.getViewBox().width())
-        if not paused:  # on the first large-box line above the view's bottom
-            baseline = math.ceil((y_range[0] + 0.1) / MAJOR_GRID_MV) * MAJOR_GRID_MV
-            self.calibration.setData(*calibration_pulse(x_range[0], baseline))
+        if not paused:
+            self.calibration.setData(*calibration_pulse(x_range[0], self._pulse_baseline))
 
     def _allocate(self, capacity: int) -> None:
         """Preallocate the display buffers: no allocation per frame."""
@@ -483,6 +483,7 @@ class StreamRow(QtWidgets.QWidget):
         lo, hi = float(np.nanmin(visible)), float(np.nanmax(visible))
         lo = math.floor((lo - 0.1) / MAJOR_GRID_MV) * MAJOR_GRID_MV
         hi = math.ceil((hi + 0.1) / MAJOR_GRID_MV) * MAJOR_GRID_MV
+        self._pulse_baseline = lo  # the pulse stands beside the trace, on a large-box line
         self._letter_y = hi + LETTER_ROW_MV  # just above the tallest wave, whatever the zoom
         hi = self._letter_y + LETTER_ROW_MV
         view = self.plot.getViewBox()
