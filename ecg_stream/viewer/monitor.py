@@ -28,7 +28,7 @@ from ecg_stream.errors import ConfigError, MissingExtraError
 from ecg_stream.types import BEAT_CLASSES, BeatClass, EventState, RhythmKind
 from ecg_stream.viewer.background import BackgroundJob, CoroutineFactory
 from ecg_stream.viewer.ring import DisplayRing
-from ecg_stream.viewer.subscriber import Received, Subscriber, SubscriberStatus
+from ecg_stream.viewer.subscriber import BrokerState, Received, Subscriber, SubscriberStatus
 from ecg_stream.viewer.tracker import (
     RHYTHM_LABELS,
     EventMark,
@@ -208,6 +208,12 @@ class EpisodeBand:
         """Whether the band is on the strip."""
         return bool(self.region.isVisible())
 
+
+BACKGROUND_WAIT_S = 3.0
+"""Longest wait for the monitor's subscription before its background job (a replay) starts.
+With a broker already there the replay starts once the monitor listens, so the monitor counts
+every beat the replay publishes; with the replay's own embedded broker, only the replay can
+start it."""
 
 CALIBRATION_MV = 1.0
 """Height of the calibration pulse at each trace's left edge: 1 mV, two large boxes."""
@@ -906,8 +912,18 @@ def run_monitor(
         window.resize(1600, min(1400, 110 + 300 * max(1, len(window.rows))))
         QtCore.QTimer.singleShot(300, lambda: finish(path))
 
+    opened_s, job_started = time.monotonic(), [False]
+
     def watch_job() -> None:
-        if job is not None and job.done and job.error is not None:
+        if job is None:
+            return
+        if not job_started[0]:  # the replay starts once the monitor listens: it sees every beat
+            subscribed = subscriber.status().state is BrokerState.CONNECTED
+            if subscribed or time.monotonic() - opened_s >= BACKGROUND_WAIT_S:
+                job_started[0] = True
+                job.start()
+            return
+        if job.done and job.error is not None:
             loop.quit()  # e.g. the record or the broker is not usable: say so, do not hang
 
     def on_interrupt(signum: int, frame: FrameType | None) -> None:
@@ -921,8 +937,6 @@ def run_monitor(
     previous_handler = signal.signal(signal.SIGINT, on_interrupt)
     try:
         with subscriber:
-            if job is not None:
-                job.start()
             window.show()
             if screenshot is not None:
                 path = screenshot
@@ -932,7 +946,7 @@ def run_monitor(
         signal.signal(signal.SIGINT, previous_handler)
         watchdog.stop()
         window.close()
-        if job is not None:
+        if job is not None and job_started[0]:
             job.stop()
     if job is not None and job.error is not None:
         raise job.error
