@@ -200,6 +200,9 @@ async def connect_session(
     """
     mqtt5 = persistent and config.mqtt5
     probing = mqtt5 and probe_mqtt5
+    if probing and not config.tls and await answers_mqtt5(config) is False:
+        mqtt5 = probing = False  # a 3.1.1-only broker (amqtt): no 2 s wait for its silence
+        config = replace(config, mqtt5=False)
     first = config
     if probing:  # a 3.1.1-only broker never answers an MQTT 5 CONNECT: do not wait long
         timeout_s = min(config.connect_timeout_s, MQTT5_CONNECT_TIMEOUT_S)
@@ -222,6 +225,40 @@ async def connect_session(
         client = make_client(older, identifier=identifier, **options)
         await connect(stack, client, config)
     return client, mqtt5 if persistent else config.mqtt5
+
+
+_MQTT5_PROBE_CONNECT = bytes(
+    [0x10, 14, 0x00, 0x04, *b"MQTT", 5, 0x02, 0x00, 0x0A, 0x00, 0x00, 0x01, *b"p"]
+)
+"""An MQTT 5 CONNECT: clean start, keep-alive 10 s, no properties, client id ``p``."""
+_DISCONNECT = bytes([0xE0, 0x00])
+
+
+async def answers_mqtt5(config: MqttConfig, timeout_s: float = 1.0) -> bool | None:
+    """Whether a plain-TCP broker answers an MQTT 5 CONNECT in MQTT 5 (its CONNACK says).
+
+    False for a 3.1.1-only broker, which answers in 3.1.1 or closes the connection (amqtt);
+    None when unknown (unreachable, or no answer within ``timeout_s``). The probe leaves no
+    session behind (clean start, no expiry) and says goodbye.
+    """
+    try:
+        async with asyncio.timeout(timeout_s):
+            reader, writer = await asyncio.open_connection(config.host, config.port)
+            try:
+                writer.write(_MQTT5_PROBE_CONNECT)
+                await writer.drain()
+                header = await reader.read(2)
+                if len(header) == 2 and header[0] == 0x20 and header[1] >= 3:
+                    writer.write(_DISCONNECT)
+                    await writer.drain()
+                    return True
+                return False  # 3.1.1's CONNACK is 2 bytes long; amqtt just closes
+            finally:
+                writer.close()
+                with contextlib.suppress(OSError):
+                    await writer.wait_closed()
+    except (OSError, TimeoutError):
+        return None
 
 
 def make_client(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import time
 
 import pytest
 
@@ -13,8 +14,17 @@ from ecg_stream.mqtt.broker import BrokerState, EmbeddedBroker, broker_for, prob
 from ecg_stream.mqtt.mosquitto import free_port
 from ecg_stream.mqtt.publisher import BeatPublisher
 from ecg_stream.mqtt.subscriber import WireSubscriber
+from ecg_stream.mqtt.transport import answers_mqtt5
 from ecg_stream.wire import StreamState
-from tests.helpers import Collector, MqttBroker, beat_message, collect_until, run, status_of
+from tests.helpers import (
+    BrokerKind,
+    Collector,
+    MqttBroker,
+    beat_message,
+    collect_until,
+    run,
+    status_of,
+)
 
 
 @pytest.mark.mqtt
@@ -60,6 +70,25 @@ def test_the_mqtt5_probe_of_the_embedded_broker_leaves_no_traceback(
     run(scenario())
     assert "Unhandled exception" not in caplog.text
     assert "Traceback" not in caplog.text
+
+
+@pytest.mark.mqtt
+def test_the_protocol_probe_tells_mqtt5_from_amqtt_at_once(mqtt_broker: MqttBroker) -> None:
+    """The embedded broker (amqtt) never answers MQTT 5: the probe says so without waiting."""
+
+    async def scenario() -> tuple[bool | None, bool | None, bool | None, float]:
+        nobody = await answers_mqtt5(MqttConfig(host="127.0.0.1", port=free_port()))
+        async with EmbeddedBroker(port=0) as broker:
+            started = time.monotonic()
+            amqtt = await answers_mqtt5(MqttConfig(host=broker.host, port=broker.port))
+            elapsed = time.monotonic() - started
+        mqtt5 = await answers_mqtt5(mqtt_broker.config)
+        return nobody, amqtt, mqtt5, elapsed
+
+    nobody, amqtt, mqtt5, elapsed = run(scenario())
+    assert (nobody, amqtt) == (None, False)
+    assert mqtt5 is (mqtt_broker.kind is BrokerKind.MOSQUITTO)
+    assert elapsed < 1.0
 
 
 @pytest.mark.mqtt
