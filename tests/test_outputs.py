@@ -105,7 +105,7 @@ def test_train_refuses_a_directory_that_holds_no_run_of_ours(
     users = tmp_path / "mine"
     users.mkdir()
     (users / "cv.json").write_text("the user's own file\n")
-    assert main(["train", str(users), "--cv", "5", "--records", "DS1", "--no-augment"]) == 2
+    assert main(["train", str(users), "--cv", "5", "--records", "DS1"]) == 2
     assert "holds files but no ecg-stream run" in capsys.readouterr().err
     assert (users / "cv.json").read_text() == "the user's own file\n"
     assert sorted(p.name for p in users.iterdir()) == ["cv.json"]

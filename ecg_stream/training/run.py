@@ -295,12 +295,12 @@ class RunDir:
         """``training.json``: :class:`TrainingSummary` of a single run."""
         return self.path / "training.json"
 
-    def claim(self) -> None:
-        """Make the run directory, or take one that holds a run of ours (to resume it).
+    def check_claimable(self) -> None:
+        """Refuse a path ``claim`` would refuse, without making anything.
 
         Raises:
-            ConfigError: The path is not a directory, is a non-empty directory without a run
-                (``settings.json``), or cannot be made.
+            ConfigError: The path is not a directory, or is a non-empty directory without a
+                run (``settings.json``).
         """
         path = self.path
         if path.exists() and not path.is_dir():
@@ -312,6 +312,15 @@ class RunDir:
                 "new or empty directory, or the directory of a run to resume"
             )
             raise ConfigError(msg)
+
+    def claim(self) -> None:
+        """Make the run directory, or take one that holds a run of ours (to resume it).
+
+        Raises:
+            ConfigError: As :meth:`check_claimable`, or the directory cannot be made.
+        """
+        self.check_claimable()
+        path = self.path
         try:
             path.mkdir(parents=True, exist_ok=True)
         except OSError as error:

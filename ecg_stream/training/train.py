@@ -318,8 +318,9 @@ def train_model(
     """
     config = config or ChainConfig()
     _set_threads(threads)
-    augmenter = _augmenter(settings, config, data_dir)  # its noise records, before any file
     run = RunDir(out_dir)
+    run.check_claimable()
+    augmenter = _augmenter(settings, config, data_dir)  # its noise records, before any file
     run.claim()
     _check_settings(run, RunSettings(settings, config))
     if splits is None:
@@ -377,11 +378,12 @@ def cross_validate(
         raise ConfigError(msg)
     config = config or ChainConfig()
     _set_threads(threads)
-    augmenter = None if baseline else _augmenter(settings, config, data_dir)  # before any file
+    run = RunDir(out_dir)
+    run.check_claimable()  # cheap checks first: no minutes of dataset before a refusal
+    augmenter = None if baseline else _augmenter(settings, config, data_dir)
     if dataset is None:
         dataset = build_dataset(settings.records, config, data_dir=data_dir, cache_dir=cache_dir)
-    run = RunDir(out_dir)
-    run.claim()
+    run.claim()  # only now is anything written
     _check_settings(run, RunSettings(settings, config, cv_folds=k, baseline=baseline))
     names = tuple(str(name) for name in np.unique(dataset.records))
     folds = _folds(run, dataset, names, k)
