@@ -442,7 +442,8 @@ def import_keras() -> Any:
     with native_stderr_silenced():
         try:
             import keras
-            import tensorflow  # noqa: F401  (its native start-up happens here, silenced)
+            import tensorflow
         except ImportError as error:
             raise MissingExtraError(TRAIN_EXTRA, error.name or "keras") from error
+        tensorflow.config.list_physical_devices()  # the device probe (cuInit) speaks here too
     return keras

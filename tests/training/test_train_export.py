@@ -144,10 +144,18 @@ def test_failed_parity_writes_no_file(
     assert not list(tmp_path.iterdir())
 
 
+KERAS_AT_WORK = """
+from ecg_stream.training.run import import_keras
+keras = import_keras()
+model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+model.predict(keras.ops.zeros((1, 3)), verbose=0)
+"""
+
+
 def test_importing_keras_prints_no_native_log_lines() -> None:
     """TensorFlow's absl and oneDNN start-up notices stay off the user's stderr."""
     done = subprocess.run(
-        [sys.executable, "-c", "from ecg_stream.training.run import import_keras; import_keras()"],
+        [sys.executable, "-c", KERAS_AT_WORK],
         capture_output=True,
         text=True,
         timeout=120,
