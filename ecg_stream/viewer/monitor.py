@@ -12,6 +12,7 @@ import math
 import os
 import signal
 import statistics
+import sys
 import time
 from collections import deque
 from collections.abc import Sequence
@@ -854,6 +855,16 @@ class MonitorWindow(QtWidgets.QMainWindow):
         return path
 
 
+def _quiet_offscreen_notices(
+    kind: QtCore.QtMsgType, context: QtCore.QMessageLogContext, message: str
+) -> None:
+    """Qt's messages on stderr, but the offscreen platform's notices about what it lacks."""
+    del context
+    if "does not support" in message and kind is not QtCore.QtMsgType.QtCriticalMsg:
+        return
+    print(message, file=sys.stderr)
+
+
 def run_monitor(
     config: MqttConfig,
     *,
@@ -889,6 +900,7 @@ def run_monitor(
             raise ConfigError(msg)
         # headless: no display needed; set before the QApplication exists, as Qt reads it once
         os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+        QtCore.qInstallMessageHandler(_quiet_offscreen_notices)
     app = QtWidgets.QApplication.instance() or QtWidgets.QApplication([])
     subscriber = Subscriber(config, stream=stream, client_id=client_id)
     window = MonitorWindow(subscriber, window_s=window_s)
