@@ -191,7 +191,7 @@ class MqttConfig:
                 password or CA file cannot be read.
         """
         env = os.environ if environ is None else environ
-        shown = _without_credentials(url)
+        shown = without_credentials(url)
         if "@" in url:
             msg = (
                 f"broker URL {shown} holds credentials; command lines are visible to other "
@@ -225,11 +225,11 @@ class MqttConfig:
         return config
 
 
-def _without_credentials(url: str) -> str:
+def without_credentials(url: str) -> str:
     """``url`` as a message may show it: whatever comes before an ``@`` is hidden.
 
     Example:
-        >>> _without_credentials("tcp://user:secret@broker:1883")
+        >>> without_credentials("tcp://user:secret@broker:1883")
         'tcp://...@broker:1883'
     """
     if "@" not in url:

@@ -107,6 +107,22 @@ def write_atomically(path: Path, data: str | bytes) -> None:
         handle.write(data.encode() if isinstance(data, str) else data)
 
 
+@contextlib.contextmanager
+def written_aside(*paths: Path) -> Iterator[Path]:
+    """A scratch directory for a writer that names its files itself (wfdb, Keras).
+
+    The block writes ``<scratch>/<path.name>`` for each of ``paths``; once it ends without
+    error, each replaces its path whole (:func:`write_atomically`). The scratch is removed.
+
+    Raises:
+        ConfigError: A path cannot be written (see :func:`atomic_output`).
+    """
+    with tempfile.TemporaryDirectory() as scratch:
+        yield Path(scratch)
+        for path in paths:
+            write_atomically(path, (Path(scratch) / path.name).read_bytes())
+
+
 def read_json(path: Path, schema: type[T], *, made_by: str) -> T:
     """Read ``path`` into ``schema``, strictly.
 

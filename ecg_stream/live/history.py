@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ecg_stream.config import MqttConfig
+from ecg_stream.config import MqttConfig, without_credentials
 from ecg_stream.errors import ConfigError, MissingExtraError
 from ecg_stream.mqtt.subscriber import WireSubscriber
 from ecg_stream.wire import (
@@ -170,7 +170,7 @@ class HistoryStore:
 
     def __post_init__(self) -> None:
         postgres = self.where.startswith(POSTGRES_SCHEMES)
-        self.shown = _without_credentials(self.where) if postgres else self.where
+        self.shown = without_credentials(self.where) if postgres else self.where
         self._placeholder = "%s" if postgres else "?"
         try:
             self._db: Any = _connect_postgres(self.where) if postgres else self._connect_sqlite()
@@ -316,14 +316,8 @@ def _connect_postgres(url: str) -> Any:
         return psycopg.connect(url, connect_timeout=10)
     except psycopg.Error as error:
         reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        msg = f"cannot open the history database {_without_credentials(url)} ({reason})"
+        msg = f"cannot open the history database {without_credentials(url)} ({reason})"
         raise ConfigError(msg) from None
-
-
-def _without_credentials(url: str) -> str:
-    """``url`` as a message may show it: a password hidden."""
-    scheme, _, rest = url.partition("://")
-    return f"{scheme}://...@{rest.rsplit('@', 1)[1]}" if "@" in rest else url
 
 
 def write_wfdb(
@@ -338,12 +332,10 @@ def write_wfdb(
     Raises:
         ConfigError: No signal is stored for the stream in the range.
     """
-    import tempfile
-
     import numpy as np
     import wfdb
 
-    from ecg_stream.documents import atomic_output, make_output_dir
+    from ecg_stream.documents import make_output_dir, written_aside
     from ecg_stream.live.sinks import AnnotationTrack
     from ecg_stream.wire import decode_beat, decode_event, decode_samples
 
@@ -372,8 +364,8 @@ def write_wfdb(
             track.add_event(event.rhythm, event.state, event.chain_sample - first, fs_hz)
     make_output_dir(out_dir)
     record = out_dir / stream
-    with tempfile.TemporaryDirectory(dir=out_dir) as work:
-        wfdb.wrsamp(
+    with written_aside(out_dir / f"{stream}.dat", out_dir / f"{stream}.hea") as scratch:
+        wfdb.wrsamp(  # wfdb names the files itself
             stream,
             fs=fs_hz,
             units=["mV"],
@@ -382,11 +374,8 @@ def write_wfdb(
             fmt=["16"],
             adc_gain=[200.0],
             baseline=[0],
-            write_dir=work,
+            write_dir=str(scratch),
         )
-        for suffix in (".dat", ".hea"):
-            with atomic_output(record.with_name(stream + suffix)) as handle:
-                handle.write((Path(work) / (stream + suffix)).read_bytes())
     return record, track.write(out_dir, "ecgs")
 
 

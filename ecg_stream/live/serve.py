@@ -186,6 +186,17 @@ LISTED_STREAMS = 64
 line and its report freed (a worker sees unbounded stream ids over its life)."""
 
 
+def check_max_streams(max_streams: int) -> None:
+    """Refuse a ``--max-streams`` below 1.
+
+    Raises:
+        ConfigError: It is below 1.
+    """
+    if max_streams < 1:
+        msg = f"--max-streams {max_streams} must be >= 1"
+        raise ConfigError(msg)
+
+
 class RateLimit:
     """A stream's token bucket of samples: refilled at ``RATE_LIMIT_FACTOR`` times its rate.
 
@@ -285,9 +296,7 @@ class ServeWorker:
         if not low <= idle_timeout_s <= high:
             msg = f"--idle-timeout-s {idle_timeout_s} must lie in [{low:g}, {high:g}] s"
             raise ConfigError(msg)
-        if max_streams < 1:
-            msg = f"--max-streams {max_streams} must be >= 1"
-            raise ConfigError(msg)
+        check_max_streams(max_streams)
         if share_group is not None and (
             not share_group or any(char in share_group for char in "/+#\x00")
         ):
@@ -536,9 +545,7 @@ class ServeSettings:
             ConfigError: An option is not valid.
         """
         check_samples_s(self.samples_s)
-        if self.max_streams < 1:
-            msg = f"--max-streams {self.max_streams} must be >= 1"
-            raise ConfigError(msg)
+        check_max_streams(self.max_streams)
         self.mqtt()
 
 

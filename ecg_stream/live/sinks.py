@@ -9,7 +9,6 @@ from __future__ import annotations
 import csv
 import io
 import math
-import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,7 +17,7 @@ from typing import Generic, TypeVar
 import numpy as np
 
 from ecg_stream.config import CHAIN_FS_HZ
-from ecg_stream.documents import atomic_output, write_atomically
+from ecg_stream.documents import write_atomically, written_aside
 from ecg_stream.live.session import SessionOutput, StreamBeat, StreamEvent
 from ecg_stream.types import BEAT_CLASSES, EventState, RhythmKind
 from ecg_stream.wire import StatusMessage, StreamState
@@ -409,17 +408,16 @@ class AnnotationTrack:
             notes.append(code)
         path = out_dir / f"{self.record}.{annotator}"
         order = sorted(range(len(samples)), key=lambda k: (samples[k], k))
-        with atomic_output(path) as handle, tempfile.TemporaryDirectory(dir=out_dir) as work:
-            wfdb.wrann(  # wfdb names the file itself: written aside, then copied whole
+        with written_aside(path) as scratch:  # wfdb names the file itself
+            wfdb.wrann(
                 self.record,
                 annotator,
                 np.array([samples[k] for k in order], dtype=np.int64),
                 symbol=[symbols[k] for k in order],
                 aux_note=[notes[k] for k in order],
                 fs=self.fs_hz,
-                write_dir=work,
+                write_dir=str(scratch),
             )
-            handle.write((Path(work) / path.name).read_bytes())
         return path
 
     def rhythm_changes(self) -> list[tuple[int, str]]:

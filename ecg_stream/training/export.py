@@ -7,7 +7,6 @@ file is written only once onnxruntime reproduces the Keras probabilities on real
 from __future__ import annotations
 
 import logging
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +17,12 @@ import onnxruntime
 
 from ecg_stream.classify.classifier import RR_INPUT, WINDOW_INPUT, ModelContract, keras_path_of
 from ecg_stream.config import ChainConfig
-from ecg_stream.documents import check_output_file, write_atomically, write_json
+from ecg_stream.documents import (
+    check_output_file,
+    write_atomically,
+    write_json,
+    written_aside,
+)
 from ecg_stream.errors import TRAIN_EXTRA, ConfigError, MissingExtraError, ModelContractError
 from ecg_stream.records import DataDirs
 from ecg_stream.training.calibration import PROBABILITY_FLOOR, choose_calibration
@@ -162,9 +166,9 @@ def export_model(
     write_atomically(out_path, serialised)
     if run.is_cv and run.whole_pool.final_model.is_file():  # one network: its Keras file too
         network = tf.keras.models.load_model(run.whole_pool.final_model, compile=False)
-        with tempfile.TemporaryDirectory() as work:  # Keras names the file by its suffix
-            network.save(Path(work) / "network.keras")
-            write_atomically(keras_path_of(out_path), (Path(work) / "network.keras").read_bytes())
+        keras_path = keras_path_of(out_path)
+        with written_aside(keras_path) as scratch:  # Keras names the file by its suffix
+            network.save(scratch / keras_path.name)
     logger.info(
         "export: %s (%d bytes), parity on %d windows: max |diff| %.1e",
         out_path,
