@@ -237,7 +237,7 @@ def build_model(
     Raises:
         MissingExtraError: Keras is not installed.
     """
-    keras = _keras()
+    keras = import_keras()
     layers = keras.layers
     window = keras.Input(shape=(window_samples, n_channels), name="window")
     if arch is Architecture.REFERENCE:
@@ -506,7 +506,7 @@ def predict_keras(
     Raises:
         MissingExtraError: Keras is not installed.
     """
-    keras = _keras()
+    keras = import_keras()
     model = keras.models.load_model(model_path)
     return np.asarray(
         model.predict(model_inputs(dataset, channels, features), batch_size=batch_size, verbose=0)
@@ -524,7 +524,7 @@ def _fit(
     verbose: int,
 ) -> dict[int, float]:
     """Fit one model in ``run``; returns the class weights it used."""
-    keras = _keras()
+    keras = import_keras()
     log_path, last_path = run.log_file, run.last_model
     initial_epoch = _logged_epochs(log_path) if last_path.is_file() else 0
     batches = _batches(keras, splits.train, settings, augmenter, initial_epoch)
@@ -835,13 +835,9 @@ def _epoch_timer(keras: Any) -> Any:
 
 def _set_threads(threads: int | None) -> None:
     """Limit TensorFlow's threads when it is the Keras backend (other backends: no effect)."""
-    if threads is None or _keras().backend.backend() != "tensorflow":
+    if threads is None or import_keras().backend.backend() != "tensorflow":
         return
     import tensorflow as tf
 
     tf.config.threading.set_intra_op_parallelism_threads(threads)
     tf.config.threading.set_inter_op_parallelism_threads(threads)
-
-
-def _keras() -> Any:
-    return import_keras()
