@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     import wfdb
 
 from ecg_stream.config import CHAIN_FS_HZ, SUPPORTED_FS_HZ
+from ecg_stream.detector.quality import true_runs
 from ecg_stream.errors import DataNotFoundError, RecordFormatError
 from ecg_stream.types import BeatClass, FloatArray, IntArray
 
@@ -169,11 +170,9 @@ class Record:
             >>> Record("r", "MLII", 360.0, np.array([0.1, np.nan, np.nan, 0.2])).missing_stretches()
             [(1, 3)]
         """
-        missing = np.isnan(self.samples).astype(np.int8)
-        edges = np.flatnonzero(np.diff(np.concatenate(([0], missing, [0]))))
         return [
-            (self.to_record_index(int(a)), self.to_record_index(int(b)))
-            for a, b in zip(edges[::2], edges[1::2], strict=True)
+            (self.to_record_index(first), self.to_record_index(end))
+            for first, end in true_runs(np.isnan(self.samples))
         ]
 
 
@@ -327,12 +326,10 @@ def resample_to_chain(samples: FloatArray, fs_hz: float) -> FloatArray:
     up, down = ratio if max(ratio) < 10_000 else (round(CHAIN_FS_HZ), round(fs_hz))
     missing = np.isnan(samples)
     resampled = np.asarray(signal.resample_poly(np.where(missing, 0.0, samples), up, down))
-    if missing.any():  # missing stays missing, and so does what the filter took from it
-        edges = np.flatnonzero(np.diff(np.concatenate(([0], missing.astype(np.int8), [0]))))
-        scale = CHAIN_FS_HZ / fs_hz
-        for first, end in zip(edges[::2], edges[1::2], strict=True):
-            start = max(math.floor((first - MISSING_REACH_SAMPLES) * scale), 0)
-            resampled[start : math.ceil((end + MISSING_REACH_SAMPLES) * scale)] = np.nan
+    scale = CHAIN_FS_HZ / fs_hz
+    for first, end in true_runs(missing):  # missing stays missing, and what the filter took
+        start = max(math.floor((first - MISSING_REACH_SAMPLES) * scale), 0)
+        resampled[start : math.ceil((end + MISSING_REACH_SAMPLES) * scale)] = np.nan
     return resampled.astype(np.float64)
 
 

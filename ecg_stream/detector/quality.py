@@ -90,6 +90,17 @@ MAX_STRETCHES = 64
 """Faulty stretches remembered (the oldest are forgotten first; they lie far behind)."""
 
 
+def true_runs(mask: npt.NDArray[np.bool_]) -> list[tuple[int, int]]:
+    """``(first, end)`` of each run of True in a 1-D boolean array, in order.
+
+    Example:
+        >>> true_runs(np.array([False, True, True, False, True]))
+        [(1, 3), (4, 5)]
+    """
+    edges = np.flatnonzero(np.diff(np.concatenate(([False], mask, [False])).astype(np.int8)))
+    return [(int(first), int(end)) for first, end in zip(edges[::2], edges[1::2], strict=True)]
+
+
 @dataclass(frozen=True, slots=True)
 class Stretch:
     """Samples ``start_index`` to ``end_index`` (exclusive) of the input had ``issue``."""
@@ -245,8 +256,7 @@ class SignalQuality:
         """Add the stretches of ``mask`` (a run's stretch starts where the run does)."""
         if not mask.any():
             return
-        edges = np.flatnonzero(np.diff(np.concatenate([[False], mask, [False]]).astype(np.int8)))
-        for first, stop in zip(edges[::2], edges[1::2], strict=True):
+        for first, stop in true_runs(mask):
             begin = (
                 int(run_start[first]) if issue is not SignalIssue.MISSING else int(indices[first])
             )
