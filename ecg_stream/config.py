@@ -6,7 +6,7 @@ import os
 import random
 import ssl
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -101,12 +101,17 @@ class MqttConfig:
             about 1.5 times this without traffic from a dead client.
         connect_timeout_s: How long one connection attempt may take, in s.
         mqtt5: Persistent sessions speak MQTT 5 (clean start off, a session expiry interval);
-            False for a broker that speaks only MQTT 3.1.1 (amqtt, the embedded broker), where
-            they are 3.1.1 sessions without ``clean_session`` (kept until the broker drops them).
+            False for a broker that speaks only MQTT 3.1.1 (amqtt, the embedded broker, NATS),
+            where they are 3.1.1 sessions without ``clean_session`` (kept until the broker
+            drops them).
+        more_nodes: Further nodes of a broker cluster, ``(host, port)``, after ``host:port``:
+            a client tries them in turn when a node cannot be reached or its link is lost.
 
     Example:
         >>> MqttConfig.from_url("mqtts://broker.example:8884", environ={}).url
         'mqtts://broker.example:8884'
+        >>> MqttConfig.from_url("mqtt://n1:4001,n2:4002", environ={}).nodes
+        (('n1', 4001), ('n2', 4002))
     """
 
     host: str = "localhost"
@@ -119,14 +124,16 @@ class MqttConfig:
     connect_timeout_s: float = 5.0
     ca_file: Path | None = None
     mqtt5: bool = True
+    more_nodes: tuple[tuple[str, int], ...] = ()
 
     def __post_init__(self) -> None:
-        if not self.host:
-            msg = "MQTT host is empty; pass e.g. --broker mqtt://localhost:1883"
-            raise ConfigError(msg)
-        if not 0 < self.port < 65536:
-            msg = f"MQTT port {self.port} is out of range; use 1..65535 (1883, or 8883 for TLS)"
-            raise ConfigError(msg)
+        for host, port in self.nodes:
+            if not host:
+                msg = "MQTT host is empty; pass e.g. --broker mqtt://localhost:1883"
+                raise ConfigError(msg)
+            if not 0 < port < 65536:
+                msg = f"MQTT port {port} is out of range; use 1..65535 (1883, or 8883 for TLS)"
+                raise ConfigError(msg)
         if self.keepalive_s < 1 or not self.connect_timeout_s > 0:
             msg = (
                 f"keepalive_s={self.keepalive_s} and connect_timeout_s={self.connect_timeout_s} "
@@ -164,9 +171,20 @@ class MqttConfig:
             raise ConfigError(msg) from None
 
     @property
+    def nodes(self) -> tuple[tuple[str, int], ...]:
+        """Every node, ``(host, port)``, in the order they are tried."""
+        return ((self.host, self.port), *self.more_nodes)
+
+    def node(self, index: int) -> MqttConfig:
+        """This configuration for its node ``index`` alone (modulo the number of nodes)."""
+        host, port = self.nodes[index % len(self.nodes)]
+        return replace(self, host=host, port=port, more_nodes=())
+
+    @property
     def url(self) -> str:
-        """The broker as a URL, without credentials."""
-        return f"{'mqtts' if self.tls else 'mqtt'}://{self.host}:{self.port}"
+        """The broker as a URL, without credentials (its nodes separated by commas)."""
+        scheme = "mqtts" if self.tls else "mqtt"
+        return ",".join(f"{scheme}://{host}:{port}" for host, port in self.nodes)
 
     @classmethod
     def from_url(
@@ -182,7 +200,8 @@ class MqttConfig:
         line); $ECG_STREAM_MQTT_CA_FILE names the CA certificates ``mqtts://`` trusts.
 
         Args:
-            url: Broker URL; ``host:port`` alone means ``mqtt://host:port``.
+            url: Broker URL; ``host:port`` alone means ``mqtt://host:port``; the nodes of a
+                cluster separated by commas (``mqtt://n1:1883,mqtt://n2:1883``), tried in turn.
             topic_prefix: First topic level(s).
             environ: Environment to read credentials from (default: ``os.environ``).
 
@@ -191,30 +210,20 @@ class MqttConfig:
                 password or CA file cannot be read.
         """
         env = os.environ if environ is None else environ
-        shown = without_credentials(url)
-        if "@" in url:
+        nodes = [_broker_node(part.strip()) for part in url.split(",")]
+        schemes = {scheme for scheme, _, _ in nodes}
+        if len(schemes) > 1:
             msg = (
-                f"broker URL {shown} holds credentials; command lines are visible to other "
-                f"users: set ${MQTT_USERNAME_ENV} and ${MQTT_PASSWORD_ENV} instead"
+                f"broker URL {without_credentials(url)!r} mixes mqtt:// and mqtts:// nodes; "
+                "give every node of a cluster the same scheme"
             )
             raise ConfigError(msg)
-        try:
-            parts = urlsplit(url if "://" in url else f"mqtt://{url}")
-            port = parts.port
-        except ValueError as error:  # an unclosed [IPv6 literal, a port out of range
-            msg = f"broker URL {shown!r}: {error}; use e.g. mqtt://localhost:1883"
-            raise ConfigError(msg) from None
-        scheme = parts.scheme.lower()
-        if scheme not in MQTT_DEFAULT_PORTS:
-            msg = f"broker URL {shown!r} has scheme {scheme!r}; use mqtt://host:port or mqtts://..."
-            raise ConfigError(msg)
-        if parts.path not in ("", "/") or parts.query or parts.fragment:
-            msg = f"broker URL {shown!r} has a path or query; use mqtt://host:port only"
-            raise ConfigError(msg)
+        (scheme, host, port), *more = nodes
         ca_file = env.get(MQTT_CA_FILE_ENV) or None
         config = cls(
-            host=parts.hostname or "",
-            port=port if port is not None else MQTT_DEFAULT_PORTS[scheme],
+            host=host,
+            port=port,
+            more_nodes=tuple((more_host, more_port) for _, more_host, more_port in more),
             tls=scheme == "mqtts",
             topic_prefix=topic_prefix,
             username=env.get(MQTT_USERNAME_ENV) or None,
@@ -223,6 +232,39 @@ class MqttConfig:
         )
         config.tls_context()  # a bad CA file fails here, before any connection
         return config
+
+
+def _broker_node(url: str) -> tuple[str, str, int]:
+    """Scheme, host and port of one node's URL (``host:port`` alone means ``mqtt://``).
+
+    Raises:
+        ConfigError: The URL is empty, has another scheme, holds credentials, a path or a bad
+            port.
+    """
+    shown = without_credentials(url)
+    if not url:
+        msg = "a broker URL is empty; use e.g. mqtt://localhost:1883 (nodes separated by commas)"
+        raise ConfigError(msg)
+    if "@" in url:
+        msg = (
+            f"broker URL {shown} holds credentials; command lines are visible to other "
+            f"users: set ${MQTT_USERNAME_ENV} and ${MQTT_PASSWORD_ENV} instead"
+        )
+        raise ConfigError(msg)
+    try:
+        parts = urlsplit(url if "://" in url else f"mqtt://{url}")
+        port = parts.port
+    except ValueError as error:  # an unclosed [IPv6 literal, a port out of range
+        msg = f"broker URL {shown!r}: {error}; use e.g. mqtt://localhost:1883"
+        raise ConfigError(msg) from None
+    scheme = parts.scheme.lower()
+    if scheme not in MQTT_DEFAULT_PORTS:
+        msg = f"broker URL {shown!r} has scheme {scheme!r}; use mqtt://host:port or mqtts://..."
+        raise ConfigError(msg)
+    if parts.path not in ("", "/") or parts.query or parts.fragment:
+        msg = f"broker URL {shown!r} has a path or query; use mqtt://host:port only"
+        raise ConfigError(msg)
+    return scheme, parts.hostname or "", port if port is not None else MQTT_DEFAULT_PORTS[scheme]
 
 
 def without_credentials(url: str) -> str:

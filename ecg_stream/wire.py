@@ -226,6 +226,16 @@ def check_topic_prefix(prefix: str) -> str:
     return prefix
 
 
+PARTITION_LEVEL = "part"
+"""The topic level under which a partitioning broker republishes raw messages:
+``<prefix>/part/<K>/<stream>/raw`` (``serve --partition K/N``)."""
+
+
+def partition_prefix(prefix: str, index: int) -> str:
+    """The topic prefix of partition ``index``'s raw messages, e.g. ``ecg/part/1``."""
+    return f"{check_topic_prefix(prefix)}/{PARTITION_LEVEL}/{index}"
+
+
 def topic_for(prefix: str, stream: str, kind: TopicKind) -> str:
     """The topic of ``kind`` messages of a stream, e.g. ``ecg/100/beats``.
 

@@ -37,9 +37,10 @@ def add_broker_arguments(parser: argparse.ArgumentParser, default_help: str) -> 
     """Add ``--broker URL`` (``default_help``: what is used without it) and ``--topic-prefix``."""
     parser.add_argument(
         "--broker",
-        metavar="URL",
-        help=f"mqtt://host:port or mqtts://host:port (default: {default_help}); credentials "
-        "from $ECG_STREAM_MQTT_USERNAME / $ECG_STREAM_MQTT_PASSWORD",
+        metavar="URL[,URL...]",
+        help=f"mqtt://host:port or mqtts://host:port (default: {default_help}); the nodes of a "
+        "cluster separated by commas, tried in turn (a lost link moves to the next); "
+        "credentials from $ECG_STREAM_MQTT_USERNAME / $ECG_STREAM_MQTT_PASSWORD",
     )
     parser.add_argument("--topic-prefix", default="ecg", help="first topic level(s) (default: ecg)")
 

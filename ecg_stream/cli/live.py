@@ -178,6 +178,12 @@ def add_serve(commands: Commands) -> None:
         help="subscribe as a member of $share/GROUP/ (a broker that keeps a topic on one "
         "member, e.g. EMQX with hash_topic)",
     )
+    split.add_argument(
+        "--partition",
+        metavar="K/N",
+        help="subscribe to <prefix>/part/K/+/raw, partition K of the N into which the broker "
+        "hashes the streams (a NATS cluster's subject mapping: docs/cluster.md)",
+    )
     serve.add_argument(
         "--idle-timeout-s",
         type=float,
@@ -462,13 +468,14 @@ def _subscribe_main(config: MqttConfig, say: Callable[[str], None], **options: A
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from ecg_stream.live.serve import ServeSettings, Shard, serve_main
+    from ecg_stream.live.serve import Partition, ServeSettings, Shard, serve_main
 
     settings = ServeSettings(
         broker_url=args.broker,
         topic_prefix=args.topic_prefix,
         shard=None if args.shard is None else Shard.parse(args.shard),
         share_group=args.share,
+        partition=None if args.partition is None else Partition.parse(args.partition),
         idle_timeout_s=args.idle_timeout_s,
         max_streams=args.max_streams,
         metrics_port=args.metrics_port,

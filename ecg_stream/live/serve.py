@@ -16,10 +16,13 @@ A stream idle for ``idle_timeout_s`` is flushed, announced ``offline`` and freed
 chunk starts a new session. Ctrl-C or SIGTERM: the chunks received are processed, every
 chain is flushed, the beats are published, then every stream's ``offline``.
 
-Several workers share the streams in one of two ways:
+Several workers share the streams in one of three ways:
 
+- ``--partition K/N``: the broker hashes the streams into N partitions and republishes each
+  raw message under ``<prefix>/part/<K>/``; a worker receives only its partition's (a NATS
+  cluster, ``docs/cluster.md``: scales out);
 - ``--shard I/N``: every worker receives every raw message and keeps the streams whose
-  :func:`stream_hash` modulo N is I (any broker);
+  :func:`stream_hash` modulo N is I (any broker; N workers do N times the receiving);
 - ``--share GROUP``: the shared subscription ``$share/GROUP/<prefix>/+/raw``; the broker must
   keep each topic on one member (EMQX: ``hash_topic``). A broker that hands a topic's messages
   round-robin (mosquitto) splits a stream: the session detects it and says so on ``status``
@@ -80,6 +83,7 @@ from ecg_stream.wire import (
     check_topic_prefix,
     decode_raw,
     parse_topic,
+    partition_prefix,
     subscription_for,
 )
 
@@ -117,9 +121,48 @@ def stream_hash(stream_id: str) -> int:
     return int.from_bytes(digest, "big")
 
 
+_ONE_OF_TWO = (
+    "this worker's share I of N from 0, e.g. {option} 0/2 and {option} 1/2 for two workers"
+)
+
+
+def parse_index_of_count(text: str, option: str) -> tuple[int, int]:
+    """Parse ``I/N`` given to ``option`` (``--shard``, ``--partition``).
+
+    Raises:
+        ConfigError: ``text`` is not two integers ``I/N``, or not ``0 <= I < N <= MAX_SHARDS``.
+    """
+    index_text, slash, count_text = text.strip().partition("/")
+    try:
+        index, count = int(index_text), int(count_text)
+    except ValueError:
+        slash = ""
+    if not slash:
+        msg = f"{option} {text!r} is not valid; use I/N, {_ONE_OF_TWO.format(option=option)}"
+        raise ConfigError(msg)
+    check_index_of_count(index, count, option)
+    return index, count
+
+
+def check_index_of_count(index: int, count: int, option: str) -> None:
+    """Refuse an ``option I/N`` outside ``0 <= I < N <= MAX_SHARDS``.
+
+    Raises:
+        ConfigError: It is outside.
+    """
+    if not 1 <= count <= MAX_SHARDS or not 0 <= index < count:
+        msg = (
+            f"{option} {index}/{count} is not valid; use I/N with 1 <= N <= {MAX_SHARDS} and "
+            f"0 <= I < N, {_ONE_OF_TWO.format(option=option)}"
+        )
+        raise ConfigError(msg)
+
+
 @dataclass(frozen=True, slots=True)
 class Shard:
     """The share of the streams one of ``count`` workers keeps: ``stream_hash % count == index``.
+
+    Every worker receives every raw message and drops the others' (any broker).
 
     Args:
         index: This worker's shard, from 0.
@@ -135,12 +178,7 @@ class Shard:
     count: int
 
     def __post_init__(self) -> None:
-        if not 1 <= self.count <= MAX_SHARDS or not 0 <= self.index < self.count:
-            msg = (
-                f"--shard {self.index}/{self.count} is not valid; use I/N with 1 <= N <= "
-                f"{MAX_SHARDS} and 0 <= I < N, e.g. --shard 0/2 and --shard 1/2 for two workers"
-            )
-            raise ConfigError(msg)
+        check_index_of_count(self.index, self.count, "--shard")
 
     @classmethod
     def parse(cls, text: str) -> Shard:
@@ -149,22 +187,52 @@ class Shard:
         Raises:
             ConfigError: ``text`` is not two integers ``I/N`` with ``0 <= I < N``.
         """
-        index_text, slash, count_text = text.strip().partition("/")
-        try:
-            index, count = int(index_text), int(count_text)
-        except ValueError:
-            index = count = -1
-        if not slash or index < 0:
-            msg = (
-                f"--shard {text!r} is not valid; use I/N (this worker's shard I of N, from 0), "
-                "e.g. --shard 0/2 and --shard 1/2 for two workers"
-            )
-            raise ConfigError(msg)
-        return cls(index, count)
+        return cls(*parse_index_of_count(text, "--shard"))
 
     def owns(self, stream_id: str) -> bool:
         """Whether this worker keeps the stream."""
         return stream_hash(stream_id) % self.count == self.index
+
+    def __str__(self) -> str:
+        return f"{self.index}/{self.count}"
+
+
+@dataclass(frozen=True, slots=True)
+class Partition:
+    """Partition ``index`` of ``count`` that the broker made of the raw topics.
+
+    A broker that partitions streams (NATS: a subject mapping with ``partition(count, 1)``,
+    ``docs/cluster.md``) republishes ``<prefix>/<stream>/raw`` on
+    ``<prefix>/part/<index>/<stream>/raw``: the worker of a partition receives only its
+    streams' messages.
+
+    Args:
+        index: This worker's partition, from 0.
+        count: Number of partitions (the mapping's).
+
+    Example:
+        >>> Partition.parse("1/3").topic_filter("ecg")
+        'ecg/part/1/+/raw'
+    """
+
+    index: int
+    count: int
+
+    def __post_init__(self) -> None:
+        check_index_of_count(self.index, self.count, "--partition")
+
+    @classmethod
+    def parse(cls, text: str) -> Partition:
+        """Parse ``K/N``.
+
+        Raises:
+            ConfigError: ``text`` is not two integers ``K/N`` with ``0 <= K < N``.
+        """
+        return cls(*parse_index_of_count(text, "--partition"))
+
+    def topic_filter(self, prefix: str) -> str:
+        """The raw topics of this partition's streams."""
+        return subscription_for(partition_prefix(prefix, self.index), None, TopicKind.RAW)
 
     def __str__(self) -> str:
         return f"{self.index}/{self.count}"
@@ -256,6 +324,7 @@ class ServeWorker:
         summary: Filled as the worker runs (readable after it stops).
         shard: Keep only this shard's streams (every worker receives every message).
         share_group: Subscribe as a member of ``$share/<group>/``.
+        partition: Subscribe to the raw topics of this partition of a partitioning broker.
         idle_timeout_s: A stream silent this long is flushed, announced offline and freed.
         max_streams: Streams served at once; the chunks of a stream beyond are dropped and
             counted (``refused_streams``) until one goes idle.
@@ -278,6 +347,7 @@ class ServeWorker:
         summary: RunSummary | None = None,
         shard: Shard | None = None,
         share_group: str | None = None,
+        partition: Partition | None = None,
         idle_timeout_s: float = DEFAULT_IDLE_TIMEOUT_S,
         max_streams: int = DEFAULT_MAX_STREAMS,
         worker_id: str | None = None,
@@ -286,10 +356,11 @@ class ServeWorker:
         clock: Clock = time.monotonic,
         wall_clock: Clock = time.time,
     ) -> None:
-        if shard is not None and share_group is not None:
+        if sum(split is not None for split in (shard, share_group, partition)) > 1:
             msg = (
-                "--shard and --share are two ways to split streams between workers; give one "
-                "(--shard I/N with any broker, --share GROUP with a hash_topic broker)"
+                "--shard, --share and --partition are three ways to split streams between "
+                "workers; give one (--shard I/N with any broker, --share GROUP with a "
+                "hash_topic broker, --partition K/N with a partitioning broker such as NATS)"
             )
             raise ConfigError(msg)
         low, high = IDLE_TIMEOUT_RANGE_S
@@ -304,7 +375,8 @@ class ServeWorker:
             raise ConfigError(msg)
         self.classifier, self.mqtt, self.sinks = classifier, mqtt, tuple(sinks)
         self.config, self.model_name = classifier.config, classifier.name
-        self.shard, self.share_group, self.idle_timeout_s = shard, share_group, idle_timeout_s
+        self.shard, self.share_group, self.partition = shard, share_group, partition
+        self.idle_timeout_s = idle_timeout_s
         self.max_streams = max_streams
         self.worker_id = worker_id or default_worker_id()
         self.session_id = (
@@ -313,6 +385,8 @@ class ServeWorker:
         self.rhythm, self.say, self.clock, self.wall_clock = rhythm, say, clock, wall_clock
         self.summary = summary if summary is not None else RunSummary()
         topic = subscription_for(mqtt.topic_prefix, None, TopicKind.RAW)
+        if partition is not None:
+            topic = partition.topic_filter(mqtt.topic_prefix)
         self.topic_filter = topic if share_group is None else f"$share/{share_group}/{topic}"
         self._batcher = InferenceBatcher(classifier)
         self._streams: dict[str, _Stream] = {}
@@ -365,7 +439,9 @@ class ServeWorker:
         if not self._subscribed.is_set():
             self._subscribed.set()
             if self.say is not None:
-                where = f"shard {self.shard}" if self.shard is not None else "every stream"
+                where = "every stream"
+                if self.shard is not None or self.partition is not None:
+                    where = f"shard {self.shard}" if self.shard else f"partition {self.partition}"
                 self.say(
                     f"serving {where} from {self.topic_filter} at {self.mqtt.url} as worker "
                     f"{self.worker_id}; Ctrl-C stops"
@@ -504,6 +580,7 @@ class ServeSettings:
         topic_prefix: First topic level(s).
         shard: ``I/N``: keep only the streams of shard I of N.
         share_group: Join the shared subscription ``$share/<group>/...``.
+        partition: ``K/N``: subscribe to partition K of N of a partitioning broker.
         idle_timeout_s: A stream silent this long goes offline.
         max_streams: Streams served at once (``DEFAULT_MAX_STREAMS``).
         metrics_port: Serve Prometheus metrics on ``127.0.0.1:PORT/metrics``.
@@ -518,6 +595,7 @@ class ServeSettings:
     topic_prefix: str = "ecg"
     shard: Shard | None = None
     share_group: str | None = None
+    partition: Partition | None = None
     idle_timeout_s: float = DEFAULT_IDLE_TIMEOUT_S
     max_streams: int = DEFAULT_MAX_STREAMS
     metrics_port: int | None = None
@@ -588,6 +666,7 @@ async def run_serve(settings: ServeSettings, say: Say, summary: RunSummary) -> R
             summary=summary,
             shard=settings.shard,
             share_group=settings.share_group,
+            partition=settings.partition,
             idle_timeout_s=settings.idle_timeout_s,
             max_streams=settings.max_streams,
             worker_id=settings.worker_id,

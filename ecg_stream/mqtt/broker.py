@@ -240,7 +240,7 @@ async def probe_protocol(config: MqttConfig, timeout_s: float = 1.5) -> bool | N
     probe = replace(config, connect_timeout_s=timeout_s)
     try:
         async with asyncio.timeout(3 * timeout_s), AsyncExitStack() as stack:
-            _client, mqtt5 = await connect_session(
+            _client, mqtt5, _node = await connect_session(
                 stack,
                 probe,
                 identifier=unique_identifier("ecg-stream-probe"),

@@ -175,7 +175,7 @@ SESSION_EXPIRY_S`). Default: ``ecg-stream-sub-<random>``, kept across reconnecti
             msg = f"cannot enter a subscriber that is {self.state.value}: create a new one"
             raise RuntimeError(msg)
         try:
-            client, _mqtt5 = await connect_session(
+            client, _mqtt5, _node = await connect_session(
                 self._connection, self.config, identifier=self.client_id, persistent=True
             )
         except aiomqtt.MqttError as error:

@@ -22,7 +22,7 @@ import socket
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass, replace
-from typing import Any, TypeAlias, TypeVar
+from typing import Any, NamedTuple, TypeAlias, TypeVar
 
 import aiomqtt
 import tenacity
@@ -175,6 +175,20 @@ async def connect(
         raise explained from None  # the cause holds nothing more; a traceback stays short
 
 
+class Connected(NamedTuple):
+    """A client :func:`connect_session` connected.
+
+    Args:
+        client: The connected client.
+        mqtt5: Whether it speaks MQTT 5 (False for a 3.1.1 broker).
+        node: The index of the node it reached in ``config.nodes``.
+    """
+
+    client: aiomqtt.Client
+    mqtt5: bool
+    node: int
+
+
 async def connect_session(
     stack: contextlib.AsyncExitStack,
     config: MqttConfig,
@@ -184,20 +198,50 @@ async def connect_session(
     persistent: bool = False,
     probe_mqtt5: bool = True,
     session_expiry_s: int = SESSION_EXPIRY_S,
-) -> tuple[aiomqtt.Client, bool]:
-    """Connect a client inside ``stack``; a persistent one falls back to MQTT 3.1.1 if need be.
+    first_node: int = 0,
+) -> Connected:
+    """Connect a client inside ``stack``, trying the nodes in turn from ``first_node``.
 
-    With ``persistent``, ``config.mqtt5`` and ``probe_mqtt5`` (no link was up yet), an MQTT 5
-    CONNECT that gets no answer within :data:`MQTT5_CONNECT_TIMEOUT_S`, or a refusal of the
-    protocol version, is followed by an MQTT 3.1.1 one.
-
-    Returns:
-        The connected client, and whether it speaks MQTT 5 (False for a 3.1.1 broker).
+    A persistent client falls back to MQTT 3.1.1 if need be: with ``persistent``,
+    ``config.mqtt5`` and ``probe_mqtt5`` (no link was up yet), an MQTT 5 CONNECT that gets no
+    answer within :data:`MQTT5_CONNECT_TIMEOUT_S`, or a refusal of the protocol version, is
+    followed by an MQTT 3.1.1 one.
 
     Raises:
-        ConnectRefusedError: The broker refused the login or its certificate is not trusted.
-        aiomqtt.MqttError: The broker cannot be reached.
+        ConnectRefusedError: The broker refused the login or its certificate is not trusted
+            (the other nodes are not tried: they would refuse it too).
+        aiomqtt.MqttError: No node can be reached (the last node's error).
     """
+    options: dict[str, Any] = {
+        "identifier": identifier,
+        "will": will,
+        "persistent": persistent,
+        "probe_mqtt5": probe_mqtt5,
+        "session_expiry_s": session_expiry_s,
+    }
+    count = len(config.nodes)
+    *others, last = [(first_node + offset) % count for offset in range(count)]
+    for node in others:
+        try:
+            return Connected(*await _connect_node(stack, config.node(node), **options), node)
+        except ConnectRefusedError:
+            raise
+        except aiomqtt.MqttError:
+            continue  # the next node
+    return Connected(*await _connect_node(stack, config.node(last), **options), last)
+
+
+async def _connect_node(
+    stack: contextlib.AsyncExitStack,
+    config: MqttConfig,
+    *,
+    identifier: str,
+    will: aiomqtt.Will | None,
+    persistent: bool,
+    probe_mqtt5: bool,
+    session_expiry_s: int,
+) -> tuple[aiomqtt.Client, bool]:
+    """Connect a client to the one node of ``config`` (see :func:`connect_session`)."""
     mqtt5 = persistent and config.mqtt5
     probing = mqtt5 and probe_mqtt5
     if probing and not config.tls and await answers_mqtt5(config) is False:
@@ -411,7 +455,8 @@ class ReconnectingSession:
     :meth:`run` connects a fresh client, awaits ``on_connect`` with it (subscribe, announce),
     then the work. When the broker cannot be reached or the link drops
     (:class:`aiomqtt.MqttError`), it waits a capped, jittered exponential delay (``backoff``;
-    the count restarts once a link is up) and does it all again, until the work returns. A
+    the count restarts once a link is up) and does it all again, until the work returns; with
+    several nodes (a cluster), each new attempt starts at the node after the last one. A
     failure before the first link was up is raised instead, unless ``retry_unreachable``. Once
     the work has returned, a failed disconnect is ignored: nothing is left to lose.
 
@@ -433,6 +478,7 @@ class ReconnectingSession:
     Attributes:
         connected: Whether a client is connected now.
         connections: Links that came up so far.
+        node: Index in ``config.nodes`` of the node of the current (or next) connection.
         mqtt5: Whether persistent connections speak MQTT 5 (False once the broker did not).
     """
 
@@ -458,6 +504,7 @@ class ReconnectingSession:
         self.on_connect, self.on_retry = on_connect, on_retry
         self.connected = False
         self.connections = 0
+        self.node = 0
         self._failures = 0  # failed attempts since the last link was up
         self._connecting = False  # the current attempt has no link up yet
 
@@ -482,13 +529,14 @@ class ReconnectingSession:
         return result
 
     async def _connect(self, stack: contextlib.AsyncExitStack) -> aiomqtt.Client:
-        client, self.mqtt5 = await connect_session(
+        client, self.mqtt5, self.node = await connect_session(
             stack,
             replace(self.config, mqtt5=self.mqtt5),
             identifier=self.client_id,
             will=self.will,
             persistent=self.persistent,
             probe_mqtt5=self.connections == 0,
+            first_node=self.node,
         )
         return client
 
@@ -526,6 +574,7 @@ class ReconnectingSession:
     def _next_delay_s(self, _state: tenacity.RetryCallState) -> float:
         delay_s = self.backoff.delay_s(self._failures, self.rng)
         self._failures += 1
+        self.node = (self.node + 1) % len(self.config.nodes)  # a cluster: the next node
         return delay_s
 
     def _report(self, state: tenacity.RetryCallState) -> None:
