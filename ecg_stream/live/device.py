@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import random
 import secrets
 import time
 from collections.abc import Callable, Sequence
@@ -27,7 +28,12 @@ from scipy import signal
 from ecg_stream.config import MqttConfig
 from ecg_stream.errors import BrokerError, ConfigError
 from ecg_stream.live.sources import ReplaySource
-from ecg_stream.mqtt.transport import MqttError, make_client, unique_identifier
+from ecg_stream.mqtt.transport import (
+    RECONNECT_BACKOFF,
+    Client,
+    MqttError,
+    ReconnectingSession,
+)
 from ecg_stream.records import DataDirs, find_record, load_record
 from ecg_stream.types import FloatArray
 from ecg_stream.wire import (
@@ -214,34 +220,54 @@ async def publish_device(
     """Publish one device's lead on ``<prefix>/<stream_id>/raw``, paced, QoS 1.
 
     The device connects, waits ``start_delay_s``, then sends its first chunk. Its chunks carry
-    a session token drawn at this start.
+    a session token drawn at this start. A lost link (or a broker that does not acknowledge a
+    chunk in time) is reconnected, to the next node of a cluster, and the chunk is sent again:
+    ``serve`` drops a chunk it already has.
 
     Raises:
-        BrokerError: The broker cannot be reached.
+        BrokerError: The broker cannot be reached at start.
     """
     report = report or DeviceReport(stream_id, device.name, device.fs_hz)
     topic = topic_for(mqtt.topic_prefix, stream_id, TopicKind.RAW)
     source = ReplaySource(
         device.values.astype(np.float64), device.fs_hz, speed=speed, chunk_s=chunk_s, clock=clock
     )
-    session = secrets.token_hex(8)  # new at each start: serve tells a restart from a twin
-    client = make_client(mqtt, identifier=unique_identifier(f"ecg-device-{stream_id}"))
-    try:
-        async with client:
+    token = secrets.token_hex(8)  # new at each start: serve tells a restart from a twin
+    chunks = aiter(source)
+    start_wall = math.nan
+    unsent: tuple[bytes, int] | None = None  # a chunk's payload and samples, not acknowledged
+
+    async def send(client: Client) -> None:
+        nonlocal start_wall, unsent
+        if report.messages == 0:
             await asyncio.sleep(start_delay_s)
-            start_wall = math.nan
-            async for chunk in source:
+        while True:
+            if unsent is None:
+                chunk = await anext(chunks, None)
+                if chunk is None:
+                    return
                 if math.isnan(start_wall):
                     start_wall = wall_clock()
                 start = chunk.start_index
                 lag_s = 0.0 if math.isinf(speed) else start / device.fs_hz / speed
                 message = device.message(
-                    stream_id, start, chunk.end_index, start_wall + lag_s, session
+                    stream_id, start, chunk.end_index, start_wall + lag_s, token
                 )
-                await client.publish(topic, encode(message), qos=TopicKind.RAW.qos)
-                report.messages += 1
-                report.samples += chunk.end_index - start
-    except MqttError as error:
+                unsent = encode(message), chunk.end_index - start
+            await client.publish(topic, unsent[0], qos=TopicKind.RAW.qos)
+            report.messages += 1
+            report.samples += unsent[1]
+            unsent = None
+
+    session = ReconnectingSession(
+        mqtt,
+        client_prefix=f"ecg-device-{stream_id}",
+        backoff=RECONNECT_BACKOFF,
+        rng=random.Random(),  # jitter, not cryptography
+    )
+    try:
+        await session.run(send)
+    except MqttError as error:  # the first connection failed
         msg = (
             f"cannot publish to the MQTT broker at {mqtt.url} ({error}); start one (mosquitto) "
             "or pass --broker URL"
