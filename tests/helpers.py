@@ -202,6 +202,13 @@ def run(coroutine: Coroutine[Any, Any, T], timeout_s: float = TEST_TIMEOUT_S) ->
     return asyncio.run(bounded())
 
 
+async def eventually(condition: Callable[[], bool], timeout_s: float) -> None:
+    """Return once ``condition()`` holds (polled); TimeoutError after ``timeout_s``."""
+    async with asyncio.timeout(timeout_s):
+        while not condition():  # noqa: ASYNC110 - another process's doing: no event to wait on
+            await asyncio.sleep(0.05)
+
+
 def status_of(stream: str, record: str = "100") -> StatusMessage:
     return StatusMessage(
         stream=stream,

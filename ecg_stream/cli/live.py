@@ -190,6 +190,14 @@ def add_serve(commands: Commands) -> None:
         default=10.0,
         help="a device silent this long goes offline and its state is freed (default: 10)",
     )
+    serve.add_argument(
+        "--reorder-s",
+        type=float,
+        default=0.0,
+        help="after a gap in a stream, wait this long for the missing chunks: a broker that "
+        "sends unacknowledged messages again after an ack wait sends them behind newer ones "
+        "(NATS: 3, with its ack_wait of 2 s; default: 0, no wait)",
+    )
     add_summary_json_argument(serve)
     add_metrics_argument(serve)
     serve.add_argument(
@@ -477,6 +485,7 @@ def _serve(args: argparse.Namespace) -> int:
         share_group=args.share,
         partition=None if args.partition is None else Partition.parse(args.partition),
         idle_timeout_s=args.idle_timeout_s,
+        reorder_s=args.reorder_s,
         max_streams=args.max_streams,
         metrics_port=args.metrics_port,
         worker_id=args.worker_id,

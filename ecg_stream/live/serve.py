@@ -254,6 +254,22 @@ LISTED_STREAMS = 64
 line and its report freed (a worker sees unbounded stream ids over its life)."""
 
 
+REORDER_RANGE_S = (0.0, 60.0)
+"""Shortest and longest ``--reorder-s``."""
+
+
+def check_reorder_s(reorder_s: float) -> None:
+    """Refuse a ``--reorder-s`` outside :data:`REORDER_RANGE_S`.
+
+    Raises:
+        ConfigError: It is outside.
+    """
+    low, high = REORDER_RANGE_S
+    if not low <= reorder_s <= high:
+        msg = f"--reorder-s {reorder_s} must lie in [{low:g}, {high:g}] s (e.g. 3 with NATS)"
+        raise ConfigError(msg)
+
+
 def check_max_streams(max_streams: int) -> None:
     """Refuse a ``--max-streams`` below 1.
 
@@ -326,6 +342,9 @@ class ServeWorker:
         share_group: Subscribe as a member of ``$share/<group>/``.
         partition: Subscribe to the raw topics of this partition of a partitioning broker.
         idle_timeout_s: A stream silent this long is flushed, announced offline and freed.
+        reorder_s: A chunk that arrives after a gap in its stream waits this long for the
+            missing ones (0: not at all): a broker that sends unacknowledged messages again
+            after an ack wait (NATS, after a node was lost) sends them behind newer ones.
         max_streams: Streams served at once; the chunks of a stream beyond are dropped and
             counted (``refused_streams``) until one goes idle.
         worker_id: Names this worker on the status topic. Given, it also names the worker's
@@ -349,6 +368,7 @@ class ServeWorker:
         share_group: str | None = None,
         partition: Partition | None = None,
         idle_timeout_s: float = DEFAULT_IDLE_TIMEOUT_S,
+        reorder_s: float = 0.0,
         max_streams: int = DEFAULT_MAX_STREAMS,
         worker_id: str | None = None,
         rhythm: RhythmSettings = DEFAULT_RHYTHM,
@@ -367,6 +387,7 @@ class ServeWorker:
         if not low <= idle_timeout_s <= high:
             msg = f"--idle-timeout-s {idle_timeout_s} must lie in [{low:g}, {high:g}] s"
             raise ConfigError(msg)
+        check_reorder_s(reorder_s)
         check_max_streams(max_streams)
         if share_group is not None and (
             not share_group or any(char in share_group for char in "/+#\x00")
@@ -376,7 +397,7 @@ class ServeWorker:
         self.classifier, self.mqtt, self.sinks = classifier, mqtt, tuple(sinks)
         self.config, self.model_name = classifier.config, classifier.name
         self.shard, self.share_group, self.partition = shard, share_group, partition
-        self.idle_timeout_s = idle_timeout_s
+        self.idle_timeout_s, self.reorder_s = idle_timeout_s, reorder_s
         self.max_streams = max_streams
         self.worker_id = worker_id or default_worker_id()
         self.session_id = (
@@ -555,7 +576,8 @@ class ServeWorker:
                         del self._streams[session.stream_id]
                         break
                     continue
-                await session.process(arrival.message, arrival.arrival_s)
+                for ordered in await self._reordered(stream, arrival):
+                    await session.process(ordered.message, ordered.arrival_s)
             await session.finish()
         except asyncio.CancelledError:
             # Stopping: what was received is processed and handed over here (the loop is ending);
@@ -565,6 +587,22 @@ class ServeWorker:
                     arrival = stream.inbox.get_nowait()
                     session.process_nowait(arrival.message, arrival.arrival_s)
             raise
+
+    async def _reordered(self, stream: _Stream, arrival: _Arrival) -> list[_Arrival]:
+        """``arrival``, and after a gap the chunks that came within ``reorder_s``, in order.
+
+        Waiting ends early once the first held chunk continues the stream.
+        """
+        expected = stream.front.next_index
+        held = [arrival]
+        if self.reorder_s <= 0 or expected is None or arrival.message.start_index <= expected:
+            return held
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(self.reorder_s):
+                while held[0].message.start_index > expected:
+                    held.append(await stream.inbox.get())
+                    held.sort(key=lambda item: item.message.start_index)
+        return held
 
 
 SERVE_SAMPLES_QUEUE = 1000
@@ -582,6 +620,7 @@ class ServeSettings:
         share_group: Join the shared subscription ``$share/<group>/...``.
         partition: ``K/N``: subscribe to partition K of N of a partitioning broker.
         idle_timeout_s: A stream silent this long goes offline.
+        reorder_s: After a gap, how long a stream's chunks wait for the missing ones.
         max_streams: Streams served at once (``DEFAULT_MAX_STREAMS``).
         metrics_port: Serve Prometheus metrics on ``127.0.0.1:PORT/metrics``.
         worker_id: Names this worker on the status topic (and its persistent session).
@@ -597,6 +636,7 @@ class ServeSettings:
     share_group: str | None = None
     partition: Partition | None = None
     idle_timeout_s: float = DEFAULT_IDLE_TIMEOUT_S
+    reorder_s: float = 0.0
     max_streams: int = DEFAULT_MAX_STREAMS
     metrics_port: int | None = None
     worker_id: str | None = None
@@ -624,6 +664,7 @@ class ServeSettings:
         """
         check_samples_s(self.samples_s)
         check_max_streams(self.max_streams)
+        check_reorder_s(self.reorder_s)
         self.mqtt()
 
 
@@ -668,6 +709,7 @@ async def run_serve(settings: ServeSettings, say: Say, summary: RunSummary) -> R
             share_group=settings.share_group,
             partition=settings.partition,
             idle_timeout_s=settings.idle_timeout_s,
+            reorder_s=settings.reorder_s,
             max_streams=settings.max_streams,
             worker_id=settings.worker_id,
             rhythm=settings.rhythm,
