@@ -35,6 +35,15 @@ def test_urls_are_parsed(url: str, host: str, port: int, tls: bool) -> None:
     assert config.username is None
 
 
+def test_a_clusters_nodes_are_kept_in_order_and_shown_as_given() -> None:
+    config = MqttConfig.from_url("mqtt://n1:4001, n2 ,mqtt://n3:4003", environ={})
+    assert config.nodes == (("n1", 4001), ("n2", 1883), ("n3", 4003))
+    assert config.url == "mqtt://n1:4001,mqtt://n2:1883,mqtt://n3:4003"
+    assert MqttConfig.from_url(config.url, environ={}) == config
+    assert config.node(1).nodes == (("n2", 1883),)
+    assert config.node(4).nodes == (("n2", 1883),)  # modulo the nodes
+
+
 def test_credentials_come_from_the_environment_and_stay_out_of_repr() -> None:
     env = {MQTT_USERNAME_ENV: "ward3", MQTT_PASSWORD_ENV: "s3cret"}
     config = MqttConfig.from_url("mqtts://broker.example", environ=env)
@@ -52,6 +61,10 @@ def test_credentials_come_from_the_environment_and_stay_out_of_repr() -> None:
         ("mqtt://broker.example/topic", "path or query"),
         ("mqtt://:1883", "host is empty"),
         ("mqtt://[::1", "Invalid IPv6 URL"),
+        ("mqtt://a:1883,", "a broker URL is empty"),
+        ("mqtt://a:1883,mqtts://b:8883", "mixes mqtt:// and mqtts://"),
+        ("mqtt://a:1883,mqtt://u:pw@b:1883", "holds credentials"),
+        ("mqtt://a:1883,mqtt://b:0", "out of range"),
     ],
 )
 def test_bad_urls_are_refused(url: str, match: str) -> None:

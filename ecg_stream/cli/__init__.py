@@ -35,6 +35,7 @@ _COMMANDS: tuple[Callable[[Commands], None], ...] = (
     training.add_card,
     live.add_replay,
     live.add_broker,
+    live.add_nats_cluster,
     live.add_subscribe,
     live.add_store,
     live.add_history,

@@ -82,6 +82,33 @@ def add_broker(commands: Commands) -> None:
     broker.set_defaults(handler=_broker)
 
 
+def add_nats_cluster(commands: Commands) -> None:
+    """Add ``nats-cluster``: a local NATS cluster that partitions the streams."""
+    cluster = commands.add_parser(
+        "nats-cluster",
+        help="run a local NATS cluster (MQTT on every node) that partitions the raw topics, "
+        "for serve --partition (docs/cluster.md)",
+    )
+    cluster.add_argument("--nodes", type=int, default=3, help="nodes (default: 3)")
+    cluster.add_argument(
+        "--partitions", type=int, default=3, help="partitions of the raw topics (default: 3)"
+    )
+    cluster.add_argument(
+        "--port",
+        type=int,
+        default=1883,
+        help="MQTT port of the first node on 127.0.0.1; the next nodes take the next ports "
+        "(default: 1883)",
+    )
+    cluster.add_argument(
+        "--dir",
+        type=Path,
+        help="where the configurations, logs and JetStream stores go (default: a new "
+        "temporary directory)",
+    )
+    cluster.set_defaults(handler=_nats_cluster)
+
+
 def add_store(commands: Commands) -> None:
     """Add ``store``: keep every stream's messages in a history database."""
     store = commands.add_parser(
@@ -374,6 +401,39 @@ def _broker_main(
 
     run_until_stopped(run_broker(host, port, say, password_file))
     say("embedded MQTT broker stopped")
+    return 0
+
+
+def _nats_cluster(args: argparse.Namespace) -> int:
+    import asyncio
+    import tempfile
+
+    from ecg_stream.live.runner import run_until_stopped
+    from ecg_stream.live.serve import MAX_SHARDS
+    from ecg_stream.mqtt.mosquitto import port_open
+    from ecg_stream.mqtt.nats import MAX_NODES, NatsCluster
+
+    if not 1 <= args.nodes <= MAX_NODES or not 1 <= args.partitions <= MAX_SHARDS:
+        msg = (
+            f"--nodes {args.nodes} --partitions {args.partitions}: use 1 to {MAX_NODES} nodes "
+            f"and 1 to {MAX_SHARDS} partitions"
+        )
+        raise ConfigError(msg)
+    ports = [args.port + k for k in range(args.nodes)]
+    if not 0 < ports[0] <= ports[-1] < 65536 or any(port_open(port) for port in ports):
+        msg = f"MQTT ports {ports[0]}-{ports[-1]} are taken or out of range; pass --port"
+        raise ConfigError(msg)
+    directory = args.dir or Path(tempfile.mkdtemp(prefix="ecg-stream-nats-"))
+    directory.mkdir(parents=True, exist_ok=True)
+    with NatsCluster(directory, args.nodes, args.partitions, ports) as cluster:
+        url = cluster.config.url
+        say(f"NATS cluster of {args.nodes} nodes in {directory}: --broker {url}")
+        say(
+            f"workers: ecg-stream serve --broker {url} --partition K/{args.partitions} "
+            f"--worker-id wK --reorder-s 3, for K = 0 ... {args.partitions - 1}; Ctrl-C stops"
+        )
+        run_until_stopped(asyncio.Event().wait())
+    say("NATS cluster stopped")
     return 0
 
 

@@ -25,6 +25,9 @@ from ecg_stream.errors import BrokerError, ConfigError
 from ecg_stream.mqtt.mosquitto import LOOPBACK, free_port, port_open
 from ecg_stream.wire import PARTITION_LEVEL
 
+MAX_NODES = 9
+"""Most nodes :class:`NatsCluster` starts (a JetStream cluster rarely has more than 5)."""
+
 START_TIMEOUT_S = 90.0
 """How long a cluster may take until every node accepts MQTT clients (JetStream elects its
 leaders and creates the MQTT streams first: 10-30 s on a loaded machine)."""
