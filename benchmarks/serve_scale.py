@@ -1,13 +1,16 @@
 """How many real-time devices one ``ecg-stream serve`` process keeps up with.
 
 For each N in ``--streams``: a mosquitto of its own on loopback, one ``serve`` process (the
-shipped model, ``--quiet``; or ``--shards K`` processes, ``--shard 0/K`` ...), N simulated
+shipped model, ``--quiet``; or ``--shards K`` processes, ``--shard 0/K`` ...; or, with
+``--split partition``, a 3-node NATS cluster of its own and K processes ``--partition 0/K``
+..., worker k on node k), N simulated
 devices at 360 Hz publishing 100 ms chunks in real time (``ecg-stream device``, spread over
 ``--device-procs`` other processes), and a subscriber here that receives every beat and status.
 Printed per N: beats received against the beats the chain finds offline (nothing lost), the
 worker's ingest counters (gaps, duplicates, chunks dropped: nothing dropped), compute latency
 (chunk arrival -> beat published, as the worker stamps it) and end-to-end latency (-> received
-here) at p50/p95/p99/max, the worker's CPU, and its backlog: how long after the last device
+here) at p50/p95/p99/max, the workers' CPU, the raw messages each worker received (with
+``--shard``, every worker receives every message), and the backlog: how long after the last device
 stopped the worker announced the last stream offline (about the idle timeout when it keeps up;
 a worker that falls behind catches up later). A worker still behind after ``--catch-up-s`` is
 stopped (SIGTERM: it labels and publishes what it holds) and the beats it published by then are
@@ -16,6 +19,7 @@ shown beside those received.
     python benchmarks/serve_scale.py --data-dir ../shared/data/mitdb --streams 4 --duration-s 20
     python benchmarks/serve_scale.py --streams 8 16 32 64 128 --duration-s 60   # the curve
     python benchmarks/serve_scale.py --streams 128 --shards 2 --samples-ms 500
+    python benchmarks/serve_scale.py --streams 64 --shards 3 --split partition   # vs --split shard
 
 Not a test: figures depend on the machine and its load (run it on a quiet one).
 """
@@ -30,8 +34,10 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
-from dataclasses import dataclass, field
+from collections.abc import Iterator
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -39,6 +45,7 @@ import numpy as np
 from ecg_stream.bench.latency import mosquitto
 from ecg_stream.config import CHAIN_FS_HZ, ChainConfig, MqttConfig
 from ecg_stream.live.analysis import detect_record
+from ecg_stream.mqtt.nats import NatsCluster
 from ecg_stream.mqtt.subscriber import WireSubscriber
 from ecg_stream.records import Record, load_record
 from ecg_stream.types import BeatWindow
@@ -96,9 +103,9 @@ def start(command: list[str]) -> subprocess.Popen[str]:
     return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
-def start_serve(url: str, prefix: str, *options: str) -> subprocess.Popen[str] | None:
+def start_serve(prefix: str, *options: str) -> subprocess.Popen[str] | None:
     """An ``ecg-stream serve --quiet`` process, once it says it serves (None if it did not)."""
-    worker = start([*CLI, "serve", "--broker", url, "--topic-prefix", prefix, "--quiet", *options])
+    worker = start([*CLI, "serve", "--topic-prefix", prefix, "--quiet", *options])
     assert worker.stdout is not None
     if "serving" in worker.stdout.readline():
         return worker
@@ -122,15 +129,35 @@ def expected_windows(args: argparse.Namespace) -> tuple[BeatWindow, ...]:
     return tuple(detect_record(part, ChainConfig(), 1.0).windows)
 
 
-async def scale_point(args: argparse.Namespace, streams: int, expected: int) -> str:
+@contextlib.contextmanager
+def broker(args: argparse.Namespace) -> Iterator[tuple[MqttConfig, list[list[str]]]]:
+    """The broker, and each worker's ``--broker`` and split options."""
+    shards = args.shards
+    if args.split == "partition":
+        with (
+            tempfile.TemporaryDirectory() as directory,
+            NatsCluster(Path(directory), partitions=shards) as cluster,
+        ):
+            nodes = [cluster.node_config(k).url for k in range(shards)]
+            yield (
+                replace(cluster.config, topic_prefix="scale"),
+                [
+                    ["--broker", url, "--partition", f"{k}/{shards}", "--reorder-s", "3"]
+                    for k, url in enumerate(nodes)
+                ],
+            )
+        return
     with mosquitto(topic_prefix="scale") as mqtt:
-        url = f"mqtt://{mqtt.host}:{mqtt.port}"
+        split = [["--shard", f"{k}/{shards}"] if shards > 1 else [] for k in range(shards)]
+        yield mqtt, [["--broker", mqtt.url, *options] for options in split]
+
+
+async def scale_point(args: argparse.Namespace, streams: int, expected: int) -> str:
+    with broker(args) as (mqtt, workers_options):
+        url = mqtt.url
         options = ["--idle-timeout-s", str(IDLE_TIMEOUT_S)]
         options += ["--samples-ms", str(args.samples_ms)] if args.samples_ms else []
-        shards = [
-            ["--shard", f"{k}/{args.shards}"] if args.shards > 1 else [] for k in range(args.shards)
-        ]
-        started = [start_serve(url, "scale", *options, *shard) for shard in shards]
+        started = [start_serve("scale", *options, *split) for split in workers_options]
         workers = [worker for worker in started if worker is not None]
         if len(workers) < len(started):
             for worker in workers:
@@ -175,10 +202,13 @@ async def scale_point(args: argparse.Namespace, streams: int, expected: int) -> 
         for line in summary.splitlines()
         if "publish dropped" in line
     )
+    raw = "/".join(
+        line.split()[2] for line in summary.splitlines() if line.startswith("  raw messages:")
+    )
     return (
         f"{streams:>5} {beats:>7}/{expected * streams:<7} {published:>7} {gaps:>4} "
         f"{duplicates:>4} {dropped + publish_dropped:>4}  {percentiles(received.compute_ms)}   "
-        f"{percentiles(received.e2e_ms)}   {100 * cpu_s / wall_s:5.1f}%  {backlog}"
+        f"{percentiles(received.e2e_ms)}   {100 * cpu_s / wall_s:5.1f}%  {backlog}  {raw}"
     )
 
 
@@ -194,18 +224,26 @@ def main() -> None:
         "--shards", type=int, default=1, help="serve processes, --shard I/N (default: 1)"
     )
     parser.add_argument(
+        "--split",
+        choices=("shard", "partition"),
+        default="shard",
+        help="how --shards workers split the streams: --shard on mosquitto, or --partition on "
+        "a 3-node NATS cluster (default: shard)",
+    )
+    parser.add_argument(
         "--catch-up-s", type=float, default=60.0, help="wait this long for a lagging worker"
     )
     args = parser.parse_args()
     expected = len(expected_windows(args))
     print(
         f"serve scale: record {args.record}, {args.duration_s:g} s per device at 360 Hz, 100 ms "
-        f"chunks, real time, mosquitto on loopback, {os.cpu_count()} CPUs, load average "
-        f"{os.getloadavg()[0]:.1f}"
+        f"chunks, real time, {'NATS cluster' if args.split == 'partition' else 'mosquitto'} "
+        f"on loopback, {args.shards} workers by --{args.split}, {os.cpu_count()} CPUs, load "
+        f"average {os.getloadavg()[0]:.1f}"
     )
     print(
         "devices  received/expected published gaps dups drop  compute ms p50 p95 p99 max"
-        "          end-to-end ms p50 p95 p99 max        serve CPU  backlog"
+        "          end-to-end ms p50 p95 p99 max        serve CPU  backlog  raw received per worker"
     )
     for streams in args.streams:
         print(asyncio.run(scale_point(args, streams, expected)), flush=True)
