@@ -27,7 +27,7 @@ from ecg_stream.records import load_record
 from ecg_stream.wire import RawMessage, TopicKind
 
 sys.path.insert(0, str(Path(__file__).parent))
-from memory_soak import rss_mb  # noqa: E402  (a sibling script)
+from memory_soak import rss_mb
 
 ROUND_STREAMS = 500
 """New stream ids per round."""

@@ -4,9 +4,9 @@ Starts a mosquitto of its own (persistence on, the no-loss settings of docs/oper
 ``ecg-stream store --db F`` and one ``ecg-stream replay`` of N streams (record 100, each its own
 stream id, at --speed 1 for --duration-s, `--summary-json`). Halfway it kills the broker
 (SIGKILL) and restarts it after --outage-s. Then it counts each stream's beats in the database
-against the beats the replay's streams produced (each once; its summary's ``detected``), and times the store's raw write rate: rows per
-second into a fresh SQLite file, batched as the store batches them. Not a test: it takes
---duration-s plus about 30 s.
+against the beats the replay's streams produced (each once; its summary's ``detected``), and
+times the store's raw write rate: rows per second into a fresh SQLite file, batched as the
+store batches them. Not a test: it takes --duration-s plus about 30 s.
 
     python benchmarks/store_soak.py --data-dir ../shared/data/mitdb --streams 100 --duration-s 60
 """

@@ -335,6 +335,11 @@ class Backoff:
         return ceiling / 2 + rng.uniform(0.0, ceiling / 2)
 
 
+MANY_STREAMS = 32
+"""From this many streams in one process on, the defaults change for scale: ``samples``
+messages every 500 ms, and ``replay`` and ``bench`` spread the streams over a worker process per
+core."""
+
 DEFAULT_MAX_STREAMS = 2000
 """Streams one ``serve`` worker serves at once (``--max-streams``); chunks of more are dropped
 and counted until one goes idle."""

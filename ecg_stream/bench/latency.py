@@ -47,17 +47,23 @@ from ecg_stream.detector.segment import Detected
 from ecg_stream.documents import make_output_dir, write_atomically
 from ecg_stream.errors import BrokerError, ConfigError
 from ecg_stream.live.analysis import stream_record
-from ecg_stream.live.mqtt_sink import SAMPLES_SCALE_UV, check_samples_s
+from ecg_stream.live.mqtt_sink import SAMPLES_SCALE_UV, check_samples_s, default_samples_s
 from ecg_stream.live.replay import (
     MAX_SPEED_CHUNK_S,
-    MAX_WORKERS,
     REAL_TIME_CHUNK_S,
     spread_starts,
 )
 from ecg_stream.live.replay_command import replay_job
 from ecg_stream.live.session import RunSummary
 from ecg_stream.live.sources import ReplaySource, StreamSpec
-from ecg_stream.live.workers import WorkerJob, merge_results, run_workers, split_streams
+from ecg_stream.live.workers import (
+    MAX_WORKERS,
+    WorkerJob,
+    default_workers,
+    merge_results,
+    run_workers,
+    split_streams,
+)
 from ecg_stream.mqtt.broker import EmbeddedBroker
 from ecg_stream.mqtt.mosquitto import Mosquitto
 from ecg_stream.mqtt.subscriber import WireSubscriber
@@ -504,10 +510,9 @@ async def measure_scale(
     specs = spread_starts([StreamSpec(f"scale{k}", part) for k in range(streams)], ramp_s)
     mqtt = replace(mqtt, topic_prefix=f"{mqtt.topic_prefix}/scale{os.getpid()}")
     subscriber = await asyncio.to_thread(start_subscriber, mqtt, [s.stream_id for s in specs])
-    jobs = [
-        WorkerJob(share, mqtt, model_path, speed=1.0, samples_s=samples_s)
-        for share in split_streams(specs, workers)
-    ]
+    shares = split_streams(specs, workers)
+    samples_s = samples_s or default_samples_s(max(len(share) for share in shares))
+    jobs = [WorkerJob(share, mqtt, model_path, speed=1.0, samples_s=samples_s) for share in shares]
     results = await run_workers(jobs, replay_job)
     errors = [result.error for result in results if result.error]
     if errors:
@@ -583,8 +588,10 @@ class BenchOptions:
         streams: Instead, the scale curve: one point per number of streams, in order, up to
             the first that does not hold.
         duration_s: Signal per stream of each scale point, in s.
-        workers: Processes the streams of a scale point are spread over (at most one each).
-        samples_s: Signal per ``samples`` message of the scale points, in s (None: per chunk).
+        workers: Processes the streams of a scale point are spread over (at most one each;
+            None: ``replay``'s default for that many streams).
+        samples_s: Signal per ``samples`` message of the scale points, in s (None: ``replay``'s
+            default, per chunk or 500 ms for many streams in a process).
         ramp_s: The streams of a scale point start spread over this wall time, in s.
         json_path: Write the results here.
         plot_dir: Write the PNG plots here.
@@ -603,7 +610,7 @@ class BenchOptions:
     topic_prefix: str = "bench"
     streams: tuple[int, ...] | None = None
     duration_s: float = 60.0
-    workers: int = 1
+    workers: int | None = None
     samples_s: float | None = None
     ramp_s: float = SCALE_RAMP_S
     json_path: Path | None = None
@@ -621,7 +628,7 @@ class BenchOptions:
                 f"{self.duration_s} within (0, 86400] s"
             )
             raise ConfigError(msg)
-        if not 1 <= self.workers <= MAX_WORKERS:
+        if self.workers is not None and not 1 <= self.workers <= MAX_WORKERS:
             msg = f"--workers {self.workers} must lie in [1, {MAX_WORKERS}]"
             raise ConfigError(msg)
         check_samples_s(self.samples_s)
@@ -919,7 +926,7 @@ async def measure_curve(
     assert options.streams is not None  # the caller's branch
     curve: list[ScalePoint] = []
     for streams in options.streams:
-        workers = min(options.workers, streams)
+        workers = min(options.workers or default_workers(streams), streams)
         say(f"scale: {streams} streams over {workers} worker(s) for {options.duration_s:g} s ...")
         point = await measure_scale(
             record,

@@ -50,14 +50,14 @@ def add_scale_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--workers",
         type=int,
-        default=1,
-        help="processes to spread the streams over, one per core at most (default: 1)",
+        help="processes to spread the streams over, one per core at most (default: 1, or one "
+        "per core from 32 streams on)",
     )
     parser.add_argument(
         "--samples-ms",
         type=float,
-        help="signal per samples message, in ms (default: one per 100 ms chunk; 500 or 1000 "
-        "for hundreds of streams: fewer publishes, a coarser monitor trace)",
+        help="signal per samples message, in ms (default: one per 100 ms chunk, or 500 in a "
+        "process of 32 streams or more: fewer publishes, a coarser monitor trace)",
     )
 
 

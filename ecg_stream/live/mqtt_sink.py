@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterator
 
 import numpy as np
 
-from ecg_stream.config import CHAIN_FS_HZ, MqttConfig
+from ecg_stream.config import CHAIN_FS_HZ, MANY_STREAMS, MqttConfig
 from ecg_stream.errors import ConfigError
 from ecg_stream.live.session import RunSummary, SessionOutput, StreamBeat, StreamEvent
 from ecg_stream.mqtt.publisher import SAMPLES_QUEUE_SIZE, BeatPublisher, Outgoing, PendingBeat
@@ -30,6 +30,10 @@ Clock = Callable[[], float]
 
 SAMPLES_RANGE_S = (0.05, 10.0)
 """Shortest and longest signal one ``samples`` message may carry, in s."""
+
+MANY_STREAMS_SAMPLES_S = 0.5
+"""Signal per ``samples`` message when a process carries many streams, in s: fewer, larger
+messages, as the per-message cost dominates at scale."""
 
 SAMPLES_SCALE_UV = 1.0
 """Microvolts per count of the ``samples`` payloads (int16: +-32.7 mV at 1 uV)."""
@@ -48,6 +52,16 @@ def check_samples_s(samples_s: float | None) -> None:
             "(signal per samples message)"
         )
         raise ConfigError(msg)
+
+
+def default_samples_s(streams: int) -> float | None:
+    """Signal per ``samples`` message for a process carrying ``streams`` streams, in s.
+
+    Example:
+        >>> default_samples_s(1), default_samples_s(MANY_STREAMS)
+        (None, 0.5)
+    """
+    return MANY_STREAMS_SAMPLES_S if streams >= MANY_STREAMS else None
 
 
 class SamplesCollector:
@@ -145,7 +159,9 @@ class MqttSink:
         mqtt: Broker and topic prefix.
         summary: Where each stream's delivery counters go (``summary.report(...).publisher``).
         lossless: Wait for room in a full publish queue instead of dropping.
-        samples_s: Signal per ``samples`` message, in s (None: one message per input chunk).
+        samples_s: Signal per ``samples`` message, in s (None: one message per input chunk,
+            or :data:`MANY_STREAMS_SAMPLES_S` for a stream that opens while
+            :data:`MANY_STREAMS` or more are open).
         publish_samples: Publish the filtered samples at all.
         queue_size: ``samples`` messages a stream's publisher holds.
         clock: Monotonic clock (the one arrival times were read from), in s.
@@ -213,10 +229,9 @@ class MqttSink:
             wall_clock=self.wall_clock,
             stats=stats,
         )
+        samples_s = self.samples_s or default_samples_s(len(self._open) + 1)
         samples = (
-            SamplesCollector(message.stream, self.samples_s or 0.0)
-            if self.publish_samples
-            else None
+            SamplesCollector(message.stream, samples_s or 0.0) if self.publish_samples else None
         )
         stream = _Open(publisher, samples)
         await stream.exit.enter_async_context(publisher)

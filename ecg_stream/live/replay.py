@@ -38,9 +38,6 @@ REAL_TIME_CHUNK_S = 0.1
 MAX_SPEED_CHUNK_S = 1.0
 """Chunk duration at ``--speed max``: fewer, larger chunks and messages, same beats."""
 
-MAX_WORKERS = 64
-"""Most worker processes one replay may start."""
-
 NO_MODEL = "none"
 """Model name on the status of streams that are not classified (``analyze --no-classify``)."""
 

@@ -17,9 +17,12 @@ from pathlib import Path
 
 from ecg_stream.config import DEFAULT_RHYTHM, ChainConfig, MqttConfig, RhythmSettings
 from ecg_stream.errors import ConfigError, EcgStreamError
-from ecg_stream.live.mqtt_sink import MqttSink, check_samples_s
+from ecg_stream.live.mqtt_sink import (
+    MqttSink,
+    check_samples_s,
+    default_samples_s,
+)
 from ecg_stream.live.replay import (
-    MAX_WORKERS,
     REAL_TIME_CHUNK_S,
     RecordReplay,
     plan_streams,
@@ -28,9 +31,11 @@ from ecg_stream.live.replay import (
 from ecg_stream.live.session import RunSummary, Sink
 from ecg_stream.live.sinks import BeatLines
 from ecg_stream.live.workers import (
+    MAX_WORKERS,
     MEMORY_SAMPLE_S,
     WorkerJob,
     WorkerResult,
+    default_workers,
     merge_results,
     rss_bytes,
     run_workers,
@@ -71,8 +76,10 @@ class ReplaySettings:
         data_dir: Directories holding the WFDB files.
         model_path: ONNX model (None: the shipped one).
         quiet: No per-beat lines.
-        samples_s: Signal per ``samples`` message, in s (None: one per chunk).
-        workers: Processes to spread the streams over (``ecg_stream.live.workers``).
+        samples_s: Signal per ``samples`` message, in s (None: one per chunk, or 500 ms for a
+            process of many streams: :func:`~ecg_stream.live.mqtt_sink.default_samples_s`).
+        workers: Processes to spread the streams over (``ecg_stream.live.workers``; None: one
+            per core from :data:`~ecg_stream.config.MANY_STREAMS` streams on, else 1).
         rhythm: Limits of each stream's rhythm stage.
         metrics_port: Serve Prometheus metrics on ``127.0.0.1:PORT/metrics`` (one process
             only: not with ``workers`` > 1).
@@ -88,7 +95,7 @@ class ReplaySettings:
     model_path: Path | None = None
     quiet: bool = False
     samples_s: float | None = None
-    workers: int = 1
+    workers: int | None = None
     rhythm: RhythmSettings = DEFAULT_RHYTHM
     metrics_port: int | None = None
 
@@ -100,16 +107,22 @@ class ReplaySettings:
         """
         check_topic_prefix(self.topic_prefix)
         check_samples_s(self.samples_s)
-        if not 1 <= self.workers <= MAX_WORKERS:
+        if self.workers is not None and not 1 <= self.workers <= MAX_WORKERS:
             msg = (
                 f"--workers {self.workers} must lie in [1, {MAX_WORKERS}] (one per core is plenty)"
             )
             raise ConfigError(msg)
-        if self.metrics_port is not None and self.workers > 1:
+        if self.metrics_port is not None and self.workers is not None and self.workers > 1:
             msg = "--metrics-port counts this process's streams: use it with --workers 1"
             raise ConfigError(msg)
         if self.broker_url is not None:  # a wrong URL fails before records and model load
             MqttConfig.from_url(self.broker_url, self.topic_prefix)
+
+    def worker_count(self) -> int:
+        """``workers``, or by default one per core for many streams (one with metrics)."""
+        if self.workers is not None:
+            return self.workers
+        return 1 if self.metrics_port is not None else default_workers(len(self.records))
 
 
 async def run_replay(settings: ReplaySettings, say: Say, summary: RunSummary) -> RunSummary:
@@ -147,25 +160,26 @@ async def run_replay(settings: ReplaySettings, say: Say, summary: RunSummary) ->
             f"replaying {names} {rate} with model {classifier.name} to {mqtt.url} under "
             f"{settings.topic_prefix}/<stream>/...; Ctrl-C stops"
         )
-        if settings.workers > 1:
+        workers = settings.worker_count()
+        if workers > 1:
             jobs = [
                 WorkerJob(
                     share,
                     mqtt,
                     classifier.path,
                     speed,
-                    settings.samples_s,
+                    settings.samples_s or default_samples_s(len(share)),
                     settings.quiet,
                     settings.rhythm,
                 )
-                for share in split_streams(specs, settings.workers)
+                for share in split_streams(specs, workers)
             ]
             return await _replay_in_workers(jobs, say, summary)
         sinks = replay_sinks(
             mqtt,
             summary,
             speed=speed,
-            samples_s=settings.samples_s,
+            samples_s=settings.samples_s or default_samples_s(len(specs)),
             say=None if settings.quiet else say,
         )
         if settings.metrics_port is not None:

@@ -25,11 +25,14 @@ from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from pathlib import Path
 
-from ecg_stream.config import DEFAULT_RHYTHM, MqttConfig, RhythmSettings
+from ecg_stream.config import DEFAULT_RHYTHM, MANY_STREAMS, MqttConfig, RhythmSettings
 from ecg_stream.live.session import RunSummary
 from ecg_stream.live.sources import StreamSpec
 
 Work = Callable[["WorkerJob"], "WorkerResult"]
+
+MAX_WORKERS = 64
+"""Most worker processes one replay may start."""
 
 MEMORY_SAMPLE_S = 1.0
 """How often a worker reads its resident memory, in s."""
@@ -87,6 +90,13 @@ def rss_bytes() -> float:
     except (OSError, IndexError, ValueError):
         return math.nan
     return float(pages * os.sysconf("SC_PAGE_SIZE"))
+
+
+def default_workers(streams: int) -> int:
+    """Worker processes for ``streams`` streams: 1, or one per core from MANY_STREAMS on."""
+    if streams < MANY_STREAMS:
+        return 1
+    return min(os.cpu_count() or 1, MAX_WORKERS)
 
 
 def split_streams(specs: Sequence[StreamSpec], workers: int) -> list[tuple[StreamSpec, ...]]:
