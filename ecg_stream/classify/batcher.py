@@ -6,6 +6,10 @@ windows itself (sync, per stream) and awaits :meth:`InferenceBatcher.classify`; 
 of a loop turn schedules one flush with ``loop.call_soon``, which runs after every task woken in
 that turn has submitted, classifies all their windows in one call and hands each stream its own
 beats, in order.
+
+Devices are not synchronised: in ``serve`` their chunks arrive spread over time, one or two per
+loop turn. A ``tick_s`` makes the first request wait that long for the others (a few ms buy
+batches of dozens), or until :data:`FULL_BATCH` windows are waiting.
 """
 
 from __future__ import annotations
@@ -35,6 +39,10 @@ class ClassifierLike(Protocol):
         """Label each window, in input order."""
 
 
+FULL_BATCH = 64
+"""Windows that end a tick's wait early: a batch this size costs little more per beat."""
+
+
 @dataclass(frozen=True, slots=True)
 class _Request:
     windows: tuple[BeatWindow, ...]
@@ -46,6 +54,8 @@ class InferenceBatcher:
 
     Args:
         classifier: The classifier every submitting stream shares (it batches internally).
+        tick_s: How long the first request waits for others, in s (0: until the loop turn
+            ends).
 
     Attributes:
         calls: Classifier calls made so far.
@@ -53,12 +63,14 @@ class InferenceBatcher:
         seconds: Wall time spent in the classifier so far, in s.
     """
 
-    def __init__(self, classifier: ClassifierLike) -> None:
-        self.classifier = classifier
+    def __init__(self, classifier: ClassifierLike, tick_s: float = 0.0) -> None:
+        self.classifier, self.tick_s = classifier, tick_s
         self.calls = 0
         self.windows = 0
         self.seconds = 0.0
-        self._pending: list[_Request] = []  # this turn's requests; emptied by each flush
+        self._pending: list[_Request] = []  # this tick's requests; emptied by each flush
+        self._waiting = 0  # windows of the pending requests
+        self._flush_handle: asyncio.Handle | None = None
 
     async def classify(self, windows: Sequence[BeatWindow]) -> tuple[LabeledBeat, ...]:
         """Label ``windows`` together with every other stream's windows of this loop turn.
@@ -73,14 +85,23 @@ class InferenceBatcher:
             return ()
         loop = asyncio.get_running_loop()
         future: asyncio.Future[tuple[LabeledBeat, ...]] = loop.create_future()
-        if not self._pending:  # first request of this turn: flush once the turn is over
-            loop.call_soon(self._flush)
+        if not self._pending:  # first request of this tick: flush once it is over
+            if self.tick_s > 0:
+                self._flush_handle = loop.call_later(self.tick_s, self._flush)
+            else:
+                self._flush_handle = loop.call_soon(self._flush)
         self._pending.append(_Request(tuple(windows), future))
+        filled = self._waiting < FULL_BATCH <= self._waiting + len(windows)
+        self._waiting += len(windows)
+        if filled and self.tick_s > 0:
+            assert self._flush_handle is not None  # scheduled by the first request
+            self._flush_handle.cancel()
+            self._flush_handle = loop.call_soon(self._flush)
         return await future
 
     def _flush(self) -> None:
         requests = [request for request in self._pending if not request.future.cancelled()]
-        self._pending = []
+        self._pending, self._waiting, self._flush_handle = [], 0, None
         batch = [window for request in requests for window in request.windows]
         if not batch:
             return

@@ -225,6 +225,13 @@ def add_serve(commands: Commands) -> None:
         "sends unacknowledged messages again after an ack wait sends them behind newer ones "
         "(NATS: 3, with its ack_wait of 2 s; default: 0, no wait)",
     )
+    serve.add_argument(
+        "--batch-tick-ms",
+        type=float,
+        default=5.0,
+        help="a stream's beat windows wait this long for other streams' before one ONNX call "
+        "(devices are not synchronised; 0: only those of the same event-loop turn; default: 5)",
+    )
     add_summary_json_argument(serve)
     add_metrics_argument(serve)
     serve.add_argument(
@@ -546,6 +553,7 @@ def _serve(args: argparse.Namespace) -> int:
         partition=None if args.partition is None else Partition.parse(args.partition),
         idle_timeout_s=args.idle_timeout_s,
         reorder_s=args.reorder_s,
+        batch_tick_s=args.batch_tick_ms / 1e3,
         max_streams=args.max_streams,
         metrics_port=args.metrics_port,
         worker_id=args.worker_id,

@@ -254,6 +254,28 @@ LISTED_STREAMS = 64
 line and its report freed (a worker sees unbounded stream ids over its life)."""
 
 
+BATCH_TICK_S = 0.005
+"""How long a stream's beat windows wait for other streams' before one ONNX call, in s: a few
+ms buy batches of dozens when hundreds of devices send (``--batch-tick-ms``)."""
+
+BATCH_TICK_RANGE_S = (0.0, 0.1)
+"""Shortest and longest ``--batch-tick-ms``, in s."""
+
+
+def check_batch_tick_s(batch_tick_s: float) -> None:
+    """Refuse a ``--batch-tick-ms`` outside :data:`BATCH_TICK_RANGE_S`.
+
+    Raises:
+        ConfigError: It is outside.
+    """
+    low, high = BATCH_TICK_RANGE_S
+    if not low <= batch_tick_s <= high:
+        msg = (
+            f"--batch-tick-ms {batch_tick_s * 1e3:g} must lie in [{low * 1e3:g}, {high * 1e3:g}] ms"
+        )
+        raise ConfigError(msg)
+
+
 REORDER_RANGE_S = (0.0, 60.0)
 """Shortest and longest ``--reorder-s``."""
 
@@ -345,6 +367,8 @@ class ServeWorker:
         reorder_s: A chunk that arrives after a gap in its stream waits this long for the
             missing ones (0: not at all): a broker that sends unacknowledged messages again
             after an ack wait (NATS, after a node was lost) sends them behind newer ones.
+        batch_tick_s: How long a stream's windows wait for other streams' to be classified in
+            one call, in s (devices are not synchronised).
         max_streams: Streams served at once; the chunks of a stream beyond are dropped and
             counted (``refused_streams``) until one goes idle.
         worker_id: Names this worker on the status topic. Given, it also names the worker's
@@ -369,6 +393,7 @@ class ServeWorker:
         partition: Partition | None = None,
         idle_timeout_s: float = DEFAULT_IDLE_TIMEOUT_S,
         reorder_s: float = 0.0,
+        batch_tick_s: float = BATCH_TICK_S,
         max_streams: int = DEFAULT_MAX_STREAMS,
         worker_id: str | None = None,
         rhythm: RhythmSettings = DEFAULT_RHYTHM,
@@ -388,6 +413,7 @@ class ServeWorker:
             msg = f"--idle-timeout-s {idle_timeout_s} must lie in [{low:g}, {high:g}] s"
             raise ConfigError(msg)
         check_reorder_s(reorder_s)
+        check_batch_tick_s(batch_tick_s)
         check_max_streams(max_streams)
         if share_group is not None and (
             not share_group or any(char in share_group for char in "/+#\x00")
@@ -409,7 +435,7 @@ class ServeWorker:
         if partition is not None:
             topic = partition.topic_filter(mqtt.topic_prefix)
         self.topic_filter = topic if share_group is None else f"$share/{share_group}/{topic}"
-        self._batcher = InferenceBatcher(classifier)
+        self._batcher = InferenceBatcher(classifier, tick_s=batch_tick_s)
         self._streams: dict[str, _Stream] = {}
         self._closing: dict[str, asyncio.Event] = {}  # streams whose last session is closing
         self._group: asyncio.TaskGroup | None = None
@@ -621,6 +647,7 @@ class ServeSettings:
         partition: ``K/N``: subscribe to partition K of N of a partitioning broker.
         idle_timeout_s: A stream silent this long goes offline.
         reorder_s: After a gap, how long a stream's chunks wait for the missing ones.
+        batch_tick_s: How long beat windows wait for other streams' before classification.
         max_streams: Streams served at once (``DEFAULT_MAX_STREAMS``).
         metrics_port: Serve Prometheus metrics on ``127.0.0.1:PORT/metrics``.
         worker_id: Names this worker on the status topic (and its persistent session).
@@ -637,6 +664,7 @@ class ServeSettings:
     partition: Partition | None = None
     idle_timeout_s: float = DEFAULT_IDLE_TIMEOUT_S
     reorder_s: float = 0.0
+    batch_tick_s: float = BATCH_TICK_S
     max_streams: int = DEFAULT_MAX_STREAMS
     metrics_port: int | None = None
     worker_id: str | None = None
@@ -665,6 +693,7 @@ class ServeSettings:
         check_samples_s(self.samples_s)
         check_max_streams(self.max_streams)
         check_reorder_s(self.reorder_s)
+        check_batch_tick_s(self.batch_tick_s)
         self.mqtt()
 
 
@@ -710,6 +739,7 @@ async def run_serve(settings: ServeSettings, say: Say, summary: RunSummary) -> R
             partition=settings.partition,
             idle_timeout_s=settings.idle_timeout_s,
             reorder_s=settings.reorder_s,
+            batch_tick_s=settings.batch_tick_s,
             max_streams=settings.max_streams,
             worker_id=settings.worker_id,
             rhythm=settings.rhythm,

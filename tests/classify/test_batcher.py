@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from ecg_stream.classify.batcher import InferenceBatcher
+from ecg_stream.classify.batcher import FULL_BATCH, InferenceBatcher
 from ecg_stream.classify.classifier import OnnxBeatClassifier
 from ecg_stream.config import ChainConfig
 from ecg_stream.detector.chain import BeatExtractor
@@ -90,3 +90,35 @@ def test_a_classifier_error_reaches_every_waiting_stream(
 
     outcomes = run(submit_both())
     assert all(isinstance(o, ValueError) and "shape" in str(o) for o in outcomes)
+
+
+def test_a_tick_gathers_requests_of_later_turns_into_one_call(
+    windows: tuple[BeatWindow, ...], shipped_classifier: OnnxBeatClassifier
+) -> None:
+    """Unsynchronised devices: requests 1 ms apart share one call within a 50 ms tick."""
+    batcher = InferenceBatcher(shipped_classifier, tick_s=0.05)
+
+    async def one(k: int) -> tuple[LabeledBeat, ...]:
+        await asyncio.sleep(0.001 * k)
+        return await batcher.classify(windows[k : k + 1])
+
+    async def all_of_them() -> list[tuple[LabeledBeat, ...]]:
+        return list(await asyncio.gather(*(one(k) for k in range(10))))
+
+    got = run(all_of_them())
+    assert batcher.calls == 1
+    assert [beats[0].window for beats in got] == list(windows[:10])
+
+
+def test_a_full_batch_ends_the_ticks_wait(
+    windows: tuple[BeatWindow, ...], shipped_classifier: OnnxBeatClassifier
+) -> None:
+    batcher = InferenceBatcher(shipped_classifier, tick_s=60.0)
+    many = (windows * 2)[:FULL_BATCH]
+
+    async def classify_in_time() -> tuple[LabeledBeat, ...]:
+        async with asyncio.timeout(5.0):  # not the tick's minute
+            return await batcher.classify(many)
+
+    assert len(run(classify_in_time())) == FULL_BATCH
+    assert batcher.calls == 1
