@@ -374,6 +374,8 @@ async def publish_acknowledged(
 ) -> None:
     """Publish and wait for the broker's acknowledgement (QoS 1), or for the link to drop.
 
+    A QoS 0 message is handed to the socket and not waited for.
+
     aiomqtt waits for a PUBACK until its timeout even when the link is already gone; this
     returns as soon as either happens, so a lost link is noticed (and the message retried on
     the next one) at once.
@@ -388,6 +390,9 @@ async def publish_acknowledged(
         _retrieve(lost)
         msg = "the connection was lost before publishing"
         raise aiomqtt.MqttError(msg)
+    if qos == 0:  # nothing to wait for: no task, no race with the link (the display path)
+        await client.publish(topic, payload, qos=0, retain=retain)
+        return
     publish = asyncio.ensure_future(client.publish(topic, payload, qos=qos, retain=retain))
     try:
         await asyncio.wait((publish, lost), return_when=asyncio.FIRST_COMPLETED)
