@@ -454,6 +454,9 @@ class ScalePoint:
         end_to_end: At the subscriber process (p50/p95/p99/max only; from its histogram).
         cpu_percent: CPU time of the workers over wall time, in % of one core.
         subscriber_cpu_percent: The same for the subscriber process.
+        chain_ms_per_stream_s: Time in the chain (filter, detector, segmenter, quality) per
+            second of one stream, in ms.
+        inference_ms_per_stream_s: Time in the classifier per second of one stream, in ms.
         memory_per_stream_mb: Peak RSS during the replay over RSS before it, summed over
             workers, per stream, in MB.
         memory_growth_mb: RSS at the end over RSS after the first tenth of the run, summed
@@ -474,11 +477,18 @@ class ScalePoint:
     end_to_end: Percentiles
     cpu_percent: float
     subscriber_cpu_percent: float
+    chain_ms_per_stream_s: float
+    inference_ms_per_stream_s: float
     memory_per_stream_mb: float
     memory_growth_mb: float
     beats_published: int
     beats_received: int
     dropped: int
+
+    @property
+    def cpu_ms_per_stream_s(self) -> float:
+        """The workers' CPU time per second of one stream, in ms."""
+        return 10.0 * self.cpu_percent / self.streams
 
     @property
     def holds(self) -> bool:
@@ -547,6 +557,8 @@ async def measure_scale(
         end_to_end=e2e,
         cpu_percent=100.0 * sum(result.cpu_s for result in results) / wall_s,
         subscriber_cpu_percent=100.0 * received["cpu_s"] / wall_s,
+        chain_ms_per_stream_s=1e3 * summary.chain_s() / (streams * wall_s),
+        inference_ms_per_stream_s=1e3 * summary.inference_s / (streams * wall_s),
         memory_per_stream_mb=peak / streams / 1e6,
         memory_growth_mb=growth / 1e6,
         beats_published=published,
@@ -805,15 +817,21 @@ def format_report(report: BenchReport) -> str:
             _row("pacing error |arrival - due|", s.pacing_error),
             _row("end to end at a subscriber process", s.end_to_end),
             f"  CPU {s.cpu_percent:.1f} % of a core (subscriber {s.subscriber_cpu_percent:.1f} "
-            f"%), memory {s.memory_per_stream_mb:.2f} MB per stream (growth after the first "
+            f"%): {s.cpu_ms_per_stream_s:.2f} ms per stream-second (chain "
+            f"{s.chain_ms_per_stream_s:.2f}, inference {s.inference_ms_per_stream_s:.3f}, MQTT, "
+            f"asyncio and the rest "
+            f"{s.cpu_ms_per_stream_s - s.chain_ms_per_stream_s - s.inference_ms_per_stream_s:.2f}"
+            f"), memory {s.memory_per_stream_mb:.2f} MB per stream (growth after the first "
             f"tenth {s.memory_growth_mb:+.1f} MB), beats {s.beats_received} received of "
             f"{s.beats_published} published, {s.dropped} messages dropped: "
             + ("holds" if s.holds else f"does not hold (p99 < {LATENCY_TARGET_MS:g} ms, no loss)"),
         ]
     if report.scale:
+        best = streams_per_machine(report.scale)
+        workers = next((s.workers for s in report.scale if s.streams == best), 1)
         lines.append(
             f"streams per machine (compute p99 < {LATENCY_TARGET_MS:g} ms, nothing lost): "
-            f"{streams_per_machine(report.scale)}"
+            f"{best} ({best // workers} per worker process)"
         )
     return "\n".join(lines)
 

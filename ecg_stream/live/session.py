@@ -372,6 +372,10 @@ class RunSummary:
         """Pacing error of every stream's chunks."""
         return DurationHistogram.merged(r.pacing for r in self.reports)
 
+    def chain_s(self) -> float:
+        """Time every stream spent in the chain, in s (retired streams included)."""
+        return self.retired.chain_s + sum(report.chain_s for report in self.streams.values())
+
     def add_inference(self, batcher: InferenceBatcher) -> None:
         """Count a batcher's calls."""
         self.inference_calls += batcher.calls
