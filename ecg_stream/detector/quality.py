@@ -205,6 +205,7 @@ class SignalQuality:
         self._context_checked_end = -1  # `_filtered_end` when the context was last measured
         self._context_noisy = False  # what that measurement found
         self._held: list[BeatWindow] = []  # windows a run of equal samples may still touch
+        self._taper = np.empty(0)  # the Hann window of the last context measured
 
     @property
     def held(self) -> tuple[BeatWindow, ...]:
@@ -385,7 +386,9 @@ class SignalQuality:
         if variance <= FLAT_TOLERANCE_MV**2:
             return 0.0
         kurtosis = float(np.mean(centred**4)) / variance**2
-        power = np.abs(np.fft.rfft(centred * np.hanning(centred.size))) ** 2
+        if self._taper.size != centred.size:  # nearly always the whole context's size
+            self._taper = np.hanning(centred.size)
+        power = np.abs(np.fft.rfft(centred * self._taper)) ** 2
         frequencies = np.fft.rfftfreq(centred.size, 1.0 / self.config.fs_hz)
         in_band = (frequencies >= QRS_BAND_HZ[0]) & (frequencies <= QRS_BAND_HZ[1])
         qrs_share = float(power[in_band].sum()) / max(
