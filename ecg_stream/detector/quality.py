@@ -205,7 +205,11 @@ class SignalQuality:
         self._context_checked_end = -1  # `_filtered_end` when the context was last measured
         self._context_noisy = False  # what that measurement found
         self._held: list[BeatWindow] = []  # windows a run of equal samples may still touch
-        self._taper = np.empty(0)  # the Hann window of the last context measured
+        # The last context size measured: its Hann window, and its spectrum's bins in the QRS
+        # band and above the power floor (made once per size, not per beat).
+        self._taper = np.empty(0)
+        self._in_band = np.empty(0, dtype=bool)
+        self._above_floor = np.empty(0, dtype=bool)
 
     @property
     def held(self) -> tuple[BeatWindow, ...]:
@@ -388,11 +392,12 @@ class SignalQuality:
         kurtosis = float(np.mean(centred**4)) / variance**2
         if self._taper.size != centred.size:  # nearly always the whole context's size
             self._taper = np.hanning(centred.size)
+            frequencies = np.fft.rfftfreq(centred.size, 1.0 / self.config.fs_hz)
+            self._in_band = (frequencies >= QRS_BAND_HZ[0]) & (frequencies <= QRS_BAND_HZ[1])
+            self._above_floor = frequencies >= POWER_FLOOR_HZ
         power = np.abs(np.fft.rfft(centred * self._taper)) ** 2
-        frequencies = np.fft.rfftfreq(centred.size, 1.0 / self.config.fs_hz)
-        in_band = (frequencies >= QRS_BAND_HZ[0]) & (frequencies <= QRS_BAND_HZ[1])
-        qrs_share = float(power[in_band].sum()) / max(
-            float(power[frequencies >= POWER_FLOOR_HZ].sum()), 1e-30
+        qrs_share = float(power[self._in_band].sum()) / max(
+            float(power[self._above_floor].sum()), 1e-30
         )
         return min(_ramp(kurtosis, *KURTOSIS_LEVELS), _ramp(qrs_share, *QRS_POWER_LEVELS))
 

@@ -209,7 +209,7 @@ qrs_width_ratio=1.0, p_wave_correlation=1.0, p_wave_amplitude_ratio=1.0))
         features = MorphologyFeatures(template_correlation=1.0, amplitude_ratio=1.0, template=shape)
         if self._recent_shapes:
             template = normalise_window(np.median(np.stack(self._recent_shapes), axis=0))
-            typical_amplitude = float(np.median(self._recent_amplitudes))
+            typical_amplitude = statistics.median(self._recent_amplitudes)
             typical_width = self._qrs_width(template)
             features = MorphologyFeatures(
                 template_correlation=float(np.mean(shape * template)),  # Pearson r; 0 if flat
