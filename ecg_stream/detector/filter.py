@@ -6,6 +6,7 @@ import numpy as np
 from scipy import signal
 
 from ecg_stream.config import ChainConfig
+from ecg_stream.detector.compiled import compiled
 from ecg_stream.detector.stage import ended_error
 from ecg_stream.types import FloatArray
 
@@ -13,12 +14,14 @@ NOTCH_QUALITY = 30.0
 """Quality factor of the mains notch: about 2 Hz wide at 60 Hz."""
 
 
+@compiled
 def sos_filter(sos: FloatArray, chunk: FloatArray, delays: FloatArray) -> FloatArray:
     """Run ``chunk`` through second-order sections, updating ``delays`` in place.
 
-    The recursion of ``scipy.signal.sosfilt``, one ``lfilter`` call per section: on the 36
-    samples of a real-time chunk, ``sosfilt`` spends about 100 us validating its arguments,
-    seven times what the sections cost this way. Outputs agree with it to rounding (~1e-13).
+    The recursion of ``scipy.signal.lfilter`` (transposed direct form II), section after
+    section, compiled: the same float operations in the same order, so the same output to
+    the last bit, without the ~5 us per section and call that ``lfilter`` spends on its
+    arguments: on 36-sample chunks the filter costs a tenth of what it did.
 
     Args:
         sos: Sections, shape (n_sections, 6).
@@ -28,10 +31,18 @@ def sos_filter(sos: FloatArray, chunk: FloatArray, delays: FloatArray) -> FloatA
     Returns:
         The filtered samples (a new array).
     """
-    out = chunk
-    for section, state in zip(sos, delays, strict=True):
-        out, state[:] = signal.lfilter(section[:3], section[3:], out, zi=state)
-    return np.asarray(out, dtype=np.float64)
+    out = chunk.astype(np.float64)
+    for section in range(sos.shape[0]):
+        b, a = sos[section, :3] / sos[section, 3], sos[section, 3:] / sos[section, 3]
+        first, second = delays[section, 0], delays[section, 1]
+        for k in range(out.size):
+            x = out[k]
+            y = first + b[0] * x
+            first = second + x * b[1] - y * a[1]
+            second = x * b[2] - y * a[2]
+            out[k] = y
+        delays[section, 0], delays[section, 1] = first, second
+    return out
 
 
 class CausalBandpass:

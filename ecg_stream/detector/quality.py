@@ -34,6 +34,7 @@ import numpy as np
 import numpy.typing as npt
 
 from ecg_stream.config import ChainConfig
+from ecg_stream.detector.compiled import compiled
 from ecg_stream.types import (
     BeatQuality,
     BeatWindow,
@@ -99,6 +100,39 @@ def true_runs(mask: npt.NDArray[np.bool_]) -> list[tuple[int, int]]:
     """
     edges = np.flatnonzero(np.diff(np.concatenate(([False], mask, [False])).astype(np.int8)))
     return [(int(first), int(end)) for first, end in zip(edges[::2], edges[1::2], strict=True)]
+
+
+@compiled
+def equal_runs(
+    samples: FloatArray, start_index: int, last_value: float, run_start_index: int
+) -> tuple[BoolArray, npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    """Where samples are missing, and the run of equal samples each one ends.
+
+    Samples within ``FLAT_TOLERANCE_MV`` of the one before are equal (never next to NaN).
+
+    Args:
+        samples: The next raw samples.
+        start_index: Stream index of ``samples[0]``.
+        last_value: The sample before them (NaN: none).
+        run_start_index: Where the run of equal samples holding ``last_value`` began.
+
+    Returns:
+        Whether each sample is missing (NaN, infinite), and the start index and length of
+        the run of equal samples up to it.
+    """
+    missing = np.empty(samples.size, dtype=np.bool_)
+    run_start = np.empty(samples.size, dtype=np.int64)
+    run_length = np.empty(samples.size, dtype=np.int64)
+    previous = last_value
+    for position, value in enumerate(samples):
+        index = start_index + position
+        missing[position] = not np.isfinite(value)
+        if not abs(value - previous) <= FLAT_TOLERANCE_MV:
+            run_start_index = index
+        run_start[position] = run_start_index
+        run_length[position] = index - run_start_index + 1
+        previous = value
+    return missing, run_start, run_length
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,6 +205,11 @@ class SignalQuality:
         self._context_checked_end = -1  # `_filtered_end` when the context was last measured
         self._context_noisy = False  # what that measurement found
         self._held: list[BeatWindow] = []  # windows a run of equal samples may still touch
+        # The last context size measured: its Hann window, and its spectrum's bins in the QRS
+        # band and above the power floor (made once per size, not per beat).
+        self._taper = np.empty(0)
+        self._in_band = np.empty(0, dtype=bool)
+        self._above_floor = np.empty(0, dtype=bool)
 
     @property
     def held(self) -> tuple[BeatWindow, ...]:
@@ -191,16 +230,11 @@ class SignalQuality:
         The chain stops at NaN samples and on a flat line once it has lasted ``LEAD_OFF_S``.
         """
         samples, start = chunk.samples, chunk.start_index
-        count = samples.size
-        if count == 0:
+        if samples.size == 0:
             return np.zeros(0, dtype=bool)
-        indices = start + np.arange(count)
-        missing = ~np.isfinite(samples)
-        previous = np.concatenate([[self._last_value], samples[:-1]])
-        with np.errstate(invalid="ignore"):
-            equal = np.abs(samples - previous) <= FLAT_TOLERANCE_MV  # False next to NaN
-        run_start = np.maximum.accumulate(np.where(equal, self._run_start, indices))
-        run_length = indices - run_start + 1
+        missing, run_start, run_length = equal_runs(
+            samples, start, self._last_value, self._run_start
+        )
         lead_off = run_length >= self._lead_off_samples
         clipped = self._clipped(samples, start, run_start, run_length)
         for mask, issue in (
@@ -208,7 +242,7 @@ class SignalQuality:
             (lead_off, SignalIssue.LEAD_OFF),
             (clipped, SignalIssue.CLIPPED),
         ):
-            self._record(mask, run_start, indices, issue)
+            self._record(mask, run_start, start, issue)
         self._last_value = float(samples[-1])
         self._run_start = int(run_start[-1])
         keep = self._range_samples + CLIP_MIN_SAMPLES
@@ -250,17 +284,18 @@ class SignalQuality:
         self,
         mask: BoolArray,
         run_start: npt.NDArray[np.int64],
-        indices: npt.NDArray[np.int64],
+        start: int,
         issue: SignalIssue,
     ) -> None:
-        """Add the stretches of ``mask`` (a run's stretch starts where the run does)."""
+        """Add the stretches of ``mask``, the chunk's from stream index ``start``.
+
+        A run's stretch starts where the run does.
+        """
         if not mask.any():
             return
         for first, stop in true_runs(mask):
-            begin = (
-                int(run_start[first]) if issue is not SignalIssue.MISSING else int(indices[first])
-            )
-            end = int(indices[stop - 1]) + 1
+            begin = int(run_start[first]) if issue is not SignalIssue.MISSING else start + first
+            end = start + stop
             position = next(
                 (
                     k
@@ -355,11 +390,14 @@ class SignalQuality:
         if variance <= FLAT_TOLERANCE_MV**2:
             return 0.0
         kurtosis = float(np.mean(centred**4)) / variance**2
-        power = np.abs(np.fft.rfft(centred * np.hanning(centred.size))) ** 2
-        frequencies = np.fft.rfftfreq(centred.size, 1.0 / self.config.fs_hz)
-        in_band = (frequencies >= QRS_BAND_HZ[0]) & (frequencies <= QRS_BAND_HZ[1])
-        qrs_share = float(power[in_band].sum()) / max(
-            float(power[frequencies >= POWER_FLOOR_HZ].sum()), 1e-30
+        if self._taper.size != centred.size:  # nearly always the whole context's size
+            self._taper = np.hanning(centred.size)
+            frequencies = np.fft.rfftfreq(centred.size, 1.0 / self.config.fs_hz)
+            self._in_band = (frequencies >= QRS_BAND_HZ[0]) & (frequencies <= QRS_BAND_HZ[1])
+            self._above_floor = frequencies >= POWER_FLOOR_HZ
+        power = np.abs(np.fft.rfft(centred * self._taper)) ** 2
+        qrs_share = float(power[self._in_band].sum()) / max(
+            float(power[self._above_floor].sum()), 1e-30
         )
         return min(_ramp(kurtosis, *KURTOSIS_LEVELS), _ramp(qrs_share, *QRS_POWER_LEVELS))
 

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import math
+import statistics
 from collections import deque
 from dataclasses import dataclass
 
 import numpy as np
+import numpy.typing as npt
 from scipy import signal
 
+from ecg_stream.detector.compiled import compiled
 from ecg_stream.detector.filter import sos_filter
 from ecg_stream.detector.stage import ended_error
 from ecg_stream.errors import ConfigError
@@ -144,13 +147,12 @@ class RPeakDetector:
             self._qrs_delays = signal.sosfilt_zi(self._qrs_sos) * chunk[0]
             self._bandpassed_tail[:] = 0.0
             self._started = True
-        bandpassed = sos_filter(self._qrs_sos, chunk, self._qrs_delays)
-        with_tail = np.concatenate([self._bandpassed_tail, bandpassed])
-        slope = with_tail[self._lag :] - with_tail[: -self._lag]
-        self._bandpassed_tail = with_tail[-self._lag :]
-        magnitude = np.concatenate([self._magnitude_tail, np.abs(slope)])
+        slope, magnitude = qrs_slope(
+            self._qrs_sos, chunk, self._qrs_delays, self._bandpassed_tail, self._magnitude_tail
+        )
+        # numpy's convolution, not a compiled one: its sums are BLAS dot products, whose
+        # order (and so last bits) a loop would not repeat
         feature = np.convolve(magnitude, self._integration, mode="valid")
-        self._magnitude_tail = magnitude[magnitude.size - self._integration.size + 1 :]
         self._append(chunk, slope, feature)
         end_index = self._history_start + self._feature.size
         peaks = self._handle_candidates(final_before=end_index - self._hold)
@@ -191,18 +193,9 @@ class RPeakDetector:
             return []
         offset = self._history_start
         span = self._feature[first - self._hold - offset : final_before + self._hold - offset]
-        hold, width = self._hold, 2 * self._hold + 1
-        centre = span[hold:-hold]
-        # Rising local maxima first (a few per chunk), then whether each is the largest within
-        # `hold` on both sides: a running maximum filter's answer at a fraction of its cost.
-        local = (centre > span[hold - 1 : -hold - 1]) & (
-            centre >= span[hold + 1 : span.size - hold + 1]
-        )
         self._next_candidate_index = final_before
         peaks: list[RPeak] = []
-        for relative in np.flatnonzero(local & (centre > 0.0)):
-            if centre[relative] < span[relative : relative + width].max():
-                continue
+        for relative in dominant_maxima(span, self._hold):
             candidate = self._describe(first + int(relative))
             if not self._learned:
                 self._learning.append(candidate)
@@ -300,11 +293,11 @@ class RPeakDetector:
         return [self._accept(best, max(deadline + self._hold, not_before))]
 
     def _search_back_samples(self) -> int:
-        return round(SEARCH_BACK_RR_FACTOR * float(np.median(self._rr_samples)))
+        return round(SEARCH_BACK_RR_FACTOR * statistics.median(self._rr_samples))
 
     def _qrs_shaped(self, candidate: _Candidate) -> bool:
         """Slopes like a QRS: a rise-fall pair, not far flatter than recent QRS complexes."""
-        typical = float(np.median(self._qrs_slopes)) if self._qrs_slopes else 0.0
+        typical = statistics.median(self._qrs_slopes) if self._qrs_slopes else 0.0
         return candidate.slope_pair and candidate.max_slope >= MIN_SLOPE_FRACTION * typical
 
     def _relearn(self) -> None:
@@ -313,8 +306,61 @@ class RPeakDetector:
         self._update_threshold()
 
     def _update_threshold(self) -> None:
-        qrs, noise = float(np.median(self._qrs_levels)), float(np.median(self._noise_levels))
+        qrs, noise = statistics.median(self._qrs_levels), statistics.median(self._noise_levels)
         self._threshold = noise + THRESHOLD_FRACTION * (qrs - noise)
+
+
+@compiled
+def qrs_slope(
+    sos: FloatArray,
+    chunk: FloatArray,
+    delays: FloatArray,
+    bandpassed_tail: FloatArray,
+    magnitude_tail: FloatArray,
+) -> tuple[FloatArray, FloatArray]:
+    """The QRS band's derivative of a chunk, and its magnitude after the integration's tail.
+
+    ``delays`` and both tails (the last band-passed samples, as many as the derivative's lag;
+    the last magnitudes, one fewer than the integration's length) carry over to the next chunk
+    and are updated in place. Subtractions and ``abs`` only: the same bits as numpy's.
+
+    Returns:
+        The derivative (one per sample of ``chunk``), and its magnitude behind
+        ``magnitude_tail``: the input of the ``valid`` moving integration.
+    """
+    bandpassed = sos_filter(sos, chunk, delays)
+    lag, kept = bandpassed_tail.size, magnitude_tail.size
+    with_tail = np.concatenate((bandpassed_tail, bandpassed))
+    slope = with_tail[lag:] - with_tail[:-lag]
+    bandpassed_tail[:] = with_tail[with_tail.size - lag :]
+    magnitude = np.concatenate((magnitude_tail, np.abs(slope)))
+    magnitude_tail[:] = magnitude[magnitude.size - kept :]
+    return slope, magnitude
+
+
+@compiled
+def dominant_maxima(span: FloatArray, hold: int) -> npt.NDArray[np.int64]:
+    """Positive local maxima of ``span[hold:-hold]`` that are the largest within ``hold``.
+
+    A maximum rises above the sample before it, is not below the sample after it, and no
+    sample within ``hold`` on either side exceeds it.
+
+    Returns:
+        Their positions, counted from ``span[hold]``.
+    """
+    found = np.empty(max(span.size - 2 * hold, 0), dtype=np.int64)
+    count = 0
+    for relative in range(found.size):
+        value = span[relative + hold]
+        if not (value > span[relative + hold - 1] and value >= span[relative + hold + 1]):
+            continue
+        if not value > 0.0:
+            continue
+        if np.any(span[relative : relative + 2 * hold + 1] > value):
+            continue
+        found[count] = relative
+        count += 1
+    return found[:count]
 
 
 @dataclass(frozen=True, slots=True)
