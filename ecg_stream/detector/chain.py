@@ -15,6 +15,9 @@ from ecg_stream.detector.segment import BeatSegmenter, Detected
 from ecg_stream.detector.stage import ended_error
 from ecg_stream.types import BeatWindow, Chunk, FloatArray, RPeak, SignalState
 
+WARM_UP_S = 2.0
+"""Signal :func:`warm_up` runs through the chain, in s."""
+
 RESTART_REFRACTORY_S = 0.2
 """After a restart, an R peak this close to the last one emitted is the same QRS seen again."""
 
@@ -180,3 +183,14 @@ class BeatExtractor:
         if windows:
             self._last_peak_index = windows[-1].peak.index
         return windows
+
+
+def warm_up(config: ChainConfig) -> None:
+    """Load the chain's compiled kernels now, before any stream's first chunk waits for them.
+
+    numba loads a kernel's machine code (from its cache, or compiles it) at its first call: a
+    process that serves streams pays it at start instead of in the first beat's latency, and
+    its memory before the streams start holds the compiler's.
+    """
+    noise = np.random.default_rng(0).normal(0.0, 0.1, round(WARM_UP_S * config.fs_hz))
+    BeatExtractor(config).process(Chunk(start_index=0, samples=noise))

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ecg_stream.config import DEFAULT_RHYTHM, ChainConfig, MqttConfig, RhythmSettings
+from ecg_stream.detector.chain import warm_up
 from ecg_stream.errors import ConfigError, EcgStreamError
 from ecg_stream.live.mqtt_sink import (
     MqttSink,
@@ -204,6 +205,7 @@ def replay_job(job: WorkerJob) -> WorkerResult:
     from ecg_stream.live.runner import run_until_stopped
 
     result = WorkerResult(RunSummary())
+    warm_up(ChainConfig())
     try:
         classifier = OnnxBeatClassifier(job.model_path, ChainConfig(), threads=1)
     except EcgStreamError as error:

@@ -54,6 +54,7 @@ from ecg_stream.config import (
     MqttConfig,
     RhythmSettings,
 )
+from ecg_stream.detector.chain import warm_up
 from ecg_stream.detector.rhythm.stage import RhythmStage
 from ecg_stream.errors import (
     BrokerError,
@@ -713,6 +714,7 @@ async def run_serve(settings: ServeSettings, say: Say, summary: RunSummary) -> R
     settings.check()
     mqtt = settings.mqtt()
     model_path = settings.model_path or default_model_path()
+    warm_up(ChainConfig())
     with OnnxBeatClassifier(model_path, ChainConfig(), threads=1) as classifier:
         sinks: list[Sink] = [
             MqttSink(
