@@ -9,12 +9,12 @@ devices at 360 Hz publishing 100 ms chunks in real time (``ecg-stream device``, 
 Printed per N: beats received against the beats the chain finds offline (nothing lost), the
 worker's ingest counters (gaps, duplicates, chunks dropped: nothing dropped), compute latency
 (chunk arrival -> beat published, as the worker stamps it) and end-to-end latency (-> received
-here) at p50/p95/p99/max, the workers' CPU, the raw messages each worker received (with
-``--shard``, every worker receives every message), and the backlog: how long after the last device
-stopped the worker announced the last stream offline (about the idle timeout when it keeps up;
-a worker that falls behind catches up later). A worker still behind after ``--catch-up-s`` is
-stopped (SIGTERM: it labels and publishes what it holds) and the beats it published by then are
-shown beside those received.
+here) at p50/p95/p99/max, the workers' CPU and the device processes' (in % of one core), the
+raw messages each worker received (with ``--shard``, every worker receives every message), and
+the backlog: how long after the last device stopped the worker announced the last stream
+offline (about the idle timeout when it keeps up; a worker that falls behind catches up later).
+A worker still behind after ``--catch-up-s`` is stopped (SIGTERM: it labels and publishes what
+it holds) and the beats it published by then are shown beside those received.
 
     python benchmarks/serve_scale.py --data-dir ../shared/data/mitdb --streams 4 --duration-s 20
     python benchmarks/serve_scale.py --streams 8 16 32 64 128 --duration-s 60   # the curve
@@ -31,6 +31,7 @@ import asyncio
 import contextlib
 import math
 import os
+import resource
 import signal
 import subprocess
 import sys
@@ -168,6 +169,8 @@ async def scale_point(args: argparse.Namespace, streams: int, expected: int) -> 
         listen = asyncio.create_task(collect(mqtt, ids, received, ready))
         await ready.wait()
         cpu_before = sum(cpu_seconds(worker.pid) for worker in workers)
+        children = resource.getrusage(resource.RUSAGE_CHILDREN)
+        devices_cpu_before = children.ru_utime + children.ru_stime
         wall_before = time.monotonic()
         procs = [
             start(device_command(args, url, "scale", [str(i) for i in part]))
@@ -176,6 +179,8 @@ async def scale_point(args: argparse.Namespace, streams: int, expected: int) -> 
         for proc in procs:
             await asyncio.to_thread(proc.wait)
         devices_done_s = time.monotonic()
+        children = resource.getrusage(resource.RUSAGE_CHILDREN)  # the devices, now reaped
+        devices_cpu_s = children.ru_utime + children.ru_stime - devices_cpu_before
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(listen, timeout=IDLE_TIMEOUT_S + args.catch_up_s)
         cpu_s = sum(cpu_seconds(worker.pid) for worker in workers) - cpu_before
@@ -208,7 +213,8 @@ async def scale_point(args: argparse.Namespace, streams: int, expected: int) -> 
     return (
         f"{streams:>5} {beats:>7}/{expected * streams:<7} {published:>7} {gaps:>4} "
         f"{duplicates:>4} {dropped + publish_dropped:>4}  {percentiles(received.compute_ms)}   "
-        f"{percentiles(received.e2e_ms)}   {100 * cpu_s / wall_s:5.1f}%  {backlog}  {raw}"
+        f"{percentiles(received.e2e_ms)}   {100 * cpu_s / wall_s:5.1f}%  "
+        f"{100 * devices_cpu_s / (devices_done_s - wall_before):6.1f}%  {backlog}  {raw}"
     )
 
 
@@ -243,7 +249,8 @@ def main() -> None:
     )
     print(
         "devices  received/expected published gaps dups drop  compute ms p50 p95 p99 max"
-        "          end-to-end ms p50 p95 p99 max        serve CPU  backlog  raw received per worker"
+        "          end-to-end ms p50 p95 p99 max        serve CPU  devices CPU  backlog  "
+        "raw received per worker"
     )
     for streams in args.streams:
         print(asyncio.run(scale_point(args, streams, expected)), flush=True)
