@@ -435,20 +435,28 @@ class BeatPublisher:
                     return item
             if self._stopping:
                 return None
-            self._ready.clear()
-            ready = asyncio.ensure_future(self._ready.wait())
-            try:  # an idle publisher notices a lost link at once, not at its next message
-                await asyncio.wait((ready, lost), return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                ready.cancel()
-            if lost.done() and not self._ready.is_set():
+            if lost.done():
                 if not lost.cancelled():
                     lost.exception()  # retrieved: the reconnection reports it
                 msg = "the connection was lost"
                 raise aiomqtt.MqttError(msg)
+            self._ready.clear()
+            await self._ready.wait()  # a lost link sets it too (_wake_on_loss)
+
+    def _wake_on_loss(self, _lost: asyncio.Future[None]) -> None:
+        """An idle publisher notices a lost link at once, not at its next message."""
+        self._ready.set()
 
     async def _pump(self, client: aiomqtt.Client) -> None:
         """Publish until stopping with empty queues; a beat not acknowledged is kept for retry."""
+        lost = link_lost(client)
+        lost.add_done_callback(self._wake_on_loss)
+        try:
+            await self._publish_queued(client)
+        finally:
+            lost.remove_done_callback(self._wake_on_loss)
+
+    async def _publish_queued(self, client: aiomqtt.Client) -> None:
         while True:
             if self._in_flight is None:
                 try:
