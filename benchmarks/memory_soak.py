@@ -1,13 +1,15 @@
-"""Memory soak: N streams of 30 minutes each through `ecg-stream replay` at high speed.
+"""Memory soak: N streams of 30 minutes each through `ecg-stream replay`.
 
 Starts a mosquitto of its own, runs ``ecg-stream replay`` on N whole records (default 8 DS1
-records, about 30 minutes of signal each) at ``--speed max`` as a subprocess, and reads the
+records, about 30 minutes of signal each; ``--streams N``: N copies of the first, each its own
+stream id) at ``--speed max`` (or ``--speed 1``: real time) as a subprocess, and reads the
 resident memory of the replay (and its worker processes, with ``--workers``) every
 ``--every-s`` seconds from /proc. Prints the RSS at 10, 25, 50 and 75 % of the run, the peak,
 the slope over the middle half (after start-up, before the workers end), and the replay's own
 summary line (dropped, beats lost). Not a test: run it on a quiet machine.
 
     python benchmarks/memory_soak.py --data-dir ../shared/data/mitdb
+    python benchmarks/memory_soak.py --streams 256 --speed 1   # 30 minutes at real time
 """
 
 from __future__ import annotations
@@ -49,13 +51,21 @@ def main() -> int:
     parser.add_argument("--data-dir", type=Path, action="append", help="WFDB directory")
     parser.add_argument("--records", nargs="+", default=list(RECORDS), help="one stream each")
     parser.add_argument("--every-s", type=float, default=2.0, help="RSS sampling period")
-    parser.add_argument("--workers", type=int, default=1, help="replay --workers")
+    parser.add_argument("--workers", type=int, help="replay --workers (default: replay's)")
+    parser.add_argument("--streams", type=int, help="copies of the first record, one stream each")
+    parser.add_argument("--speed", default="max", help="replay --speed (default: max)")
     args = parser.parse_args()
     data = [arg for directory in args.data_dir or [] for arg in ("--data-dir", str(directory))]
+    records = args.records
+    if args.streams is not None:
+        records = [args.records[0]] * args.streams
+        data += [arg for k in range(args.streams) for arg in ("--stream-id", f"soak{k}")]
+    if args.workers is not None:
+        data += ["--workers", str(args.workers)]
     with mosquitto() as mqtt:
         command = [
-            *(sys.executable, "-m", "ecg_stream.cli", "replay", *args.records, "--speed", "max"),
-            *("--quiet", "--broker", mqtt.url, "--workers", str(args.workers), *data),
+            *(sys.executable, "-m", "ecg_stream.cli", "replay", *records, "--speed", args.speed),
+            *("--quiet", "--broker", mqtt.url, *data),
         ]
         started = time.monotonic()
         replay = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
@@ -75,13 +85,16 @@ def main() -> int:
     slope = np.polyfit(times[middle], samples[middle], 1)[0] * 60.0
     quarter = [samples[round(q * (samples.size - 1))] for q in (0.1, 0.25, 0.5, 0.75)]
     print(
-        f"{len(args.records)} streams x 30 min at --speed max, {args.workers} worker(s): "
-        f"{times[-1]:.0f} s wall, {samples.size} RSS readings every {args.every_s:g} s"
+        f"{len(records)} streams x 30 min at --speed {args.speed}, workers "
+        f"{args.workers or 'as replay chooses'}: {times[-1]:.0f} s wall, {samples.size} RSS "
+        f"readings every {args.every_s:g} s"
     )
+    growth = 100.0 * (quarter[3] - quarter[1]) / quarter[1]
     print(
         "RSS MB at 10 % / 25 % / 50 % / 75 % of the run: "
         + " / ".join(f"{mb:.1f}" for mb in quarter)
-        + f"; peak {samples.max():.1f}; slope over the middle half {slope:+.2f} MB/min"
+        + f"; peak {samples.max():.1f}; over the middle half {growth:+.2f} % "
+        f"(slope {slope:+.2f} MB/min); {samples.max() / len(records):.2f} MB per stream at peak"
     )
     for line in out.splitlines():
         if line.strip().startswith("dropped"):
