@@ -7,8 +7,8 @@ of a loop turn schedules one flush with ``loop.call_soon``, which runs after eve
 that turn has submitted, classifies all their windows in one call and hands each stream its own
 beats, in order.
 
-Devices are not synchronised, nor are the streams of a real-time replay (they start spread out):
-their chunks arrive spread over time, one or two per loop turn. A ``tick_s`` makes the first request wait that long for the others (a few ms buy
+Devices are not synchronised: in ``serve`` their chunks arrive spread over time, one or two per
+loop turn. A ``tick_s`` makes the first request wait that long for the others (a few ms buy
 batches of dozens), or until :data:`FULL_BATCH` windows are waiting.
 """
 
@@ -38,10 +38,6 @@ class ClassifierLike(Protocol):
     def classify(self, windows: Sequence[BeatWindow]) -> list[LabeledBeat]:
         """Label each window, in input order."""
 
-
-REAL_TIME_TICK_S = 0.005
-"""The tick of streams that are not synchronised (devices, replays whose streams start spread
-out): a few ms buy batches of dozens when hundreds of streams run in a process."""
 
 FULL_BATCH = 64
 """Windows that end a tick's wait early: a batch this size costs little more per beat."""

@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import replace
 
-from ecg_stream.classify.batcher import REAL_TIME_TICK_S, ClassifierLike, InferenceBatcher
+from ecg_stream.classify.batcher import ClassifierLike, InferenceBatcher
 from ecg_stream.config import CHAIN_FS_HZ, DEFAULT_RHYTHM, ChainConfig, RhythmSettings
 from ecg_stream.detector.rhythm.stage import RhythmStage
 from ecg_stream.errors import ConfigError
@@ -98,8 +98,7 @@ class RecordReplay:
         Raises:
             EcgStreamError: A stream failed (e.g. BrokerError); the first such error.
         """
-        tick_s = 0.0 if math.isinf(self.speed) else REAL_TIME_TICK_S  # paced streams, spread out
-        batcher = None if self.classifier is None else InferenceBatcher(self.classifier, tick_s)
+        batcher = None if self.classifier is None else InferenceBatcher(self.classifier)
         try:
             async with AsyncExitStack() as stack:
                 for sink in self.sinks:

@@ -44,7 +44,7 @@ from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ecg_stream.classify.batcher import REAL_TIME_TICK_S, ClassifierLike, InferenceBatcher
+from ecg_stream.classify.batcher import ClassifierLike, InferenceBatcher
 from ecg_stream.config import (
     CHAIN_FS_HZ,
     DEFAULT_MAX_STREAMS,
@@ -255,6 +255,10 @@ LISTED_STREAMS = 64
 line and its report freed (a worker sees unbounded stream ids over its life)."""
 
 
+BATCH_TICK_S = 0.005
+"""How long a stream's beat windows wait for other streams' before one ONNX call, in s: a few
+ms buy batches of dozens when hundreds of devices send (``--batch-tick-ms``)."""
+
 BATCH_TICK_RANGE_S = (0.0, 0.1)
 """Shortest and longest ``--batch-tick-ms``, in s."""
 
@@ -390,7 +394,7 @@ class ServeWorker:
         partition: Partition | None = None,
         idle_timeout_s: float = DEFAULT_IDLE_TIMEOUT_S,
         reorder_s: float = 0.0,
-        batch_tick_s: float = REAL_TIME_TICK_S,
+        batch_tick_s: float = BATCH_TICK_S,
         max_streams: int = DEFAULT_MAX_STREAMS,
         worker_id: str | None = None,
         rhythm: RhythmSettings = DEFAULT_RHYTHM,
@@ -661,7 +665,7 @@ class ServeSettings:
     partition: Partition | None = None
     idle_timeout_s: float = DEFAULT_IDLE_TIMEOUT_S
     reorder_s: float = 0.0
-    batch_tick_s: float = REAL_TIME_TICK_S
+    batch_tick_s: float = BATCH_TICK_S
     max_streams: int = DEFAULT_MAX_STREAMS
     metrics_port: int | None = None
     worker_id: str | None = None
