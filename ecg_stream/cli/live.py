@@ -229,8 +229,9 @@ def add_serve(commands: Commands) -> None:
         "--batch-tick-ms",
         type=float,
         default=5.0,
-        help="a stream's beat windows wait this long for other streams' before one ONNX call "
-        "(devices are not synchronised; 0: only those of the same event-loop turn; default: 5)",
+        help="with 32 streams or more, a stream's beat windows wait this long for other "
+        "streams' before one ONNX call (devices are not synchronised; 0: only those of the same "
+        "event-loop turn; default: 5)",
     )
     add_summary_json_argument(serve)
     add_metrics_argument(serve)

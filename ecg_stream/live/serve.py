@@ -49,6 +49,7 @@ from ecg_stream.config import (
     CHAIN_FS_HZ,
     DEFAULT_MAX_STREAMS,
     DEFAULT_RHYTHM,
+    MANY_STREAMS,
     Backoff,
     ChainConfig,
     MqttConfig,
@@ -256,8 +257,9 @@ line and its report freed (a worker sees unbounded stream ids over its life)."""
 
 
 BATCH_TICK_S = 0.005
-"""How long a stream's beat windows wait for other streams' before one ONNX call, in s: a few
-ms buy batches of dozens when hundreds of devices send (``--batch-tick-ms``)."""
+"""How long a stream's beat windows wait for other streams' before one ONNX call, in s, while
+the worker serves :data:`~ecg_stream.config.MANY_STREAMS` streams or more (``--batch-tick-ms``;
+fewer streams do not wait: too few beats would join)."""
 
 BATCH_TICK_RANGE_S = (0.0, 0.1)
 """Shortest and longest ``--batch-tick-ms``, in s."""
@@ -369,7 +371,8 @@ class ServeWorker:
             missing ones (0: not at all): a broker that sends unacknowledged messages again
             after an ack wait (NATS, after a node was lost) sends them behind newer ones.
         batch_tick_s: How long a stream's windows wait for other streams' to be classified in
-            one call, in s (devices are not synchronised).
+            one call, in s (devices are not synchronised), while the worker serves
+            :data:`~ecg_stream.config.MANY_STREAMS` streams or more.
         max_streams: Streams served at once; the chunks of a stream beyond are dropped and
             counted (``refused_streams``) until one goes idle.
         worker_id: Names this worker on the status topic. Given, it also names the worker's
@@ -436,7 +439,8 @@ class ServeWorker:
         if partition is not None:
             topic = partition.topic_filter(mqtt.topic_prefix)
         self.topic_filter = topic if share_group is None else f"$share/{share_group}/{topic}"
-        self._batcher = InferenceBatcher(classifier, tick_s=batch_tick_s)
+        self.batch_tick_s = batch_tick_s
+        self._batcher = InferenceBatcher(classifier)
         self._streams: dict[str, _Stream] = {}
         self._closing: dict[str, asyncio.Event] = {}  # streams whose last session is closing
         self._group: asyncio.TaskGroup | None = None
@@ -541,6 +545,11 @@ class ServeWorker:
         except asyncio.QueueFull:
             stream.front.count_dropped()
 
+    def _tune_batcher(self) -> None:
+        """Wait for other streams' windows only while there are many streams."""
+        many = len(self._streams) >= MANY_STREAMS
+        self._batcher.tick_s = self.batch_tick_s if many else 0.0
+
     def _start(self, first: RawMessage, arrival_s: float) -> _Stream:
         stream_id = first.stream
         front = IngestSession(stream_id, self.config, self.worker_id)
@@ -563,6 +572,7 @@ class ServeWorker:
         rate = RateLimit(first.fs_hz, arrival_s)
         stream = _Stream(session, asyncio.Queue(maxsize=INBOX_CHUNKS), front, rate)
         self._streams[stream_id] = stream
+        self._tune_batcher()
         assert self._group is not None  # set by run
         previous = self._closing.get(stream_id)
         self._closing[stream_id] = stream.closed
@@ -585,6 +595,7 @@ class ServeWorker:
         finally:
             if self._streams.get(stream_id) is stream:
                 del self._streams[stream_id]
+            self._tune_batcher()
             stream.closed.set()
             if self._closing.get(stream_id) is stream.closed:
                 del self._closing[stream_id]
