@@ -158,6 +158,7 @@ async def scale_point(args: argparse.Namespace, streams: int, expected: int) -> 
         url = mqtt.url
         options = ["--idle-timeout-s", str(IDLE_TIMEOUT_S)]
         options += ["--samples-ms", str(args.samples_ms)] if args.samples_ms else []
+        options += ["--batch-tick-ms", str(args.tick_ms)] if args.tick_ms is not None else []
         started = [start_serve("scale", *options, *split) for split in workers_options]
         workers = [worker for worker in started if worker is not None]
         if len(workers) < len(started):
@@ -225,7 +226,8 @@ def main() -> None:
     parser.add_argument("--record", default="100", help="record every device publishes")
     parser.add_argument("--data-dir", type=Path, action="append", help="WFDB directory")
     parser.add_argument("--device-procs", type=int, default=4, help="device processes")
-    parser.add_argument("--samples-ms", type=float, help="serve --samples-ms (default: per chunk)")
+    parser.add_argument("--samples-ms", type=float, help="serve --samples-ms (default: serve's)")
+    parser.add_argument("--tick-ms", type=float, help="serve --batch-tick-ms (default: serve's)")
     parser.add_argument(
         "--shards", type=int, default=1, help="serve processes, --shard I/N (default: 1)"
     )
