@@ -43,6 +43,7 @@ from collections.abc import Callable, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar, Self
 
 from ecg_stream.classify.batcher import ClassifierLike, InferenceBatcher
 from ecg_stream.config import (
@@ -123,52 +124,55 @@ def stream_hash(stream_id: str) -> int:
     return int.from_bytes(digest, "big")
 
 
-_ONE_OF_TWO = (
-    "this worker's share I of N from 0, e.g. {option} 0/2 and {option} 1/2 for two workers"
-)
-
-
-def parse_index_of_count(text: str, option: str) -> tuple[int, int]:
-    """Parse ``I/N`` given to ``option`` (``--shard``, ``--partition``).
-
-    Raises:
-        ConfigError: ``text`` is not two integers ``I/N``, or not ``0 <= I < N <= MAX_SHARDS``.
-    """
-    index_text, slash, count_text = text.strip().partition("/")
-    try:
-        index, count = int(index_text), int(count_text)
-    except ValueError:
-        slash = ""
-    if not slash:
-        msg = f"{option} {text!r} is not valid; use I/N, {_ONE_OF_TWO.format(option=option)}"
-        raise ConfigError(msg)
-    check_index_of_count(index, count, option)
-    return index, count
-
-
-def check_index_of_count(index: int, count: int, option: str) -> None:
-    """Refuse an ``option I/N`` outside ``0 <= I < N <= MAX_SHARDS``.
-
-    Raises:
-        ConfigError: It is outside.
-    """
-    if not 1 <= count <= MAX_SHARDS or not 0 <= index < count:
-        msg = (
-            f"{option} {index}/{count} is not valid; use I/N with 1 <= N <= {MAX_SHARDS} and "
-            f"0 <= I < N, {_ONE_OF_TWO.format(option=option)}"
-        )
-        raise ConfigError(msg)
-
-
 @dataclass(frozen=True, slots=True)
-class Shard:
+class _ShareOf:
+    """Share ``index`` of ``count`` (from 0), given on the command line as ``I/N``."""
+
+    index: int
+    count: int
+    option: ClassVar[str]
+    """The option that gives it, for messages."""
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.count <= MAX_SHARDS or not 0 <= self.index < self.count:
+            msg = (
+                f"{self.option} {self.index}/{self.count} is not valid; use I/N with 1 <= N <= "
+                f"{MAX_SHARDS} and 0 <= I < N, {self._example()}"
+            )
+            raise ConfigError(msg)
+
+    @classmethod
+    def parse(cls, text: str) -> Self:
+        """Parse ``I/N``.
+
+        Raises:
+            ConfigError: ``text`` is not two integers ``I/N`` with ``0 <= I < N``.
+        """
+        index_text, slash, count_text = text.strip().partition("/")
+        try:
+            index, count = int(index_text), int(count_text)
+        except ValueError:
+            slash = ""
+        if not slash:
+            msg = f"{cls.option} {text!r} is not valid; use I/N, {cls._example()}"
+            raise ConfigError(msg)
+        return cls(index, count)
+
+    @classmethod
+    def _example(cls) -> str:
+        return (
+            f"this worker's share I of N from 0, e.g. {cls.option} 0/2 and {cls.option} 1/2 "
+            "for two workers"
+        )
+
+    def __str__(self) -> str:
+        return f"{self.index}/{self.count}"
+
+
+class Shard(_ShareOf):
     """The share of the streams one of ``count`` workers keeps: ``stream_hash % count == index``.
 
     Every worker receives every raw message and drops the others' (any broker).
-
-    Args:
-        index: This worker's shard, from 0.
-        count: Number of workers (shards).
 
     Example:
         >>> shard = Shard.parse("1/2")
@@ -176,31 +180,15 @@ class Shard:
         (Shard(index=1, count=2), False, True)
     """
 
-    index: int
-    count: int
-
-    def __post_init__(self) -> None:
-        check_index_of_count(self.index, self.count, "--shard")
-
-    @classmethod
-    def parse(cls, text: str) -> Shard:
-        """Parse ``I/N``.
-
-        Raises:
-            ConfigError: ``text`` is not two integers ``I/N`` with ``0 <= I < N``.
-        """
-        return cls(*parse_index_of_count(text, "--shard"))
+    __slots__ = ()
+    option = "--shard"
 
     def owns(self, stream_id: str) -> bool:
         """Whether this worker keeps the stream."""
         return stream_hash(stream_id) % self.count == self.index
 
-    def __str__(self) -> str:
-        return f"{self.index}/{self.count}"
 
-
-@dataclass(frozen=True, slots=True)
-class Partition:
+class Partition(_ShareOf):
     """Partition ``index`` of ``count`` that the broker made of the raw topics.
 
     A broker that partitions streams (NATS: a subject mapping with ``partition(count, 1)``,
@@ -208,36 +196,17 @@ class Partition:
     ``<prefix>/part/<index>/<stream>/raw``: the worker of a partition receives only its
     streams' messages.
 
-    Args:
-        index: This worker's partition, from 0.
-        count: Number of partitions (the mapping's).
-
     Example:
         >>> Partition.parse("1/3").topic_filter("ecg")
         'ecg/part/1/+/raw'
     """
 
-    index: int
-    count: int
-
-    def __post_init__(self) -> None:
-        check_index_of_count(self.index, self.count, "--partition")
-
-    @classmethod
-    def parse(cls, text: str) -> Partition:
-        """Parse ``K/N``.
-
-        Raises:
-            ConfigError: ``text`` is not two integers ``K/N`` with ``0 <= K < N``.
-        """
-        return cls(*parse_index_of_count(text, "--partition"))
+    __slots__ = ()
+    option = "--partition"
 
     def topic_filter(self, prefix: str) -> str:
         """The raw topics of this partition's streams."""
         return subscription_for(partition_prefix(prefix, self.index), None, TopicKind.RAW)
-
-    def __str__(self) -> str:
-        return f"{self.index}/{self.count}"
 
 
 def default_worker_id() -> str:

@@ -48,6 +48,16 @@ def port_open(port: int) -> bool:
         return sock.connect_ex((LOOPBACK, port)) == 0
 
 
+def stop_process(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM a broker process, then SIGKILL after 10 s; wait for its end."""
+    process.terminate()
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
 class Mosquitto:
     """mosquitto on ``127.0.0.1:port``, configured and logging in ``directory``.
 
@@ -134,12 +144,7 @@ class Mosquitto:
         """SIGTERM, then SIGKILL after 10 s."""
         if self.process is None:
             return
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        stop_process(self.process)
         self.process = None
 
     def __enter__(self) -> Mosquitto:

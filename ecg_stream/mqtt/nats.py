@@ -22,7 +22,7 @@ from types import TracebackType
 
 from ecg_stream.config import MqttConfig
 from ecg_stream.errors import BrokerError, ConfigError
-from ecg_stream.mqtt.mosquitto import LOOPBACK, free_port, port_open
+from ecg_stream.mqtt.mosquitto import LOOPBACK, free_port, port_open, stop_process
 from ecg_stream.wire import PARTITION_LEVEL
 
 MAX_NODES = 9
@@ -225,15 +225,9 @@ class NatsCluster:
     def stop(self) -> None:
         """SIGTERM every node, then SIGKILL after 10 s."""
         for node, process in enumerate(self.processes):
-            if process is None:
-                continue
-            process.terminate()
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-            self.processes[node] = None
+            if process is not None:
+                stop_process(process)
+                self.processes[node] = None
 
     def __enter__(self) -> NatsCluster:
         self.start()
