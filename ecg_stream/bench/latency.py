@@ -385,7 +385,7 @@ def rhythm_inputs(
 # --- one point of the scale curve ---------------------------------------------------------------
 
 SUBSCRIBER_SCRIPT: Final = """
-import asyncio, json, sys, time
+import asyncio, json, signal, sys, time
 from ecg_stream.config import MqttConfig
 from ecg_stream.mqtt.subscriber import WireSubscriber
 from ecg_stream.stats import DurationHistogram
@@ -395,17 +395,24 @@ async def main():
     config = MqttConfig(host=sys.argv[1], port=int(sys.argv[2]), topic_prefix=sys.argv[3])
     streams = set(sys.argv[4].split(","))
     e2e, beats, offline = DurationHistogram(), 0, set()
+    stop = asyncio.get_running_loop().create_future()  # SIGTERM: report what came so far
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set_result, None)
     async with WireSubscriber(config) as subscriber:
         print("ready", flush=True)
-        async for _, message in subscriber.messages():
-            now = time.time()
-            if isinstance(message, BeatMessage):
-                beats += 1
-                e2e.add(message.compute_ms + (now - message.published_at) * 1000.0)
-            elif isinstance(message, StatusMessage) and message.state is StreamState.OFFLINE:
-                offline.add(message.stream)
-                if offline >= streams:
-                    break
+        async def receive():
+            nonlocal beats
+            async for _, message in subscriber.messages():
+                now = time.time()
+                if isinstance(message, BeatMessage):
+                    beats += 1
+                    e2e.add(message.compute_ms + (now - message.published_at) * 1000.0)
+                elif isinstance(message, StatusMessage) and message.state is StreamState.OFFLINE:
+                    offline.add(message.stream)
+                    if offline >= streams:
+                        return
+        receiving = asyncio.ensure_future(receive())
+        await asyncio.wait((receiving, stop), return_when=asyncio.FIRST_COMPLETED)
+        receiving.cancel()
     s = e2e.summary()
     print(json.dumps({"beats": beats, "malformed": subscriber.malformed, "p50": s.p50_ms,
                       "p95": s.p95_ms, "p99": s.p99_ms, "max": s.max_ms,
@@ -430,6 +437,9 @@ def start_subscriber(mqtt: MqttConfig, streams: Sequence[str]) -> subprocess.Pop
         raise BrokerError(msg)
     return process
 
+
+SUBSCRIBER_GRACE_S: Final = 120.0
+"""How long the subscriber process may take after the replay to see every stream offline."""
 
 SCALE_RAMP_S: Final = 5.0
 """Streams of a scale point join over this long, as patients do, not all on one clock tick."""
@@ -528,7 +538,11 @@ async def measure_scale(
     if errors:
         subscriber.kill()
         raise BrokerError(errors[0])
-    out, _ = await asyncio.to_thread(subscriber.communicate, timeout=120)
+    try:
+        out, _ = await asyncio.to_thread(subscriber.communicate, timeout=SUBSCRIBER_GRACE_S)
+    except subprocess.TimeoutExpired:  # some stream's offline never came: it reports what did
+        subscriber.terminate()
+        out, _ = await asyncio.to_thread(subscriber.communicate, timeout=SUBSCRIBER_GRACE_S)
     received = json.loads(out.strip().splitlines()[-1])
     e2e = Percentiles(  # json writes and reads NaN (no beats) as NaN
         count=int(received["beats"]),
