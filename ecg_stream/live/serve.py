@@ -598,7 +598,7 @@ class ServeWorker:
     async def _reordered(self, stream: _Stream, arrival: _Arrival) -> list[_Arrival]:
         """``arrival``, and after a gap the chunks that came within ``reorder_s``, in order.
 
-        Waiting ends early once the first held chunk continues the stream.
+        Waiting ends early once the held chunks continue the stream without a hole.
         """
         expected = stream.front.next_index
         held = [arrival]
@@ -606,10 +606,19 @@ class ServeWorker:
             return held
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(self.reorder_s):
-                while held[0].message.start_index > expected:
+                while not _continues(expected, held):
                     held.append(await stream.inbox.get())
                     held.sort(key=lambda item: item.message.start_index)
         return held
+
+
+def _continues(expected: int, held: list[_Arrival]) -> bool:
+    """Whether ``held``, in order, continues a stream that expects ``expected`` without a hole."""
+    for item in held:
+        if item.message.start_index > expected:
+            return False
+        expected = max(expected, item.message.end_index)
+    return True
 
 
 SERVE_SAMPLES_QUEUE = 1000

@@ -215,6 +215,45 @@ def test_gaps_duplicates_out_of_order_and_malformed_are_counted_never_fatal(
 
 
 @pytest.mark.mqtt
+def test_reorder_puts_chunks_sent_again_behind_newer_ones_back_in_order(
+    mqtt_broker: MqttBroker, data_dir: Path, classifier: ClassifierLike
+) -> None:
+    """``--reorder-s``: chunks 40-44 come after 45-59 (a broker's redelivery after its ack
+    wait): no gap, the beats of the signal in order; a chunk that never comes is a gap after
+    the wait."""
+    device = load_device_signal("100", data_dir, duration_s=30.0)  # 300 chunks
+    mqtt = prefix_config(mqtt_broker, "test-serve-reorder")
+    topic = topic_for(mqtt.topic_prefix, "late", TopicKind.RAW)
+    n = 36
+    starts = list(range(0, device.values.size, n))
+
+    async def publish(config: MqttConfig) -> None:
+        order = [*starts[:40], *starts[45:60], *starts[40:45], *starts[60:200], *starts[201:]]
+        async with make_client(config, identifier="test-reorder-device") as client:
+            for start in order:
+                message = device.message("late", start, min(start + n, device.values.size), None)
+                await client.publish(topic, encode(message), qos=1)
+
+    collector, _ = run(
+        serve_devices(
+            mqtt,
+            classifier,
+            [],
+            workers=({"reorder_s": 1.0},),
+            publish=publish,
+            done=lambda c: c.offline_seen("late"),
+        )
+    )
+    final = statuses_of(collector, "late")[-1].ingest
+    assert final is not None
+    assert (final.gaps, final.gap_samples, final.duplicates) == (1, n, 0)  # chunk 200 only
+    cut = device.values[: 200 * n]
+    expected = [b.window.peak.index for b in analyzed(replace(device, values=cut), classifier)]
+    got = [b.sample for b in beats_of(collector, "late")]
+    assert got[: len(expected) - 1] == expected[:-1]  # the last may be cut short by the gap
+
+
+@pytest.mark.mqtt
 def test_an_idle_device_goes_offline_and_comes_back_as_a_new_session(
     mqtt_broker: MqttBroker, data_dir: Path, classifier: ClassifierLike
 ) -> None:
