@@ -143,7 +143,7 @@ def broker(args: argparse.Namespace) -> Iterator[tuple[MqttConfig, list[list[str
             yield (
                 replace(cluster.config, topic_prefix="scale"),
                 [
-                    ["--broker", url, "--partition", f"{k}/{shards}", "--reorder-s", "3"]
+                    ["--broker", url, "--partition", f"{k}/{shards}", "--reorder-s", "10"]
                     for k, url in enumerate(nodes)
                 ],
             )

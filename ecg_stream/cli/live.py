@@ -223,7 +223,7 @@ def add_serve(commands: Commands) -> None:
         default=0.0,
         help="after a gap in a stream, wait this long for the missing chunks: a broker that "
         "sends unacknowledged messages again after an ack wait sends them behind newer ones "
-        "(NATS: 3, with its ack_wait of 2 s; default: 0, no wait)",
+        "(NATS: 10, a lost node's leader election and its 2 s ack wait; default: 0, no wait)",
     )
     serve.add_argument(
         "--batch-tick-ms",
@@ -438,7 +438,7 @@ def _nats_cluster(args: argparse.Namespace) -> int:
         say(f"NATS cluster of {args.nodes} nodes in {directory}: --broker {url}")
         say(
             f"workers: ecg-stream serve --broker {url} --partition K/{args.partitions} "
-            f"--worker-id wK --reorder-s 3, for K = 0 ... {args.partitions - 1}; Ctrl-C stops"
+            f"--worker-id wK --reorder-s 10, for K = 0 ... {args.partitions - 1}; Ctrl-C stops"
         )
         run_until_stopped(asyncio.Event().wait())
     say("NATS cluster stopped")

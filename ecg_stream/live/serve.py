@@ -260,7 +260,7 @@ def check_reorder_s(reorder_s: float) -> None:
     """
     low, high = REORDER_RANGE_S
     if not low <= reorder_s <= high:
-        msg = f"--reorder-s {reorder_s} must lie in [{low:g}, {high:g}] s (e.g. 3 with NATS)"
+        msg = f"--reorder-s {reorder_s} must lie in [{low:g}, {high:g}] s (e.g. 10 with NATS)"
         raise ConfigError(msg)
 
 

@@ -35,7 +35,8 @@ leaders and creates the MQTT streams first: 10-30 s on a loaded machine)."""
 ACK_WAIT_S = 2
 """A QoS 1 message a client did not acknowledge is sent again after this long, in s (the
 default, 30 s, would hold a restarted worker's unacknowledged chunks that long); ``serve
---reorder-s 3`` puts them back in order."""
+--reorder-s 10`` puts them back in order (after a lost node, JetStream's new leaders take
+about 5 s more)."""
 
 _MQTT_CONNECT = bytes([0x10, 16, 0x00, 0x04, *b"MQTT", 4, 0x02, 0x00, 0x0A, 0x00, 0x04, *b"wait"])
 """An MQTT 3.1.1 CONNECT: clean session, keep-alive 10 s, client id ``wait``."""

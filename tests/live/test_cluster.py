@@ -28,7 +28,9 @@ from tests.helpers import Collector, collect_until, eventually, run
 from tests.live.test_serve import analyzed, beats_of, make_worker, statuses_of
 
 PARTITIONS = 3
-REORDER_S = 3.0
+IDLE_TIMEOUT_S = 10.0
+"""``serve``'s default: raw chunks may stall for the 5 s of a lost node's leader election."""
+REORDER_S = 10.0
 """``serve --reorder-s`` as docs/cluster.md advises (the nodes' ack wait is 2 s)."""
 COLLECT_TIMEOUT_S = 90.0
 """Longest wait for every stream's beats (a killed node's JetStream leaders move in ~5-10 s)."""
@@ -98,6 +100,7 @@ async def serve_partitions(
             worker_id=f"w{k}",
             partition=Partition(k, PARTITIONS),
             reorder_s=REORDER_S,
+            idle_timeout_s=IDLE_TIMEOUT_S,
         )
         serving.append(asyncio.create_task(worker.run()))
         await worker.wait_subscribed()

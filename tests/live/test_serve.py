@@ -89,7 +89,8 @@ def make_worker(
 ) -> ServeWorker:
     """A worker with ``serve``'s MQTT sink (lossless, one publisher per stream)."""
     sink = MqttSink(mqtt, summary, lossless=True, queue_size=SERVE_SAMPLES_QUEUE)
-    return ServeWorker(classifier, mqtt, [sink], summary=summary, idle_timeout_s=IDLE_S, **options)
+    options = {"idle_timeout_s": IDLE_S, **options}
+    return ServeWorker(classifier, mqtt, [sink], summary=summary, **options)
 
 
 def analyzed(device: DeviceSignal, classifier: ClassifierLike) -> list[LabeledBeat]:
